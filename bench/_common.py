@@ -1,0 +1,47 @@
+"""Helpers shared by the bench scripts (not part of the product)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+HERE = Path(__file__).resolve().parent
+
+
+def default_corpus() -> Path:
+    """The npm CLI's own Markdown docs: a real documentation set we did not write."""
+    candidates = []
+    npm = shutil.which("npm")
+    if npm:
+        try:
+            root = subprocess.run(
+                [npm, "root", "-g"], capture_output=True, text=True, timeout=30, check=True
+            ).stdout.strip()
+            candidates.append(Path(root) / "npm" / "docs" / "content")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    candidates.append(Path("/usr/lib/node_modules/npm/docs/content"))
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise SystemExit("No corpus found: pass --corpus DIR (a folder of documents).")
+
+
+def default_qa() -> Path:
+    return HERE / "data" / "npm_docs_qa.jsonl"
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.rjust(w) if n else cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

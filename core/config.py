@@ -1,0 +1,187 @@
+"""Application settings: dataclasses persisted as TOML with a ``schema_version``."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from core.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+GrammarSetting = Literal["auto", "on", "off"]
+SearchMethod = Literal["dense", "bm25", "hybrid"]
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass
+class ChunkingConfig:
+    size: int = 1000
+    """Target chunk length in characters."""
+    overlap: int = 150
+    """Characters repeated from the end of a chunk at the start of the next (within a section)."""
+    min_chars: int = 30
+    """Chunks shorter than this are dropped (page numbers, stray headings)."""
+
+    def __post_init__(self) -> None:
+        _require(self.size >= 100, f"chunking.size is {self.size}: use 100 characters or more.")
+        _require(
+            0 <= self.overlap < self.size // 2,
+            f"chunking.overlap is {self.overlap}: use 0 up to half of chunking.size ({self.size}).",
+        )
+        _require(self.min_chars >= 0, "chunking.min_chars must be 0 or more.")
+
+
+@dataclass
+class RetrievalConfig:
+    k: int = 4
+    """Passages returned per search."""
+    method: SearchMethod = "hybrid"
+    """dense (embeddings), bm25 (keywords) or hybrid (reciprocal rank fusion of both)."""
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.k <= 50, f"retrieval.k is {self.k}: use 1 to 50.")
+        _require(
+            self.method in ("dense", "bm25", "hybrid"),
+            f"retrieval.method is {self.method!r}: use dense, bm25 or hybrid.",
+        )
+
+
+@dataclass
+class GenerationConfig:
+    temperature: float = 0.2
+    """Sampling temperature; 0 is greedy."""
+    top_p: float = 0.9
+    """Nucleus sampling mass."""
+    repeat_penalty: float = 1.1
+    """Penalty on recently generated tokens (1.0 = off)."""
+    seed: int = 1234
+    """Sampling seed, so a run can be reproduced."""
+    n_ctx: int = 4096
+    """Context window given to llama.cpp (tokens)."""
+    n_threads: int = 0
+    """CPU threads for llama.cpp; 0 means all cores."""
+    answer_max_tokens: int = 256
+    """Token budget of the answer stage."""
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.temperature <= 2.0, "generation.temperature must be within 0..2.")
+        _require(0.0 < self.top_p <= 1.0, "generation.top_p must be within (0, 1].")
+        _require(self.n_ctx >= 512, f"generation.n_ctx is {self.n_ctx}: use 512 or more.")
+        _require(self.n_threads >= 0, "generation.n_threads must be 0 (all cores) or more.")
+        _require(self.answer_max_tokens >= 16, "generation.answer_max_tokens must be 16 or more.")
+
+
+@dataclass
+class LoopConfig:
+    max_rounds: int = 3
+    """Most <query> rounds before the loop asks the model to conclude."""
+    max_block_tokens: int = 160
+    """Most tokens in one <think>/<query>/<results> block; longer blocks are closed."""
+    max_total_tokens: int = 1024
+    """Most tokens the model may write in the whole search turn."""
+    grammar: GrammarSetting = "auto"
+    """Force the tag structure with a llama.cpp grammar: auto (for models that need it), on, off."""
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.max_rounds <= 20, "loop.max_rounds must be within 1..20.")
+        _require(8 <= self.max_block_tokens <= 4096, "loop.max_block_tokens must be within 8..4096.")
+        _require(
+            self.max_total_tokens >= self.max_block_tokens,
+            "loop.max_total_tokens must be at least loop.max_block_tokens.",
+        )
+        _require(self.grammar in ("auto", "on", "off"), "loop.grammar must be auto, on or off.")
+
+
+@dataclass
+class StoreConfig:
+    chroma_host: str = ""
+    """Empty: embedded PersistentClient in the data dir. Otherwise a Chroma server (HttpClient)."""
+    chroma_port: int = 8000
+    """Port of the Chroma server when chroma_host is set."""
+
+
+@dataclass
+class AppConfig:
+    schema_version: int = SCHEMA_VERSION
+    model: str = ""
+    """Path of the GGUF model; empty means the bundled default."""
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AppConfig:
+        version = int(data.get("schema_version", SCHEMA_VERSION))
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"config schema_version {version} is newer than this app understands "
+                f"({SCHEMA_VERSION}); update the app or remove the file."
+            )
+        kwargs: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        sections = {f.name: f for f in fields(cls)}
+        for key, value in data.items():
+            if key == "schema_version":
+                continue
+            if key not in sections:
+                raise ConfigError(f"Unknown setting {key!r} in config; remove it.")
+            sub = _SECTION_TYPES.get(key)
+            if sub is None:
+                kwargs[key] = value
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"Setting {key!r} must be a table.")
+            known = {f.name for f in fields(sub)}
+            unknown = set(value) - known
+            if unknown:
+                raise ConfigError(f"Unknown setting(s) {sorted(unknown)} in [{key}]; remove them.")
+            try:
+                kwargs[key] = sub(**value)
+            except TypeError as exc:
+                raise ConfigError(f"Bad value in [{key}]: {exc}") from exc
+        return cls(**kwargs)
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "chunking": ChunkingConfig,
+    "retrieval": RetrievalConfig,
+    "generation": GenerationConfig,
+    "loop": LoopConfig,
+    "store": StoreConfig,
+}
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read the TOML config; a missing file gives the defaults."""
+    if not path.exists():
+        return AppConfig()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix or delete it.") from exc
+    return AppConfig.from_dict(data)
+
+
+def save_config(config: AppConfig, path: Path) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a config."""
+    import tomli_w
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    try:
+        tmp.write_text(tomli_w.dumps(config.to_dict()), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,135 @@
+"""Wires the pieces for one data dir: config, store, embedder, generator.
+
+The CLI, the desktop app and the benchmarks all start here. Everything heavy is
+created lazily and kept (one embedder, one loaded model per path).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.config import AppConfig, load_config, save_config
+from core.paths import DataLayout
+
+if TYPE_CHECKING:
+    from core.agent.loop import Agent
+    from core.knowledge.embedding import Embedder
+    from core.knowledge.store import KnowledgeBase, KnowledgeStore
+    from core.knowledge.types import Hit
+    from core.llm.base import Backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class KBRetriever:
+    """Adapts a knowledge base to the agent's Retriever protocol."""
+
+    kb: KnowledgeBase
+    method: str = "hybrid"
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        return self.kb.search(query, k=k, method=self.method)
+
+
+class Workspace:
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+        self.layout = DataLayout.at(data_dir)
+        self.config: AppConfig = load_config(self.layout.config_file)
+        self._store: KnowledgeStore | None = None
+        self._embedder: Embedder | None = None
+        self._backends: dict[str, Backend] = {}
+        self._lock = threading.Lock()
+
+    # -- settings -----------------------------------------------------------------
+    def save_config(self) -> None:
+        save_config(self.config, self.layout.config_file)
+
+    # -- knowledge ----------------------------------------------------------------
+    @property
+    def store(self) -> KnowledgeStore:
+        """The Chroma-backed store. Opening can block on a locked SQLite file: never call
+        this first on a thread that must stay responsive."""
+        with self._lock:
+            if self._store is None:
+                from core.knowledge.store import KnowledgeStore
+
+                self._store = KnowledgeStore(self.layout, self.config.store)
+            return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                from core.knowledge.embedding import default_embedder
+
+                self._embedder = default_embedder()
+            return self._embedder
+
+    def retriever(self, kb_name: str, method: str | None = None) -> KBRetriever:
+        return KBRetriever(self.store.get(kb_name), method or self.config.retrieval.method)
+
+    # -- generation ---------------------------------------------------------------
+    def model_path(self, model: str | None = None) -> Path:
+        from core.llm.registry import default_model_path
+
+        chosen = model or self.config.model
+        return Path(chosen).expanduser() if chosen else default_model_path()
+
+    def backend(self, model: str | None = None) -> Backend:
+        path = self.model_path(model)
+        key = str(path)
+        with self._lock:
+            backend = self._backends.get(key)
+            if backend is None:
+                from core.llm.registry import create_backend
+
+                backend = create_backend(path, self.config.generation)
+                self._backends[key] = backend
+        backend.load()
+        return backend
+
+    def agent(
+        self,
+        kb_name: str | None,
+        *,
+        model: str | None = None,
+        grammar: bool | None = None,
+        method: str | None = None,
+    ) -> Agent:
+        from core.agent.loop import Agent
+        from core.llm.registry import model_needs_grammar
+
+        path = self.model_path(model)
+        if grammar is None:
+            setting = self.config.loop.grammar
+            grammar = setting == "on" or (setting == "auto" and model_needs_grammar(path))
+        retriever = self.retriever(kb_name, method) if kb_name else None
+        return Agent(self.backend(model), retriever, self.config, grammar=grammar)
+
+    def close(self) -> None:
+        for backend in self._backends.values():
+            backend.close()
+        self._backends.clear()
+
+
+def setup_logging(layout: DataLayout, level: int = logging.INFO) -> Path:
+    """Send the full story (tracebacks included) to a rotating log file in the data dir."""
+    path = layout.logs / "cotrag.log"
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "baseFilename", None) == str(path):
+            return path
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(min(root.level or level, level))
+    return path
