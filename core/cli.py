@@ -72,9 +72,16 @@ def cmd_kb(ws: Workspace, args: argparse.Namespace) -> int:
         else:
             width = max(len(i.name) for i in infos)
             for info in infos:
-                print(f"{info.name:<{width}}  {info.documents:>5} documents  {info.chunks:>7} chunks")
+                mark = "*" if info.name == ws.config.kb else " "
+                print(
+                    f"{mark} {info.name:<{width}}  {info.documents:>5} documents  "
+                    f"{info.chunks:>7} chunks"
+                )
     elif args.kb_command == "rename":
         store.rename(args.old, args.new)
+        if ws.config.kb == args.old:
+            ws.config.kb = args.new
+            ws.save_config()
         print(f"Renamed {args.old!r} to {args.new!r}.")
     elif args.kb_command == "delete":
         if not args.yes and sys.stdin.isatty():
@@ -83,7 +90,15 @@ def cmd_kb(ws: Workspace, args: argparse.Namespace) -> int:
                 print("Kept.")
                 return 1
         store.delete(args.name)
+        if ws.config.kb == args.name:
+            ws.config.kb = ""
+            ws.save_config()
         print(f"Deleted {args.name!r}.")
+    elif args.kb_command == "use":
+        store.get(args.name)  # must exist
+        ws.config.kb = args.name
+        ws.save_config()
+        print(f"Now using {args.name!r} when no --kb is given.")
     elif args.kb_command == "docs":
         for doc in store.get(args.name).documents():
             print(f"{doc.chunks:>5} chunks  {doc.source}")
@@ -377,25 +392,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = kb_sub.add_parser("delete")
     p.add_argument("name")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p = kb_sub.add_parser("use", help="switch: the knowledge base used when --kb is not given")
+    p.add_argument("name")
     p = kb_sub.add_parser("docs", help="list the documents of a knowledge base")
     p.add_argument("name")
 
     p = sub.add_parser("index", help="index files and folders into a knowledge base")
     p.add_argument("paths", nargs="+")
-    p.add_argument("--kb", required=True)
+    p.add_argument("--kb", help="knowledge base (default: the current one; created if missing)")
     p.add_argument("--include", action="append", default=[], help="glob, repeatable")
     p.add_argument("--exclude", action="append", default=[], help="glob, repeatable")
     p.add_argument("--no-create", action="store_true", help="fail if the knowledge base is missing")
 
     p = sub.add_parser("search", help="search a knowledge base")
     p.add_argument("text")
-    p.add_argument("--kb", required=True)
+    p.add_argument("--kb", help="knowledge base (default: the current one)")
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--method", choices=["dense", "bm25", "hybrid"], default="hybrid")
     p.add_argument("--json", action="store_true")
 
     def add_run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--kb", help="knowledge base (not needed with --mode closed)")
+        p.add_argument("--kb", help="knowledge base (default: the current one; not used by closed)")
         p.add_argument("--mode", choices=["loop", "rag", "closed"], default="loop")
         p.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
         p.add_argument("--method", choices=["dense", "bm25", "hybrid"], default=None)
@@ -433,9 +450,6 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("ask", "eval") and args.mode != "closed" and not args.kb:
-        print("cotrag: --kb is required unless --mode closed", file=sys.stderr)
-        return 2
     from core.workspace import Workspace, setup_logging
 
     try:
@@ -443,6 +457,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CotragError as exc:
         print(f"cotrag: {exc}", file=sys.stderr)
         return 1
+    if args.command in ("index", "search", "ask", "eval") and not args.kb:
+        needs_kb = args.command in ("index", "search") or args.mode != "closed"
+        args.kb = ws.config.kb or None
+        if needs_kb and not args.kb:
+            print(
+                "cotrag: name a knowledge base with --kb NAME (or pick one with `cotrag kb use NAME`)",
+                file=sys.stderr,
+            )
+            return 2
     log_path = setup_logging(ws.layout, logging.DEBUG if args.verbose else logging.INFO)
     try:
         return _COMMANDS[args.command](ws, args)

@@ -113,6 +113,8 @@ class AppConfig:
     schema_version: int = SCHEMA_VERSION
     model: str = ""
     """Path of the GGUF model; empty means the bundled default."""
+    kb: str = ""
+    """The current knowledge base: used when a command names none (`cotrag kb use NAME`)."""
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
