@@ -1,0 +1,643 @@
+"""Knowledge bases kept in ChromaDB, with a manifest of what is committed.
+
+Each knowledge base is one Chroma collection. Its collection name is a stable id;
+the name a person sees lives in the collection metadata, so a rename touches no
+chunk and a name can be any text.
+
+Visibility is all-or-nothing per document: chunks are added to Chroma first and the
+document is *committed* afterwards by an atomic write of the knowledge base's
+manifest (``<data>/kb/<id>/manifest.json``). Readers only ever see chunks whose
+``(source, doc_hash)`` the manifest commits, and ``reconcile`` deletes the rest, so
+a run killed in the middle of a document leaves nothing half-visible.
+
+Opening Chroma reads (and may wait on) its SQLite file: callers must not open a
+store or a knowledge base on a GUI thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.config import StoreConfig
+from core.errors import (
+    CotragError,
+    KnowledgeBaseBusy,
+    KnowledgeBaseExists,
+    KnowledgeBaseNotFound,
+)
+from core.knowledge.types import DocChunk, Hit
+from core.paths import DataLayout
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
+    from core.knowledge.embedding import Embedder
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+_NAME_KEY = "cotrag_name"
+_EMBEDDER_KEY = "cotrag_embedder"
+_CREATED_KEY = "cotrag_created_at"
+# Chroma pages through large collections; this keeps one page's memory modest.
+_PAGE = 2000
+
+
+class ChunkNotFound(CotragError, KeyError):
+    def __init__(self, chunk_id: str) -> None:
+        super().__init__(chunk_id)
+        self.chunk_id = chunk_id
+
+    def __str__(self) -> str:
+        return f"No chunk {self.chunk_id!r} in this knowledge base; it may have been re-indexed."
+
+
+class DocumentNotIndexed(CotragError, KeyError):
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        self.source = source
+
+    def __str__(self) -> str:
+        return f"{self.source} is not in this knowledge base; list its documents to see what is."
+
+
+class InvalidKnowledgeBaseName(CotragError, ValueError):
+    pass
+
+
+class EmbedderMismatch(CotragError, ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class KBInfo:
+    name: str
+    id: str
+    documents: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    source: str
+    doc_hash: str
+    chunks: int
+    indexed_at: str
+    """ISO 8601 time (UTC) the document was committed."""
+
+
+# -- manifest ---------------------------------------------------------------------------
+
+
+@dataclass
+class Manifest:
+    """What a knowledge base has committed, plus writes that may have been cut short.
+
+    ``pending`` lists ``(source, doc_hash)`` pairs whose chunks may exist in Chroma
+    without being committed (a document being added, or one being removed); a
+    crash leaves them there and the next open deletes their chunks.
+    """
+
+    revision: int = 0
+    documents: dict[str, DocInfo] = field(default_factory=dict)
+    pending: list[tuple[str, str]] = field(default_factory=list)
+
+    def is_committed(self, source: str, doc_hash: str) -> bool:
+        doc = self.documents.get(source)
+        return doc is not None and doc.doc_hash == doc_hash
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": MANIFEST_VERSION,
+            "revision": self.revision,
+            "documents": {
+                src: {"doc_hash": d.doc_hash, "chunks": d.chunks, "indexed_at": d.indexed_at}
+                for src, d in self.documents.items()
+            },
+            "pending": [list(p) for p in self.pending],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        docs = {
+            src: DocInfo(src, d["doc_hash"], int(d["chunks"]), str(d.get("indexed_at", "")))
+            for src, d in data.get("documents", {}).items()
+        }
+        pending = [(str(s), str(h)) for s, h in data.get("pending", [])]
+        return cls(int(data.get("revision", 0)), docs, pending)
+
+
+class ManifestFile:
+    """Reads and atomically writes one manifest, re-reading only when the file changed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cached: Manifest | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def read(self) -> Manifest:
+        with self._lock:
+            stamp = self._stat()
+            if self._cached is not None and stamp == self._stamp:
+                return _copy(self._cached)
+            if stamp is None:
+                manifest = Manifest()
+            else:
+                try:
+                    manifest = Manifest.from_json(json.loads(self.path.read_text("utf-8")))
+                except (ValueError, KeyError, TypeError) as exc:
+                    # Losing the manifest only means re-embedding: better than refusing to open.
+                    log.error("Manifest %s is unreadable (%s); starting empty.", self.path, exc)
+                    manifest = Manifest()
+            self._cached, self._stamp = manifest, stamp
+            return _copy(manifest)
+
+    def write(self, manifest: Manifest) -> None:
+        """Atomic: temp file + fsync + rename, so a crash leaves the old or the new one."""
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            try:
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    json.dump(manifest.to_json(), fh, indent=1)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            self._cached, self._stamp = _copy(manifest), self._stat()
+
+
+def _copy(m: Manifest) -> Manifest:
+    return Manifest(m.revision, dict(m.documents), list(m.pending))
+
+
+# -- write lock -------------------------------------------------------------------------
+
+_LOCKS: dict[str, BaseFileLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> BaseFileLock:
+    # One lock object per path and process: re-entrant in the thread holding it, and a
+    # second thread or process is refused instead of deadlocking.
+    from filelock import FileLock
+
+    key = str(path)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = FileLock(key, timeout=0)
+        return lock
+
+
+@contextlib.contextmanager
+def write_lock(layout: DataLayout) -> Iterator[None]:
+    """Hold the data dir's inter-process write lock, or raise KnowledgeBaseBusy at once."""
+    from filelock import Timeout
+
+    lock = _file_lock(layout.write_lock)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise KnowledgeBaseBusy(
+            f"Another process is indexing into {layout.root}; wait for it to finish, "
+            "then try again."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# -- store ------------------------------------------------------------------------------
+
+
+class KnowledgeStore:
+    """All knowledge bases in one data dir (or on one Chroma server)."""
+
+    def __init__(
+        self,
+        layout: DataLayout,
+        config: StoreConfig | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.layout = layout
+        self.config = config or StoreConfig()
+        self._embedder = embedder
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from core.knowledge.embedding import default_embedder
+
+            self._embedder = default_embedder()
+        return self._embedder
+
+    @property
+    def client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._open_client()
+            return self._client
+
+    def _open_client(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        if self.config.chroma_host:
+            return chromadb.HttpClient(
+                host=self.config.chroma_host,
+                port=self.config.chroma_port,
+                settings=Settings(anonymized_telemetry=False),
+            )
+        return chromadb.PersistentClient(
+            path=str(self.layout.chroma),
+            settings=Settings(anonymized_telemetry=False, allow_reset=False),
+        )
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with write_lock(self.layout):
+            yield
+
+    def state_dir(self, kb_id: str) -> Path:
+        return self.layout.kb_state / kb_id
+
+    def _ours(self) -> list[Any]:
+        collections = []
+        for col in self.client.list_collections():
+            meta = col.metadata or {}
+            if _NAME_KEY in meta:
+                collections.append(col)
+        return collections
+
+    def _find(self, name: str) -> Any | None:
+        for col in self._ours():
+            if col.metadata[_NAME_KEY] == name:
+                return col
+        return None
+
+    def list(self) -> list[KBInfo]:
+        infos = []
+        for col in self._ours():
+            manifest = ManifestFile(self.state_dir(col.name) / "manifest.json").read()
+            infos.append(
+                KBInfo(col.metadata[_NAME_KEY], col.name, len(manifest.documents), col.count())
+            )
+        return sorted(infos, key=lambda i: i.name.casefold())
+
+    def create(self, name: str) -> KnowledgeBase:
+        name = _check_name(name)
+        with self.writing():
+            if self._find(name) is not None:
+                raise KnowledgeBaseExists(
+                    f"A knowledge base named {name!r} already exists; "
+                    "pick another name or delete it first."
+                )
+            kb_id = "kb-" + uuid.uuid4().hex[:16]
+            metadata = {
+                _NAME_KEY: name,
+                _EMBEDDER_KEY: self.embedder.model_name,
+                _CREATED_KEY: _now(),
+            }
+            col = self.client.create_collection(
+                kb_id,
+                metadata=metadata,
+                configuration={"hnsw": {"space": "cosine"}},
+                embedding_function=None,
+            )
+            ManifestFile(self.state_dir(kb_id) / "manifest.json").write(Manifest())
+        return KnowledgeBase(self, _with_embedding_function_none(self.client, col))
+
+    def get(self, name: str) -> KnowledgeBase:
+        col = self._find(name)
+        if col is None:
+            raise KnowledgeBaseNotFound(name)
+        kb = KnowledgeBase(self, _with_embedding_function_none(self.client, col))
+        kb.reconcile_pending()
+        return kb
+
+    def rename(self, old: str, new: str) -> None:
+        new = _check_name(new)
+        with self.writing():
+            col = self._find(old)
+            if col is None:
+                raise KnowledgeBaseNotFound(old)
+            if new == old:
+                return
+            if self._find(new) is not None:
+                raise KnowledgeBaseExists(
+                    f"A knowledge base named {new!r} already exists; pick another name."
+                )
+            col.modify(metadata={**col.metadata, _NAME_KEY: new})
+
+    def delete(self, name: str) -> None:
+        with self.writing():
+            col = self._find(name)
+            if col is None:
+                raise KnowledgeBaseNotFound(name)
+            self.client.delete_collection(col.name)
+            shutil.rmtree(self.state_dir(col.name), ignore_errors=True)
+            from core.knowledge.search import forget_index
+
+            forget_index(self.state_dir(col.name))
+
+
+def _with_embedding_function_none(client: Any, col: Any) -> Any:
+    # Collections from list_collections() carry Chroma's default embedding function,
+    # which would try to download a model the first time anything calls it.
+    return client.get_collection(col.name, embedding_function=None)
+
+
+def _check_name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise InvalidKnowledgeBaseName("A knowledge base needs a name that is not blank.")
+    if len(cleaned) > 200:
+        raise InvalidKnowledgeBaseName("Knowledge base names are limited to 200 characters.")
+    return cleaned
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# -- one knowledge base -----------------------------------------------------------------
+
+
+class KnowledgeBase:
+    """One knowledge base: its chunks in Chroma and its manifest on disk."""
+
+    def __init__(self, store: KnowledgeStore, collection: Any) -> None:
+        self.store = store
+        self.collection = collection
+        self.id: str = collection.name
+        self.manifest_file = ManifestFile(store.state_dir(self.id) / "manifest.json")
+
+    # -- reading --
+
+    @property
+    def name(self) -> str:
+        meta = self.collection.metadata or {}
+        return str(meta.get(_NAME_KEY, self.id))
+
+    @property
+    def embedder_name(self) -> str:
+        meta = self.collection.metadata or {}
+        return str(meta.get(_EMBEDDER_KEY, ""))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.store.state_dir(self.id)
+
+    @property
+    def embedder(self) -> Embedder:
+        embedder = self.store.embedder
+        if self.embedder_name and embedder.model_name != self.embedder_name:
+            raise EmbedderMismatch(
+                f"Knowledge base {self.name!r} was indexed with {self.embedder_name}, not "
+                f"{embedder.model_name}; use that embedder or re-index into a new knowledge base."
+            )
+        return embedder
+
+    def manifest(self) -> Manifest:
+        return self.manifest_file.read()
+
+    def documents(self) -> list[DocInfo]:
+        return sorted(self.manifest().documents.values(), key=lambda d: d.source)
+
+    def count(self) -> int:
+        """Chunks stored (committed ones, once reconciled)."""
+        return int(self.collection.count())
+
+    def get_chunk(self, chunk_id: str) -> Hit:
+        got = self.collection.get(ids=[chunk_id], include=["documents", "metadatas"])
+        if not got["ids"]:
+            raise ChunkNotFound(chunk_id)
+        meta = got["metadatas"][0]
+        if not self.manifest().is_committed(meta["source"], meta["doc_hash"]):
+            raise ChunkNotFound(chunk_id)
+        return hit_from(chunk_id, got["documents"][0], meta, score=1.0, method="dense")
+
+    def search(self, query: str, k: int = 5, method: str = "hybrid") -> list[Hit]:
+        """Best ``k`` chunks for ``query``: dense (cosine), bm25 or hybrid (RRF of both)."""
+        from core.knowledge.search import search
+
+        return search(self, query, k=k, method=method)
+
+    def iter_chunks(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Every committed chunk as ``(id, text, metadata)``, paged."""
+        manifest = self.manifest()
+        offset = 0
+        while True:
+            got = self.collection.get(
+                include=["documents", "metadatas"], limit=_PAGE, offset=offset
+            )
+            ids = got["ids"]
+            if not ids:
+                return
+            for cid, text, meta in zip(ids, got["documents"], got["metadatas"], strict=True):
+                if manifest.is_committed(meta["source"], meta["doc_hash"]):
+                    yield cid, text, meta
+            offset += len(ids)
+
+    # -- writing (callers hold store.writing(); each method also takes it, re-entrantly) --
+
+    def remove_document(self, source: str) -> None:
+        """Remove a document (named as ``documents()`` lists it, or by any path to it)."""
+        with self.store.writing():
+            manifest = self.manifest()
+            if source not in manifest.documents:
+                source = str(Path(source).expanduser().resolve())
+            doc = manifest.documents.pop(source, None)
+            if doc is None:
+                raise DocumentNotIndexed(source)
+            manifest.pending.append((source, doc.doc_hash))
+            manifest.revision += 1
+            self.manifest_file.write(manifest)
+            self._delete_chunks(source, doc.doc_hash)
+            self._clear_pending(source, doc.doc_hash)
+
+    def begin_document(self, source: str, doc_hash: str) -> None:
+        """Announce chunks about to be added, so a crash before commit gets cleaned up."""
+        with self.store.writing():
+            manifest = self.manifest()
+            if (source, doc_hash) not in manifest.pending:
+                manifest.pending.append((source, doc_hash))
+                self.manifest_file.write(manifest)
+
+    def add_chunks(
+        self, doc_hash: str, chunks: Sequence[DocChunk], embeddings: Sequence[Sequence[float]]
+    ) -> None:
+        """Store chunks (not yet visible: the document is committed separately)."""
+        if not chunks:
+            return
+        with self.store.writing():
+            limit = self.max_batch_size()
+            for lo in range(0, len(chunks), limit):
+                part = chunks[lo : lo + limit]
+                # upsert: a retry after a crash may meet its own earlier ids.
+                self.collection.upsert(
+                    ids=[chunk_id(c.source, doc_hash, c.index) for c in part],
+                    documents=[c.text for c in part],
+                    embeddings=[list(e) for e in embeddings[lo : lo + limit]],
+                    metadatas=[chunk_metadata(c, doc_hash) for c in part],
+                )
+
+    def commit_document(self, source: str, doc_hash: str, chunks: int) -> str | None:
+        """Make a document visible, replacing its previous version. Returns the old hash."""
+        with self.store.writing():
+            manifest = self.manifest()
+            old = manifest.documents.get(source)
+            old_hash = old.doc_hash if old is not None and old.doc_hash != doc_hash else None
+            manifest.documents[source] = DocInfo(source, doc_hash, chunks, _now())
+            manifest.pending = [p for p in manifest.pending if p != (source, doc_hash)]
+            if old_hash is not None:
+                manifest.pending.append((source, old_hash))
+            manifest.revision += 1
+            self.manifest_file.write(manifest)
+            if old_hash is not None:
+                self._delete_chunks(source, old_hash)
+                self._clear_pending(source, old_hash)
+            return old_hash
+
+    def abort_document(self, source: str, doc_hash: str) -> None:
+        """Delete the chunks of a document that was not committed."""
+        with self.store.writing():
+            if self.manifest().is_committed(source, doc_hash):
+                return
+            self._delete_chunks(source, doc_hash)
+            self._clear_pending(source, doc_hash)
+
+    def reconcile_pending(self) -> int:
+        """Delete chunks left by writes cut short (cheap: only what the manifest flags).
+
+        Skipped when another process holds the write lock: its pending writes are
+        in progress, not abandoned, and readers ignore uncommitted chunks anyway.
+        """
+        manifest = self.manifest()
+        if not manifest.pending:
+            return 0
+        try:
+            with self.store.writing():
+                manifest = self.manifest()
+                removed = 0
+                for source, doc_hash in list(manifest.pending):
+                    if not manifest.is_committed(source, doc_hash):
+                        removed += self._delete_chunks(source, doc_hash)
+                    self._clear_pending(source, doc_hash)
+                return removed
+        except KnowledgeBaseBusy:
+            return 0
+
+    def reconcile(self) -> int:
+        """Delete every chunk the manifest does not commit (a full scan). Returns how many."""
+        with self.store.writing():
+            removed = self.reconcile_pending()
+            manifest = self.manifest()
+            orphans: list[str] = []
+            offset = 0
+            while True:
+                got = self.collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+                ids = got["ids"]
+                if not ids:
+                    break
+                for cid, meta in zip(ids, got["metadatas"], strict=True):
+                    if not manifest.is_committed(meta.get("source", ""), meta.get("doc_hash", "")):
+                        orphans.append(cid)
+                offset += len(ids)
+            limit = self.max_batch_size()
+            for lo in range(0, len(orphans), limit):
+                self.collection.delete(ids=orphans[lo : lo + limit])
+            if orphans:
+                log.info("Removed %d uncommitted chunks from %s.", len(orphans), self.name)
+            return removed + len(orphans)
+
+    def max_batch_size(self) -> int:
+        getter = getattr(self.store.client, "get_max_batch_size", None)
+        return int(getter()) if getter else 5000
+
+    def _delete_chunks(self, source: str, doc_hash: str) -> int:
+        where = {"$and": [{"source": source}, {"doc_hash": doc_hash}]}
+        ids = self.collection.get(where=where, include=[])["ids"]
+        limit = self.max_batch_size()
+        for lo in range(0, len(ids), limit):
+            self.collection.delete(ids=ids[lo : lo + limit])
+        return len(ids)
+
+    def _clear_pending(self, source: str, doc_hash: str) -> None:
+        manifest = self.manifest()
+        if (source, doc_hash) in manifest.pending:
+            manifest.pending = [p for p in manifest.pending if p != (source, doc_hash)]
+            self.manifest_file.write(manifest)
+
+
+# -- chunk records ----------------------------------------------------------------------
+
+
+def chunk_id(source: str, doc_hash: str, index: int) -> str:
+    """Stable per (file, content, position): two files with equal bytes do not collide."""
+    import hashlib
+
+    src = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()[:12]
+    return f"{src}-{doc_hash[:16]}-{index}"
+
+
+def chunk_metadata(chunk: DocChunk, doc_hash: str) -> dict[str, str | int]:
+    meta: dict[str, str | int] = {
+        "source": chunk.source,
+        "doc_hash": doc_hash,
+        "chunk_index": chunk.index,
+        "start": chunk.start,
+        "end": chunk.end,
+        "heading": chunk.heading,
+    }
+    # Chroma metadata cannot hold None: a missing key means "no page".
+    if chunk.page is not None:
+        meta["page"] = chunk.page
+    return meta
+
+
+def embedding_text(chunk: DocChunk) -> str:
+    """What gets embedded: the heading path helps a passage match questions about its topic."""
+    return f"{chunk.heading}\n\n{chunk.text}" if chunk.heading else chunk.text
+
+
+def hit_from(chunk_id: str, text: str, meta: dict[str, Any], score: float, method: str) -> Hit:
+    extra: dict[str, Any] = {"doc_hash": meta.get("doc_hash", "")}
+    if "page" in meta:
+        extra["page"] = int(meta["page"])
+    return Hit(
+        id=chunk_id,
+        text=text,
+        score=float(score),
+        source=str(meta.get("source", "")),
+        heading=str(meta.get("heading", "")),
+        chunk_index=int(meta.get("chunk_index", 0)),
+        start=int(meta.get("start", 0)),
+        end=int(meta.get("end", 0)),
+        method=method,
+        extra=extra,
+    )
