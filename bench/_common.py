@@ -41,7 +41,11 @@ def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
-        lines.append("  ".join(cell.rjust(w) if n else cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        lines.append(
+            "  ".join(
+                cell.rjust(w) if n else cell.ljust(w) for cell, w in zip(row, widths, strict=True)
+            )
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

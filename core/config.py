@@ -92,7 +92,9 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         _require(1 <= self.max_rounds <= 20, "loop.max_rounds must be within 1..20.")
-        _require(8 <= self.max_block_tokens <= 4096, "loop.max_block_tokens must be within 8..4096.")
+        _require(
+            8 <= self.max_block_tokens <= 4096, "loop.max_block_tokens must be within 8..4096."
+        )
         _require(
             self.max_total_tokens >= self.max_block_tokens,
             "loop.max_total_tokens must be at least loop.max_block_tokens.",

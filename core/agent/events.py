@@ -1,4 +1,7 @@
-"""Typed events of one agent run. A GUI, the CLI and the dataset generator consume the same stream."""
+"""Typed events of one agent run.
+
+A GUI, the CLI and the dataset generator consume the same stream.
+"""
 
 from __future__ import annotations
 
@@ -76,6 +79,11 @@ class Finished:
     reason: str
     """answered, retrieved (retriever mode), cancelled, error."""
     stats: RunStats
+    trace: str = ""
+    """The search turn exactly as the model saw it: its own text, the tags the loop
+    closed for it and the ``<query_res>`` blocks the loop injected (loop mode only)."""
+    error: str = ""
+    """When reason == "error": the sentence to show (the traceback goes to the log)."""
 
 
 Event = BlockStart | Token | BlockEnd | Retrieval | ProtocolError | Answer | Finished
