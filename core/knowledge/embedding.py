@@ -85,6 +85,9 @@ class Embedder:
                 # The model is local: never let transformers ask the hub for anything.
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                # Weight-loading progress bars would tear through the CLI's own progress line.
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 from sentence_transformers import SentenceTransformer
 
                 self._model = SentenceTransformer(str(path), device=self._device or _pick_device())
