@@ -257,6 +257,7 @@ def cmd_ask(ws: Workspace, args: argparse.Namespace) -> int:
     record = RunRecord(question=args.question, mode=args.mode)
     painter = Painter(sys.stdout, _want_colour(args.color, sys.stdout))
     show = not args.json
+    shown_passages = False  # a <query_res> without a Retrieval is a note from the loop
     try:
         for event in agent.run(
             args.question, mode=args.mode, retriever_only=args.retriever_only, cancel=cancel
@@ -270,11 +271,18 @@ def cmd_ask(ws: Workspace, args: argparse.Namespace) -> int:
                 elif event.tag != "query_res":
                     painter.write(f"<{event.tag}>", event.tag)
             elif isinstance(event, Token):
-                painter.write(event.text, event.tag)
+                # The passages are shown from the Retrieval event, as a readable list.
+                if event.tag != "query_res":
+                    painter.write(event.text, event.tag)
             elif isinstance(event, BlockEnd):
-                if event.tag not in ("answer", "query_res"):
+                if event.tag == "query_res":
+                    if not shown_passages:
+                        painter.write(f"<query_res>\n{event.text}\n</query_res>\n", "query_res")
+                    shown_passages = False
+                elif event.tag != "answer":
                     painter.write(f"</{event.tag}>\n", event.tag)
             elif isinstance(event, Retrieval):
+                shown_passages = True
                 painter.write("<query_res>\n", "query_res")
                 for number, hit in zip(event.numbers, event.hits, strict=False):
                     snippet = " ".join(hit.text.split())[:160]

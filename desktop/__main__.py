@@ -1,0 +1,123 @@
+"""Start CoT-RAG Studio: ``cotrag-studio`` or ``python -m desktop``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
+
+_STARTED = time.perf_counter()
+log = logging.getLogger("desktop")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cotrag-studio", description=__doc__)
+    parser.add_argument("--data-dir", help="use this data folder (default: the one in settings)")
+    parser.add_argument(
+        "--screenshots",
+        metavar="DIR",
+        help="render each tab with a small sample knowledge base and save PNGs into DIR",
+    )
+    parser.add_argument(
+        "--quit-after-paint",
+        action="store_true",
+        help="exit once the window has painted; prints the startup time (for bench/startup.py)",
+    )
+    return parser.parse_args(argv)
+
+
+def _install_excepthook() -> None:
+    """An exception in a slot becomes a logged traceback and a sentence, not a crash."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            previous(kind, exc, tb)
+            return
+        log.error("Unhandled error:\n%s", "".join(traceback.format_exception(kind, exc, tb)))
+        from PySide6.QtWidgets import QApplication
+
+        from desktop.tasks import user_message
+
+        for widget in QApplication.topLevelWidgets():
+            show = getattr(widget, "show_error", None)
+            if callable(show):
+                show(user_message(exc))
+                break
+
+    sys.excepthook = hook
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.screenshots:
+        # Rendering to files needs no screen; this also works on a headless machine.
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    app.setOrganizationName("cotrag")
+    app.setApplicationName("CoT-RAG Studio")
+    from core.errors import CotragError
+    from core.workspace import Workspace, setup_logging
+    from desktop.settings_dialog import DATA_DIR_KEY
+    from desktop.style import stylesheet
+
+    app.setStyleSheet(stylesheet())
+
+    if args.screenshots:
+        from desktop.screenshots import render_screenshots
+
+        for path in render_screenshots(Path(args.screenshots)):
+            print(path)
+        return 0
+
+    settings = QSettings()
+    data_dir = args.data_dir or settings.value(DATA_DIR_KEY) or None
+    try:
+        workspace = Workspace(str(data_dir) if data_dir else None)
+    except CotragError as exc:
+        QMessageBox.critical(None, "CoT-RAG Studio", str(exc))
+        return 2
+    log_file = setup_logging(workspace.layout)
+    _install_excepthook()
+
+    from desktop.window import MainWindow
+
+    window = MainWindow(workspace, settings, log_file)
+    if args.quit_after_paint:
+        from desktop.startup_probe import quit_after_first_paint
+
+        quit_after_first_paint(window, _STARTED)
+    window.show()
+    return run_event_loop(app)
+
+
+def run_event_loop(app: QApplication) -> int:
+    """Run Qt under qasync so asyncio code and Qt share one loop on the main thread."""
+    import qasync
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    closed = asyncio.Event()
+    app.aboutToQuit.connect(closed.set)
+    with loop:
+        loop.run_until_complete(closed.wait())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""``python -m desktop --screenshots DIR``: each tab, with a small sample knowledge base.
+
+Everything is real: the sample documents are indexed by the core, the search is
+the core's, and the chat trace is the bundled model answering through the loop.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication, QWidget
+
+SAMPLE_DOCS = {
+    "tea/green-tea.md": """# Brewing green tea
+
+## Water temperature
+Green tea turns bitter in boiling water. Brew it at 70 to 80 degrees Celsius,
+which is water left to cool for about three minutes after boiling.
+
+## Steeping time
+Steep green tea for two to three minutes. Longer steeping releases more tannins.
+""",
+    "tea/black-tea.md": """# Brewing black tea
+
+Black tea wants fully boiling water, around 95 to 100 degrees Celsius, and four to
+five minutes of steeping. Milk is optional; lemon brightens the flavour.
+""",
+    "bikes/chain-care.txt": """Bicycle chain care
+
+Clean the chain every few hundred kilometres with a degreaser, dry it, then apply
+one drop of chain oil per link. Wipe off the excess so dirt does not stick.
+A chain stretched beyond 0.5 percent wears the cassette and should be replaced.
+""",
+    "energy/solar.md": """# Solar panels at home
+
+## Orientation
+In the northern hemisphere panels face south, tilted at roughly the site's
+latitude, to collect the most energy over a year.
+
+## Output
+A typical 400 watt panel produces about 1.2 to 1.6 kWh per day in a temperate climate.
+""",
+    "broken/scan.pdf": "%PDF-1.4 this file is truncated and cannot be parsed",
+}
+QUESTION = "How hot should the water be for green tea?"
+
+
+def write_sample_docs(folder: Path) -> Path:
+    for name, text in SAMPLE_DOCS.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return folder
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    app = QApplication.instance()
+    while time.monotonic() < deadline:
+        if app is not None:
+            app.processEvents()
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def _save(widget: QWidget, path: Path) -> Path:
+    QApplication.processEvents()
+    widget.grab().save(str(path))
+    return path
+
+
+def render_screenshots(out_dir: Path) -> list[Path]:
+    from core.workspace import Workspace, setup_logging
+    from desktop.window import MainWindow
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="cotrag-shots-") as tmp:
+        root = Path(tmp)
+        workspace = Workspace(root / "data")
+        loop = workspace.config.loop
+        loop.max_rounds, loop.max_block_tokens, loop.max_total_tokens = 2, 96, 400
+        setup_logging(workspace.layout)
+        settings = QSettings(str(root / "settings.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(workspace, settings)
+        window.resize(1280, 820)
+        window.show()
+        wait_until(lambda: not window.kb_tab.busy(), 60)
+        saved.append(_save(window, out_dir / "knowledge-empty.png"))
+
+        docs = write_sample_docs(root / "docs")
+        window.kb_tab.index_paths([docs])
+        wait_until(
+            lambda: window.kb_tab.progress_row.isVisible() and window.kb_tab.files.rowCount() > 0,
+            120,
+        )
+        saved.append(_save(window, out_dir / "knowledge-indexing.png"))
+        wait_until(lambda: window.kb_tab._index_job is None and not window.kb_tab.busy(), 300)
+        window.kb_tab.search_box.setText("water temperature for green tea")
+        window.kb_tab.search()
+        wait_until(lambda: window.kb_tab.hits.count() > 0 and not window.kb_tab.busy(), 60)
+        saved.append(_save(window, out_dir / "knowledge.png"))
+
+        window.tabs.setCurrentWidget(window.chat_tab)
+        saved.append(_save(window, out_dir / "chat-empty.png"))
+        window.chat_tab.ask(QUESTION)
+        wait_until(
+            lambda: len(window.chat_tab.trace.blocks) >= 3 or not window.chat_tab.running, 300
+        )
+        saved.append(_save(window, out_dir / "chat-streaming.png"))
+        wait_until(lambda: not window.chat_tab.running, 300)
+        saved.append(_save(window, out_dir / "chat.png"))
+        cards = [c for w in window.chat_tab.trace.passage_widgets() for c in w.cards]
+        if cards:
+            window.chat_tab.open_passage(cards[0].hit)
+            saved.append(_save(window.chat_tab.last_dialog, out_dir / "passage.png"))
+            window.chat_tab.last_dialog.close()
+
+        from desktop.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(workspace, settings, window)
+        dialog.show()
+        saved.append(_save(dialog, out_dir / "settings.png"))
+        dialog.close()
+        window.close()
+        QApplication.processEvents()
+    return saved

@@ -1,0 +1,131 @@
+"""The main window: the Knowledge base and Chat tabs, menus, status bar, window state."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QUrl, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QWidget
+
+from core.workspace import Workspace
+from desktop.chat_tab import ChatTab
+from desktop.kb_tab import KnowledgeTab
+from desktop.settings_dialog import SettingsDialog
+from desktop.style import icon
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        workspace: Workspace,
+        settings: QSettings,
+        log_file: Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.ws = workspace
+        self.settings = settings
+        self.log_file = log_file
+        self.setWindowTitle("CoT-RAG Studio")
+        self.setWindowIcon(icon("app"))
+        self.resize(1200, 800)
+
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.kb_tab = KnowledgeTab(workspace, self)
+        self.chat_tab = ChatTab(workspace, settings, self)
+        self.tabs.addTab(self.kb_tab, icon("database"), "Knowledge base")
+        self.tabs.addTab(self.chat_tab, icon("chat"), "Chat")
+        self.setCentralWidget(self.tabs)
+
+        self.kb_tab.knowledge_bases_changed.connect(self.chat_tab.set_knowledge_bases)
+        for tab in (self.kb_tab, self.chat_tab):
+            tab.status_message.connect(self.show_status)
+            tab.error.connect(self.show_error)
+
+        self.data_label = QLabel(f"Data: {workspace.layout.root}", self)
+        self.data_label.setObjectName("hint")
+        self.statusBar().addPermanentWidget(self.data_label)
+        self._build_menu()
+        self._restore_state()
+        self.kb_tab.refresh()
+
+    def _build_menu(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        settings = QAction("&Settings…", self)
+        settings.setShortcut(QKeySequence.StandardKey.Preferences)
+        settings.triggered.connect(self.open_settings)
+        menu.addAction(settings)
+        folder = QAction("Open &data folder", self)
+        folder.triggered.connect(self.open_data_folder)
+        menu.addAction(folder)
+        logs = QAction("Open &log file", self)
+        logs.triggered.connect(self.open_log)
+        menu.addAction(logs)
+        menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        menu.addAction(quit_action)
+
+    def _restore_state(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        tab = self.settings.value("window/tab", 0)
+        with contextlib.suppress(TypeError, ValueError):
+            self.tabs.setCurrentIndex(int(str(tab)))
+        split = self.settings.value("window/chat_splitter")
+        if split is not None:
+            self.chat_tab.splitter.restoreState(split)
+
+    def _save_state(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("window/tab", self.tabs.currentIndex())
+        self.settings.setValue("window/chat_splitter", self.chat_tab.splitter.saveState())
+        self.settings.sync()
+
+    @Slot(str)
+    def show_status(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10_000)
+
+    @Slot(str)
+    def show_error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 15_000)
+
+    @Slot()
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.ws, self.settings, self)
+        if dialog.exec():
+            self.show_status("Settings saved.")
+
+    @Slot()
+    def open_data_folder(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.ws.layout.root)))
+
+    @Slot()
+    def open_log(self) -> None:
+        if self.log_file is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_file)))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        # Workers stop cooperatively (between tokens / batches); wait for them so no
+        # thread outlives the objects it reports to, then free the model.
+        self.show_status("Stopping background work…")
+        self.chat_tab.shutdown()
+        self.kb_tab.shutdown()
+        self._save_state()
+        try:
+            self.ws.close()
+        except Exception:  # closing must never turn into a crash at exit
+            log.exception("closing the workspace failed")
+        super().closeEvent(event)

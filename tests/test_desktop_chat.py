@@ -1,0 +1,247 @@
+"""Chat tab and main window: asking, the live trace, Stop, conversations, settings, closing.
+
+Most tests drive the real agent loop with tests/fakes.ScriptedBackend, a FAKE generator
+(scripted outputs), because they are about the window's behaviour; one test asks the
+real bundled model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakes import KeywordRetriever, ScriptedBackend, ScriptedSession
+from qt_helpers import IGNORED_QT_MESSAGES, settings_in
+
+from core.agent.loop import Agent
+from core.config import load_config
+from core.llm.base import Chunk, StreamRequest
+from core.workspace import Workspace
+from desktop.chat_tab import ChatTab
+from desktop.passage_dialog import PassageDialog
+from desktop.settings_dialog import SettingsDialog
+from desktop.window import MainWindow
+
+pytestmark = [
+    pytest.mark.qt_log_level_fail("WARNING"),
+    pytest.mark.qt_log_ignore(*IGNORED_QT_MESSAGES),
+]
+
+PASSAGES = {
+    "tea.md": "Brew green tea at 70 to 80 degrees Celsius for two minutes.",
+    "bike.txt": "Oil the bicycle chain every few hundred kilometres.",
+}
+SCRIPT = [
+    "<think>I need the water temperature.</think>\n<query>green tea water degrees</query>",
+    "<think>Passage 1 answers it.</think>\n<results>[1] gives the temperature.</results>",
+    "Brew it at **70 to 80 degrees** [1].",
+]
+
+
+class SlowSession(ScriptedSession):
+    """The FAKE session, pausing between tokens like a slow model."""
+
+    def stream(self, request: StreamRequest) -> Iterator[Chunk]:
+        for chunk in super().stream(request):
+            time.sleep(0.01)
+            yield chunk
+
+
+class SlowBackend(ScriptedBackend):
+    def session(self, prompt: str, *, reuse_cache: bool = True) -> ScriptedSession:
+        session = SlowSession(self, prompt, reuse_cache)
+        self.sessions.append(session)
+        return session
+
+
+def use_backend(monkeypatch: pytest.MonkeyPatch, ws: Workspace, backend: object) -> None:
+    retriever = KeywordRetriever(PASSAGES)
+
+    def agent(kb_name: str | None, **_: object) -> Agent:
+        return Agent(backend, retriever if kb_name else None, ws.config)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ws, "agent", agent)
+
+
+@pytest.fixture
+def ws(data_dir: Path) -> Iterator[Workspace]:
+    workspace = Workspace(data_dir)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def chat(qtbot, ws: Workspace, tmp_path: Path) -> ChatTab:  # type: ignore[no-untyped-def]
+    tab = ChatTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(tab)
+    tab.resize(1100, 750)
+    tab.show()
+    tab.set_knowledge_bases(["Tea"], "Tea")
+    return tab
+
+
+def test_ask_shows_the_trace_in_order_with_clickable_citations_and_saves_it(
+    qtbot,
+    chat: ChatTab,
+    ws: Workspace,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    use_backend(monkeypatch, ws, ScriptedBackend(SCRIPT))
+    chat.question.setPlainText("How hot should green tea water be?")
+    chat.ask_button.click()
+    assert not chat.ask_button.isEnabled() and chat.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
+    assert chat.ask_button.isEnabled() and not chat.stop_button.isEnabled()
+
+    trace = chat.trace
+    tags = [getattr(w, "tag", type(w).__name__) for w in trace.blocks]
+    assert tags == ["QLabel", "think", "query", "PassagesWidget", "think", "results", "answer"]
+    assert "70 to 80 degrees" in trace.block_widgets("answer")[0].text()
+    assert "tokens/s" in chat.footer.text() and "1 round" in chat.footer.text()
+
+    from PySide6.QtCore import QUrl
+
+    trace.block_widgets("answer")[0].body.anchorClicked.emit(QUrl("cite:1"))
+    dialog = chat.findChild(PassageDialog)
+    assert dialog is not None and dialog.hit.source == "tea.md"
+    dialog.close()
+
+    # Saved as one JSON file with the full trace, listed, and reopened the same.
+    files = list(ws.layout.conversations.glob("*.json"))
+    assert len(files) == 1
+    saved = json.loads(files[0].read_text("utf-8"))
+    assert (
+        saved["turns"][0]["answer"].startswith("Brew it")
+        and "<query_res>" in (saved["turns"][0]["trace"])
+    )
+    assert chat.conv_list.count() == 1
+    chat.new_conversation()
+    assert trace.blocks == [] and trace.empty_label.isVisibleTo(trace)
+    chat._on_conversation_clicked(chat.conv_list.item(0))
+    tags_again = [getattr(w, "tag", type(w).__name__) for w in chat.trace.blocks]
+    assert tags_again == tags
+    assert 'href="cite:1"' in chat.trace.block_widgets("answer")[0].body.toHtml()
+
+    target = chat.export_to(Path(files[0].parent.parent / "export.json")) or (
+        files[0].parent.parent / "export.json"
+    )
+    assert json.loads(Path(target).read_text("utf-8"))["id"] == saved["id"]
+    chat.delete_current()
+    assert chat.conv_list.count() == 0 and not list(ws.layout.conversations.glob("*.json"))
+
+
+def test_stop_ends_the_run_and_re_enables_the_controls(
+    qtbot,
+    chat: ChatTab,
+    ws: Workspace,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    long_think = "<think>" + "let me think about this carefully " * 70 + "</think>"
+    ws.config.loop.max_block_tokens = 1000
+    ws.config.loop.max_total_tokens = 1024
+    use_backend(monkeypatch, ws, SlowBackend([long_think, *SCRIPT]))
+    chat.ask("How hot should green tea water be?")
+    qtbot.waitUntil(lambda: len(chat.trace.block_widgets("think")) == 1, timeout=10_000)
+    qtbot.mouseClick(chat.stop_button, _left())
+    qtbot.waitUntil(lambda: not chat.running, timeout=10_000)
+    assert chat.ask_button.isEnabled() and not chat.question.isReadOnly()
+    assert chat.footer.text().startswith("Stopped.")
+    assert not chat.trace.block_widgets("answer")
+
+
+def test_a_failure_is_a_sentence_in_the_window(
+    qtbot,
+    chat: ChatTab,
+    ws: Workspace,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    chat.set_knowledge_bases([], "")
+    chat.kb_combo.setCurrentIndex(-1)
+    chat.ask("anything")
+    assert chat.error_banner.isVisibleTo(chat) and "knowledge base" in chat.error_banner.text()
+    assert not chat.running
+
+
+def test_closing_the_window_during_a_run_exits_cleanly(
+    qtbot,
+    ws: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    long_think = "<think>" + "still thinking " * 300 + "</think>"
+    ws.config.loop.max_block_tokens = 1000
+    ws.config.loop.max_total_tokens = 1024
+    use_backend(monkeypatch, ws, SlowBackend([long_think]))
+    settings = settings_in(tmp_path)
+    window = MainWindow(ws, settings)
+    qtbot.addWidget(window)
+    window.show()
+    window.chat_tab.set_knowledge_bases(["Tea"], "Tea")
+    window.chat_tab.ask("How hot?")
+    qtbot.waitUntil(lambda: bool(window.chat_tab.trace.blocks[1:]), timeout=10_000)
+    job = window.chat_tab._job
+    assert job is not None and job._thread is not None
+    started = time.monotonic()
+    window.close()
+    assert time.monotonic() - started < 5
+    assert not job._thread.is_alive()
+    assert settings.value("window/geometry") is not None
+
+
+def test_settings_dialog_validates_and_saves_to_the_toml_config(
+    qtbot,
+    ws: Workspace,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    dialog = SettingsDialog(ws, settings_in(tmp_path))
+    qtbot.addWidget(dialog)
+    dialog.editor("chunking", "overlap").setValue(900)  # type: ignore[attr-defined]
+    dialog.save()
+    assert (
+        dialog.error_label.isVisibleTo(dialog) and "chunking.overlap" in dialog.error_label.text()
+    )
+    assert not ws.layout.config_file.exists()
+    dialog.editor("chunking", "overlap").setValue(100)  # type: ignore[attr-defined]
+    dialog.editor("loop", "max_rounds").setValue(5)  # type: ignore[attr-defined]
+    dialog.editor("loop", "grammar").setCurrentText("on")  # type: ignore[attr-defined]
+    dialog.save()
+    saved = load_config(ws.layout.config_file)
+    assert saved.loop.max_rounds == 5 and saved.loop.grammar == "on"
+    assert saved.chunking.overlap == 100 and ws.config.loop.max_rounds == 5
+
+
+@pytest.mark.model
+def test_asking_the_bundled_model_streams_a_trace_to_the_end(
+    qtbot,
+    chat: ChatTab,
+    ws: Workspace,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    ws.config.loop.max_rounds = 1
+    ws.config.loop.max_block_tokens = 48
+    ws.config.loop.max_total_tokens = 160
+    ws.config.generation.answer_max_tokens = 48
+    retriever = KeywordRetriever(PASSAGES)
+    monkeypatch.setattr(
+        ws, "agent", lambda kb, **_: Agent(ws.backend(), retriever, ws.config, grammar=True)
+    )
+    finished: list[object] = []
+    chat.trace.run_finished.connect(finished.append)
+    chat.ask("How hot should green tea water be?")
+    qtbot.waitUntil(lambda: not chat.running, timeout=120_000)
+    assert finished and finished[0].reason == "answered", chat.error_banner.text()  # type: ignore[attr-defined]
+    tags = [b.tag for b in chat.trace.block_widgets()]
+    assert tags[0] == "think" and tags[-1] == "answer"
+    assert "results" in tags
+    assert chat.trace.block_widgets("answer")[0].finished
+    assert "tokens/s" in chat.footer.text()
+
+
+def _left():  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import Qt
+
+    return Qt.MouseButton.LeftButton

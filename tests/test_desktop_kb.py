@@ -1,0 +1,133 @@
+"""Knowledge-base tab against the real store, indexer and bundled embedder (small files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from qt_helpers import IGNORED_QT_MESSAGES, drop
+
+from core.workspace import Workspace
+from desktop.kb_tab import DEFAULT_KB_NAME, KnowledgeTab
+from desktop.screenshots import write_sample_docs
+
+pytestmark = [
+    pytest.mark.qt_log_level_fail("WARNING"),
+    pytest.mark.qt_log_ignore(*IGNORED_QT_MESSAGES),
+]
+
+
+@pytest.fixture
+def tab(qtbot, data_dir: Path):  # type: ignore[no-untyped-def]
+    ws = Workspace(data_dir)
+    widget = KnowledgeTab(ws)
+    qtbot.addWidget(widget)
+    widget.resize(1100, 750)
+    widget.show()
+    widget.refresh()
+    qtbot.waitUntil(lambda: not widget.busy(), timeout=30_000)
+    yield widget
+    widget.shutdown()
+    ws.close()
+
+
+def wait_idle(qtbot, tab: KnowledgeTab, timeout: int = 120_000) -> None:  # type: ignore[no-untyped-def]
+    qtbot.waitUntil(lambda: tab._index_job is None and not tab.busy(), timeout=timeout)
+
+
+def rows(tab: KnowledgeTab) -> dict[str, tuple[str, str]]:
+    table = tab.files
+    return {
+        table.item(r, 0).text(): (table.item(r, 1).text(), table.item(r, 3).text())
+        for r in range(table.rowCount())
+    }
+
+
+def listed(tab: KnowledgeTab) -> list[str]:
+    return [tab.documents.item(i).text().split()[0] for i in range(tab.documents.count())]
+
+
+def test_dropping_files_and_a_folder_indexes_and_lists_them_and_reports_a_bad_file(
+    qtbot,
+    tab: KnowledgeTab,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    docs = write_sample_docs(tmp_path / "docs")
+    loose = tmp_path / "loose.md"
+    loose.write_text("# Loose note\n\nKettles switch off at one hundred degrees.\n", "utf-8")
+    assert tab.current_kb == ""
+    assert drop(tab, [docs / "tea", docs / "broken", loose])
+    assert tab.progress_row.isVisibleTo(tab) and not tab.drop_zone.add_files.isEnabled()
+    wait_idle(qtbot, tab)
+
+    report = rows(tab)
+    assert report["green-tea.md"][0] == "indexed" and report["loose.md"][0] == "indexed"
+    status, reason = report["scan.pdf"]
+    assert status == "failed" and reason  # the reason is shown, the others still indexed
+    assert tab.current_kb == DEFAULT_KB_NAME  # a first drop creates a knowledge base
+    qtbot.waitUntil(lambda: "green-tea.md" in listed(tab), timeout=10_000)
+    assert sorted(listed(tab)) == ["black-tea.md", "green-tea.md", "loose.md"]
+    assert not tab.progress_row.isVisibleTo(tab) and tab.drop_zone.add_files.isEnabled()
+
+    # Dropping the same folder again changes nothing.
+    drop(tab, [docs / "tea"])
+    wait_idle(qtbot, tab)
+    assert {s for s, _ in rows(tab).values()} == {"unchanged"}
+
+    # The search preview finds the passage and opens it whole.
+    tab.search_box.setText("water temperature for green tea")
+    tab.search()
+    qtbot.waitUntil(lambda: tab.hits.count() > 0 and not tab.busy(), timeout=30_000)
+    first = tab.hits.item(0)
+    assert first.text().startswith("green-tea.md")
+    tab._open_hit(first)
+    dialog = tab.findChild(__import__("desktop.passage_dialog").passage_dialog.PassageDialog)
+    assert dialog is not None and "70 to 80 degrees" in dialog.text.toPlainText()
+    dialog.close()
+
+    # Removing a document takes it off the list.
+    for i in range(tab.documents.count()):
+        item = tab.documents.item(i)
+        item.setSelected(item.text().startswith("loose.md"))
+    tab.remove_selected_document()
+    qtbot.waitUntil(lambda: "loose.md" not in listed(tab) and not tab.busy(), timeout=10_000)
+    assert sorted(listed(tab)) == ["black-tea.md", "green-tea.md"]
+
+
+def test_create_rename_delete_and_switch(qtbot, tab: KnowledgeTab) -> None:  # type: ignore[no-untyped-def]
+    changes: list[tuple[list[str], str]] = []
+    tab.knowledge_bases_changed.connect(lambda names, cur: changes.append((names, cur)))
+    tab.create_kb("Recipes")
+    qtbot.waitUntil(lambda: tab.current_kb == "Recipes" and not tab.busy(), timeout=30_000)
+    tab.create_kb("Manuals")
+    qtbot.waitUntil(lambda: tab.kb_combo.count() == 2 and not tab.busy(), timeout=30_000)
+    assert tab.current_kb == "Manuals"
+    tab.rename_kb("Manuals", "Bike manuals")
+    qtbot.waitUntil(lambda: tab.current_kb == "Bike manuals" and not tab.busy(), timeout=30_000)
+    assert [tab.kb_combo.itemText(i) for i in range(2)] == ["Bike manuals", "Recipes"]
+    tab.kb_combo.setCurrentText("Recipes")
+    assert changes[-1] == (["Bike manuals", "Recipes"], "Recipes")
+    tab.delete_kb("Recipes")
+    qtbot.waitUntil(lambda: tab.kb_combo.count() == 1 and not tab.busy(), timeout=30_000)
+    assert tab.current_kb == "Bike manuals"
+
+    # A clash is reported in the window, not swallowed.
+    tab.create_kb("Bike manuals")
+    qtbot.waitUntil(lambda: not tab.busy(), timeout=30_000)
+    assert tab.error_banner.isVisibleTo(tab) and "already exists" in tab.error_banner.text()
+
+
+def test_cancel_stops_indexing_and_leaves_the_tab_usable(
+    qtbot,
+    tab: KnowledgeTab,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"note{i:02d}.txt").write_text(f"Note {i}. " + "Some words here. " * 80, "utf-8")
+    tab.index_paths([folder])
+    tab.cancel_indexing()
+    wait_idle(qtbot, tab)
+    assert tab.drop_zone.add_folder.isEnabled() and not tab.progress_row.isVisibleTo(tab)
+    assert tab.files.rowCount() < 40
