@@ -84,6 +84,8 @@ class GenerationConfig:
 class LoopConfig:
     max_rounds: int = 3
     """Most <query> rounds before the loop asks the model to conclude."""
+    min_rounds: int = 1
+    """Searches the model must make before it may conclude (enforced by the grammar)."""
     max_block_tokens: int = 160
     """Most tokens in one <think>/<query>/<results> block; longer blocks are closed."""
     max_total_tokens: int = 1024
@@ -93,6 +95,10 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         _require(1 <= self.max_rounds <= 20, "loop.max_rounds must be within 1..20.")
+        _require(
+            0 <= self.min_rounds <= self.max_rounds,
+            f"loop.min_rounds is {self.min_rounds}: use 0 up to loop.max_rounds ({self.max_rounds}).",
+        )
         _require(
             8 <= self.max_block_tokens <= 4096, "loop.max_block_tokens must be within 8..4096."
         )

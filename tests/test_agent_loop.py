@@ -421,7 +421,36 @@ def test_grammar_holds_the_model_to_the_protocol_per_step() -> None:
     assert "<query>" in grammars[0] and "<results>" not in grammars[0]  # search first
     assert "<query>" in grammars[1] and "<results>" in grammars[1]
     assert "<query>" not in grammars[2] and "<results>" in grammars[2]  # rounds used up
-    assert grammars[3] == ""  # the answer is free text
+    assert '"[" num "]"' in grammars[2]  # results cite passages by number
+    assert 'num ::= "1"' in grammars[2]  # ... and only passages that were shown
+    # The answer: sentences that each end citing a given passage.
+    assert '" [" num "]"' in grammars[3] and 'num ::= "1"' in grammars[3]
+
+
+def test_min_rounds_holds_back_results_until_enough_searches() -> None:
+    agent, backend, _ = make_agent(
+        [
+            "<think>a</think><query>bridge</query>",
+            "<think>b</think><query>river</query>",
+            "<think>c</think><results>[1]</results>",
+            ANSWER,
+        ],
+        grammar=True,
+        max_rounds=3,
+    )
+    agent.config.loop.min_rounds = 2
+    run_all(agent)
+    grammars = [c.request.grammar or "" for c in backend.calls]
+    assert "<results>" not in grammars[0] and "<results>" not in grammars[1]
+    assert "<results>" in grammars[2] and "<query>" in grammars[2]
+
+
+def test_without_grammar_the_answer_is_free_text() -> None:
+    agent, backend, _ = make_agent(
+        ["<think>a</think><query>bridge</query>", "<results>[1]</results>", ANSWER]
+    )
+    run_all(agent)
+    assert all(c.request.grammar is None for c in backend.calls)
 
 
 def test_grammar_needs_a_backend_that_supports_it() -> None:

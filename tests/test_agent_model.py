@@ -104,7 +104,7 @@ def real_backend() -> Iterator[Backend]:
 def test_grammar_run_searches_vets_and_answers_reusing_the_cache(real_backend: Backend) -> None:
     backend = ObservedBackend(real_backend)
     config = AppConfig(
-        generation=GenerationConfig(n_ctx=2048, n_threads=1, answer_max_tokens=32),
+        generation=GenerationConfig(n_ctx=2048, n_threads=1, answer_max_tokens=96),
         loop=LoopConfig(max_rounds=2, max_block_tokens=32, max_total_tokens=160),
     )
     agent = Agent(backend, KeywordRetriever(PASSAGES), config, grammar=True)
@@ -144,3 +144,14 @@ def test_grammar_run_searches_vets_and_answers_reusing_the_cache(real_backend: B
     assert resumed.stats.prompt_tokens < resumed.sequence_tokens / 2
     stats = events[-1].stats
     assert stats.cached_tokens > 0 and stats.completion_tokens > 0
+
+
+def test_grammar_answer_cites_the_passages_it_was_given(real_backend: Backend) -> None:
+    config = AppConfig(generation=GenerationConfig(n_ctx=2048, n_threads=1, answer_max_tokens=96))
+    agent = Agent(real_backend, KeywordRetriever(PASSAGES), config, grammar=True)
+    events = list(agent.run("How much sun do tomatoes need?", mode="rag"))
+    (retrieval,) = [e for e in events if isinstance(e, Retrieval)]
+    (answer,) = [e for e in events if isinstance(e, Answer)]
+    assert retrieval.hits, "the keyword retriever finds the tomato passage"
+    assert answer.citations, answer.text
+    assert set(answer.citations) <= set(retrieval.numbers)

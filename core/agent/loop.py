@@ -27,7 +27,7 @@ from core.agent.events import (
     RunStats,
     Token,
 )
-from core.agent.grammar import results_body_grammar, segment_grammar
+from core.agent.grammar import answer_grammar, results_body_grammar, segment_grammar
 from core.agent.parser import ParseItem, TagParser, bracket_citations, results_numbers
 from core.config import AppConfig
 from core.errors import ConfigError, CotragError
@@ -105,7 +105,10 @@ class Agent:
         config: AppConfig,
         *,
         grammar: bool = False,
+        reuse_cache: bool = True,
     ) -> None:
+        """``reuse_cache=False`` evaluates the whole text again at every round: only the
+        baseline of ``bench/loop_kv.py`` wants that."""
         if grammar and not backend.supports_grammar:
             raise ConfigError(
                 f"loop.grammar is on but the {backend.name} backend cannot constrain its "
@@ -115,6 +118,7 @@ class Agent:
         self.retriever = retriever
         self.config = config
         self.grammar = grammar
+        self.reuse_cache = reuse_cache
         gen = config.generation
         self._sampling = Sampling(
             temperature=gen.temperature,
@@ -214,7 +218,9 @@ class Agent:
 
     def _search_turn(self, run: _Run) -> Iterator[Event]:
         messages = prompts.loop_messages(run.question, max_rounds=self.config.loop.max_rounds)
-        session = self.backend.session(self.backend.chat_prompt(messages))
+        session = self.backend.session(
+            self.backend.chat_prompt(messages), reuse_cache=self.reuse_cache
+        )
         mark = len(session.text)
         turn = _Turn(session, TagParser())
         try:
@@ -252,9 +258,10 @@ class Agent:
                 blocks = turn.parser.blocks
                 grammar = segment_grammar(
                     allow_query=not must_conclude,
-                    allow_results=run.rounds > 0 or must_conclude,
+                    allow_results=run.rounds >= max(1, loop.min_rounds) or must_conclude,
                     think=not blocks or blocks[-1].tag != "think",
                     max_think_tokens=loop.max_block_tokens,
+                    numbers=sorted(turn.shown),
                 )
             outcome = yield from self._stream(
                 run, turn, SEARCH_STOPS, min(remaining, room), grammar
@@ -316,7 +323,10 @@ class Agent:
         limit = self.config.loop.max_block_tokens
         halt = threading.Event()
         request = StreamRequest(
-            stop=stop, max_tokens=max_tokens, grammar=grammar, sampling=self._sampling,
+            stop=stop,
+            max_tokens=max_tokens,
+            grammar=grammar,
+            sampling=self._sampling,
             cancel=halt,
         )
         session, parser = turn.session, turn.parser
@@ -458,7 +468,7 @@ class Agent:
         opening = "\n<results>"
         turn.session.append(opening)
         yield from turn.parser.feed(opening)
-        grammar = results_body_grammar() if self.grammar else None
+        grammar = results_body_grammar(sorted(turn.shown)) if self.grammar else None
         max_tokens = max(1, min(loop.max_block_tokens, self._context_room(turn.session)))
         outcome = yield from self._stream(run, turn, ("</results>",), max_tokens, grammar)
         if outcome.cancelled:
@@ -495,10 +505,13 @@ class Agent:
         while numbered and self.backend.count_tokens(prompt) > budget - _CONTEXT_MARGIN:
             numbered.pop()
             prompt = self._answer_prompt(run, numbered)
-        session = self.backend.session(prompt)
+        session = self.backend.session(prompt, reuse_cache=self.reuse_cache)
         halt = threading.Event()
+        # With the grammar on, every sentence must end citing a passage it was given.
+        grammar = answer_grammar([n for n, _ in numbered]) if self.grammar and numbered else None
         request = StreamRequest(
             max_tokens=self.config.generation.answer_max_tokens,
+            grammar=grammar,
             sampling=self._sampling,
             cancel=halt,
         )
