@@ -45,6 +45,7 @@ CHOICES: dict[tuple[str, str], list[str]] = {
 }
 LABELS = {
     "max_rounds": "Most search rounds",
+    "min_rounds": "Fewest search rounds",
     "max_block_tokens": "Most tokens per block",
     "max_total_tokens": "Most tokens per search turn",
     "grammar": "Force tags with a grammar",
@@ -53,7 +54,7 @@ LABELS = {
     "repeat_penalty": "Repeat penalty",
     "seed": "Seed",
     "n_ctx": "Context window (tokens)",
-    "n_threads": "CPU threads (0 = all)",
+    "n_threads": "CPU threads (0 = auto)",
     "answer_max_tokens": "Most answer tokens",
     "k": "Passages per search",
     "method": "Search method",
