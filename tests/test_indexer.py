@@ -6,16 +6,17 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import docmaker
 import pytest
 
+import core.knowledge.indexer as indexer_module
 from core.config import ChunkingConfig
 from core.knowledge.embedding import Embedder, default_embedder
 from core.knowledge.indexer import FileDone, Indexer, IndexEvent, IndexSummary, Progress
-from core.knowledge.store import KnowledgeBase, KnowledgeStore
+from core.knowledge.store import KnowledgeBase, KnowledgeStore, Manifest, ManifestFile
 from core.knowledge.types import DocChunk
 from core.paths import DataLayout
 
@@ -183,6 +184,19 @@ def test_a_missing_file_is_reported_not_fatal(
     assert "not found" in summary(events).failures[0][1]
 
 
+def test_a_file_that_vanishes_mid_run_is_reported_and_the_rest_indexed(
+    kb: KnowledgeBase, embedder: Embedder, folder: Path
+) -> None:
+    events = []
+    for event in Indexer(kb, embedder, SMALL_CHUNKS).run([folder]):
+        events.append(event)
+        if isinstance(event, FileDone) and Path(event.path).name == "alpha.md":
+            (folder / "sub" / "gamma.md").unlink()  # listed at the start, gone now
+    assert statuses(events) == {"alpha.md": "indexed", "beta.txt": "indexed", "gamma.md": "failed"}
+    assert "gamma.md" in summary(events).failures[0][0]
+    assert names(kb) == ["alpha.md", "beta.txt"]
+
+
 def test_cancel_after_the_first_file_leaves_a_consistent_kb(
     kb: KnowledgeBase, embedder: Embedder, folder: Path
 ) -> None:
@@ -315,3 +329,152 @@ def test_a_process_killed_mid_document_leaves_no_half_document(
     assert reopened.count() == 3
     assert names(reopened) == ["alpha.md", "beta.txt", "gamma.md"]
     assert reopened.manifest().pending == []
+
+
+# -- groups: many documents per manifest write and per embedding call -------------------
+
+
+def small_files(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"f{i:02d}.txt"
+        path.write_text(f"Note {i}: valve {i} of pump station {i} was checked.\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def test_the_manifest_is_written_per_group_not_per_document(
+    kb: KnowledgeBase, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small_files(tmp_path / "many", 60)
+    writes = []
+    original = ManifestFile.write
+
+    def counting_write(self: ManifestFile, manifest: Manifest) -> None:
+        writes.append(len(manifest.pending))
+        original(self, manifest)
+
+    monkeypatch.setattr(ManifestFile, "write", counting_write)
+    events = run(kb, embedder, [tmp_path / "many"])
+    s = summary(events)
+    assert (s.indexed, s.failed, s.chunks) == (60, 0, 60)
+    assert kb.count() == 60 and len(kb.documents()) == 60
+    # Groups of 1, 2, 4, 8, 16, 29 documents: one write to begin and one to commit each
+    # (the per-document code wrote 120 times).
+    assert len(writes) <= 2 * 6
+    assert kb.manifest().pending == []
+    assert len([e for e in events if isinstance(e, FileDone)]) == 60
+
+
+def test_cancel_in_the_middle_of_a_group_keeps_committed_documents_only(
+    kb: KnowledgeBase, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexer_module, "_SUB_BATCH_CHUNKS", 2)
+    monkeypatch.setattr(embedder, "batch_size", 2)
+    small_files(tmp_path / "many", 12)  # groups: f00 | f01 f02 | f03..f06 | f07..f11
+    cancel = threading.Event()
+    events: list[IndexEvent] = []
+    done_at: int | None = None
+    for event in Indexer(kb, embedder, SMALL_CHUNKS).run([tmp_path / "many"], cancel=cancel):
+        events.append(event)
+        if isinstance(event, FileDone) and Path(event.path).name == "f02.txt":
+            done_at = max(e.chunks_done for e in events if isinstance(e, Progress))
+        if isinstance(event, Progress) and done_at is not None and event.chunks_done > done_at:
+            cancel.set()  # one sub-batch of the four-document group is already in Chroma
+    s = summary(events)
+    assert s.cancelled and s.indexed == 3
+    assert statuses(events) == {"f00.txt": "indexed", "f01.txt": "indexed", "f02.txt": "indexed"}
+    assert names(kb) == ["f00.txt", "f01.txt", "f02.txt"]
+    assert kb.count() == 3  # no chunk of the interrupted group is left behind
+    assert kb.manifest().pending == []
+
+    resumed = summary(run(kb, embedder, [tmp_path / "many"]))
+    assert (resumed.unchanged, resumed.indexed) == (3, 9)
+    assert kb.count() == 12
+
+
+def test_a_consumer_that_stops_after_a_group_commit_keeps_the_whole_group(
+    kb: KnowledgeBase, embedder: Embedder, tmp_path: Path
+) -> None:
+    small_files(tmp_path / "many", 12)
+    events = Indexer(kb, embedder, SMALL_CHUNKS).run([tmp_path / "many"])
+    for event in events:
+        if isinstance(event, FileDone) and Path(event.path).name == "f01.txt":
+            break
+    events.close()  # type: ignore[attr-defined]  # run() is a generator
+    # f02 was committed with f01 in one manifest write, though its FileDone never came.
+    assert names(kb) == ["f00.txt", "f01.txt", "f02.txt"]
+    assert kb.count() == 3 and kb.manifest().pending == []
+
+
+def test_an_embedding_error_fails_its_group_and_leaves_no_chunks(
+    kb: KnowledgeBase, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexer_module, "_SUB_BATCH_CHUNKS", 2)
+    monkeypatch.setattr(embedder, "batch_size", 2)
+    paths = small_files(tmp_path / "many", 7)  # groups: f00 | f01 f02 | f03..f06
+    # The longest text of the last group: embedded last, after a sub-batch was stored.
+    paths[5].write_text("Poison " + "x" * 120 + "\n", encoding="utf-8")
+    real_embed = embedder.embed
+
+    def flaky_embed(texts: Sequence[str]) -> list[list[float]]:
+        if any(t.startswith("Poison") for t in texts):
+            raise RuntimeError("the model ran out of memory")
+        return real_embed(texts)
+
+    monkeypatch.setattr(embedder, "embed", flaky_embed)
+    events = run(kb, embedder, [tmp_path / "many"])
+    got = statuses(events)
+    assert [got[f"f{i:02d}.txt"] for i in range(7)] == ["indexed"] * 3 + ["failed"] * 4
+    s = summary(events)
+    assert (s.indexed, s.failed, s.cancelled) == (3, 4, False)
+    assert all("out of memory" in reason for _, reason in s.failures)
+    assert names(kb) == ["f00.txt", "f01.txt", "f02.txt"]
+    assert kb.count() == 3 and kb.manifest().pending == []
+
+
+def test_a_failing_file_does_not_fail_its_group(
+    kb: KnowledgeBase, embedder: Embedder, tmp_path: Path
+) -> None:
+    small_files(tmp_path / "many", 6)
+    (tmp_path / "many" / "f03.txt").write_bytes(b"\x00\x01\x02 binary \xff\xfe" * 40)
+    (tmp_path / "many" / "f04.txt").write_text("", encoding="utf-8")  # nothing to index
+    events = run(kb, embedder, [tmp_path / "many"])
+    got = statuses(events)
+    assert (got["f03.txt"], got["f04.txt"]) == ("failed", "failed")
+    assert names(kb) == ["f00.txt", "f01.txt", "f02.txt", "f05.txt"]
+    assert kb.count() == 4 and kb.manifest().pending == []
+
+
+def test_group_store_methods_commit_replace_and_abort_in_few_writes(
+    kb: KnowledgeBase, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def chunk(source: str, text: str) -> DocChunk:
+        return DocChunk(source, text, 0, 0, len(text))
+
+    old = chunk("/docs/a.md", "old text of a")
+    kb.begin_document(old.source, "1" * 64)
+    kb.add_chunks("1" * 64, [old], embedder.embed([old.text]))
+    kb.commit_document(old.source, "1" * 64, 1)
+
+    writes: list[int] = []
+    original = ManifestFile.write
+
+    def counting_write(self: ManifestFile, manifest: Manifest) -> None:
+        writes.append(1)
+        original(self, manifest)
+
+    monkeypatch.setattr(ManifestFile, "write", counting_write)
+    new = [chunk("/docs/a.md", "new text of a"), chunk("/docs/b.md", "b"), chunk("/docs/c.md", "c")]
+    hashes = ["2" * 64, "3" * 64, "4" * 64]
+    kb.begin_documents([(c.source, h) for c, h in zip(new, hashes, strict=True)])
+    kb.add_records(hashes, new, embedder.embed([c.text for c in new]))
+    assert kb.count() == 4
+    olds = kb.commit_documents([(new[0].source, hashes[0], 1), (new[1].source, hashes[1], 1)])
+    assert olds == ["1" * 64, None]
+    kb.abort_documents([(c.source, h) for c, h in zip(new, hashes, strict=True)])
+    assert len(writes) == 4  # begin, commit, clear the replaced version, clear the aborted one
+    assert sorted(d.source for d in kb.documents()) == ["/docs/a.md", "/docs/b.md"]
+    assert kb.count() == 2 and kb.manifest().pending == []
+    assert kb.documents()[0].doc_hash == "2" * 64

@@ -4,6 +4,12 @@ A file is keyed by its path and the sha256 of its bytes: an unchanged file is
 skipped, a changed one replaced (its new chunks become visible at the moment the
 old ones go), and a file that vanished from a folder being re-indexed is removed.
 Each document is committed all-or-nothing (see ``core.knowledge.store``).
+
+Documents are processed in groups of about ``_GROUP_CHUNKS`` chunks: the group is
+announced in one manifest write, its texts are embedded together (sorted by length,
+so batches pad little) in sub-batches of ``_SUB_BATCH_CHUNKS``, and it is committed in
+one manifest write. The first groups are smaller (1, 2, 4, ... chunks) so the first
+files finish, and can be reported, as soon as possible.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ log = logging.getLogger(__name__)
 FileStatus = Literal["indexed", "unchanged", "failed", "removed"]
 # Hashing is cheap next to embedding, but a huge folder still deserves a live count.
 _HASH_PROGRESS_EVERY_S = 0.25
+# Chunks per group: one manifest write announces a group and one commits it, and the
+# group's texts are embedded together. A single larger document is a group by itself.
+_GROUP_CHUNKS = 256
+# Chunks per embedding call: Progress (and a chance to cancel) comes after each one.
+_SUB_BATCH_CHUNKS = 64
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,33 @@ class _Todo:
     source: str
     doc_hash: str
     size: int
+
+
+@dataclass
+class _Loaded:
+    item: _Todo
+    chunks: list[DocChunk]
+
+
+@dataclass
+class _Meter:
+    """Progress and ETA of the embedding phase; consumer time between events is not counted."""
+
+    files_total: int
+    bytes_total: int
+    bytes_done: float = 0.0
+    work_s: float = 0.0
+    chunks_done: int = 0
+
+    def progress(self, n: _Counters, current: str, in_flight_bytes: float = 0.0) -> Progress:
+        done = self.bytes_done + in_flight_bytes
+        rate = self.chunks_done / self.work_s if self.work_s > 0 else 0.0
+        eta = (
+            max(0.0, self.work_s / done * (self.bytes_total - done))
+            if done > 0 and self.work_s > 0
+            else None
+        )
+        return Progress(n.files_done, self.files_total, self.chunks_done, rate, eta, current)
 
 
 @dataclass
@@ -220,62 +258,109 @@ class Indexer:
     def _index_all(
         self, todo: list[_Todo], total: int, n: _Counters, cancel: threading.Event
     ) -> Iterator[IndexEvent]:
-        bytes_total = sum(t.size for t in todo) or 1
-        bytes_done = 0.0
-        work_s = 0.0
-        chunks_done = 0
-
-        def progress(current: str, fraction_of_current: float, size: int) -> Progress:
-            done = bytes_done + fraction_of_current * size
-            rate = chunks_done / work_s if work_s > 0 else 0.0
-            eta = work_s / done * (bytes_total - done) if done > 0 and work_s > 0 else None
-            return Progress(n.files_done, total, chunks_done, rate, eta, current)
-
+        meter = _Meter(total, sum(t.size for t in todo) or 1)
         if todo and not cancel.is_set():
             # Loading the model takes seconds: keep it out of the measured embedding rate.
             yield Progress(n.files_done, total, 0, 0.0, None, "loading the embedding model")
             self.embedder.load()
-        for item in todo:
-            if cancel.is_set():
-                return
-            yield progress(item.source, 0.0, item.size)
-            t0 = time.monotonic()
-            added = 0
-            committed = False
-            self.kb.begin_document(item.source, item.doc_hash)
-            try:
-                chunks = self._chunks(item)
-                batch = max(1, min(self.embedder.batch_size, self.kb.max_batch_size()))
-                for lo in range(0, len(chunks), batch):
-                    if cancel.is_set():
-                        break
-                    part = chunks[lo : lo + batch]
-                    vectors = self.embedder.embed([embedding_text(c) for c in part])
-                    self.kb.add_chunks(item.doc_hash, part, vectors)
-                    added += len(part)
-                    chunks_done += len(part)
-                    work_s += time.monotonic() - t0
-                    yield progress(item.source, added / len(chunks), item.size)
-                    # The consumer's time between events is not embedding time.
-                    t0 = time.monotonic()
+        pos = 0
+        target = 1  # grows to _GROUP_CHUNKS: the first files are done (and shown) quickly
+        carry: _Loaded | None = None
+        while (pos < len(todo) or carry is not None) and not cancel.is_set():
+            group: list[_Loaded] = []
+            count = 0
+            if carry is not None:
+                group.append(carry)
+                count += len(carry.chunks)
+                carry = None
+            while pos < len(todo) and count < target:
                 if cancel.is_set():
                     return
-                self.kb.commit_document(item.source, item.doc_hash, len(chunks))
-                committed = True
+                item = todo[pos]
+                pos += 1
+                yield meter.progress(n, item.source)
+                t0 = time.monotonic()
+                failed: FileDone | None = None
+                try:
+                    loaded = _Loaded(item, self._chunks(item))
+                except DocumentError as exc:
+                    failed = n.fail(item.source, exc.reason)
+                except Exception as exc:
+                    log.exception("Indexing %s failed", item.source)
+                    failed = n.fail(item.source, f"Unexpected error: {type(exc).__name__}: {exc}")
+                meter.work_s += time.monotonic() - t0
+                if failed is not None:
+                    meter.bytes_done += item.size
+                    yield failed
+                    continue
+                if group and count + len(loaded.chunks) > _GROUP_CHUNKS:
+                    carry = loaded  # a big document starts the next group (or is one)
+                    break
+                group.append(loaded)
+                count += len(loaded.chunks)
+            if cancel.is_set():
+                return
+            if group:
+                yield from self._index_group(group, meter, n, cancel)
+            target = min(_GROUP_CHUNKS, target * 2)
+
+    def _index_group(
+        self, group: list[_Loaded], meter: _Meter, n: _Counters, cancel: threading.Event
+    ) -> Iterator[IndexEvent]:
+        """Embed, store and commit a group of loaded documents, all of them or none."""
+        chunks = [c for g in group for c in g.chunks]
+        hashes = [g.item.doc_hash for g in group for _ in g.chunks]
+        texts = [embedding_text(c) for c in chunks]
+        # One length order across the whole group: each batch holds texts of similar length.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        step = max(_SUB_BATCH_CHUNKS, self.embedder.batch_size)
+        group_bytes = sum(g.item.size for g in group)
+        pairs = [(g.item.source, g.item.doc_hash) for g in group]
+        t0 = time.monotonic()
+        self.kb.begin_documents(pairs)
+        committed = False
+        failure = ""
+        try:
+            embedded = 0
+            for lo in range(0, len(order), step):
+                if cancel.is_set():
+                    return
+                part = order[lo : lo + step]
+                vectors = self.embedder.embed([texts[i] for i in part])
+                self.kb.add_records([hashes[i] for i in part], [chunks[i] for i in part], vectors)
+                embedded += len(part)
+                meter.chunks_done += len(part)
+                meter.work_s += time.monotonic() - t0
+                current = chunks[part[-1]].source
+                yield meter.progress(n, current, group_bytes * embedded / len(order))
+                # The consumer's time between events is not embedding time.
+                t0 = time.monotonic()
+            if cancel.is_set():
+                return
+            self.kb.commit_documents(
+                [(g.item.source, g.item.doc_hash, len(g.chunks)) for g in group]
+            )
+            committed = True
+        except Exception as exc:
+            log.exception("Indexing %s failed", ", ".join(s for s, _ in pairs))
+            failure = f"Unexpected error: {type(exc).__name__}: {exc}"
+        finally:
+            meter.work_s += time.monotonic() - t0
+            if not committed:
+                self._abort(pairs)
+        meter.bytes_done += group_bytes
+        for g in group:
+            if committed:
                 n.indexed += 1
-                n.chunks += len(chunks)
+                n.chunks += len(g.chunks)
                 n.files_done += 1
-                yield FileDone(item.source, "indexed", len(chunks))
-            except DocumentError as exc:
-                yield n.fail(item.source, exc.reason)
-            except Exception as exc:
-                log.exception("Indexing %s failed", item.source)
-                yield n.fail(item.source, f"Unexpected error: {type(exc).__name__}: {exc}")
-            finally:
-                work_s += time.monotonic() - t0
-                bytes_done += item.size
-                if not committed:
-                    self._abort(item)
+            else:
+                n.fail(g.item.source, failure)
+        for g in group:
+            if committed:
+                yield FileDone(g.item.source, "indexed", len(g.chunks))
+            else:
+                yield FileDone(g.item.source, "failed", 0, failure)
 
     def _chunks(self, item: _Todo) -> list[DocChunk]:
         from core.knowledge.chunking import chunk_document
@@ -291,9 +376,9 @@ class Indexer:
         # The knowledge base names a file by its absolute path, whatever the loader calls it.
         return [dataclasses.replace(c, source=item.source) for c in chunks]
 
-    def _abort(self, item: _Todo) -> None:
+    def _abort(self, pairs: list[tuple[str, str]]) -> None:
         try:
-            self.kb.abort_document(item.source, item.doc_hash)
+            self.kb.abort_documents(pairs)
         except Exception:
-            # The manifest still lists it as pending: the next open deletes the chunks.
-            log.exception("Could not remove the partial chunks of %s", item.source)
+            # The manifest still lists them as pending: the next open deletes the chunks.
+            log.exception("Could not remove the partial chunks of %d documents", len(pairs))

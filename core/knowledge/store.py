@@ -482,54 +482,98 @@ class KnowledgeBase:
 
     def begin_document(self, source: str, doc_hash: str) -> None:
         """Announce chunks about to be added, so a crash before commit gets cleaned up."""
+        self.begin_documents([(source, doc_hash)])
+
+    def begin_documents(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """``begin_document`` for many ``(source, doc_hash)`` pairs, in one manifest write."""
         with self.store.writing():
             manifest = self.manifest()
-            if (source, doc_hash) not in manifest.pending:
-                manifest.pending.append((source, doc_hash))
+            known = set(manifest.pending)
+            added = False
+            for pair in pairs:
+                pair = (pair[0], pair[1])
+                if pair not in known:
+                    manifest.pending.append(pair)
+                    known.add(pair)
+                    added = True
+            if added:
                 self.manifest_file.write(manifest)
 
     def add_chunks(
         self, doc_hash: str, chunks: Sequence[DocChunk], embeddings: Sequence[Sequence[float]]
     ) -> None:
         """Store chunks (not yet visible: the document is committed separately)."""
+        self.add_records([doc_hash] * len(chunks), chunks, embeddings)
+
+    def add_records(
+        self,
+        doc_hashes: Sequence[str],
+        chunks: Sequence[DocChunk],
+        embeddings: Sequence[Sequence[float]],
+    ) -> None:
+        """``add_chunks`` for chunks of several documents: ``doc_hashes[i]`` is ``chunks[i]``'s."""
         if not chunks:
             return
+        if not len(doc_hashes) == len(chunks) == len(embeddings):
+            raise ValueError("add_records needs one doc_hash and one embedding per chunk")
         with self.store.writing():
             limit = self.max_batch_size()
             for lo in range(0, len(chunks), limit):
                 part = chunks[lo : lo + limit]
+                hashes = doc_hashes[lo : lo + limit]
                 # upsert: a retry after a crash may meet its own earlier ids.
                 self.collection.upsert(
-                    ids=[chunk_id(c.source, doc_hash, c.index) for c in part],
+                    ids=[chunk_id(c.source, h, c.index) for c, h in zip(part, hashes, strict=True)],
                     documents=[c.text for c in part],
                     embeddings=[list(e) for e in embeddings[lo : lo + limit]],
-                    metadatas=[chunk_metadata(c, doc_hash) for c in part],
+                    metadatas=[chunk_metadata(c, h) for c, h in zip(part, hashes, strict=True)],
                 )
 
     def commit_document(self, source: str, doc_hash: str, chunks: int) -> str | None:
         """Make a document visible, replacing its previous version. Returns the old hash."""
+        return self.commit_documents([(source, doc_hash, chunks)])[0]
+
+    def commit_documents(self, items: Sequence[tuple[str, str, int]]) -> list[str | None]:
+        """Make ``(source, doc_hash, chunks)`` documents visible at once, in one manifest write.
+
+        Each replaces its previous version. Returns the old hash of each (None if new or same).
+        """
         with self.store.writing():
             manifest = self.manifest()
-            old = manifest.documents.get(source)
-            old_hash = old.doc_hash if old is not None and old.doc_hash != doc_hash else None
-            manifest.documents[source] = DocInfo(source, doc_hash, chunks, _now())
-            manifest.pending = [p for p in manifest.pending if p != (source, doc_hash)]
-            if old_hash is not None:
-                manifest.pending.append((source, old_hash))
+            now = _now()
+            committing = {(source, doc_hash) for source, doc_hash, _ in items}
+            old_hashes: list[str | None] = []
+            replaced: list[tuple[str, str]] = []
+            for source, doc_hash, chunks in items:
+                old = manifest.documents.get(source)
+                old_hash = old.doc_hash if old is not None and old.doc_hash != doc_hash else None
+                manifest.documents[source] = DocInfo(source, doc_hash, chunks, now)
+                old_hashes.append(old_hash)
+                if old_hash is not None:
+                    replaced.append((source, old_hash))
+            manifest.pending = [p for p in manifest.pending if p not in committing]
+            # A source committed twice in one call leaves only its last version visible.
+            replaced = [p for p in replaced if not manifest.is_committed(*p)]
+            manifest.pending.extend(p for p in replaced if p not in manifest.pending)
             manifest.revision += 1
             self.manifest_file.write(manifest)
-            if old_hash is not None:
+            for source, old_hash in replaced:
                 self._delete_chunks(source, old_hash)
-                self._clear_pending(source, old_hash)
-            return old_hash
+            self._clear_pending_many(replaced)
+            return old_hashes
 
     def abort_document(self, source: str, doc_hash: str) -> None:
         """Delete the chunks of a document that was not committed."""
+        self.abort_documents([(source, doc_hash)])
+
+    def abort_documents(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Delete the chunks of documents that were not committed (one manifest write)."""
         with self.store.writing():
-            if self.manifest().is_committed(source, doc_hash):
-                return
-            self._delete_chunks(source, doc_hash)
-            self._clear_pending(source, doc_hash)
+            manifest = self.manifest()
+            dropped = [(s, h) for s, h in pairs if not manifest.is_committed(s, h)]
+            for source, doc_hash in dropped:
+                self._delete_chunks(source, doc_hash)
+            self._clear_pending_many(dropped)
 
     def reconcile_pending(self) -> int:
         """Delete chunks left by writes cut short (cheap: only what the manifest flags).
@@ -588,9 +632,15 @@ class KnowledgeBase:
         return len(ids)
 
     def _clear_pending(self, source: str, doc_hash: str) -> None:
+        self._clear_pending_many([(source, doc_hash)])
+
+    def _clear_pending_many(self, pairs: Sequence[tuple[str, str]]) -> None:
+        drop = set(pairs)
+        if not drop:
+            return
         manifest = self.manifest()
-        if (source, doc_hash) in manifest.pending:
-            manifest.pending = [p for p in manifest.pending if p != (source, doc_hash)]
+        if any(p in drop for p in manifest.pending):
+            manifest.pending = [p for p in manifest.pending if p not in drop]
             self.manifest_file.write(manifest)
 
 
