@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Iterable
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QMouseEvent, QResizeEvent, QTextCursor, QWheelEvent
@@ -35,6 +34,7 @@ from core.agent.events import (
     ProtocolError,
     Retrieval,
     Token,
+    coalesce_tokens,
 )
 from core.knowledge.types import Hit
 
@@ -46,18 +46,6 @@ TITLES = {
     "answer": "Answer",
 }
 _CITE_RE = re.compile(r"\[(\d+)\]")
-
-
-def merge_tokens(events: Iterable[object]) -> list[object]:
-    """Join runs of Token events of the same block, so a batch costs one insert."""
-    merged: list[object] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, Token) and isinstance(last, Token) and last.tag == event.tag:
-            merged[-1] = Token(event.tag, last.text + event.text)
-        else:
-            merged.append(event)
-    return merged
 
 
 def link_citations(markdown: str, known: set[int]) -> str:
@@ -365,7 +353,7 @@ class TraceView(QScrollArea):
     @Slot(list)
     def handle(self, events: list[object]) -> None:
         """Apply a batch of agent events (consecutive tokens are merged into one insert)."""
-        for event in merge_tokens(events):
+        for event in coalesce_tokens(events):
             self._apply(event)
 
     # -- events -------------------------------------------------------------------

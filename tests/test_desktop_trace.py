@@ -18,11 +18,12 @@ from core.agent.events import (
     RunStats,
     Token,
 )
+from core.agent.events import coalesce_tokens as merge_tokens
 from core.agent.record import RunRecord
 from core.knowledge.types import Hit
 from desktop.replay import events_from_record
 from desktop.tasks import Job
-from desktop.trace_view import TraceView, link_citations, merge_tokens
+from desktop.trace_view import TraceView, link_citations
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),

@@ -5,8 +5,9 @@ A GUI, the CLI and the dataset generator consume the same stream.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from core.knowledge.types import Hit
 
@@ -86,4 +87,18 @@ class Finished:
     """When reason == "error": the sentence to show (the traceback goes to the log)."""
 
 
+E = TypeVar("E")
+
 Event = BlockStart | Token | BlockEnd | Retrieval | ProtocolError | Answer | Finished
+
+
+def coalesce_tokens(events: Iterable[E]) -> list[E]:
+    """Join runs of Token events of the same block: one insert (or one event) per run."""
+    merged: list[E] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if isinstance(event, Token) and isinstance(last, Token) and last.tag == event.tag:
+            merged[-1] = Token(event.tag, last.text + event.text)  # type: ignore[assignment]
+        else:
+            merged.append(event)
+    return merged

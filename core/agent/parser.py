@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.agent.events import BlockEnd, BlockStart, ProtocolError, Token
+from core.agent.events import BlockEnd, BlockStart, ProtocolError, Token, coalesce_tokens
 
 ParseItem = BlockStart | Token | BlockEnd | ProtocolError
 
@@ -158,7 +158,7 @@ class TagParser:
             self._text_run("<", base + j, out)
             i = j + 1
         self._pos = base + len(buf)
-        return _coalesce(out)
+        return coalesce_tokens(out)
 
     def close(self) -> list[ParseItem]:
         """The model's output ended: flush held text and close the open block (lenient)."""
@@ -173,7 +173,7 @@ class TagParser:
                 self._error(out, kind, _excerpt(text))
             else:
                 self._error(out, "unclosed_tag", f"<{tag}> was never closed")
-        return _coalesce(out)
+        return coalesce_tokens(out)
 
     def abort(self) -> list[ParseItem]:
         """Cancelled: end the open block without judging the model for it."""
@@ -181,7 +181,7 @@ class TagParser:
         self._forging = False
         if self._tag is not None:
             self._end_block(out, closed=False)
-        return _coalesce(out)
+        return coalesce_tokens(out)
 
     # -- internals -----------------------------------------------------------------
 
@@ -271,18 +271,6 @@ class TagParser:
             self._error(out, "forged_block", f"the model wrote {raw}; only the app writes results")
             return
         self._begin_block(tag, start, out, implicit=False)
-
-
-def _coalesce(items: list[ParseItem]) -> list[ParseItem]:
-    """Merge neighbouring tokens of the same block, so one feed gives one token per block."""
-    merged: list[ParseItem] = []
-    for item in items:
-        last = merged[-1] if merged else None
-        if isinstance(item, Token) and isinstance(last, Token) and last.tag == item.tag:
-            merged[-1] = Token(item.tag, last.text + item.text)
-        else:
-            merged.append(item)
-    return merged
 
 
 def parse_trace(text: str) -> list[Block]:
