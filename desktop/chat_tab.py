@@ -29,6 +29,7 @@ from core.conversations import Conversation, ConversationStore
 from core.knowledge.types import Hit
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
+from desktop.error_banner import ErrorBanner
 from desktop.passage_dialog import PassageDialog
 from desktop.replay import events_from_record
 from desktop.tasks import Job, Push, run_job
@@ -166,10 +167,7 @@ class ChatTab(QWidget):
         self.trace.run_finished.connect(self._on_run_finished)
         mcol.addWidget(self.trace, 1)
 
-        self.error_banner = QLabel("", main)
-        self.error_banner.setObjectName("errorBanner")
-        self.error_banner.setWordWrap(True)
-        self.error_banner.hide()
+        self.error_banner = ErrorBanner(main)
         mcol.addWidget(self.error_banner)
 
         ask = QHBoxLayout()
@@ -493,8 +491,7 @@ class ChatTab(QWidget):
     # -- errors -------------------------------------------------------------------
     @Slot(str)
     def show_error(self, message: str) -> None:
-        self.error_banner.setText(message)
-        self.error_banner.show()
+        self.error_banner.show_message(message)
         self.error.emit(message)
 
     def hide_error(self) -> None:

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from core.knowledge.types import Hit
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
+from desktop.error_banner import ErrorBanner
 from desktop.passage_dialog import PassageDialog
 from desktop.tasks import Job, Push, run_job
 
@@ -154,10 +155,7 @@ class KnowledgeTab(QWidget):
         prow.addWidget(self.cancel_button)
         root.addWidget(self.progress_row)
 
-        self.error_banner = QLabel("", self)
-        self.error_banner.setObjectName("errorBanner")
-        self.error_banner.setWordWrap(True)
-        self.error_banner.hide()
+        self.error_banner = ErrorBanner(self)
         root.addWidget(self.error_banner)
 
         split = QSplitter(Qt.Orientation.Horizontal, self)
@@ -563,8 +561,7 @@ class KnowledgeTab(QWidget):
     # -- errors -------------------------------------------------------------------
     @Slot(str)
     def show_error(self, message: str) -> None:
-        self.error_banner.setText(message)
-        self.error_banner.show()
+        self.error_banner.show_message(message)
         self.error.emit(message)
 
     def hide_error(self) -> None:
