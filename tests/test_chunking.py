@@ -202,3 +202,53 @@ def test_document_without_sections_is_chunked_whole() -> None:
     doc = Document("bare.txt", "Some words here. " * 100, [])
     chunks = chunk_document(doc, ChunkingConfig(size=200, overlap=0, min_chars=0))
     assert chunks[0].start == 0 and chunks[-1].end == len(doc.text.rstrip())
+
+
+MARKDOWN_NOISE = """# Timers
+
+<!-- YAML
+added: v0.0.1
+-->
+
+## setTimeout
+
+Use [`setTimeout()`][] to run a callback later. See [the guide](https://example.org/a_(b))
+for details. ![diagram](timers.png)
+
+```js
+const a = [1](2); // <!-- stays in code -->
+```
+
+Inline `[x](y)` code stays too.
+
+[`setTimeout()`]: timers.md#settimeouttimeout-delay-args
+"""
+
+
+def test_markdown_chunks_are_clean_text_with_offsets_into_the_original(tmp_path: Path) -> None:
+    path = tmp_path / "timers.md"
+    path.write_text(MARKDOWN_NOISE, "utf-8")
+    doc = load_document(path)
+    chunks = chunk_document(doc, ChunkingConfig(size=120, overlap=0, min_chars=10))
+    text = "\n".join(c.text for c in chunks)
+    assert "YAML" not in text and "<!--" not in text.replace("// <!-- stays in code -->", "")
+    assert "[`setTimeout()`][]" not in text and "`setTimeout()` to run a callback" in text
+    assert "example.org" not in text and "the guide for details" in " ".join(text.split())
+    assert "timers.md#settimeout" not in text and "diagram" in text
+    assert "const a = [1](2); // <!-- stays in code -->" in text
+    assert "Inline `[x](y)` code stays too." in text
+    for chunk in chunks:
+        original = doc.text[chunk.start : chunk.end]
+        # The offsets cover the original the clean text came from: same first and last
+        # characters, and every word of the chunk is there in order.
+        assert original[0] == chunk.text[0] and original[-1] == chunk.text[-1]
+        position = 0
+        for word in chunk.text.split():
+            position = original.index(word, position) + len(word)
+
+
+def test_a_markdown_section_that_is_only_a_comment_gives_no_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "api.md"
+    path.write_text("# A\n\n<!-- only metadata here -->\n\n# B\n\nReal text about B.\n", "utf-8")
+    chunks = chunk_document(load_document(path), ChunkingConfig(min_chars=5))
+    assert [c.heading for c in chunks] == ["B"]

@@ -8,8 +8,11 @@ up to ``size`` characters, and consecutive chunks of a section share about
 ``overlap`` characters, starting at a word when there is one.
 
 Chunk text is an exact slice of ``Document.text`` (``text[start:end]``): the
-offsets let the app highlight a passage in its document. Nothing is prefixed;
-the store adds the heading to the text it embeds.
+offsets let the app highlight a passage in its document. Markdown is the
+exception: chunks are cut from its clean text (no HTML comments, link targets or
+link definitions, see :mod:`core.knowledge.cleaning`) and ``start``/``end`` are
+the original offsets that clean text came from. Nothing is prefixed; the store
+adds the heading to the text it embeds.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 
 from core.config import ChunkingConfig
+from core.knowledge.cleaning import clean_markdown
 from core.knowledge.types import DocChunk, Document, Section
 
 Span = tuple[int, int]
@@ -37,8 +41,14 @@ def chunk_document(doc: Document, config: ChunkingConfig) -> list[DocChunk]:
     A document whose every chunk is below ``config.min_chars`` keeps them anyway,
     so a short note is still findable rather than silently missing.
     """
-    text = doc.text
-    sections = doc.sections or [Section((), 0, len(text))]
+    view = clean_markdown(doc.text) if doc.markup == "markdown" else None
+    text = view.text if view is not None else doc.text
+    sections = doc.sections or [Section((), 0, len(doc.text))]
+    if view is not None:
+        sections = [
+            Section(s.heading_path, view.clean_offset(s.start), view.clean_offset(s.end))
+            for s in sections
+        ]
     spans: list[tuple[Span, tuple[str, ...]]] = []
     for section in sections:
         start, end = max(0, section.start), min(len(text), section.end)
@@ -49,15 +59,16 @@ def chunk_document(doc: Document, config: ChunkingConfig) -> list[DocChunk]:
         kept = spans
     chunks: list[DocChunk] = []
     for index, ((start, end), heading_path) in enumerate(kept):
+        first, last = view.original_span(start, end) if view is not None else (start, end)
         chunks.append(
             DocChunk(
                 source=doc.source,
                 text=text[start:end],
                 index=index,
-                start=start,
-                end=end,
+                start=first,
+                end=last,
                 heading_path=heading_path,
-                page=_page_of(doc.pages, start),
+                page=_page_of(doc.pages, first),
             )
         )
     return chunks

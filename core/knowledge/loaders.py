@@ -401,7 +401,9 @@ def _load_markdown(name: str, data: bytes) -> Document:
                 paragraph_start, paragraph = offset, [line]
         else:
             paragraph.append(line)
-    return Document(name, text, outline.sections(len(text)), title=title, warnings=warnings)
+    return Document(
+        name, text, outline.sections(len(text)), title=title, warnings=warnings, markup="markdown"
+    )
 
 
 # --------------------------------------------------------------------------- reStructuredText

@@ -34,6 +34,8 @@ class Document:
     title: str = ""
     pages: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    markup: str = ""
+    """``markdown`` when ``text`` is Markdown source: chunks are cut from its clean text."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class DocChunk:
     """Position of the chunk in its document (0-based)."""
     start: int
     end: int
-    """Character offsets of the chunk in ``Document.text``."""
+    """Character offsets of the chunk in ``Document.text`` (for Markdown, of the original
+    text its clean text came from)."""
     heading_path: tuple[str, ...] = ()
     page: int | None = None
 
