@@ -101,6 +101,8 @@ class KnowledgeTab(QWidget):
         self.ws = workspace
         self.setAcceptDrops(True)
         self._jobs: set[Job] = set()
+        self._latest: dict[str, Job] = {}
+        """The newest job of each slot (search, docs): only its result is shown."""
         self._index_job: Job | None = None
         self._names: list[str] = []
         self._pending_select = ""
@@ -228,18 +230,42 @@ class KnowledgeTab(QWidget):
         root.addWidget(split, 1)
 
     # -- jobs ---------------------------------------------------------------------
-    def _job(self, work: Any, name: str, **callbacks: Any) -> Job:
+    def _job(self, work: Any, name: str, *, latest: str = "", **callbacks: Any) -> Job:
+        """Start ``work`` in a worker. With ``latest``, a newer job of the same slot
+        cancels this one and only the newest job's result or error is shown, so a
+        quick second search or a switch of knowledge base never shows an older answer."""
         user_finished = callbacks.pop("on_finished", None)
 
         def finished() -> None:
             self._jobs.discard(job)
+            if latest and self._latest.get(latest) is job:
+                del self._latest[latest]
             if user_finished is not None:
                 user_finished()
 
         callbacks.setdefault("on_error", self.show_error)
+        mine: list[Job] = []
+        if latest:
+            for key in ("on_result", "on_error", "on_items"):
+                if key in callbacks:
+                    callbacks[key] = self._if_latest(latest, mine, callbacks[key])
+            previous = self._latest.get(latest)
+            if previous is not None:
+                previous.cancel()
         job = run_job(work, name=name, parent=self, on_finished=finished, **callbacks)
+        mine.append(job)
+        if latest:
+            self._latest[latest] = job
         self._jobs.add(job)
         return job
+
+    def _if_latest(self, slot: str, mine: list[Job], callback: Any) -> Any:
+        # Callbacks run in the GUI thread after run_job returned, so ``mine`` is filled.
+        def call(value: Any) -> None:
+            if mine and self._latest.get(slot) is mine[0]:
+                callback(value)
+
+        return call
 
     def busy(self) -> bool:
         return bool(self._jobs)
@@ -302,6 +328,7 @@ class KnowledgeTab(QWidget):
         self._job(
             lambda push, cancel: self.ws.store.get(name).documents(),
             "kb-docs",
+            latest="docs",
             on_result=self._got_documents,
         )
 
@@ -530,6 +557,7 @@ class KnowledgeTab(QWidget):
         self._job(
             lambda push, cancel: self.ws.store.get(name).search(query, k=k, method=method),
             "kb-search",
+            latest="search",
             on_result=self._got_hits,
         )
 

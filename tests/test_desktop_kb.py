@@ -131,3 +131,21 @@ def test_cancel_stops_indexing_and_leaves_the_tab_usable(
     wait_idle(qtbot, tab)
     assert tab.drop_zone.add_folder.isEnabled() and not tab.progress_row.isVisibleTo(tab)
     assert tab.files.rowCount() < 40
+
+
+def test_only_the_newest_search_is_shown(qtbot, tab: KnowledgeTab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tea.md").write_text("# Tea\n\nBrew green tea at 70 to 80 degrees.\n", "utf-8")
+    (docs / "bike.md").write_text("# Bikes\n\nOil the bicycle chain every month.\n", "utf-8")
+    tab.index_paths([docs])
+    wait_idle(qtbot, tab)
+    # Two searches in quick succession: the first one's result must never be shown last.
+    tab.search_box.setText("green tea water temperature")
+    tab.search()
+    tab.search_box.setText("bicycle chain oil")
+    tab.search()
+    wait_idle(qtbot, tab)
+    first = tab.hits.item(0).data(256)
+    assert first is not None and first.source.endswith("bike.md")
+    assert not tab._latest
