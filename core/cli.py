@@ -252,12 +252,17 @@ def cmd_ask(ws: Workspace, args: argparse.Namespace) -> int:
     kb_name = args.kb if args.mode != "closed" else None
     if kb_name:
         ws.store.get(kb_name)  # a clear error before the model loads
-    agent = ws.agent(kb_name, model=args.model, grammar=_grammar_choice(args), method=args.method)
+    agent = ws.agent(
+        kb_name,
+        model=args.model,
+        grammar=_grammar_choice(args),
+        method=args.method,
+        first_query=args.first_query,
+    )
     cancel = threading.Event()
     record = RunRecord(question=args.question, mode=args.mode)
     painter = Painter(sys.stdout, _want_colour(args.color, sys.stdout))
     show = not args.json
-    shown_passages = False  # a <query_res> without a Retrieval is a note from the loop
     try:
         for event in agent.run(
             args.question, mode=args.mode, retriever_only=args.retriever_only, cancel=cancel
@@ -276,13 +281,15 @@ def cmd_ask(ws: Workspace, args: argparse.Namespace) -> int:
                     painter.write(event.text, event.tag)
             elif isinstance(event, BlockEnd):
                 if event.tag == "query_res":
-                    if not shown_passages:
+                    # Passages were shown from the Retrieval event; a note is shown as is.
+                    if event.kind != "passages":
                         painter.write(f"<query_res>\n{event.text}\n</query_res>\n", "query_res")
-                    shown_passages = False
                 elif event.tag != "answer":
-                    painter.write(f"</{event.tag}>\n", event.tag)
+                    painter.write(f"</{event.tag}>", event.tag)
+                    if event.kind == "seed":
+                        painter.write("   (the app searched with your question)", "think")
+                    painter.write("\n", event.tag)
             elif isinstance(event, Retrieval):
-                shown_passages = True
                 painter.write("<query_res>\n", "query_res")
                 for number, hit in zip(event.numbers, event.hits, strict=False):
                     snippet = " ".join(hit.text.split())[:160]
@@ -334,7 +341,13 @@ def cmd_eval(ws: Workspace, args: argparse.Namespace) -> int:
     kb_name = args.kb if args.mode != "closed" else None
     if kb_name:
         ws.store.get(kb_name)
-    agent = ws.agent(kb_name, model=args.model, grammar=_grammar_choice(args), method=args.method)
+    agent = ws.agent(
+        kb_name,
+        model=args.model,
+        grammar=_grammar_choice(args),
+        method=args.method,
+        first_query=args.first_query,
+    )
 
     def on_item(index: int, result: Any) -> None:
         mark = "✓" if result.correct else "✗"
@@ -425,6 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
         p.add_argument("--method", choices=["dense", "bm25", "hybrid"], default=None)
         p.add_argument("--grammar", choices=["auto", "on", "off"], default="auto")
+        p.add_argument(
+            "--first-query",
+            choices=["auto", "question", "model"],
+            default=None,
+            help="who writes the first search: the app (your question) or the model "
+            "(default: loop.first_query, auto = question for untuned models)",
+        )
         p.add_argument("--max-rounds", type=int, default=None)
         p.add_argument("-k", type=int, default=None, help="passages per search")
 

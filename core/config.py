@@ -13,6 +13,7 @@ from core.errors import ConfigError
 SCHEMA_VERSION = 1
 
 GrammarSetting = Literal["auto", "on", "off"]
+FirstQuerySetting = Literal["auto", "question", "model"]
 SearchMethod = Literal["dense", "bm25", "hybrid"]
 
 
@@ -92,6 +93,9 @@ class LoopConfig:
     """Most tokens the model may write in the whole search turn."""
     grammar: GrammarSetting = "auto"
     """Force the tag structure with a llama.cpp grammar: auto (for models that need it), on, off."""
+    first_query: FirstQuerySetting = "auto"
+    """Who writes the first search: question (the app searches with your question, then the
+    model goes on), model, or auto (question for models not tuned on the tags)."""
 
     def __post_init__(self) -> None:
         _require(1 <= self.max_rounds <= 20, "loop.max_rounds must be within 1..20.")
@@ -107,6 +111,10 @@ class LoopConfig:
             "loop.max_total_tokens must be at least loop.max_block_tokens.",
         )
         _require(self.grammar in ("auto", "on", "off"), "loop.grammar must be auto, on or off.")
+        _require(
+            self.first_query in ("auto", "question", "model"),
+            f"loop.first_query is {self.first_query!r}: use auto, question or model.",
+        )
 
 
 @dataclass

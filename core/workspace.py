@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.config import AppConfig, load_config, save_config
+from core.errors import ConfigError
 from core.paths import DataLayout
 
 if TYPE_CHECKING:
@@ -36,6 +37,15 @@ class KBRetriever:
 
     def search(self, query: str, k: int) -> list[Hit]:
         return self.kb.search(query, k=k, method=self.method)
+
+    def describe(self) -> dict[str, str]:
+        """What a run record keeps of the knowledge base it searched."""
+        return {
+            "name": self.kb.name,
+            "id": self.kb.id,
+            "embedder": self.kb.embedder_name,
+            "method": self.method,
+        }
 
 
 class Workspace:
@@ -102,16 +112,30 @@ class Workspace:
         model: str | None = None,
         grammar: bool | None = None,
         method: str | None = None,
+        first_query: str | None = None,
     ) -> Agent:
+        """``first_query`` overrides ``loop.first_query`` (question, model or auto)."""
         from core.agent.loop import Agent
-        from core.llm.registry import model_needs_grammar
+        from core.llm.registry import model_is_tuned, model_needs_grammar
 
         path = self.model_path(model)
         if grammar is None:
             setting = self.config.loop.grammar
             grammar = setting == "on" or (setting == "auto" and model_needs_grammar(path))
+        first = first_query or self.config.loop.first_query
+        if first == "auto":
+            first = "model" if model_is_tuned(path) else "question"
+        if first not in ("question", "model"):
+            raise ConfigError(f"first query is {first!r}: use auto, question or model.")
         retriever = self.retriever(kb_name, method) if kb_name else None
-        return Agent(self.backend(model), retriever, self.config, grammar=grammar)
+        return Agent(
+            self.backend(model),
+            retriever,
+            self.config,
+            grammar=grammar,
+            first_query=first,  # type: ignore[arg-type]
+            model_id=str(path),
+        )
 
     def close(self) -> None:
         for backend in self._backends.values():

@@ -307,9 +307,16 @@ class ChatTab(QWidget):
 
             agent = self.ws.agent(kb if mode != "closed" else None, model=model)
             record = RunRecord(question=text, mode=mode)
-            for event in agent.run(text, mode=mode, cancel=cancel):  # type: ignore[arg-type]
-                record.add(event)
-                push(event)
+            try:
+                for event in agent.run(text, mode=mode, cancel=cancel):  # type: ignore[arg-type]
+                    record.add(event)
+                    push(event)
+            except Exception:
+                if not record.finished:
+                    raise
+                # The run failed after it streamed: the trace on screen is kept (and saved)
+                # with its error; Finished already carried the sentence to show.
+                log.exception("the run failed after streaming")
             return record.to_dict()
 
         job = run_job(
@@ -385,7 +392,7 @@ class ChatTab(QWidget):
     # -- passages -----------------------------------------------------------------
     @Slot(object)
     def open_passage(self, hit: Hit) -> None:
-        number = next((n for n, h in self.trace.passages.items() if h == hit), None)
+        number = self.trace.number_of(hit)
         dialog = PassageDialog(hit, self, number)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()

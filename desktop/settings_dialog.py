@@ -41,6 +41,7 @@ SECTIONS = [
 ]
 CHOICES: dict[tuple[str, str], list[str]] = {
     ("loop", "grammar"): ["auto", "on", "off"],
+    ("loop", "first_query"): ["auto", "question", "model"],
     ("retrieval", "method"): ["hybrid", "dense", "bm25"],
 }
 LABELS = {
@@ -49,6 +50,7 @@ LABELS = {
     "max_block_tokens": "Most tokens per block",
     "max_total_tokens": "Most tokens per search turn",
     "grammar": "Force tags with a grammar",
+    "first_query": "First search written by",
     "temperature": "Temperature",
     "top_p": "Top-p",
     "repeat_penalty": "Repeat penalty",

@@ -45,6 +45,10 @@ TITLES = {
     "results": "Vetted passages",
     "answer": "Answer",
 }
+KIND_TITLES = {
+    ("query", "seed"): "Search · the app searched with your question",
+    ("query_res", "note"): "Note from the app",
+}
 _CITE_RE = re.compile(r"\[(\d+)\]")
 
 
@@ -120,9 +124,13 @@ class BlockWidget(QFrame):
 
     link_clicked = Signal(int)
 
-    def __init__(self, tag: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, tag: str, parent: QWidget | None = None, *, author: str = "model", kind: str = ""
+    ) -> None:
         super().__init__(parent)
         self.tag = tag
+        self.author = author
+        self.kind = kind
         self.finished = False
         self.setObjectName(f"block_{tag}")
         self.setProperty("block", tag)
@@ -140,8 +148,11 @@ class BlockWidget(QFrame):
         self.toggle.setToolTip("Show or hide this block")
         self.toggle.toggled.connect(self._on_toggled)
         self.toggle.setVisible(tag == "think")
-        self.title = QLabel(TITLES.get(tag, tag).upper(), self)
+        title = KIND_TITLES.get((tag, kind)) or TITLES.get(tag, tag)
+        self.title = QLabel(title.upper(), self)
         self.title.setObjectName("blockTitle")
+        if author == "loop":
+            self.title.setToolTip("Written by the app, not by the model")
         self.state = QLabel("writing…", self)
         self.state.setObjectName("blockState")
         header.addWidget(self.toggle)
@@ -309,7 +320,8 @@ class TraceView(QScrollArea):
         )
         self._layout.insertWidget(0, self.empty_label)
         self.blocks: list[QWidget] = []
-        self.passages: dict[int, Hit] = {}
+        self._runs: list[dict[int, Hit]] = [{}]
+        """Passages by number, one map per run: numbers restart with every question."""
         self._open: BlockWidget | None = None
         self._cards_for_next_query_res = False
         self._follow = True
@@ -326,13 +338,28 @@ class TraceView(QScrollArea):
             self._layout.removeWidget(widget)
             widget.deleteLater()
         self.blocks.clear()
-        self.passages.clear()
+        self._runs = [{}]
         self._open = None
         self._cards_for_next_query_res = False
         self._follow = True
         self.empty_label.show()
 
+    @property
+    def passages(self) -> dict[int, Hit]:
+        """The passages of the run being shown last, by number."""
+        return self._runs[-1]
+
+    def number_of(self, hit: Hit) -> int | None:
+        """The number a passage had in its run (the latest run that showed it)."""
+        for run in reversed(self._runs):
+            for number, shown in run.items():
+                if shown == hit:
+                    return number
+        return None
+
     def add_question(self, question: str) -> None:
+        if self.blocks:
+            self._runs.append({})
         label = QLabel(question, self._canvas)
         label.setObjectName("questionBubble")
         label.setWordWrap(True)
@@ -367,7 +394,7 @@ class TraceView(QScrollArea):
         elif isinstance(event, BlockStart):
             if event.tag == "query_res" and self._cards_for_next_query_res:
                 return
-            self._start_block(event.tag)
+            self._start_block(event.tag, event.author, event.kind)
         elif isinstance(event, BlockEnd):
             self._end_block(event)
         elif isinstance(event, Retrieval):
@@ -384,11 +411,13 @@ class TraceView(QScrollArea):
                 self._open = None
             self.run_finished.emit(event)
 
-    def _start_block(self, tag: str) -> BlockWidget:
+    def _start_block(self, tag: str, author: str = "model", kind: str = "") -> BlockWidget:
         if self._open is not None:
             self._open.finish(self._open.text(), set(self.passages))
-        block = BlockWidget(tag, self._canvas)
-        block.link_clicked.connect(self._on_citation)
+        block = BlockWidget(tag, self._canvas, author=author, kind=kind)
+        run = self.passages
+        # A citation opens the passage of the block's own run, whatever came after it.
+        block.link_clicked.connect(lambda number, run=run: self._on_citation(run, number))
         self._add(block)
         self._open = block
         return block
@@ -399,7 +428,7 @@ class TraceView(QScrollArea):
             return
         block = self._open if self._open and self._open.tag == event.tag else None
         if block is None:
-            block = self._start_block(event.tag)
+            block = self._start_block(event.tag, event.author, event.kind)
         block.finish(event.text, set(self.passages))
         self._open = None
 
@@ -421,9 +450,8 @@ class TraceView(QScrollArea):
         self.blocks.append(widget)
 
     # -- slots --------------------------------------------------------------------
-    @Slot(int)
-    def _on_citation(self, number: int) -> None:
-        hit = self.passages.get(number)
+    def _on_citation(self, run: dict[int, Hit], number: int) -> None:
+        hit = run.get(number)
         if hit is not None:
             self.passage_requested.emit(hit)
 

@@ -81,14 +81,21 @@ def search_text(backend: ScriptedBackend) -> str:
 
 
 def test_a_well_behaved_run_streams_blocks_in_protocol_order() -> None:
-    agent, backend, _ = make_agent([
-        "<think>I need the opening year.</think>\n<query>bridge opened</query>",
-        "<think>Passage 1 gives it.</think>\n<results>[1] the year</results>",
-        ANSWER,
-    ])
+    agent, backend, _ = make_agent(
+        [
+            "<think>I need the opening year.</think>\n<query>bridge opened</query>",
+            "<think>Passage 1 gives it.</think>\n<results>[1] the year</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert [t for t, _ in blocks(events)] == [
-        "think", "query", "query_res", "think", "results", "answer"
+        "think",
+        "query",
+        "query_res",
+        "think",
+        "results",
+        "answer",
     ]
     retrieval = next(e for e in events if isinstance(e, Retrieval))
     assert retrieval.query == "bridge opened"
@@ -107,11 +114,13 @@ def test_a_well_behaved_run_streams_blocks_in_protocol_order() -> None:
 
 def test_the_search_pauses_at_the_closing_query_tag() -> None:
     # The model would hallucinate on past </query>; the stop sequence ends the call there.
-    agent, backend, _ = make_agent([
-        "<think>t</think><query>bridge</query><query_res>[1] invented</query_res>",
-        "<think>ok</think><results>[1]</results>",
-        ANSWER,
-    ])
+    agent, backend, _ = make_agent(
+        [
+            "<think>t</think><query>bridge</query><query_res>[1] invented</query_res>",
+            "<think>ok</think><results>[1]</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert backend.calls[0].output.endswith("<query>bridge</query>")
     assert "invented" not in search_text(backend)
@@ -119,12 +128,14 @@ def test_the_search_pauses_at_the_closing_query_tag() -> None:
 
 
 def test_passage_numbers_are_global_and_a_shown_chunk_keeps_its_number() -> None:
-    agent, backend, _ = make_agent([
-        "<think>a</think><query>bridge opened</query>",
-        "<think>b</think><query>river bridge floods</query>",
-        "<think>c</think><results>[1] year [2] site</results>",
-        ANSWER,
-    ])
+    agent, backend, _ = make_agent(
+        [
+            "<think>a</think><query>bridge opened</query>",
+            "<think>b</think><query>river bridge floods</query>",
+            "<think>c</think><results>[1] year [2] site</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     first, second = [e for e in events if isinstance(e, Retrieval)]
     number_of = {h.id: n for r in (first, second) for h, n in zip(r.hits, r.numbers, strict=True)}
@@ -232,13 +243,15 @@ def test_forced_results_keep_what_they_cited_before_overflowing() -> None:
 
 
 def test_a_repeated_query_is_not_searched_again_and_two_repeats_conclude() -> None:
-    agent, backend, retriever = make_agent([
-        "<think>a</think><query>bridge</query>",
-        "<think>again</think><query>Bridge</query>",
-        "<think>again</think><query>bridge </query>",
-        "[1]</results>",
-        ANSWER,
-    ])
+    agent, backend, retriever = make_agent(
+        [
+            "<think>a</think><query>bridge</query>",
+            "<think>again</think><query>Bridge</query>",
+            "<think>again</think><query>bridge </query>",
+            "[1]</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert retriever.queries == ["bridge"]
     assert errors(events) == ["repeated_query", "repeated_query"]
@@ -248,23 +261,27 @@ def test_a_repeated_query_is_not_searched_again_and_two_repeats_conclude() -> No
 
 
 def test_an_empty_query_runs_no_search() -> None:
-    agent, _, retriever = make_agent([
-        "<think>a</think><query>  </query>",
-        "<think>b</think><query>bridge</query>",
-        "<think>c</think><results>[1]</results>",
-        ANSWER,
-    ])
+    agent, _, retriever = make_agent(
+        [
+            "<think>a</think><query>  </query>",
+            "<think>b</think><query>bridge</query>",
+            "<think>c</think><results>[1]</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert errors(events) == ["empty_query"]
     assert retriever.queries == ["bridge"]
 
 
 def test_output_without_tags_is_kept_as_think_and_concluded() -> None:
-    agent, backend, retriever = make_agent([
-        "The bridge probably opened in the thirties.",
-        "nothing cited</results>",
-        "I do not know.",
-    ])
+    agent, backend, retriever = make_agent(
+        [
+            "The bridge probably opened in the thirties.",
+            "nothing cited</results>",
+            "I do not know.",
+        ]
+    )
     events = run_all(agent)
     assert blocks(events)[0] == ("think", "The bridge probably opened in the thirties.")
     assert errors(events) == ["no_tags"]
@@ -275,23 +292,27 @@ def test_output_without_tags_is_kept_as_think_and_concluded() -> None:
 
 
 def test_an_unclosed_block_at_the_end_is_closed_and_reported() -> None:
-    agent, backend, _ = make_agent([
-        "<think>a</think><query>bridge</query>",
-        "<think>I have it",
-        "[1]</results>",
-        ANSWER,
-    ])
+    agent, backend, _ = make_agent(
+        [
+            "<think>a</think><query>bridge</query>",
+            "<think>I have it",
+            "[1]</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert errors(events) == ["unclosed_tag"]
     assert "<think>I have it</think>\n<results>[1]</results>" in search_text(backend)
 
 
 def test_unknown_tags_and_stray_text_are_reported_not_fatal() -> None:
-    agent, _, retriever = make_agent([
-        "<think>I will <search>look</search></think> now searching <query>bridge</query>",
-        "<think>b</think><results>[1]</results>",
-        ANSWER,
-    ])
+    agent, _, retriever = make_agent(
+        [
+            "<think>I will <search>look</search></think> now searching <query>bridge</query>",
+            "<think>b</think><results>[1]</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert errors(events) == ["unknown_tag", "unknown_tag", "stray_text"]
     assert retriever.queries == ["bridge"]
@@ -299,12 +320,14 @@ def test_unknown_tags_and_stray_text_are_reported_not_fatal() -> None:
 
 
 def test_a_query_res_written_by_the_model_is_cut_out() -> None:
-    agent, backend, _ = make_agent([
-        "<think>a</think><query_res>[1] the bridge opened in 1066</query_res>",
-        "<think>b</think><query>bridge</query>",
-        "<think>c</think><results>[1]</results>",
-        ANSWER,
-    ])
+    agent, backend, _ = make_agent(
+        [
+            "<think>a</think><query_res>[1] the bridge opened in 1066</query_res>",
+            "<think>b</think><query>bridge</query>",
+            "<think>c</think><results>[1]</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert errors(events) == ["forged_block"]
     trace = search_text(backend)
@@ -315,11 +338,13 @@ def test_a_query_res_written_by_the_model_is_cut_out() -> None:
 
 
 def test_a_variant_closing_tag_ends_the_query_too() -> None:
-    agent, backend, retriever = make_agent([
-        "<think>a</think><Query> bridge </QUERY >\n<think>hallucinated more</think>",
-        "<think>b</think><results>[1]</results>",
-        ANSWER,
-    ])
+    agent, backend, retriever = make_agent(
+        [
+            "<think>a</think><Query> bridge </QUERY >\n<think>hallucinated more</think>",
+            "<think>b</think><results>[1]</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert retriever.queries == ["bridge"]
     assert "hallucinated" not in search_text(backend)
@@ -357,10 +382,12 @@ def test_a_silent_model_still_finishes() -> None:
 
 
 def test_cancel_stops_between_tokens_and_finishes_cancelled() -> None:
-    agent, backend, retriever = make_agent([
-        "<think>" + "long thought " * 30 + "</think><query>bridge</query>",
-        ANSWER,
-    ])
+    agent, backend, retriever = make_agent(
+        [
+            "<think>" + "long thought " * 30 + "</think><query>bridge</query>",
+            ANSWER,
+        ]
+    )
     cancel = threading.Event()
     events: list[Event] = []
     for event in agent.run("When did the bridge open?", cancel=cancel):
@@ -375,11 +402,13 @@ def test_cancel_stops_between_tokens_and_finishes_cancelled() -> None:
 
 
 def test_retriever_mode_stops_after_results() -> None:
-    agent, backend, _ = make_agent([
-        "<think>a</think><query>bridge</query>",
-        "<think>b</think><results>[1]</results>",
-        ANSWER,
-    ])
+    agent, backend, _ = make_agent(
+        [
+            "<think>a</think><query>bridge</query>",
+            "<think>b</think><results>[1]</results>",
+            ANSWER,
+        ]
+    )
     events = list(agent.run("When did the bridge open?", retriever_only=True))
     assert finished(events).reason == "retrieved"
     assert len(backend.sessions) == 1
@@ -391,7 +420,14 @@ def test_rag_mode_searches_the_question_once() -> None:
     events = list(agent.run("When did the bridge open?", mode="rag"))
     assert retriever.queries == ["When did the bridge open?"]
     assert [type(e).__name__ for e in events if not isinstance(e, Token)] == [
-        "Retrieval", "BlockStart", "BlockEnd", "Answer", "Finished"
+        "Started",
+        "Retrieval",
+        "Vetted",
+        "Prompt",
+        "BlockStart",
+        "BlockEnd",
+        "Answer",
+        "Finished",
     ]
     assert "[1] bridge.md#0" in backend.sessions[0].prompt
     assert answer(events).citations == [1]
@@ -482,17 +518,19 @@ def test_a_failing_search_finishes_with_error_then_raises() -> None:
 
 
 def test_a_run_record_survives_json() -> None:
-    agent, _, _ = make_agent([
-        "<think>a</think><query>bridge opened</query>",
-        "<think>b <search> x</think><results>[1] the year</results>",
-        ANSWER,
-    ])
+    agent, _, _ = make_agent(
+        [
+            "<think>a</think><query>bridge opened</query>",
+            "<think>b <search> x</think><results>[1] the year</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     record = _record(events)
     data = json.loads(json.dumps(record.to_dict()))
     assert data["results"] == [1] and data["citations"] == [1] and data["answer"] == ANSWER
-    assert data["protocol_errors"] == [
-        {"kind": "unknown_tag", "detail": "<search> is not a protocol tag"}
+    assert [(e["kind"], e["detail"]) for e in data["protocol_errors"]] == [
+        ("unknown_tag", "<search> is not a protocol tag")
     ]
     assert data["retrievals"][0]["hits"][0]["label"] == "bridge.md#0"
     assert data["trace"].startswith("<think>a</think><query>bridge opened</query>")
@@ -510,11 +548,13 @@ def _record(events: list[Event]) -> RunRecord:
 
 
 def test_each_block_streams_start_tokens_end_and_the_tokens_spell_its_text() -> None:
-    agent, _, _ = make_agent([
-        "<think>a</think><query>bridge</query>",
-        "<think>b</think><results>[1]</results>",
-        ANSWER,
-    ])
+    agent, _, _ = make_agent(
+        [
+            "<think>a</think><query>bridge</query>",
+            "<think>b</think><results>[1]</results>",
+            ANSWER,
+        ]
+    )
     open_tag: str | None = None
     spelled = ""
     ended = 0
@@ -533,12 +573,14 @@ def test_each_block_streams_start_tokens_end_and_the_tokens_spell_its_text() -> 
 
 
 def test_a_query_without_its_opening_tag_runs_no_search_and_is_reported() -> None:
-    agent, backend, retriever = make_agent([
-        "<think>a</think>\nbridge opened</query>",
-        "<think>b</think><query>bridge</query>",
-        "<think>c</think><results>[1]</results>",
-        ANSWER,
-    ])
+    agent, backend, retriever = make_agent(
+        [
+            "<think>a</think>\nbridge opened</query>",
+            "<think>b</think><query>bridge</query>",
+            "<think>c</think><results>[1]</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert errors(events) == ["stray_text", "empty_query"]
     assert retriever.queries == ["bridge"]
@@ -546,12 +588,14 @@ def test_a_query_without_its_opening_tag_runs_no_search_and_is_reported() -> Non
 
 
 def test_another_blocks_stop_sequence_inside_results_is_just_text() -> None:
-    agent, _, _ = make_agent([
-        "<think>a</think><query>bridge</query>",
-        "<think>b</think><results>[1] the tag </query> (the rest is never generated)",
-        " and [2]</results>",
-        ANSWER,
-    ])
+    agent, _, _ = make_agent(
+        [
+            "<think>a</think><query>bridge</query>",
+            "<think>b</think><results>[1] the tag </query> (the rest is never generated)",
+            " and [2]</results>",
+            ANSWER,
+        ]
+    )
     events = run_all(agent)
     assert errors(events) == []
     assert blocks(events)[-2] == ("results", "[1] the tag </query> and [2]")

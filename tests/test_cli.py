@@ -47,7 +47,9 @@ def test_index_reports_each_bad_file_and_indexes_the_rest(
     assert "empty.txt: the file is empty" in out
 
 
-def test_kb_lifecycle_and_switch(indexed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_kb_lifecycle_and_switch(
+    indexed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     data, _ = indexed
     d = ["--data-dir", str(data)]
     assert run_cli(capsys, *d, "kb", "create", "scratch")[0] == 0
@@ -71,8 +73,18 @@ def test_search_finds_the_passage_with_the_fact(
     data, _ = indexed
     for method in ("dense", "bm25", "hybrid"):
         code, out, _ = run_cli(
-            capsys, "--data-dir", str(data), "search", "ferry departure time Port Idris",
-            "--kb", "docs", "-k", "3", "--method", method, "--json",
+            capsys,
+            "--data-dir",
+            str(data),
+            "search",
+            "ferry departure time Port Idris",
+            "--kb",
+            "docs",
+            "-k",
+            "3",
+            "--method",
+            method,
+            "--json",
         )
         hits = json.loads(out)
         assert code == 0 and hits
@@ -94,8 +106,17 @@ def test_ask_loop_searches_vets_and_answers_with_citations(
 ) -> None:
     data, _ = indexed
     code, out, err = run_cli(
-        capsys, "--data-dir", str(data), "ask", "When does the Brannock ferry leave Port Idris?",
-        "--kb", "docs", "--max-rounds", "2", "--json", "--save",
+        capsys,
+        "--data-dir",
+        str(data),
+        "ask",
+        "When does the Brannock ferry leave Port Idris?",
+        "--kb",
+        "docs",
+        "--max-rounds",
+        "2",
+        "--json",
+        "--save",
     )
     assert code == 0, err
     record = json.loads(out)
@@ -111,11 +132,22 @@ def test_ask_loop_searches_vets_and_answers_with_citations(
 
 
 @pytest.mark.model
-def test_ask_streams_a_readable_trace(indexed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_ask_streams_a_readable_trace(
+    indexed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     data, _ = indexed
     code, out, _ = run_cli(
-        capsys, "--data-dir", str(data), "ask", "What cools the Velquist reactor?",
-        "--kb", "docs", "--max-rounds", "1", "--color", "never",
+        capsys,
+        "--data-dir",
+        str(data),
+        "ask",
+        "What cools the Velquist reactor?",
+        "--kb",
+        "docs",
+        "--max-rounds",
+        "1",
+        "--color",
+        "never",
     )
     assert code == 0
     assert out.index("<query>") < out.index("<query_res>") < out.index("<results>")
@@ -129,15 +161,29 @@ def test_eval_reports_accuracy_recall_and_cost(
     data, _ = indexed
     qa = tmp_path / "qa.jsonl"
     qa.write_text(
-        json.dumps({"id": "ferry", "question": "When does the Brannock ferry leave?", "answers": ["06:40"]})
+        json.dumps(
+            {"id": "ferry", "question": "When does the Brannock ferry leave?", "answers": ["06:40"]}
+        )
         + "\n"
-        + json.dumps({"id": "tin", "question": "What cools the Velquist reactor?", "answers": ["liquid tin"]})
+        + json.dumps(
+            {"id": "tin", "question": "What cools the Velquist reactor?", "answers": ["liquid tin"]}
+        )
         + "\n"
     )
     out_file = tmp_path / "report.json"
     code, out, err = run_cli(
-        capsys, "--data-dir", str(data), "eval", "--kb", "docs", "--qa", str(qa), "--mode", "rag",
-        "--out", str(out_file),
+        capsys,
+        "--data-dir",
+        str(data),
+        "eval",
+        "--kb",
+        "docs",
+        "--qa",
+        str(qa),
+        "--mode",
+        "rag",
+        "--out",
+        str(out_file),
     )
     assert code == 0, err
     summary = json.loads(out)
@@ -157,8 +203,21 @@ def test_ctrl_c_during_indexing_leaves_a_consistent_knowledge_base(tmp_path: Pat
     data = tmp_path / "data"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "--data-dir", str(data), "index", str(corpus), "--kb", "k"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "core.cli",
+            "--data-dir",
+            str(data),
+            "index",
+            str(corpus),
+            "--kb",
+            "k",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 120

@@ -245,3 +245,105 @@ def _left():  # type: ignore[no-untyped-def]
     from PySide6.QtCore import Qt
 
     return Qt.MouseButton.LeftButton
+
+
+class FailingSession(ScriptedSession):
+    """The FAKE session, failing once the answer stage starts (a backend crash mid-run)."""
+
+    def stream(self, request: StreamRequest) -> Iterator[Chunk]:
+        if "Passages:" in self.prompt:
+            raise RuntimeError("the engine ran out of memory")
+        yield from super().stream(request)
+
+
+class FailingBackend(ScriptedBackend):
+    def session(self, prompt: str, *, reuse_cache: bool = True) -> ScriptedSession:
+        session = FailingSession(self, prompt, reuse_cache)
+        self.sessions.append(session)
+        return session
+
+
+def test_a_run_that_fails_after_streaming_keeps_its_trace_and_is_saved(
+    qtbot,
+    chat: ChatTab,
+    ws: Workspace,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    use_backend(monkeypatch, ws, FailingBackend(SCRIPT))
+    chat.ask("How hot should green tea water be?")
+    qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
+    assert "out of memory" in chat.error_banner.text()
+    assert chat.trace.block_widgets("results")  # still on screen
+    files = list(ws.layout.conversations.glob("*.json"))
+    assert len(files) == 1
+    turn = json.loads(files[0].read_text("utf-8"))["turns"][0]
+    assert turn["finished"] == "error" and "out of memory" in turn["error"]
+    assert "<results>" in turn["trace"]
+
+
+def test_a_citation_opens_the_passage_of_its_own_question(
+    qtbot,
+    chat: ChatTab,
+    ws: Workspace,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    second = [
+        "<think>Chain care.</think>\n<query>oil bicycle chain</query>",
+        "<think>Passage 1.</think>\n<results>[1] says how often.</results>",
+        "Every few hundred kilometres [1].",
+    ]
+    use_backend(monkeypatch, ws, ScriptedBackend([*SCRIPT, *second]))
+    chat.ask("How hot should green tea water be?")
+    qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
+    chat.ask("How often should I oil the chain?")
+    qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
+    first_answer, second_answer = chat.trace.block_widgets("answer")
+
+    from PySide6.QtCore import QUrl
+
+    for widget, source in ((first_answer, "tea.md"), (second_answer, "bike.txt")):
+        widget.body.anchorClicked.emit(QUrl("cite:1"))
+        dialog = chat.last_dialog
+        assert isinstance(dialog, PassageDialog) and dialog.hit.source == source
+        dialog.close()
+    # Reopened from disk, the same holds.
+    chat._on_conversation_clicked(chat.conv_list.item(0))
+    first_answer, second_answer = chat.trace.block_widgets("answer")
+    first_answer.body.anchorClicked.emit(QUrl("cite:1"))
+    assert chat.last_dialog.hit.source == "tea.md"
+
+
+def test_the_seeded_search_shows_as_the_apps_and_errors_stay_in_place_when_reopened(
+    qtbot,
+    chat: ChatTab,
+    ws: Workspace,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    script = [
+        "<think>Again.</think>\n<query>How hot should green tea water be</query>",
+        "<think>Passage 1 answers it.</think>\n<results>[1] gives the temperature.</results>",
+        "Brew it at **70 to 80 degrees** [1].",
+    ]
+    retriever = KeywordRetriever(PASSAGES)
+    backend = ScriptedBackend(script)
+
+    def agent(kb_name: str | None, **_: object) -> Agent:
+        return Agent(backend, retriever, ws.config, first_query="question")
+
+    monkeypatch.setattr(ws, "agent", agent)
+    chat.ask("How hot should green tea water be?")
+    qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
+
+    def drawn() -> list[str]:
+        out = []
+        for w in chat.trace.blocks:
+            title = getattr(w, "title", None)
+            out.append(title.text() if title is not None else type(w).__name__)
+        return out
+
+    live = drawn()
+    assert live[1] == "SEARCH · THE APP SEARCHED WITH YOUR QUESTION"
+    assert "ProtocolErrorRow" in live and "NOTE FROM THE APP" in live
+    assert live.index("ProtocolErrorRow") < live.index("NOTE FROM THE APP")
+    chat._on_conversation_clicked(chat.conv_list.item(0))
+    assert drawn() == live

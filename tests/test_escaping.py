@@ -11,8 +11,29 @@ from core.agent.parser import TAG_RE, TagParser
 
 # Text rich in the pieces that make tags and escapes, so the search finds the edge cases.
 ATOMS = st.sampled_from(
-    ["<", ">", "/", " ", "\n", "&", "amp;", "lt;", "&lt;", "think", "query", "_res", "results",
-     "QUERY", "Think", "res", "answer", "-", "x", "\u212a", "\u017f"]
+    [
+        "<",
+        ">",
+        "/",
+        " ",
+        "\n",
+        "&",
+        "amp;",
+        "lt;",
+        "&lt;",
+        "think",
+        "query",
+        "_res",
+        "results",
+        "QUERY",
+        "Think",
+        "res",
+        "answer",
+        "-",
+        "x",
+        "\u212a",
+        "\u017f",
+    ]
 )
 NASTY = st.lists(ATOMS, max_size=40).map("".join) | st.text(max_size=60)
 

@@ -145,9 +145,29 @@ def test_citations_in_brackets_and_bare_lists() -> None:
 
 
 PIECES = st.sampled_from(
-    ["<think>", "</think>", "<query>", "</query>", "<results>", "</results>", "<query_res>",
-     "</query_res>", "< Query >", "</THINK >", "<search>", "<", ">", "/", "a < b", "text",
-     " ", "\n", "[1]", "query", "think"]
+    [
+        "<think>",
+        "</think>",
+        "<query>",
+        "</query>",
+        "<results>",
+        "</results>",
+        "<query_res>",
+        "</query_res>",
+        "< Query >",
+        "</THINK >",
+        "<search>",
+        "<",
+        ">",
+        "/",
+        "a < b",
+        "text",
+        " ",
+        "\n",
+        "[1]",
+        "query",
+        "think",
+    ]
 )
 
 

@@ -15,9 +15,7 @@ from core.agent.parser import TAG_NAME_PATTERN
 
 # Broader than the parser on purpose (any tag *starting* with a protocol name,
 # also <answer>): escaping too much costs nothing, escaping too little is a hole.
-_ESCAPE_RE = re.compile(
-    rf"<(?=\s*/?\s*(?i:{TAG_NAME_PATTERN}|answer))|&(?=(?:amp;)*lt;)"
-)
+_ESCAPE_RE = re.compile(rf"<(?=\s*/?\s*(?i:{TAG_NAME_PATTERN}|answer))|&(?=(?:amp;)*lt;)")
 _UNESCAPE_RE = re.compile(r"&((?:amp;)*)lt;")
 
 
@@ -27,7 +25,7 @@ def _escape_one(match: re.Match[str]) -> str:
 
 def _unescape_one(match: re.Match[str]) -> str:
     amps = match.group(1)
-    return "<" if not amps else "&" + amps[len("amp;"):] + "lt;"
+    return "<" if not amps else "&" + amps[len("amp;") :] + "lt;"
 
 
 def escape_passage(text: str) -> str:

@@ -12,11 +12,21 @@ from typing import Any, Literal, TypeVar
 from core.knowledge.types import Hit
 
 Tag = Literal["think", "query", "query_res", "results", "answer"]
+Author = Literal["model", "loop"]
+"""Who wrote a piece of the trace: the model generated it, or the loop wrote it (passages,
+notes, closing tags it added, the first query it searched with)."""
+
+BLOCK_KINDS = ("", "passages", "note", "seed")
+"""What a block is beyond its tag: a ``<query_res>`` holds ``passages`` or a loop ``note``;
+a ``<query>`` of kind ``seed`` is the question the loop searched with itself."""
 
 
 @dataclass(frozen=True)
 class BlockStart:
     tag: str
+    author: Author = "model"
+    kind: str = ""
+    """See :data:`BLOCK_KINDS`."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,50 @@ class BlockEnd:
     tag: str
     text: str
     """The whole block's text (without the tags)."""
+    author: Author = "model"
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of the search turn's text and who wrote it; the trace is their join."""
+
+    author: Author
+    text: str
+    kind: str = ""
+    """For loop spans: passages, note, seed (the first query), tag (a tag the loop closed
+    or opened for the model)."""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"author": self.author, "kind": self.kind, "text": self.text}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Span:
+        author = str(data.get("author", "model"))
+        if author not in ("model", "loop"):
+            raise ValueError(f"span author must be model or loop, not {author!r}")
+        return cls(author, str(data["text"]), str(data.get("kind", "")))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Started:
+    """The first event of a run: what the run is made of, for the record and for training."""
+
+    question: str
+    mode: str
+    info: dict[str, Any]
+    """model (path and name), template_version, settings (grammar, bounds, first_query,
+    retrieval method and k), knowledge base (name, id) and embedder."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The messages an engine was given for one stage: ``search`` (the loop's turn),
+    ``answer`` or ``closed``; ``text`` is the prompt after the chat template."""
+
+    stage: str
+    messages: list[dict[str, str]]
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,6 +92,16 @@ class Retrieval:
     hits: list[Hit]
     numbers: list[int] = field(default_factory=list)
     """The passage number ([n]) given to each hit, in order; shared across rounds."""
+
+
+@dataclass(frozen=True)
+class Vetted:
+    """The passage numbers that go to the answer stage: those ``<results>`` cited (or, when
+    it cited none, every passage shown; in rag mode every passage retrieved)."""
+
+    numbers: list[int]
+    source: str = "results"
+    """results (the model vetted them), fallback (it cited nothing usable), all (rag)."""
 
 
 @dataclass(frozen=True)
@@ -83,13 +147,26 @@ class Finished:
     trace: str = ""
     """The search turn exactly as the model saw it: its own text, the tags the loop
     closed for it and the ``<query_res>`` blocks the loop injected (loop mode only)."""
+    spans: tuple[Span, ...] = ()
+    """The trace cut by author: ``"".join(s.text for s in spans) == trace``."""
     error: str = ""
     """When reason == "error": the sentence to show (the traceback goes to the log)."""
 
 
 E = TypeVar("E")
 
-Event = BlockStart | Token | BlockEnd | Retrieval | ProtocolError | Answer | Finished
+Event = (
+    Started
+    | Prompt
+    | BlockStart
+    | Token
+    | BlockEnd
+    | Retrieval
+    | Vetted
+    | ProtocolError
+    | Answer
+    | Finished
+)
 
 
 def coalesce_tokens(events: Iterable[E]) -> list[E]:

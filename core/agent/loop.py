@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from core.agent import prompts
 from core.agent.events import (
@@ -22,12 +22,21 @@ from core.agent.events import (
     BlockStart,
     Event,
     Finished,
+    Prompt,
     ProtocolError,
     Retrieval,
     RunStats,
+    Span,
+    Started,
     Token,
+    Vetted,
 )
-from core.agent.grammar import answer_grammar, results_body_grammar, segment_grammar
+from core.agent.grammar import (
+    MAX_QUERY_CHARS,
+    answer_grammar,
+    results_body_grammar,
+    segment_grammar,
+)
 from core.agent.parser import ParseItem, TagParser, bracket_citations, results_numbers
 from core.config import AppConfig
 from core.errors import ConfigError, CotragError
@@ -45,6 +54,44 @@ _CONTEXT_MARGIN = 16
 
 class Retriever(Protocol):
     def search(self, query: str, k: int) -> list[Hit]: ...
+
+
+def seed_query(question: str) -> str:
+    """The question as a search line: one line, no tag characters, at most the query length
+    the grammar admits (cut at a word), without the closing question mark."""
+    line = " ".join(question.replace("<", " ").replace(">", " ").split()).rstrip("?？ ").strip()
+    if len(line) > MAX_QUERY_CHARS:
+        cut = line[:MAX_QUERY_CHARS]
+        line = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return line or " ".join(question.split())[:MAX_QUERY_CHARS]
+
+
+class SpanLog:
+    """Who wrote each stretch of a session's text past ``mark``: whatever the loop did not
+    append itself, the model generated."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.mark = len(session.text)
+        self._covered = self.mark
+        self.spans: list[Span] = []
+
+    def _flush_model(self) -> None:
+        text = self.session.text
+        if len(text) > self._covered:
+            self.spans.append(Span("model", text[self._covered :]))
+            self._covered = len(text)
+
+    def write(self, text: str, kind: str) -> None:
+        """Append loop-written text to the session."""
+        self._flush_model()
+        self.session.append(text)
+        self.spans.append(Span("loop", text, kind))
+        self._covered = len(self.session.text)
+
+    def finish(self) -> tuple[str, tuple[Span, ...]]:
+        self._flush_model()
+        return self.session.text[self.mark :], tuple(self.spans)
 
 
 class NoKnowledgeBase(CotragError, ValueError):
@@ -73,6 +120,7 @@ class _Run:
     gen: GenStats = field(default_factory=GenStats)
     rounds: int = 0
     trace: str = ""
+    spans: tuple[Span, ...] = ()
     passages: dict[int, Hit] = field(default_factory=dict)
     """Every passage shown, by its global number."""
     vetted: list[int] = field(default_factory=list)
@@ -88,6 +136,7 @@ class _Turn:
 
     session: Session
     parser: TagParser
+    log: SpanLog
     generated: int = 0
     wasted: int = 0
     queries: set[str] = field(default_factory=set)
@@ -105,10 +154,14 @@ class Agent:
         config: AppConfig,
         *,
         grammar: bool = False,
+        first_query: Literal["question", "model"] = "model",
         reuse_cache: bool = True,
+        model_id: str = "",
     ) -> None:
-        """``reuse_cache=False`` evaluates the whole text again at every round: only the
-        baseline of ``bench/loop_kv.py`` wants that."""
+        """``first_query="question"`` makes the loop search with the question before the
+        model writes anything (a seeded first round, as in IRCoT); ``"model"`` leaves the
+        first query to the model. ``reuse_cache=False`` evaluates the whole text again at
+        every round: only the baseline of ``bench/loop_kv.py`` wants that."""
         if grammar and not backend.supports_grammar:
             raise ConfigError(
                 f"loop.grammar is on but the {backend.name} backend cannot constrain its "
@@ -118,7 +171,11 @@ class Agent:
         self.retriever = retriever
         self.config = config
         self.grammar = grammar
+        if first_query not in ("question", "model"):
+            raise ValueError(f"first_query must be question or model, not {first_query!r}")
+        self.first_query = first_query
         self.reuse_cache = reuse_cache
+        self.model_id = model_id or backend.name
         gen = config.generation
         self._sampling = Sampling(
             temperature=gen.temperature,
@@ -158,8 +215,39 @@ class Agent:
 
     # -- the run -----------------------------------------------------------------------
 
+    def info(self) -> dict[str, Any]:
+        """What a run is made of, as :class:`Started` reports it."""
+        loop, retrieval = self.config.loop, self.config.retrieval
+        describe = getattr(self.retriever, "describe", None)
+        knowledge: dict[str, Any] = describe() if callable(describe) else {}
+        return {
+            "model": self.model_id,
+            "engine": self.backend.name,
+            "template_version": prompts.template_version(),
+            "settings": {
+                "grammar": self.grammar,
+                "first_query": self.first_query,
+                "max_rounds": loop.max_rounds,
+                "min_rounds": loop.min_rounds,
+                "max_block_tokens": loop.max_block_tokens,
+                "max_total_tokens": loop.max_total_tokens,
+                "retrieval_method": knowledge.get("method", retrieval.method),
+                "k": retrieval.k,
+                "n_ctx": self.config.generation.n_ctx,
+                "answer_max_tokens": self.config.generation.answer_max_tokens,
+                "sampling": {
+                    "temperature": self._sampling.temperature,
+                    "top_p": self._sampling.top_p,
+                    "repeat_penalty": self._sampling.repeat_penalty,
+                    "seed": self._sampling.seed,
+                },
+            },
+            "knowledge_base": {k: v for k, v in knowledge.items() if k != "method"},
+        }
+
     def _events(self, run: _Run, retriever_only: bool) -> Iterator[Event]:
         started = time.perf_counter()
+        yield Started(run.question, run.mode, self.info())
         errors = 0
         reason = "error"
         failure: Exception | None = None
@@ -189,7 +277,7 @@ class Agent:
                 if isinstance(failure, CotragError)
                 else f"{type(failure).__name__}: {failure}"
             )
-        yield Finished(reason, stats, trace=run.trace, error=message)
+        yield Finished(reason, stats, trace=run.trace, spans=run.spans, error=message)
         if failure is not None:
             # Finished came first so a viewer can close the run; the caller still learns
             # of the failure the usual way (and logs the traceback).
@@ -213,20 +301,35 @@ class Agent:
         run.passages = dict(zip(numbers, hits, strict=True))
         run.vetted = numbers
         yield Retrieval(run.question, hits, numbers)
+        yield Vetted(numbers, "all")
 
     # -- the search turn ---------------------------------------------------------------
 
     def _search_turn(self, run: _Run) -> Iterator[Event]:
         messages = prompts.loop_messages(run.question, max_rounds=self.config.loop.max_rounds)
-        session = self.backend.session(
-            self.backend.chat_prompt(messages), reuse_cache=self.reuse_cache
-        )
-        mark = len(session.text)
-        turn = _Turn(session, TagParser())
+        prompt = self.backend.chat_prompt(messages)
+        yield Prompt("search", messages, prompt)
+        session = self.backend.session(prompt, reuse_cache=self.reuse_cache)
+        turn = _Turn(session, TagParser(), SpanLog(session))
         try:
+            if self.first_query == "question":
+                yield from self._seed(run, turn)
             yield from self._search_steps(run, turn)
         finally:
-            run.trace = session.text[mark:]
+            run.trace, run.spans = turn.log.finish()
+
+    def _seed(self, run: _Run, turn: _Turn) -> Iterator[Event]:
+        """The loop's own first round: search with the question, as the model would have."""
+        text = f"<query>{seed_query(run.question)}</query>"
+        turn.log.write(text, "seed")
+        for item in turn.parser.feed(text):
+            if isinstance(item, BlockStart):
+                yield BlockStart(item.tag, "loop", "seed")
+            elif isinstance(item, BlockEnd):
+                yield BlockEnd(item.tag, item.text, "loop", "seed")
+            else:
+                yield item
+        yield from self._query(run, turn)
 
     def _search_steps(self, run: _Run, turn: _Turn) -> Iterator[Event]:
         loop = self.config.loop
@@ -384,7 +487,7 @@ class Agent:
         if tag is None or turn.parser.in_block != tag:
             return  # closed by the model after all, in the same breath
         closing = f"</{tag}>"
-        turn.session.append(closing)
+        turn.log.write(closing, "tag")
         items = turn.parser.feed(closing)
         for item in items:
             if isinstance(item, BlockEnd):
@@ -401,7 +504,7 @@ class Agent:
         open_tag = turn.parser.open_tag
         yield from turn.parser.close()
         if open_tag is not None:
-            turn.session.append(f"</{open_tag}>")
+            turn.log.write(f"</{open_tag}>", "tag")
 
     def _close_open_block(self, turn: _Turn) -> Iterator[ParseItem]:
         """Close the block the token budget interrupted, as the model would have."""
@@ -410,7 +513,7 @@ class Agent:
             yield from turn.parser.close()
             return
         closing = f"</{tag}>"
-        turn.session.append(closing)
+        turn.log.write(closing, "tag")
         yield from turn.parser.feed(closing)
 
     def _context_room(self, session: Session) -> int:
@@ -443,7 +546,10 @@ class Agent:
         numbered = list(zip(numbers, hits, strict=True))
         body = prompts.passages_block(numbered, frozenset(turn.shown))
         turn.shown.update(numbers)
-        yield from self._inject(turn, body or prompts.note("no_passages"))
+        if body:
+            yield from self._inject(turn, body, kind="passages")
+        else:
+            yield from self._inject(turn, prompts.note("no_passages"))
 
     @staticmethod
     def _number(run: _Run, turn: _Turn, hit: Hit) -> int:
@@ -455,18 +561,21 @@ class Agent:
             run.passages[number] = hit
         return number
 
-    def _inject(self, turn: _Turn, body: str, *, lead: str = "\n<query_res>\n") -> Iterator[Event]:
-        """Write a ``<query_res>`` block: only the loop ever does."""
-        turn.session.append(f"{lead}{body}\n</query_res>\n")
-        yield BlockStart("query_res")
+    def _inject(
+        self, turn: _Turn, body: str, *, kind: str = "note", lead: str = "\n<query_res>\n"
+    ) -> Iterator[Event]:
+        """Write a ``<query_res>`` block (``passages`` or a loop ``note``): only the loop
+        ever does."""
+        turn.log.write(f"{lead}{body}\n</query_res>\n", kind)
+        yield BlockStart("query_res", "loop", kind)
         yield Token("query_res", body)
-        yield BlockEnd("query_res", body)
+        yield BlockEnd("query_res", body, "loop", kind)
 
     def _conclude(self, run: _Run, turn: _Turn) -> Iterator[Event]:
         """Make the model list its vetted passages: the loop opens ``<results>`` for it."""
         loop = self.config.loop
         opening = "\n<results>"
-        turn.session.append(opening)
+        turn.log.write(opening, "tag")
         yield from turn.parser.feed(opening)
         grammar = results_body_grammar(sorted(turn.shown)) if self.grammar else None
         max_tokens = max(1, min(loop.max_block_tokens, self._context_room(turn.session)))
@@ -486,25 +595,31 @@ class Agent:
         results = next((b for b in reversed(turn.parser.blocks) if b.tag == "results"), None)
         cited = results_numbers(results.text) if results is not None else []
         vetted = [n for n in cited if n in run.passages]
+        source = "results"
         if not vetted and run.passages:
             yield ProtocolError(
                 "results_cite_nothing",
                 "the results cite no shown passage; all retrieved passages go to the answer",
             )
             vetted = sorted(run.passages)
+            source = "fallback"
         run.vetted = vetted
+        yield Vetted(list(vetted), source)
 
     # -- the answer stage --------------------------------------------------------------
 
     def _answer(self, run: _Run) -> Iterator[Event]:
         numbered = [(n, run.passages[n]) for n in run.vetted]
-        prompt = self._answer_prompt(run, numbered)
+        messages = self._answer_messages(run, numbered)
+        prompt = self.backend.chat_prompt(messages)
         # Passages that do not fit the context window are dropped from the end: the
         # model listed the most useful ones first.
         budget = self.config.generation.n_ctx - self.config.generation.answer_max_tokens
         while numbered and self.backend.count_tokens(prompt) > budget - _CONTEXT_MARGIN:
             numbered.pop()
-            prompt = self._answer_prompt(run, numbered)
+            messages = self._answer_messages(run, numbered)
+            prompt = self.backend.chat_prompt(messages)
+        yield Prompt("closed" if run.mode == "closed" else "answer", messages, prompt)
         session = self.backend.session(prompt, reuse_cache=self.reuse_cache)
         halt = threading.Event()
         # With the grammar on, every sentence must end citing a passage it was given.
@@ -532,10 +647,11 @@ class Agent:
         given = {n for n, _ in numbered}
         yield Answer(text.strip(), [n for n in bracket_citations(text) if n in given])
 
-    def _answer_prompt(self, run: _Run, numbered: list[tuple[int, Hit]]) -> str:
+    @staticmethod
+    def _answer_messages(run: _Run, numbered: list[tuple[int, Hit]]) -> list[dict[str, str]]:
         if run.mode == "closed":
-            return self.backend.chat_prompt(prompts.closed_messages(run.question))
-        return self.backend.chat_prompt(prompts.answer_messages(run.question, numbered))
+            return prompts.closed_messages(run.question)
+        return prompts.answer_messages(run.question, numbered)
 
 
 def _over(backend: Backend, text: str, limit: int) -> bool:

@@ -139,8 +139,12 @@ class TagParser:
             match = TAG_RE.match(buf, j)
             if match:
                 self._tag_found(
-                    canonical_tag(match.group(2)), bool(match.group(1)), match.group(0),
-                    base + j, base + match.end(), out,
+                    canonical_tag(match.group(2)),
+                    bool(match.group(1)),
+                    match.group(0),
+                    base + j,
+                    base + match.end(),
+                    out,
                 )
                 i = match.end()
                 continue
@@ -248,8 +252,9 @@ class TagParser:
             implicit, text = self._implicit, self.block_text
             self._end_block(out, closed=True, end=end)
             if implicit:
-                self._error(out, "stray_text", f"text before {raw} had no opening tag: "
-                            + _excerpt(text))
+                self._error(
+                    out, "stray_text", f"text before {raw} had no opening tag: " + _excerpt(text)
+                )
             return
         # Inside think, a new block's opening tag means the model forgot </think>;
         # inside query/results/query_res every other tag is just text.

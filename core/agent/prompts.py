@@ -6,17 +6,29 @@ files so it can be tuned without touching code.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from functools import cache
 
 from core.agent.escaping import escape_passage
 from core.knowledge.types import Hit
-from core.resources import read_text
+from core.resources import read_text, resources_dir
 
 
 @cache
 def template(name: str) -> str:
     return read_text("prompts", f"{name}.txt").strip()
+
+
+@cache
+def template_version() -> str:
+    """A short digest of every prompt template: a run and a training example record it, so
+    a model tuned on one wording is known to have seen that wording."""
+    digest = hashlib.sha256()
+    for path in sorted((resources_dir() / "prompts").glob("*.txt")):
+        digest.update(path.name.encode("utf-8") + b"\0")
+        digest.update(path.read_text(encoding="utf-8").strip().encode("utf-8") + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def render(name: str, **fields: object) -> str:

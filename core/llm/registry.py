@@ -149,6 +149,18 @@ def model_needs_grammar(model: str | Path | None) -> bool:
         return False
 
 
+def model_is_tuned(model: str | Path | None) -> bool:
+    """Whether the model was tuned on the tag protocol (our export marks its GGUF)."""
+    try:
+        engine, ref = resolve_model(model)
+    except (ModelNotFound, UnsupportedModel):
+        return False
+    if engine != "llama.cpp":
+        return False
+    tuned = read_gguf_metadata(Path(ref), {TUNED_KEY}).get(TUNED_KEY)
+    return tuned is not None and _truthy(tuned)
+
+
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes")
