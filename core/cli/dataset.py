@@ -1,0 +1,251 @@
+"""`cotrag dataset …`: verified training traces from a knowledge base."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.cli.terminal import format_eta, progress_bar
+from core.errors import CotragError
+
+if TYPE_CHECKING:
+    from core.dataset.generate import GenEvent
+    from core.workspace import Workspace
+
+
+def add_dataset_parser(sub: Any) -> None:
+    ds = sub.add_parser("dataset", help="training traces: generate, import, inspect, export")
+    ds_sub = ds.add_subparsers(dest="dataset_command", required=True)
+
+    p = ds_sub.add_parser("generate", help="verified examples from a knowledge base")
+    p.add_argument("--kb", help="knowledge base (default: the current one)")
+    p.add_argument("--name", required=True, help="dataset name (a re-run continues it)")
+    p.add_argument("--count", type=int, default=200, help="examples wanted (default 200)")
+    p.add_argument(
+        "--teacher",
+        default="bundled",
+        help="question writer: bundled (default), none (templates only), a .gguf file, or "
+        "the base URL of an OpenAI-compatible endpoint",
+    )
+    p.add_argument("--teacher-model", default="", help="model name at an endpoint teacher")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--validation", type=float, default=0.1, help="share of documents held out")
+    p.add_argument("--kinds", default="", help="weights, e.g. lookup=2,default=1,howto=1")
+    p.add_argument("--document", action="append", default=[], help="only this document")
+    p.add_argument("--exclude", action="append", default=[], help="leave this document out")
+    p.add_argument("--json", action="store_true", help="print the report as JSON at the end")
+
+    p = ds_sub.add_parser("import", help="QA pairs (JSON, JSONL, CSV, SQuAD) into a dataset")
+    p.add_argument("file")
+    p.add_argument("--kb", help="knowledge base (default: the current one)")
+    p.add_argument("--name", required=True)
+
+    ds_sub.add_parser("list", help="the datasets")
+    p = ds_sub.add_parser("show", help="examples of a dataset")
+    p.add_argument("name")
+    p.add_argument("--limit", type=int, default=5)
+    p.add_argument("--trace", action="store_true", help="print each example's trace")
+    p = ds_sub.add_parser("stats", help="the quality report")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p = ds_sub.add_parser("validate", help="check every line of a dataset")
+    p.add_argument("name")
+    p = ds_sub.add_parser("delete")
+    p.add_argument("name")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p = ds_sub.add_parser("export", help="write training files")
+    p.add_argument("name")
+    p.add_argument("--format", choices=["chat", "chatml", "instruction", "qa"], default="chat")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", choices=["", "train", "validation"], default="")
+    p.add_argument("--card", action="store_true", help="also write a dataset card (.md)")
+
+
+def _kinds(text: str) -> dict[str, float]:
+    from core.dataset.candidates import KINDS
+
+    if not text:
+        return {k: 1.0 for k in KINDS}
+    weights = {k: 0.0 for k in KINDS}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value or 1)
+        except ValueError as exc:
+            raise CotragError(f"--kinds: {part!r} is not NAME=WEIGHT") from exc
+    return weights
+
+
+def _run(events: Any, cancel: threading.Event, quiet: bool) -> tuple[int, int]:
+    """Print progress; Ctrl-C stops after the current example (nothing accepted is lost)."""
+    from core.dataset.generate import Accepted, Progress, Rejected
+
+    interactive = sys.stderr.isatty() and not quiet
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop(signum: int, frame: Any) -> None:
+        cancel.set()
+        print("\nStopping after the current example…", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, stop)
+    accepted = rejected = 0
+    last_print = 0.0
+    try:
+        event: GenEvent
+        for event in events:
+            if isinstance(event, Accepted):
+                if not interactive and not quiet:
+                    ex = event.example
+                    print(f"+ [{ex['kind']}] {ex['question']}  →  {ex['answer']}")
+            elif isinstance(event, Rejected):
+                pass
+            elif isinstance(event, Progress):
+                accepted, rejected = event.accepted, event.rejected
+                now = time.monotonic()
+                if interactive and now - last_print > 0.2:
+                    last_print = now
+                    sys.stderr.write(
+                        f"\r[{progress_bar(event.accepted, event.target)}] {event.accepted}/"
+                        f"{event.target} accepted, {event.rejected} rejected, "
+                        f"{event.per_minute:.0f}/min, ETA {format_eta(event.eta_s)}   "
+                    )
+                    sys.stderr.flush()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if interactive:
+            sys.stderr.write("\n")
+    return accepted, rejected
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(
+        f"{report['examples']} examples ({report['splits'].get('train', 0)} train, "
+        f"{report['splits'].get('validation', 0)} validation) from {report['documents']} "
+        f"documents; {report['rejected']} rejected (acceptance {report['acceptance_rate']:.0%})"
+    )
+    for title, key in (
+        ("kinds", "kinds"),
+        ("rejections", "rejections"),
+        ("questions by", "question_origins"),
+        ("traces", "trace_origins"),
+        ("teacher fell back to a template", "teacher_failures"),
+        ("rounds per trace", "rounds"),
+        ("round-trip rank of the source chunk", "round_trip_rank"),
+        (f"trace length ({report['trace_tokens_unit']})", "trace_tokens"),
+    ):
+        values = report.get(key) or {}
+        if values:
+            print(f"  {title}: " + ", ".join(f"{k}: {v}" for k, v in values.items()))
+
+
+def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.dataset import export as exporting
+    from core.dataset import service
+
+    store = service.datasets(ws)
+    command = args.dataset_command
+    if command in ("generate", "import"):
+        from core.dataset.generate import GenerateSpec
+
+        if not args.kb:
+            raise CotragError("Name a knowledge base with --kb NAME (or `cotrag kb use NAME`).")
+        cancel = threading.Event()
+        if command == "generate":
+            spec = GenerateSpec(
+                kb=args.kb,
+                count=args.count,
+                seed=args.seed,
+                validation_share=args.validation,
+                kinds=_kinds(args.kinds),
+                documents=list(args.document),
+                exclude=list(args.exclude),
+            )
+            teacher = service.make_teacher(ws, args.teacher, args.teacher_model)
+            if teacher is not None and teacher.writes_pairs:
+                from core.dataset.teacher import LICENCE_NOTICE
+
+                print(f"Note: {LICENCE_NOTICE}", file=sys.stderr)
+            gen, dataset, created = service.generator(ws, args.name, spec, teacher, cancel=cancel)
+            if not created:
+                print(f"Continuing dataset {args.name!r} ({len(dataset.examples())} examples).")
+            events = gen.run()
+        else:
+            from core.dataset.importing import load_pairs
+
+            pairs = load_pairs(Path(args.file))
+            spec = GenerateSpec(kb=args.kb, count=len(pairs))
+            gen, dataset, _ = service.generator(ws, args.name, spec, None, cancel=cancel)
+            events = gen.run_pairs(pairs)
+        _run(events, cancel, quiet=bool(getattr(args, "json", False)))
+        report = exporting.report(dataset, ws.backend(None).count_tokens)
+        if getattr(args, "json", False):
+            print(json.dumps(report, indent=1))
+        else:
+            if cancel.is_set():
+                print("Stopped; every accepted example is saved. Run the same command to go on.")
+            _print_report(report)
+            print(f"Dataset folder: {dataset.folder}")
+        return 0
+    if command == "list":
+        names = store.names()
+        if not names:
+            print("No datasets yet. Make one with: cotrag dataset generate --kb KB --name NAME")
+        for name in names:
+            dataset = store.open(name)
+            print(f"{name}  {len(dataset.examples()):>6} examples  (from {dataset.meta.get('kb')})")
+        return 0
+    dataset = store.open(args.name)
+    if command == "show":
+        for example in dataset.examples()[: args.limit]:
+            print(
+                f"[{example['kind']} · {example['split']} · {example['question_origin']}] "
+                f"{example['question']}\n  answer: {example['answer']}  "
+                f"({Path(example['source']).name})"
+            )
+            if args.trace:
+                print(example["record"]["trace"])
+                print(f"  answer stage: {example['record']['answer']}\n")
+        return 0
+    if command == "stats":
+        report = exporting.report(dataset, ws.backend(None).count_tokens)
+        if args.json:
+            print(json.dumps(report, indent=1))
+        else:
+            _print_report(report)
+        return 0
+    if command == "validate":
+        from core.dataset.validate import validate
+
+        problems = validate(dataset)
+        for problem in problems:
+            print(problem)
+        count = len(dataset.examples())
+        print(f"{count} examples checked; {len(problems)} problem(s).")
+        return 1 if problems else 0
+    if command == "delete":
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CotragError("Deleting needs --yes when not run from a terminal.")
+            reply = input(f"Delete dataset {args.name!r} and its examples? [y/N] ")
+            if reply.strip().lower() not in ("y", "yes"):
+                print("Nothing deleted.")
+                return 1
+        store.delete(args.name)
+        print(f"Deleted dataset {args.name!r}.")
+        return 0
+    if command == "export":
+        out = Path(args.out)
+        written = exporting.export(dataset, args.format, out, args.split)
+        print(f"Wrote {written} rows ({args.format}) to {out}.")
+        if args.card:
+            card_path = out.with_suffix(".md")
+            card_path.write_text(exporting.card(dataset, exporting.report(dataset)), "utf-8")
+            print(f"Wrote the dataset card to {card_path}.")
+        return 0
+    raise CotragError(f"unknown dataset command {command!r}")

@@ -1,0 +1,171 @@
+"""`cotrag kb`, `cotrag index`, `cotrag search`: knowledge bases from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.cli.terminal import format_eta, progress_bar
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
+
+# -- kb ------------------------------------------------------------------------------
+def cmd_kb(ws: Workspace, args: argparse.Namespace) -> int:
+    store = ws.store
+    if args.kb_command == "create":
+        store.create(args.name)
+        print(f"Created knowledge base {args.name!r}.")
+    elif args.kb_command == "list":
+        infos = store.list()
+        if args.json:
+            print(json.dumps([_kb_info_dict(i) for i in infos], indent=2))
+        elif not infos:
+            print("No knowledge bases yet. Create one with: cotrag kb create NAME")
+        else:
+            width = max(len(i.name) for i in infos)
+            for info in infos:
+                mark = "*" if info.name == ws.config.kb else " "
+                print(
+                    f"{mark} {info.name:<{width}}  {info.documents:>5} documents  "
+                    f"{info.chunks:>7} chunks"
+                )
+    elif args.kb_command == "rename":
+        store.rename(args.old, args.new)
+        if ws.config.kb == args.old:
+            ws.config.kb = args.new
+            ws.save_config()
+        print(f"Renamed {args.old!r} to {args.new!r}.")
+    elif args.kb_command == "delete":
+        if not args.yes and sys.stdin.isatty():
+            reply = input(f"Delete knowledge base {args.name!r} and its index? [y/N] ")
+            if reply.strip().lower() not in ("y", "yes"):
+                print("Kept.")
+                return 1
+        store.delete(args.name)
+        if ws.config.kb == args.name:
+            ws.config.kb = ""
+            ws.save_config()
+        print(f"Deleted {args.name!r}.")
+    elif args.kb_command == "use":
+        store.get(args.name)  # must exist
+        ws.config.kb = args.name
+        ws.save_config()
+        print(f"Now using {args.name!r} when no --kb is given.")
+    elif args.kb_command == "docs":
+        for doc in store.get(args.name).documents():
+            print(f"{doc.chunks:>5} chunks  {doc.source}")
+    return 0
+
+
+def _kb_info_dict(info: Any) -> dict[str, Any]:
+    return {"name": info.name, "documents": info.documents, "chunks": info.chunks}
+
+
+def cmd_index(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.knowledge.indexer import FileDone, Indexer, IndexSummary, Progress
+
+    store = ws.store
+    names = {i.name for i in store.list()}
+    if args.kb not in names:
+        if args.no_create:
+            store.get(args.kb)  # raises KnowledgeBaseNotFound with advice
+        store.create(args.kb)
+        print(f"Created knowledge base {args.kb!r}.", file=sys.stderr)
+    kb = store.get(args.kb)
+    cancel = threading.Event()
+    indexer = Indexer(kb, ws.embedder, ws.config.chunking)
+    paths = [Path(p) for p in args.paths]
+    for p in paths:
+        if not p.exists():
+            print(f"warning: {p} does not exist", file=sys.stderr)
+    tty = sys.stderr.isatty()
+    summary: IndexSummary | None = None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\nStopping after the current document (Ctrl-C again to abort)…", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    last_line = 0.0
+    try:
+        for event in indexer.run(paths, include=args.include, exclude=args.exclude, cancel=cancel):
+            if isinstance(event, Progress):
+                now = time.monotonic()
+                if tty and now - last_line > 0.1:
+                    last_line = now
+                    cols = shutil.get_terminal_size((100, 20)).columns
+                    line = (
+                        f"[{progress_bar(event.files_done, event.files_total)}] "
+                        f"{event.files_done}/{event.files_total} files  "
+                        f"{event.chunks_done} chunks  {event.chunks_per_s:.1f} chunks/s  "
+                        f"ETA {format_eta(event.eta_s)}  {Path(event.current).name}"
+                    )
+                    print("\r" + line[: cols - 1].ljust(cols - 1), end="", file=sys.stderr)
+            elif isinstance(event, FileDone):
+                if event.status == "failed" or args.verbose or not tty:
+                    mark = {"indexed": "+", "unchanged": "=", "failed": "!", "removed": "-"}.get(
+                        event.status, "?"
+                    )
+                    detail = f"  ({event.reason})" if event.reason else ""
+                    chunks = f" {event.chunks} chunks" if event.status == "indexed" else ""
+                    msg = f"{mark} {event.status:<9} {event.path}{chunks}{detail}"
+                    print(("\r" if tty else "") + msg, file=sys.stderr)
+            elif isinstance(event, IndexSummary):
+                summary = event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if tty:
+        print(file=sys.stderr)
+    if summary is None:
+        return 1
+    print(
+        f"{summary.indexed} indexed, {summary.unchanged} unchanged, {summary.failed} failed, "
+        f"{summary.removed} removed — {summary.chunks} chunks in {summary.seconds:.1f} s"
+        + (" (cancelled; the knowledge base is consistent)" if summary.cancelled else "")
+    )
+    for path, reason in summary.failures:
+        print(f"  failed: {path}: {reason}")
+    return 130 if summary.cancelled else 0
+
+
+# -- search --------------------------------------------------------------------------
+def cmd_search(ws: Workspace, args: argparse.Namespace) -> int:
+    kb = ws.store.get(args.kb)
+    # Load the embedder before timing: the first search would otherwise include it.
+    hits = kb.search(args.text, k=args.k, method=args.method)
+    if args.json:
+        print(json.dumps([_hit_dict(h) for h in hits], indent=2, ensure_ascii=False))
+        return 0
+    if not hits:
+        print("No results.")
+    for rank, hit in enumerate(hits, 1):
+        heading = f" — {hit.heading}" if hit.heading else ""
+        print(f"{rank}. [{hit.score:.4f}] {hit.source}#{hit.chunk_index}{heading}")
+        snippet = " ".join(hit.text.split())
+        print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+    return 0
+
+
+def _hit_dict(hit: Any) -> dict[str, Any]:
+    return {
+        "id": hit.id,
+        "score": hit.score,
+        "source": hit.source,
+        "heading": hit.heading,
+        "chunk_index": hit.chunk_index,
+        "start": hit.start,
+        "end": hit.end,
+        "method": hit.method,
+        "text": hit.text,
+    }

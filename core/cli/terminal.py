@@ -1,0 +1,51 @@
+"""Terminal output for the CLI: tag colours, progress bars, times."""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+_COLOURS = {
+    "think": "\033[2m",  # dim
+    "query": "\033[1;33m",  # bold yellow
+    "query_res": "\033[36m",  # cyan
+    "results": "\033[1;32m",  # bold green
+    "answer": "\033[0m",
+    "error": "\033[1;31m",
+}
+_RESET = "\033[0m"
+
+
+class Painter:
+    """Writes tag-coloured text when the stream is a terminal."""
+
+    def __init__(self, stream: TextIO, colour: bool) -> None:
+        self.stream = stream
+        self.colour = colour
+
+    def write(self, text: str, tag: str | None = None) -> None:
+        if self.colour and tag in _COLOURS:
+            self.stream.write(f"{_COLOURS[tag]}{text}{_RESET}")
+        else:
+            self.stream.write(text)
+        self.stream.flush()
+
+
+def want_colour(choice: str, stream: TextIO) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return stream.isatty()
+
+
+def progress_bar(done: int, total: int, width: int = 24) -> str:
+    filled = int(width * done / total) if total else width
+    return "#" * filled + "-" * (width - filled)
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "--:--"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes:02d}:{secs:02d}"
