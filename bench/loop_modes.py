@@ -107,8 +107,12 @@ def main() -> None:
     rag, seeded = results[MODES[0][0]], results[MODES[2][0]]
     print("\npaired, seeded loop vs rag (per question):")
     for name, key in (("accuracy", "correct"), ("recall", "retrieval_hit")):
-        wins = sum(bool(getattr(s, key)) and not getattr(r, key) for s, r in zip(seeded, rag, strict=False))
-        losses = sum(not getattr(s, key) and bool(getattr(r, key)) for s, r in zip(seeded, rag, strict=False))
+        wins = sum(
+            bool(getattr(s, key)) and not getattr(r, key) for s, r in zip(seeded, rag, strict=False)
+        )
+        losses = sum(
+            not getattr(s, key) and bool(getattr(r, key)) for s, r in zip(seeded, rag, strict=False)
+        )
         print(
             f"  {name}: seeded better on {wins}, worse on {losses}, same on "
             f"{len(rag) - wins - losses}"

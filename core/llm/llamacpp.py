@@ -188,14 +188,33 @@ class LlamaCppBackend:
 
 
 def default_threads() -> int:
-    """Threads when the setting is 0: about one per physical core.
+    """Threads when the setting is 0: one per physical core this process may run on.
 
-    llama.cpp's threads spin at every barrier; with one per logical core
-    (hyperthreads) or on a busy machine, a descheduled thread stalls all the
-    others. Measured on a 2-vCPU box under load: 1 thread gave 0.9 s where 2 gave
-    4-10 s for the same 28-token prompt and 11 tokens.
+    llama.cpp's threads spin at every barrier, so two on the hyperthreads of one core
+    slow each other down; on separate cores they help. Measured on an idle 2-core
+    machine with no hyperthreads (``bench/threads.py``): prompt evaluation 133 tok/s
+    with one thread, 261 with two; generation 52 vs 85 tok/s. The earlier rule (half
+    the logical CPUs) took one thread there. On a busy machine fewer threads can be
+    faster: the setting stays.
     """
-    return max(1, (os.cpu_count() or 2) // 2)
+    cores = physical_cores()
+    return max(1, cores if cores else (os.cpu_count() or 2))
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may use (Linux sysfs), 0 when unknown."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = list(range(os.cpu_count() or 0))
+    siblings = set()
+    for cpu in allowed:
+        path = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        try:
+            siblings.add(path.read_text("ascii").strip())
+        except OSError:
+            return 0
+    return len(siblings)
 
 
 def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
