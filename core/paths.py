@@ -59,6 +59,11 @@ class DataLayout:
         return self._sub("conversations")
 
     @property
+    def datasets(self) -> Path:
+        """One folder per dataset (examples, rejections, what it was made from)."""
+        return self._sub("datasets")
+
+    @property
     def logs(self) -> Path:
         return self._sub("logs")
 

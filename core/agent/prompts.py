@@ -22,10 +22,12 @@ def template(name: str) -> str:
 
 @cache
 def template_version() -> str:
-    """A short digest of every prompt template: a run and a training example record it, so
+    """A short digest of the loop's prompt templates: a run and a training example record it, so
     a model tuned on one wording is known to have seen that wording."""
     digest = hashlib.sha256()
     for path in sorted((resources_dir() / "prompts").glob("*.txt")):
+        if path.name.startswith("dataset_"):
+            continue  # what the question writer reads is not what a tuned model sees
         digest.update(path.name.encode("utf-8") + b"\0")
         digest.update(path.read_text(encoding="utf-8").strip().encode("utf-8") + b"\0")
     return digest.hexdigest()[:12]

@@ -1,0 +1,1 @@
+"""Datasets: verified reasoning-and-search traces from a knowledge base, ready to train on."""

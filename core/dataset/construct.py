@@ -1,0 +1,312 @@
+"""Constructed traces: the real loop runs, and a writer plays the model's part from a plan.
+
+Train/infer parity by construction: the loop itself renders the prompt, numbers
+and escapes the passages, injects the ``<query_res>`` blocks and builds the answer
+stage, exactly as it does for a real model; the writer only supplies what a good
+model would write (think, query, results, answer), knowing which chunk holds the
+answer. The retrieval is the knowledge base's own, so the gold chunk sits among
+real distractors (RAFT-style); when the first query misses it, the think says so and
+the next query refines it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from core.agent.events import Retrieval
+from core.agent.grammar import MAX_QUERY_CHARS, MAX_REASON_CHARS, MAX_SENTENCE_CHARS
+from core.agent.loop import Agent, Retriever, seed_query
+from core.agent.record import RunRecord
+from core.config import AppConfig
+from core.knowledge.types import Hit
+from core.llm.base import Chunk, GenStats, StreamRequest
+
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "with",
+        "by",
+        "at",
+        "from",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "do",
+        "does",
+        "did",
+        "how",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "their",
+        "they",
+        "them",
+        "he",
+        "she",
+        "his",
+        "her",
+        "if",
+        "then",
+        "than",
+        "so",
+        "as",
+        "into",
+        "about",
+        "after",
+        "before",
+        "over",
+        "under",
+        "again",
+        "any",
+        "some",
+        "all",
+        "each",
+        "other",
+        "such",
+        "only",
+        "own",
+        "same",
+        "too",
+        "very",
+        "just",
+        "also",
+        "not",
+        "no",
+        "nor",
+        "there's",
+        "i'm",
+        "i've",
+        "what's",
+        "it's",
+        "don't",
+        "doesn't",
+    ]
+)
+
+FOCUS = {
+    "lookup": "the exact name or value the question asks for",
+    "definition": "what the term stands for",
+    "default": "the default value",
+    "behaviour": "the option or setting that does this",
+    "howto": "the command or step to use",
+    "two_hop": "the two facts the question combines",
+    "imported": "the fact the question asks for",
+}
+
+
+def keywords(question: str, limit: int = 10) -> str:
+    """The question's content words, in order: the first query a good searcher writes."""
+    words = re.findall(r"[\w.@/-]+", question)
+    kept = [w for w in words if w.casefold().strip(".") not in STOPWORDS and len(w) > 1]
+    return " ".join(kept[:limit])[:MAX_QUERY_CHARS].strip()
+
+
+def _plain(text: str, limit: int) -> str:
+    """One line without the characters the grammar reserves (``<``, brackets)."""
+    line = " ".join(re.sub(r"[<>\[\]]", " ", text).split())
+    if len(line) <= limit:
+        return line
+    cut = line[:limit]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(",;:") + "…"
+
+
+def snippet(sentence: str, answer: str, limit: int = 100) -> str:
+    """A stretch of the sentence around the answer, short enough for a reason line."""
+    flat = " ".join(sentence.split())
+    at = flat.casefold().find(answer.casefold())
+    if at < 0 or len(flat) <= limit:
+        return _plain(flat, limit)
+    start = max(0, at - limit // 3)
+    if start:
+        space = flat.find(" ", start)
+        start = space + 1 if 0 <= space < at else start
+    piece = flat[start:]
+    return ("…" if start else "") + _plain(piece, limit)
+
+
+@dataclass
+class TracePlan:
+    question: str
+    answer: str
+    sentence: str
+    """The source sentence that holds the answer."""
+    gold_id: str
+    kind: str = "lookup"
+    heading: str = ""
+    queries: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.queries:
+            first = keywords(self.question) or seed_query(self.question)
+            second = seed_query(self.question)
+            if second.casefold() == first.casefold():
+                second = f"{first} {keywords(self.heading, 6)}".strip()
+            self.queries = [q for q in dict.fromkeys([first, second]) if q]
+
+
+class _WriterSession:
+    def __init__(self, writer: TraceWriter, prompt: str) -> None:
+        self.writer = writer
+        self._text = prompt
+        self.answer_stage = writer.sessions_made > 0
+        self.calls = 0
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def append(self, text: str) -> None:
+        self._text += text
+
+    def stream(self, request: StreamRequest) -> Iterator[Chunk]:
+        output = self.writer.answer() if self.answer_stage else self.writer.next_move(self.calls)
+        self.calls += 1
+        cut, stop = len(output), None
+        for candidate in request.stop:
+            at = output.find(candidate)
+            if 0 <= at < cut:
+                cut, stop = at, candidate
+        shown = output[:cut]
+        self._text += shown + (stop or "")
+        stats = GenStats(completion_tokens=self.writer.count_tokens(shown + (stop or "")))
+        if shown:
+            yield Chunk(shown)
+        yield Chunk("", finish_reason="stop" if stop else "eos", stop=stop, stats=stats)
+
+
+class TraceWriter:
+    """A Backend that writes what a good searcher would, from a :class:`TracePlan`."""
+
+    name = "constructed"
+    supports_grammar = False
+
+    def __init__(self, plan: TracePlan, count_tokens: Callable[[str], int]) -> None:
+        self.plan = plan
+        self._count = count_tokens
+        self.sessions_made = 0
+        self.shown: dict[int, Hit] = {}
+        self.vetted: list[int] = []
+
+    # -- what the loop tells the writer --
+
+    def saw(self, retrieval: Retrieval) -> None:
+        for number, hit in zip(retrieval.numbers, retrieval.hits, strict=False):
+            self.shown.setdefault(number, hit)
+
+    @property
+    def gold_number(self) -> int | None:
+        return next((n for n, h in self.shown.items() if h.id == self.plan.gold_id), None)
+
+    # -- the model's part --
+
+    def next_move(self, call: int) -> str:
+        plan = self.plan
+        focus = FOCUS.get(plan.kind, FOCUS["lookup"])
+        gold = self.gold_number
+        if call == 0:
+            think = f"I need to find {focus} in the documents."
+            return f"<think>{think}</think>\n<query>{plan.queries[0]}</query>"
+        if gold is not None:
+            hit = self.shown[gold]
+            quote = snippet(plan.sentence, plan.answer)
+            think = f"Passage {gold} ({hit.label}) answers the question: {quote}"
+            reason = _plain(f"it says {quote}", MAX_REASON_CHARS)
+            self.vetted = [gold]
+            return f"<think>{think}</think>\n<results>\n[{gold}] {reason}\n</results>"
+        if call < len(plan.queries):
+            think = (
+                f"None of the passages so far give {focus}. I will search again with other words."
+            )
+            return f"<think>{think}</think>\n<query>{plan.queries[call]}</query>"
+        numbers = sorted(self.shown)
+        listed = "".join(f"[{n}] does not answer it\n" for n in numbers[:1])
+        return f"<think>The passages do not give {focus}.</think>\n<results>\n{listed}</results>"
+
+    def answer(self) -> str:
+        gold = self.vetted[0] if self.vetted else None
+        if gold is None:
+            return "The documents do not say."
+        sentence = snippet(self.plan.sentence, self.plan.answer, MAX_SENTENCE_CHARS - 8)
+        return f"{sentence.rstrip('.')} [{gold}]."
+
+    # -- the Backend protocol --
+
+    def load(self) -> None:
+        pass
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return turns + "<|im_start|>assistant\n"
+
+    def session(self, prompt: str, *, reuse_cache: bool = True) -> _WriterSession:
+        session = _WriterSession(self, prompt)
+        self.sessions_made += 1
+        return session
+
+    def count_tokens(self, text: str) -> int:
+        return self._count(text)
+
+    def close(self) -> None:
+        pass
+
+
+def construct_trace(
+    plan: TracePlan,
+    retriever: Retriever,
+    config: AppConfig,
+    count_tokens: Callable[[str], int],
+) -> tuple[RunRecord, int | None]:
+    """Run the real loop with the writer; the record and the gold passage's number (None
+    when no search found the gold chunk)."""
+    writer = TraceWriter(plan, count_tokens)
+    agent = Agent(
+        writer, retriever, config, grammar=False, first_query="model", model_id="constructed"
+    )
+    record = RunRecord(question=plan.question, mode="loop")
+    for event in agent.run(plan.question):
+        record.add(event)
+        if isinstance(event, Retrieval):
+            writer.saw(event)
+    return record, writer.gold_number if writer.vetted else None

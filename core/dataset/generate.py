@@ -1,0 +1,491 @@
+"""From a knowledge base to verified examples: seeds → question → checks → trace → folder.
+
+``generate`` is an iterator of progress events (the CLI prints them, the Dataset tab
+draws them); every accepted example is on disk before its event is yielded, so a
+Cancel, a crash or a kill loses nothing already accepted, and a re-run with the same
+name continues where it stopped (decided seeds are skipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.agent import prompts
+from core.agent.prompts import render
+from core.config import AppConfig
+from core.dataset.candidates import KINDS, Candidate, candidates, sentences
+from core.dataset.construct import STOPWORDS, TracePlan, construct_trace
+from core.dataset.storage import Dataset
+from core.dataset.teacher import Teacher, TeacherError
+from core.dataset.verify import Rejection, Verifier, contains, normalise, words
+from core.errors import CotragError
+from core.knowledge.types import Hit
+
+MIN_SEED_CHARS = 200
+"""Chunks shorter than this rarely hold a fact worth a question."""
+MAX_TRIES_PER_CHUNK = 3
+TOO_COMMON_SHARE = 0.03
+"""An answer found in more than this share of chunks (``package.json``) asks nothing specific."""
+
+EXAMPLE_VERSION = 1
+
+
+class EmptyKnowledgeBase(CotragError, ValueError):
+    pass
+
+
+@dataclass
+class GenerateSpec:
+    kb: str
+    count: int = 200
+    seed: int = 0
+    validation_share: float = 0.1
+    """Share of documents whose examples go to the validation split."""
+    kinds: dict[str, float] = field(default_factory=lambda: {k: 1.0 for k in KINDS})
+    """Relative weight of each kind of question."""
+    documents: list[str] = field(default_factory=list)
+    """Only these documents (sources); empty: all."""
+    exclude: list[str] = field(default_factory=list)
+    """Leave these documents out."""
+    k: int = 0
+    """Round trip: the source chunk must be among the top k for the question (0: the
+    loop's retrieval.k, so the question as a query shows the gold chunk in the trace)."""
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise CotragError("The number of examples must be 1 or more.")
+        if not 0.0 <= self.validation_share < 1.0:
+            raise CotragError("The validation share must be within 0 and 1 (e.g. 0.1).")
+        unknown = set(self.kinds) - set(KINDS)
+        if unknown:
+            raise CotragError(f"Unknown question kind(s) {sorted(unknown)}; use {list(KINDS)}.")
+        if not any(w > 0 for w in self.kinds.values()):
+            raise CotragError("Give at least one kind of question a weight above 0.")
+
+
+@dataclass(frozen=True)
+class Seed:
+    chunk_id: str
+    text: str
+    source: str
+    doc_hash: str
+    heading: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    accepted: int
+    rejected: int
+    target: int
+    seeds_done: int
+    seeds_total: int
+    per_minute: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    example: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    detail: str
+
+
+GenEvent = Progress | Accepted | Rejected
+
+
+def seeds_from(chunks: list[tuple[str, str, dict[str, Any]]], spec: GenerateSpec) -> list[Seed]:
+    """Chunks long enough to ask about, spread over the documents: round robin over the
+    documents in a seeded order, each document's chunks shuffled with the same seed."""
+    by_doc: dict[str, list[Seed]] = {}
+    for chunk_id, text, meta in chunks:
+        source = str(meta.get("source", ""))
+        if spec.documents and not any(_same_doc(source, d) for d in spec.documents):
+            continue
+        if any(_same_doc(source, d) for d in spec.exclude):
+            continue
+        if len(text) < MIN_SEED_CHARS:
+            continue
+        by_doc.setdefault(source, []).append(
+            Seed(
+                chunk_id, text, source, str(meta.get("doc_hash", "")), str(meta.get("heading", ""))
+            )
+        )
+    rng = random.Random(spec.seed)
+    order = sorted(by_doc)
+    rng.shuffle(order)
+    for source in order:
+        by_doc[source].sort(key=lambda s: s.chunk_id)
+        rng.shuffle(by_doc[source])
+    spread: list[Seed] = []
+    depth = 0
+    while True:
+        layer = [by_doc[s][depth] for s in order if depth < len(by_doc[s])]
+        if not layer:
+            return spread
+        spread.extend(layer)
+        depth += 1
+
+
+def _same_doc(source: str, wanted: str) -> bool:
+    return source == wanted or source.endswith("/" + wanted.lstrip("/"))
+
+
+def split_of(source: str, seed: int, share: float) -> str:
+    """Deterministic by document: no document has examples in both splits."""
+    digest = hashlib.sha256(f"{seed}:{source}".encode()).digest()
+    return "validation" if int.from_bytes(digest[:8], "big") / 2**64 < share else "train"
+
+
+def template_question(candidate: Candidate, heading: str) -> str:
+    """The fallback question: the sentence with its answer blanked, as a fill-in."""
+    sentence = candidate.sentence
+    at = sentence.casefold().find(candidate.answer.casefold())
+    masked = sentence[:at] + "___" + sentence[at + len(candidate.answer) :] if at >= 0 else sentence
+    masked = re.sub(r"`+___`+", "___", masked)
+    words = masked.split()
+    if len(words) > 30:
+        blank = next((i for i, w in enumerate(words) if "___" in w), 0)
+        start = max(0, min(blank - 12, len(words) - 30))
+        words = words[start : start + 30]
+    topic = heading.split(" > ")[-1].strip() if heading else ""
+    where = f" about {topic}" if topic else ""
+    return f'In the documentation{where}, what fills the blank: "{" ".join(words)}"?'
+
+
+def implausible(question: str, candidate: Candidate) -> str:
+    """Why a teacher's question cannot be for this sentence and answer ('' when it can)."""
+    if not question.endswith("?"):
+        return "not_a_question"
+    if contains(question, candidate.answer):
+        return "answer_in_question"
+    mine = words(question) - STOPWORDS
+    example = words(render("dataset_question_example_answer")) - STOPWORDS
+    if mine and len(mine & example) / len(mine) >= 0.5:
+        return "copied_example"
+    topic = words(candidate.sentence) - words(candidate.answer) - STOPWORDS
+    if len(mine & topic) < min(2, len(topic)):
+        return "off_topic"
+    return ""
+
+
+class Generator:
+    """Holds what one generation run needs; ``run`` yields its events."""
+
+    def __init__(
+        self,
+        spec: GenerateSpec,
+        dataset: Dataset,
+        *,
+        chunks: list[tuple[str, str, dict[str, Any]]],
+        search: Callable[[str, int], list[Hit]],
+        retriever: Any,
+        teacher: Teacher | None,
+        config: AppConfig,
+        count_tokens: Callable[[str], int],
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.spec = spec
+        self.dataset = dataset
+        self.chunks = chunks
+        self.retriever = retriever
+        self.teacher = teacher
+        self.config = config
+        self.count_tokens = count_tokens
+        self.cancel = cancel
+        self.verifier = Verifier(search, k=spec.k or config.retrieval.k)
+        self._df_cache: dict[str, int] = {}
+        self._normalised = [normalise(text) for _, text, _ in chunks]
+        self.kinds: Counter[str] = Counter()
+
+    # -- helpers --
+
+    def _document_frequency(self, answer: str) -> int:
+        key = normalise(answer)
+        if key not in self._df_cache:
+            self._df_cache[key] = sum(1 for text in self._normalised if key in text)
+        return self._df_cache[key]
+
+    def _ordered(self, found: list[Candidate]) -> list[Candidate]:
+        """Rarest answers first, kinds the mix still lacks before the others."""
+        weights = self.spec.kinds
+        total = sum(self.kinds.values()) + 1
+        limit = max(3, int(TOO_COMMON_SHARE * len(self.chunks)))
+
+        def deficit(kind: str) -> float:
+            share = weights.get(kind, 0.0) / sum(weights.values())
+            return self.kinds[kind] / total - share
+
+        usable = [
+            c
+            for c in found
+            if weights.get(c.kind, 0.0) > 0 and self._document_frequency(c.answer) <= limit
+        ]
+        return sorted(usable, key=lambda c: (deficit(c.kind), self._document_frequency(c.answer)))
+
+    def _teacher_question(self, candidate: Candidate) -> tuple[str, str]:
+        """The teacher's question, or ``("", reason)`` when it wrote nothing usable."""
+        if self.teacher is None:
+            return "", ""
+        try:
+            question = self.teacher.question(candidate)
+        except TeacherError as exc:
+            return "", exc.reason
+        return question, implausible(question, candidate)
+
+    # -- the run --
+
+    def run(self) -> Iterator[GenEvent]:
+        if not self.chunks:
+            raise EmptyKnowledgeBase(
+                f"Knowledge base {self.spec.kb!r} has no documents; index some first."
+            )
+        seeds = seeds_from(self.chunks, self.spec)
+        if not seeds:
+            raise EmptyKnowledgeBase(
+                f"Knowledge base {self.spec.kb!r} has no chunk long enough to ask about "
+                f"(at least {MIN_SEED_CHARS} characters) among the chosen documents."
+            )
+        decided = self.dataset.decided_seeds()
+        kept = self.dataset.examples()
+        for example in kept:
+            self.verifier.keep(str(example.get("question", "")))
+            self.kinds[str(example.get("kind", ""))] += 1
+        accepted = len(kept)
+        rejected = len(self.dataset.rejections())
+        started = time.monotonic()
+        new = 0
+        for index, seed in enumerate(seeds, 1):
+            if accepted >= self.spec.count or (self.cancel is not None and self.cancel.is_set()):
+                break
+            tries = 0
+            for candidate in self._ordered(list(candidates(seed.text))):
+                if tries >= MAX_TRIES_PER_CHUNK or (
+                    self.cancel is not None and self.cancel.is_set()
+                ):
+                    break
+                key = f"{seed.chunk_id}|{candidate.kind}|{candidate.answer}"
+                if key in decided:
+                    continue
+                tries += 1
+                outcome = self._one(seed, candidate, key)
+                if isinstance(outcome, Rejection):
+                    rejected += 1
+                    self.dataset.append_rejection(
+                        {
+                            "seed_key": key,
+                            "reason": outcome.reason,
+                            "detail": outcome.detail,
+                            "chunk_id": seed.chunk_id,
+                            "source": seed.source,
+                            "kind": candidate.kind,
+                        }
+                    )
+                    yield Rejected(outcome.reason, outcome.detail)
+                    continue
+                self.dataset.append_example(outcome)
+                accepted += 1
+                new += 1
+                self.kinds[candidate.kind] += 1
+                yield Accepted(outcome)
+                break  # one example per chunk: spread over the knowledge base
+            elapsed = time.monotonic() - started
+            rate = new / elapsed * 60 if elapsed > 0 else 0.0
+            left = self.spec.count - accepted
+            yield Progress(
+                accepted,
+                rejected,
+                self.spec.count,
+                index,
+                len(seeds),
+                rate,
+                left / rate * 60 if rate > 0 and left > 0 else (0.0 if left <= 0 else None),
+            )
+
+    def _one(self, seed: Seed, candidate: Candidate, key: str) -> dict[str, Any] | Rejection:
+        """The teacher's question first; when it fails a check, the one built from the
+        sentence (the rejection counted is the fallback's)."""
+        question, failure = self._teacher_question(candidate)
+        if question and not failure:
+            outcome = self._verified(
+                seed,
+                question,
+                candidate.answer,
+                candidate.sentence,
+                candidate.kind,
+                key,
+                question_origin="teacher",
+            )
+            if not isinstance(outcome, Rejection):
+                return outcome
+            failure = outcome.reason
+        return self._verified(
+            seed,
+            template_question(candidate, seed.heading),
+            candidate.answer,
+            candidate.sentence,
+            candidate.kind,
+            key,
+            question_origin="template",
+            teacher_failure=failure,
+        )
+
+    def _verified(
+        self,
+        seed: Seed,
+        question: str,
+        answer: str,
+        sentence: str,
+        kind: str,
+        key: str,
+        *,
+        question_origin: str,
+        teacher_failure: str = "",
+    ) -> dict[str, Any] | Rejection:
+        """Check a question, trace it through the real retrieval, and build the example."""
+        rejection, rank = self.verifier.check(question, answer, seed.text, seed.chunk_id)
+        if rejection is not None:
+            return rejection
+        plan = TracePlan(
+            question=question,
+            answer=answer,
+            sentence=sentence,
+            gold_id=seed.chunk_id,
+            kind=kind,
+            heading=seed.heading,
+        )
+        record, gold = construct_trace(plan, self.retriever, self.config, self.count_tokens)
+        if record.protocol_errors:
+            return Rejection("trace_protocol_error", record.protocol_errors[0].kind)
+        if gold is None:
+            return Rejection("trace_missed_gold", "no search of the trace found the source chunk")
+        if not contains(record.answer, answer):
+            return Rejection("trace_answer", "the answer lost the gold answer")
+        self.verifier.keep(question)
+        return {
+            "version": EXAMPLE_VERSION,
+            "id": hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:12],
+            "seed_key": key,
+            "kind": kind,
+            "question": question,
+            "answer": answer,
+            "sentence": sentence,
+            "question_origin": question_origin,
+            "teacher_failure": teacher_failure,
+            "trace_origin": "constructed",
+            "status": "verified",
+            "source": seed.source,
+            "doc_hash": seed.doc_hash,
+            "chunk_id": seed.chunk_id,
+            "gold_numbers": [gold],
+            "round_trip_rank": rank,
+            "rounds": record.stats.rounds,
+            "split": split_of(seed.source, self.spec.seed, self.spec.validation_share),
+            "template_version": prompts.template_version(),
+            "record": record.to_dict(),
+        }
+
+    # -- imported pairs --
+
+    def run_pairs(self, pairs: list[ImportedPair]) -> Iterator[GenEvent]:
+        """Imported question/answer pairs through the same checks and real retrieval: the
+        source chunk is the best-ranked passage that contains the answer."""
+        if not self.chunks:
+            raise EmptyKnowledgeBase(
+                f"Knowledge base {self.spec.kb!r} has no documents; index some first."
+            )
+        decided = self.dataset.decided_seeds()
+        for example in self.dataset.examples():
+            self.verifier.keep(str(example.get("question", "")))
+        accepted = rejected = new = 0
+        started = time.monotonic()
+        k = self.spec.k or self.config.retrieval.k
+        for index, pair in enumerate(pairs, 1):
+            if self.cancel is not None and self.cancel.is_set():
+                break
+            key = (
+                "import|"
+                + hashlib.sha1(
+                    f"{pair.question}\0{pair.answer}".encode(), usedforsecurity=False
+                ).hexdigest()
+            )
+            if key in decided:
+                continue
+            outcome = self._imported(pair, key, k)
+            if isinstance(outcome, Rejection):
+                rejected += 1
+                self.dataset.append_rejection(
+                    {
+                        "seed_key": key,
+                        "reason": outcome.reason,
+                        "detail": outcome.detail,
+                        "question": pair.question,
+                        "kind": "imported",
+                    }
+                )
+                yield Rejected(outcome.reason, outcome.detail)
+            else:
+                self.dataset.append_example(outcome)
+                accepted += 1
+                new += 1
+                yield Accepted(outcome)
+            elapsed = time.monotonic() - started
+            rate = new / elapsed * 60 if elapsed > 0 else 0.0
+            left = len(pairs) - index
+            yield Progress(
+                accepted,
+                rejected,
+                len(pairs),
+                index,
+                len(pairs),
+                rate,
+                left / (index / elapsed) if elapsed > 0 and left else 0.0,
+            )
+
+    def _imported(self, pair: ImportedPair, key: str, k: int) -> dict[str, Any] | Rejection:
+        hits = self.verifier.search(pair.question, k)
+        gold = next((h for h in hits if contains(h.text, pair.answer)), None)
+        if gold is None:
+            return Rejection(
+                "answer_not_found",
+                f"no passage in the top {k} for the question contains the answer",
+            )
+        sentence = next(
+            (s for s in sentences(gold.text) if contains(s, pair.answer)),
+            " ".join(gold.text.split()),
+        )
+        seed = Seed(
+            gold.id, gold.text, gold.source, str(gold.extra.get("doc_hash", "")), gold.heading
+        )
+        return self._verified(
+            seed,
+            pair.question,
+            pair.answer,
+            sentence,
+            "imported",
+            key,
+            question_origin="import",
+        )
+
+
+@dataclass(frozen=True)
+class ImportedPair:
+    question: str
+    answer: str
+    context: str = ""
+    source: str = ""
+
+
+def spec_dict(spec: GenerateSpec) -> dict[str, Any]:
+    return asdict(spec)

@@ -1,0 +1,284 @@
+"""Question writers ("teachers"): a loaded model, or an OpenAI-compatible HTTP endpoint.
+
+Two ways to ask:
+- ``question(candidate)``: the answer-first path. The teacher gets one sentence and
+  the answer picked from it, and writes only the question (what a small model can do).
+- ``pair(passage, heading, kind)``: a stronger teacher writes the question *and* the
+  answer, copied from the passage, as JSON.
+
+Either may fail: every failure is a :class:`TeacherError` whose ``reason`` is counted
+among the rejections and whose message is a sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.agent.prompts import render
+from core.dataset.candidates import Candidate
+from core.errors import CotragError
+from core.llm.base import Backend, Sampling, StreamRequest
+
+KEYRING_SERVICE = "cotrag-studio-teacher"
+API_KEY_ENV = "COTRAG_TEACHER_API_KEY"
+MAX_QUESTION_CHARS = 200
+LICENCE_NOTICE = (
+    "Check the teacher model's licence: some forbid using their output to train other models."
+)
+
+# One line ending in "?", no tag or backtick (the answer's literal is not to be quoted).
+_QUESTION_GRAMMAR = "root ::= [^\\n?<` \\t] [^\\n?<`]{8," + str(MAX_QUESTION_CHARS - 2) + '} "?"\n'
+
+
+class TeacherError(CotragError, RuntimeError):
+    """The teacher gave nothing usable; ``reason`` names why (counted in the report)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Teacher(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def writes_pairs(self) -> bool:
+        """True when the teacher is strong enough to write question and answer."""
+        ...
+
+    def question(self, candidate: Candidate) -> str: ...
+
+    def pair(self, passage: str, heading: str, kind: str) -> tuple[str, str]: ...
+
+
+def question_messages(candidate: Candidate) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": render("dataset_question_system")},
+        {"role": "user", "content": render("dataset_question_example_user")},
+        {"role": "assistant", "content": render("dataset_question_example_answer")},
+        {
+            "role": "user",
+            "content": render(
+                "dataset_question_user", sentence=candidate.sentence, answer=candidate.answer
+            ),
+        },
+    ]
+
+
+def pair_messages(passage: str, heading: str, kind: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": render("dataset_pair_system")},
+        {
+            "role": "user",
+            "content": render(
+                "dataset_pair_user", kind=kind, heading=heading or "no heading", passage=passage
+            ),
+        },
+    ]
+
+
+def clean_question(text: str) -> str:
+    """One line, up to the first question mark; a prefix such as ``Question:`` dropped."""
+    line = " ".join(text.strip().split())
+    line = re.sub(r"^(?:question|q)\s*[:.-]\s*", "", line, flags=re.IGNORECASE)
+    if "?" in line:
+        line = line[: line.index("?") + 1]
+    return line.strip(" \"'")
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """``{"question": …, "answer": …}`` from a reply that may wrap it in prose or a fence."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        raise TeacherError("invalid_json", "The teacher's reply held no JSON object.")
+    try:
+        data = json.loads(text[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise TeacherError(
+            "invalid_json", f"The teacher's reply was not valid JSON ({exc})."
+        ) from exc
+    if not isinstance(data, dict):
+        raise TeacherError("invalid_json", "The teacher's JSON was not an object.")
+    question, answer = data.get("question"), data.get("answer")
+    if not isinstance(question, str) or not isinstance(answer, str):
+        raise TeacherError("invalid_json", "The teacher's JSON lacks a question or an answer.")
+    return clean_question(question), " ".join(answer.split())
+
+
+# -- a loaded model ------------------------------------------------------------------
+
+
+@dataclass
+class BackendTeacher:
+    """Any loaded backend (the bundled model, a GGUF the user added)."""
+
+    backend: Backend
+    name: str = "bundled"
+    writes_pairs: bool = False
+    max_tokens: int = 64
+    temperature: float = 0.3
+    seed: int = 1234
+
+    def _complete(self, messages: list[dict[str, str]], grammar: str | None, tokens: int) -> str:
+        prompt = self.backend.chat_prompt(messages)
+        session = self.backend.session(prompt, reuse_cache=False)
+        request = StreamRequest(
+            stop=("\n",) if grammar is None else (),
+            max_tokens=tokens,
+            grammar=grammar if self.backend.supports_grammar else None,
+            sampling=Sampling(temperature=self.temperature, seed=self.seed),
+        )
+        parts: list[str] = []
+        finish = "eos"
+        for chunk in session.stream(request):
+            parts.append(chunk.text)
+            if chunk.finish_reason is not None:
+                finish = chunk.finish_reason
+        self.seed += 1  # another draw next time, still reproducible from the first seed
+        text = "".join(parts)
+        if finish == "length" and grammar is not None:
+            raise TeacherError("unclosed_output", "The teacher ran out of tokens mid-question.")
+        return text
+
+    def question(self, candidate: Candidate) -> str:
+        text = self._complete(question_messages(candidate), _QUESTION_GRAMMAR, self.max_tokens)
+        question = clean_question(text)
+        if not question:
+            raise TeacherError("empty_output", "The teacher wrote no question.")
+        return question
+
+    def pair(self, passage: str, heading: str, kind: str) -> tuple[str, str]:
+        text = self._complete(pair_messages(passage, heading, kind), None, 160)
+        return parse_pair(text)
+
+
+# -- an OpenAI-compatible endpoint ------------------------------------------------------
+
+
+def api_key_for(base_url: str) -> str:
+    """The endpoint's key: the environment variable, else the OS keyring; empty if none."""
+    key = os.environ.get(API_KEY_ENV, "")
+    if key:
+        return key
+    try:
+        import keyring
+
+        return keyring.get_password(KEYRING_SERVICE, base_url) or ""
+    except Exception:  # no keyring package, or no keyring backend on this machine
+        return ""
+
+
+def store_api_key(base_url: str, key: str) -> None:
+    """Keep an endpoint's key in the OS keyring (never in a file)."""
+    try:
+        import keyring
+
+        keyring.set_password(KEYRING_SERVICE, base_url, key)
+    except Exception as exc:
+        raise CotragError(
+            f"The key could not be stored in the OS keyring ({exc}); set {API_KEY_ENV} "
+            "in the environment instead."
+        ) from exc
+
+
+@dataclass
+class HttpTeacher:
+    """``POST {base_url}/chat/completions`` (llama.cpp server, Ollama, LM Studio, vLLM, a
+    hosted API). Retries a 429 or a 5xx with backoff; a 401 or a dead endpoint fails."""
+
+    base_url: str
+    model: str
+    api_key: str = ""
+    timeout: float = 60.0
+    retries: int = 3
+    backoff: float = 1.0
+    temperature: float = 0.3
+    writes_pairs: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} @ {self.base_url}"
+
+    def _post(self, messages: list[dict[str, str]], max_tokens: int) -> str:
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": messages,
+                "temperature": self.temperature,
+                "max_tokens": max_tokens,
+            }
+        ).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    data = json.loads(response.read().decode("utf-8"))
+                return _reply_text(data)
+            except urllib.error.HTTPError as exc:
+                if exc.code in (401, 403):
+                    raise TeacherError(
+                        "unauthorized",
+                        f"The teacher endpoint {self.base_url} refused the key (HTTP "
+                        f"{exc.code}); check the API key.",
+                    ) from exc
+                if (exc.code == 429 or exc.code >= 500) and attempt < self.retries:
+                    time.sleep(_retry_after(exc, self.backoff * 2**attempt))
+                    continue
+                raise TeacherError(
+                    "rate_limited" if exc.code == 429 else "http_error",
+                    f"The teacher endpoint answered HTTP {exc.code}"
+                    + (" (too many requests; try again later)" if exc.code == 429 else "")
+                    + ".",
+                ) from exc
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise TeacherError(
+                    "unreachable",
+                    f"The teacher endpoint {self.base_url} could not be reached ({reason}).",
+                ) from exc
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise TeacherError(
+                    "invalid_response", f"The teacher endpoint's reply was not JSON ({exc})."
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def question(self, candidate: Candidate) -> str:
+        question = clean_question(self._post(question_messages(candidate), 64))
+        if not question:
+            raise TeacherError("empty_output", "The teacher wrote no question.")
+        return question
+
+    def pair(self, passage: str, heading: str, kind: str) -> tuple[str, str]:
+        return parse_pair(self._post(pair_messages(passage, heading, kind), 200))
+
+
+def _retry_after(exc: urllib.error.HTTPError, default: float) -> float:
+    value = exc.headers.get("Retry-After") if exc.headers else None
+    try:
+        return min(30.0, float(value)) if value else default
+    except ValueError:
+        return default
+
+
+def _reply_text(data: Any) -> str:
+    try:
+        content = data["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise TeacherError(
+            "invalid_response", "The teacher endpoint's reply has no choices[0].message."
+        ) from exc
+    if not isinstance(content, str):
+        raise TeacherError("invalid_response", "The teacher's message content is not text.")
+    return content

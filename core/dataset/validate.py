@@ -1,0 +1,52 @@
+"""Every line of a dataset checked: readable, complete, and still a trace the loop would
+write (spans join to the trace, the protocol parses, the gold passage was shown and
+vetted, the answer holds the gold answer)."""
+
+from __future__ import annotations
+
+from core.agent import prompts
+from core.agent.parser import trace_errors
+from core.agent.record import RunRecord
+from core.dataset.storage import Dataset
+from core.dataset.verify import contains
+
+REQUIRED = ("id", "question", "answer", "kind", "split", "source", "chunk_id", "record")
+
+
+def validate(dataset: Dataset) -> list[str]:
+    """One sentence per problem, naming the file and line or the example id."""
+    problems = [f"{d.file} line {d.line}: {d.reason}" for d in dataset.damaged()]
+    current = prompts.template_version()
+    ids: set[str] = set()
+    for number, example in enumerate(dataset.examples(), 1):
+        where = f"example {example.get('id', '?')} (line {number})"
+        missing = [key for key in REQUIRED if key not in example]
+        if missing:
+            problems.append(f"{where}: missing {', '.join(missing)}")
+            continue
+        if example["id"] in ids:
+            problems.append(f"{where}: the id is used twice")
+        ids.add(str(example["id"]))
+        try:
+            record = RunRecord.from_dict(example["record"])
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"{where}: the trace record cannot be read ({exc})")
+            continue
+        if "".join(s.text for s in record.spans) != record.trace:
+            problems.append(f"{where}: the spans do not join to the trace")
+        errors = [e.kind for e in trace_errors(record.trace)]
+        if errors:
+            problems.append(f"{where}: the trace has protocol errors ({', '.join(errors)})")
+        gold = [int(n) for n in example.get("gold_numbers", [])]
+        if not gold or any(n not in record.passages for n in gold):
+            problems.append(f"{where}: the gold passage is not among the passages shown")
+        elif not set(gold) & set(record.results):
+            problems.append(f"{where}: the results do not vet the gold passage")
+        if not contains(record.answer, str(example["answer"])):
+            problems.append(f"{where}: the answer stage does not contain the answer")
+        if example.get("template_version") not in (None, current):
+            problems.append(
+                f"{where}: made with prompt templates {example['template_version']}, the app "
+                f"now uses {current}; regenerate so a tuned model sees today's wording"
+            )
+    return problems

@@ -1,0 +1,331 @@
+"""Datasets from a small real knowledge base (real Chroma, embedder and retrieval).
+
+Question writers here: none (templates), the FAKE ScriptedBackend where a test is about
+how the generator treats a teacher's output, and the real HTTP client against a
+loopback server that speaks the OpenAI chat-completions protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakes import ScriptedBackend
+
+from core.agent import prompts
+from core.agent.loop import Agent
+from core.agent.parser import trace_errors
+from core.agent.record import RunRecord
+from core.dataset import export as exporting
+from core.dataset.candidates import candidates
+from core.dataset.generate import Accepted, EmptyKnowledgeBase, GenerateSpec, Generator, split_of
+from core.dataset.service import datasets, generator
+from core.dataset.storage import DatasetStore
+from core.dataset.teacher import BackendTeacher
+from core.dataset.validate import validate
+from core.workspace import Workspace
+
+DOCS = {
+    "timers.md": (
+        "# Timers\n\n<!-- YAML added: v0.0.1 -->\n\n## setTimeout\n\n"
+        "Use [`setTimeout()`][] to run a callback once after a delay. The default delay is "
+        "`1` millisecond when the delay is missing or not a number. Timers keep the process "
+        "alive until they fire; call `unref()` on a timer so that it does not keep the "
+        "event loop running on its own.\n\n"
+        "## setInterval\n\n"
+        "The `setInterval()` function runs a callback again and again, every `delay` "
+        "milliseconds, until `clearInterval()` is called with the timer it returned. A "
+        "delay larger than 2147483647 is set to 1 with a warning.\n\n"
+        "[`setTimeout()`]: timers.md#settimeout\n"
+    ),
+    "backup.md": (
+        "# Backups\n\n## Schedule\n\n"
+        "The backup service runs every night at 02:00 and keeps 14 copies before it "
+        "deletes the oldest archive. Set `retention` to change the number of copies; the "
+        "default retention is `14`. Archives are written to the folder named by "
+        "`backup_dir`, which defaults to `/var/backups/app` on Linux.\n\n"
+        "## Restore\n\n"
+        "To restore an archive, run `appctl restore --from ARCHIVE` while the service is "
+        "stopped. The `--verify` option checks every file's checksum after the restore "
+        "and reports the files that differ.\n"
+    ),
+    "proxy.md": (
+        "# Proxy\n\n"
+        "A reverse proxy is a server that forwards client requests to one of several "
+        "backend servers and returns their answers. The proxy listens on port 8443 by "
+        "default and reads its routes from `routes.yaml` at start. Send the process "
+        "`SIGHUP` to reload the routes without dropping the open connections.\n\n"
+        "Health checks run every 10 seconds; a backend that fails 3 checks in a row is "
+        "taken out of rotation until it passes again.\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    root = tmp_path_factory.mktemp("ds")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, "utf-8")
+    workspace = Workspace(root / "data")
+    from core.knowledge.indexer import Indexer
+
+    kb = workspace.store.create("docs")
+    workspace.config.chunking.size = 400
+    workspace.config.chunking.overlap = 0
+    list(Indexer(kb, workspace.embedder, workspace.config.chunking).run([docs]))
+    workspace.store.create("empty")
+    yield workspace
+    workspace.close()
+
+
+def run(
+    ws: Workspace,
+    name: str,
+    spec: GenerateSpec,
+    teacher: object = None,
+    cancel: threading.Event | None = None,
+) -> list[object]:
+    gen, _, _ = generator(ws, name, spec, teacher, cancel=cancel)  # type: ignore[arg-type]
+    return list(gen.run())
+
+
+def test_generate_yields_verified_examples_in_the_exact_protocol(ws: Workspace) -> None:
+    events = run(ws, "basic", GenerateSpec(kb="docs", count=6, validation_share=0.34))
+    dataset = datasets(ws).open("basic")
+    examples = dataset.examples()
+    assert 3 <= len(examples) <= 6
+    assert len([e for e in events if isinstance(e, Accepted)]) == len(examples)
+    for example in examples:
+        record = RunRecord.from_dict(example["record"])
+        assert example["answer"].casefold() not in example["question"].casefold()
+        assert trace_errors(record.trace) == [] and not record.protocol_errors
+        assert "".join(s.text for s in record.spans) == record.trace
+        gold = example["gold_numbers"][0]
+        assert gold in record.results and record.passages[gold].id == example["chunk_id"]
+        assert f"[{gold}]" in record.answer
+        assert example["answer"].strip("`").casefold() in record.answer.casefold().replace("`", "")
+        assert "<!--" not in record.trace and "timers.md#settimeout" not in record.trace
+    assert validate(dataset) == []
+    # Split by document: no document in both.
+    by_split: dict[str, set[str]] = {}
+    for example in examples:
+        by_split.setdefault(example["split"], set()).add(example["source"])
+    assert not (by_split.get("train", set()) & by_split.get("validation", set()))
+    assert split_of("a.md", 0, 0.5) == split_of("a.md", 0, 0.5)
+
+
+def test_a_constructed_trace_is_what_the_loop_renders_for_a_model(ws: Workspace) -> None:
+    """Train/infer parity: the model's spans, replayed by a model through the real loop on
+    the same knowledge base, give the identical search turn and answer-stage prompt."""
+    run(ws, "parity", GenerateSpec(kb="docs", count=2))
+    example = datasets(ws).open("parity").examples()[0]
+    record = RunRecord.from_dict(example["record"])
+    assert record.messages["search"] == prompts.loop_messages(
+        example["question"], max_rounds=ws.config.loop.max_rounds
+    )
+    model_turns = [s.text for s in record.spans if s.author == "model"]
+    backend = ScriptedBackend([*model_turns, record.answer])
+    agent = Agent(backend, ws.retriever("docs"), ws.config, first_query="model")
+    again = RunRecord(example["question"])
+    for event in agent.run(example["question"]):
+        again.add(event)
+    assert again.trace == record.trace
+    assert again.messages["answer"] == record.messages["answer"]
+    assert again.answer == record.answer
+
+
+def test_a_rerun_continues_and_a_cancel_loses_nothing(ws: Workspace) -> None:
+    cancel = threading.Event()
+    spec = GenerateSpec(kb="docs", count=5)
+    gen, dataset, created = generator(ws, "resume", spec, None, cancel=cancel)
+    assert created
+    for event in gen.run():
+        if isinstance(event, Accepted):
+            cancel.set()  # the user pressed Cancel after the first example
+    kept = dataset.examples()
+    assert len(kept) == 1
+    run(ws, "resume", spec)
+    again = datasets(ws).open("resume").examples()
+    assert again[0] == kept[0] and len(again) > 1
+    assert len({e["seed_key"] for e in again}) == len(again)
+
+
+def test_a_torn_line_and_a_hand_edited_line_are_named_and_nothing_else_is_lost(
+    ws: Workspace,
+) -> None:
+    run(ws, "damaged", GenerateSpec(kb="docs", count=3))
+    dataset = datasets(ws).open("damaged")
+    count = len(dataset.examples())
+    lines = dataset.examples_file.read_text("utf-8").splitlines(keepends=True)
+    lines.insert(1, "{not json\n")
+    dataset.examples_file.write_text("".join(lines) + '{"id": "torn', "utf-8")
+    assert len(dataset.examples()) == count  # the bad line and the torn tail are skipped
+    problems = validate(dataset)
+    assert any("line 2: not JSON" in p for p in problems)
+    assert any("cut short" in p for p in problems)
+    dataset.append_example({"id": "x", "question": "q"})  # cuts the torn tail first
+    assert dataset.examples_file.read_text("utf-8").endswith('"q"}\n')
+    assert len(dataset.examples()) == count + 1
+
+
+def test_an_empty_knowledge_base_is_a_sentence(ws: Workspace) -> None:
+    with pytest.raises(EmptyKnowledgeBase, match="no documents"):
+        run(ws, "nothing", GenerateSpec(kb="empty", count=3))
+
+
+def test_a_teacher_that_copies_its_example_or_rambles_falls_back_to_the_template(
+    ws: Workspace,
+) -> None:
+    outputs = [
+        "How many copies does the nightly backup job keep?",  # the prompt's example
+        "What is the meaning of life and everything in the universe",  # no "?" / off topic
+    ] * 20
+    teacher = BackendTeacher(ScriptedBackend(outputs, supports_grammar=False), name="fake")
+    run(ws, "fallback", GenerateSpec(kb="docs", count=3), teacher)
+    examples = datasets(ws).open("fallback").examples()
+    assert examples and all(e["question_origin"] == "template" for e in examples)
+    assert {e["teacher_failure"] for e in examples} <= {"copied_example", "not_a_question"}
+
+
+def test_a_good_teacher_question_is_kept(ws: Workspace) -> None:
+    class Echo:
+        """A FAKE teacher that asks about the sentence's own words (a sane question)."""
+
+        name = "echo"
+        writes_pairs = False
+
+        def question(self, candidate: object) -> str:
+            sentence = candidate.sentence
+            answer = candidate.answer
+            words = [w for w in sentence.replace(answer, " ").split() if w.isalpha()][:8]
+            return "Which value goes with " + " ".join(words) + "?"
+
+        def pair(self, passage: str, heading: str, kind: str) -> tuple[str, str]:
+            raise NotImplementedError
+
+    run(ws, "teacher", GenerateSpec(kb="docs", count=3), Echo())
+    examples = datasets(ws).open("teacher").examples()
+    assert any(e["question_origin"] == "teacher" for e in examples)
+
+
+def test_exports_mask_what_the_loop_wrote(ws: Workspace, tmp_path: Path) -> None:
+    run(ws, "export", GenerateSpec(kb="docs", count=2))
+    dataset = datasets(ws).open("export")
+    out = tmp_path / "chat.jsonl"
+    rows = exporting.export(dataset, "chat", out)
+    assert rows == 2 * len(dataset.examples())
+    search = next(json.loads(line) for line in out.read_text("utf-8").splitlines())
+    assert search["stage"] == "search"
+    content = search["messages"][-1]["content"]
+    trained = "".join(content[a:b] for a, b in search["train_spans"])
+    assert "<query>" in trained and "<results>" in trained
+    assert "<query_res>" not in trained and "</query_res>" not in trained
+    shown = content.split("<query_res>")[1].split("</query_res>")[0]
+    assert shown.strip() and shown.strip() not in trained
+    text_rows = [json.loads(x) for x in _export_lines(dataset, "chatml", tmp_path)]
+    text = text_rows[0]["text"]
+    assert "".join(text[a:b] for a, b in text_rows[0]["train_spans"]) == trained
+    qa = [json.loads(x) for x in _export_lines(dataset, "qa", tmp_path)]
+    assert qa[0]["answer"] and qa[0]["context"]
+    inst = [json.loads(x) for x in _export_lines(dataset, "instruction", tmp_path)]
+    assert inst[0]["output"] == content
+    report = exporting.report(dataset)
+    assert report["examples"] == len(dataset.examples())
+    assert "## Rejections" in exporting.card(dataset, report)
+
+
+def _export_lines(dataset: object, fmt: str, folder: Path) -> list[str]:
+    out = folder / f"{fmt}.jsonl"
+    exporting.export(dataset, fmt, out)  # type: ignore[arg-type]
+    return out.read_text("utf-8").splitlines()
+
+
+def test_candidates_are_literals_defaults_and_terms_from_the_text() -> None:
+    found = {(c.kind, c.answer) for c in candidates(DOCS["backup.md"])}
+    assert ("default", "14") in found
+    assert ("howto", "appctl restore --from ARCHIVE") in found
+    assert ("behaviour", "--verify") in found
+    proxy = {(c.kind, c.answer) for c in candidates(DOCS["proxy.md"])}
+    assert ("definition", "reverse proxy") in proxy and ("lookup", "8443") in proxy
+
+
+def test_store_names_and_deletion(tmp_path: Path) -> None:
+    store = DatasetStore(tmp_path / "datasets")
+    store.create("a set", {"kb": "x"})
+    assert store.names() == ["a set"]
+    with pytest.raises(Exception, match="not a usable dataset name"):
+        store.create("../escape", {})
+    store.delete("a set")
+    assert store.names() == []
+
+
+def test_the_generator_checks_its_spec() -> None:
+    with pytest.raises(Exception, match="Unknown question kind"):
+        GenerateSpec(kb="docs", kinds={"poetry": 1.0})
+    with pytest.raises(Exception, match="validation share"):
+        GenerateSpec(kb="docs", validation_share=1.5)
+    assert Generator  # the class the service builds
+
+
+def test_imported_pairs_get_traces_through_the_real_retrieval(ws: Workspace) -> None:
+    from core.dataset.generate import ImportedPair, Rejected
+
+    pairs = [
+        ImportedPair("Which port does the reverse proxy listen on by default?", "8443"),
+        ImportedPair("Which signal reloads the proxy routes?", "SIGHUP"),
+        ImportedPair("What colour is the sky on Mars?", "butterscotch"),
+    ]
+    gen, dataset, _ = generator(ws, "imported", GenerateSpec(kb="docs", count=3), None)
+    events = list(gen.run_pairs(pairs))
+    assert [e.reason for e in events if isinstance(e, Rejected)] == ["answer_not_found"]
+    examples = dataset.examples()
+    assert {e["answer"] for e in examples} == {"8443", "SIGHUP"}
+    assert all(
+        e["question_origin"] == "import" and e["source"].endswith("proxy.md") for e in examples
+    )
+    assert validate(dataset) == []
+
+
+def test_the_cli_generates_shows_validates_and_exports(
+    ws: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.cli import main
+
+    root = str(ws.layout.root)
+    assert (
+        main(
+            [
+                "--data-dir",
+                root,
+                "dataset",
+                "generate",
+                "--kb",
+                "docs",
+                "--name",
+                "cli",
+                "--count",
+                "2",
+                "--teacher",
+                "none",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert ("examples (" in out and "rejections" in out) or "acceptance" in out
+    assert main(["--data-dir", root, "dataset", "list"]) == 0
+    assert "cli" in capsys.readouterr().out
+    assert main(["--data-dir", root, "dataset", "validate", "cli"]) == 0
+    target = tmp_path / "cli.jsonl"
+    assert (
+        main(["--data-dir", root, "dataset", "export", "cli", "--out", str(target), "--card"]) == 0
+    )
+    assert target.read_text("utf-8").count("\n") >= 2 and target.with_suffix(".md").exists()
+    assert main(["--data-dir", root, "dataset", "show", "nope"]) == 1
+    assert "No dataset named 'nope'" in capsys.readouterr().err
+    assert main(["--data-dir", root, "dataset", "delete", "cli", "--yes"]) == 0
