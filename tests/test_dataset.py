@@ -189,7 +189,7 @@ def test_a_teacher_that_copies_its_example_or_rambles_falls_back_to_the_template
     run(ws, "fallback", GenerateSpec(kb="docs", count=3), teacher)
     examples = datasets(ws).open("fallback").examples()
     assert examples and all(e["question_origin"] == "template" for e in examples)
-    assert {e["teacher_failure"] for e in examples} <= {"copied_example", "not_a_question"}
+    assert {e["teacher_failure"] for e in examples} <= {"copied_example", "off_topic"}
 
 
 def test_a_good_teacher_question_is_kept(ws: Workspace) -> None:

@@ -43,6 +43,11 @@ _DEFINITION_RE = re.compile(
 _HOWTO_RE = re.compile(r"\b(?:[Rr]un|[Uu]se|[Tt]ype|[Ee]xecute|[Cc]all)\s+(`[^`\n]{2,60}`)")
 
 
+_NOT_TERMS = frozenset(
+    ["this", "that", "these", "those", "it", "there", "here", "which", "what", "who", "one", "each", "all", "both", "either", "neither", "some", "any", "none"]
+)
+
+
 @dataclass(frozen=True)
 class Candidate:
     sentence: str
@@ -100,7 +105,8 @@ def candidates(text: str) -> Iterator[Candidate]:
         definition = _DEFINITION_RE.match(sentence)
         if definition:
             term = re.sub(r"^(?:An?|The)\s+", "", definition.group(1))
-            found.append(make(term, "definition"))
+            if term.casefold() not in _NOT_TERMS:
+                found.append(make(term, "definition"))
         for match in _HOWTO_RE.finditer(sentence):
             found.append(make(match.group(1), "howto"))
         for match in _OPTION_RE.finditer(sentence):

@@ -164,12 +164,19 @@ def template_question(candidate: Candidate, heading: str) -> str:
     return f'In the documentation{where}, what fills the blank: "{" ".join(words)}"?'
 
 
+_QUIZ_RE = re.compile(
+    r"\b(?:of the following|correct answer|true or false|grammatically|this sentence)\b", re.I
+)
+
+
 def implausible(question: str, candidate: Candidate) -> str:
     """Why a teacher's question cannot be for this sentence and answer ('' when it can)."""
     if not question.endswith("?"):
         return "not_a_question"
     if contains(question, candidate.answer):
         return "answer_in_question"
+    if _QUIZ_RE.search(question):
+        return "quiz_phrasing"
     mine = words(question) - STOPWORDS
     example = words(render("dataset_question_example_answer")) - STOPWORDS
     if mine and len(mine & example) / len(mine) >= 0.5:

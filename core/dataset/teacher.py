@@ -33,8 +33,15 @@ LICENCE_NOTICE = (
     "Check the teacher model's licence: some forbid using their output to train other models."
 )
 
-# One line ending in "?", no tag or backtick (the answer's literal is not to be quoted).
-_QUESTION_GRAMMAR = "root ::= [^\\n?<` \\t] [^\\n?<`]{8," + str(MAX_QUESTION_CHARS - 2) + '} "?"\n'
+QUESTION_OPENINGS = {
+    "lookup": "Which",
+    "default": "What is the default",
+    "howto": "How do I",
+    "definition": "What is",
+    "behaviour": "Which option",
+}
+"""How the loaded-model teacher's reply starts, by kind: a small model keeps to a question
+far more often when its first words are given (measured on the bundled 135M model)."""
 
 
 class TeacherError(CotragError, RuntimeError):
@@ -123,17 +130,17 @@ class BackendTeacher:
     backend: Backend
     name: str = "bundled"
     writes_pairs: bool = False
-    max_tokens: int = 64
+    max_tokens: int = 40
     temperature: float = 0.3
     seed: int = 1234
 
-    def _complete(self, messages: list[dict[str, str]], grammar: str | None, tokens: int) -> str:
-        prompt = self.backend.chat_prompt(messages)
+    def _complete(self, prompt: str, stop: tuple[str, ...], tokens: int) -> tuple[str, str]:
+        """The continuation of ``prompt`` and how it ended (no grammar: measured here, the
+        question grammar made a 64-token reply take 40 s instead of 2)."""
         session = self.backend.session(prompt, reuse_cache=False)
         request = StreamRequest(
-            stop=("\n",) if grammar is None else (),
+            stop=stop,
             max_tokens=tokens,
-            grammar=grammar if self.backend.supports_grammar else None,
             sampling=Sampling(temperature=self.temperature, seed=self.seed),
         )
         parts: list[str] = []
@@ -143,20 +150,22 @@ class BackendTeacher:
             if chunk.finish_reason is not None:
                 finish = chunk.finish_reason
         self.seed += 1  # another draw next time, still reproducible from the first seed
-        text = "".join(parts)
-        if finish == "length" and grammar is not None:
-            raise TeacherError("unclosed_output", "The teacher ran out of tokens mid-question.")
-        return text
+        return "".join(parts), finish
 
     def question(self, candidate: Candidate) -> str:
-        text = self._complete(question_messages(candidate), _QUESTION_GRAMMAR, self.max_tokens)
-        question = clean_question(text)
-        if not question:
+        opening = QUESTION_OPENINGS.get(candidate.kind, "")
+        prompt = self.backend.chat_prompt(question_messages(candidate)) + opening
+        text, finish = self._complete(prompt, ("\n", "?"), self.max_tokens)
+        if finish == "length":
+            raise TeacherError("unclosed_output", "The teacher's question never ended.")
+        question = clean_question(f"{opening}{text}".strip() + "?")
+        if len(question) <= len(opening) + 2:
             raise TeacherError("empty_output", "The teacher wrote no question.")
         return question
 
     def pair(self, passage: str, heading: str, kind: str) -> tuple[str, str]:
-        text = self._complete(pair_messages(passage, heading, kind), None, 160)
+        prompt = self.backend.chat_prompt(pair_messages(passage, heading, kind))
+        text, _ = self._complete(prompt, ("\n\n",), 160)
         return parse_pair(text)
 
 
