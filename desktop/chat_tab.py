@@ -89,6 +89,7 @@ class ChatTab(QWidget):
         self._run_started = 0.0
         self._run_tokens = 0
         self.last_record: dict[str, Any] | None = None
+        self._model_busy = False
         self.setAcceptDrops(True)
         self._build()
         self._fill_models()
@@ -264,7 +265,7 @@ class ChatTab(QWidget):
         return self._job is not None
 
     def _set_running(self, on: bool) -> None:
-        self.ask_button.setEnabled(not on)
+        self.ask_button.setEnabled(not on and not self._model_busy)
         self.stop_button.setEnabled(on)
         self.question.setReadOnly(on)
         for w in (
@@ -279,10 +280,22 @@ class ChatTab(QWidget):
             w.setEnabled(not on)
         self.run_state_changed.emit(on)
 
+    @Slot(bool)
+    def set_model_busy(self, busy: bool) -> None:
+        """A dataset is being generated with the model: one stream at a time."""
+        self._model_busy = busy
+        self.ask_button.setEnabled(not busy and not self.running)
+        self.ask_button.setToolTip(
+            "Wait for the dataset run: the model runs one thing at a time" if busy else ""
+        )
+
     @Slot()
     def ask(self, question: str | None = None) -> None:
         text = (question if isinstance(question, str) else self.question.toPlainText()).strip()
         if not text or self.running:
+            return
+        if self._model_busy:
+            self.show_error("A dataset is being generated with the model; ask when it is done.")
             return
         mode = str(self.mode_combo.currentData())
         kb = self.kb_combo.currentText()

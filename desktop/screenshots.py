@@ -114,13 +114,29 @@ def render_screenshots(out_dir: Path) -> list[Path]:
             lambda: len(window.chat_tab.trace.blocks) >= 3 or not window.chat_tab.running, 300
         )
         saved.append(_save(window, out_dir / "chat-streaming.png"))
-        wait_until(lambda: not window.chat_tab.running, 300)
+        wait_until(lambda: not window.chat_tab.running, 900)
         saved.append(_save(window, out_dir / "chat.png"))
         cards = [c for w in window.chat_tab.trace.passage_widgets() for c in w.cards]
         if cards:
             window.chat_tab.open_passage(cards[0].hit)
             saved.append(_save(window.chat_tab.last_dialog, out_dir / "passage.png"))
             window.chat_tab.last_dialog.close()
+
+        tab = window.dataset_tab
+        window.tabs.setCurrentWidget(tab)
+        wait_until(lambda: not tab.busy(), 30)
+        saved.append(_save(window, out_dir / "dataset-empty.png"))
+        tab.name_edit.setText("sample")
+        tab.count_spin.setValue(6)
+        tab.generate()
+        wait_until(lambda: tab.table.rowCount() >= 1 or tab._gen_job is None, 300)
+        saved.append(_save(window, out_dir / "dataset-generating.png"))
+        wait_until(lambda: tab._gen_job is None and not tab.busy(), 600)
+        if tab.table.rowCount():
+            tab.table.selectRow(0)
+        saved.append(_save(window, out_dir / "dataset.png"))
+        tab.side.setCurrentIndex(1)
+        saved.append(_save(window, out_dir / "dataset-report.png"))
 
         from desktop.settings_dialog import SettingsDialog
 

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QWidget
 
 from core.workspace import Workspace
 from desktop.chat_tab import ChatTab
+from desktop.dataset_tab import DatasetTab
 from desktop.kb_tab import KnowledgeTab
 from desktop.settings_dialog import SettingsDialog
 from desktop.style import icon
@@ -40,11 +41,17 @@ class MainWindow(QMainWindow):
         self.kb_tab = KnowledgeTab(workspace, self)
         self.chat_tab = ChatTab(workspace, settings, self)
         self.tabs.addTab(self.kb_tab, icon("database"), "Knowledge base")
+        self.dataset_tab = DatasetTab(workspace, settings, self)
         self.tabs.addTab(self.chat_tab, icon("chat"), "Chat")
+        self.tabs.addTab(self.dataset_tab, icon("dataset"), "Dataset")
         self.setCentralWidget(self.tabs)
 
         self.kb_tab.knowledge_bases_changed.connect(self.chat_tab.set_knowledge_bases)
-        for tab in (self.kb_tab, self.chat_tab):
+        self.kb_tab.knowledge_bases_changed.connect(self.dataset_tab.set_knowledge_bases)
+        # The model runs one stream at a time: a chat run and a dataset run exclude each other.
+        self.chat_tab.run_state_changed.connect(self.dataset_tab.set_model_busy)
+        self.dataset_tab.run_state_changed.connect(self.chat_tab.set_model_busy)
+        for tab in (self.kb_tab, self.chat_tab, self.dataset_tab):
             tab.status_message.connect(self.show_status)
             tab.error.connect(self.show_error)
 
@@ -54,6 +61,7 @@ class MainWindow(QMainWindow):
         self._build_menu()
         self._restore_state()
         self.kb_tab.refresh()
+        self.dataset_tab.refresh()
 
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")
@@ -122,6 +130,7 @@ class MainWindow(QMainWindow):
         # thread outlives the objects it reports to, then free the model.
         self.show_status("Stopping background work…")
         self.chat_tab.shutdown()
+        self.dataset_tab.shutdown()
         self.kb_tab.shutdown()
         self._save_state()
         try:

@@ -44,7 +44,27 @@ _HOWTO_RE = re.compile(r"\b(?:[Rr]un|[Uu]se|[Tt]ype|[Ee]xecute|[Cc]all)\s+(`[^`\
 
 
 _NOT_TERMS = frozenset(
-    ["this", "that", "these", "those", "it", "there", "here", "which", "what", "who", "one", "each", "all", "both", "either", "neither", "some", "any", "none"]
+    [
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "there",
+        "here",
+        "which",
+        "what",
+        "who",
+        "one",
+        "each",
+        "all",
+        "both",
+        "either",
+        "neither",
+        "some",
+        "any",
+        "none",
+    ]
 )
 
 

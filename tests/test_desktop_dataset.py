@@ -1,0 +1,148 @@
+"""Dataset tab against the real store, embedder, retrieval and dataset folder (templates as
+the question writer, so no model is loaded)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from qt_helpers import IGNORED_QT_MESSAGES, settings_in
+
+from core.knowledge.indexer import Indexer
+from core.workspace import Workspace
+from desktop.dataset_tab import DatasetTab
+
+pytestmark = [
+    pytest.mark.qt_log_level_fail("WARNING"),
+    pytest.mark.qt_log_ignore(*IGNORED_QT_MESSAGES),
+]
+
+DOCS = {
+    "backup.md": (
+        "# Backups\n\n## Schedule\n\nThe backup service runs every night at 02:00 and keeps "
+        "14 copies before it deletes the oldest archive. Set `retention` to change the number "
+        "of copies; the default retention is `14`.\n\n## Restore\n\nTo restore an archive, run "
+        "`appctl restore --from ARCHIVE` while the service is stopped. The `--verify` option "
+        "checks every file's checksum after the restore and reports the files that differ.\n"
+    ),
+    "proxy.md": (
+        "# Proxy\n\nA reverse proxy is a server that forwards client requests to one of "
+        "several backend servers. The proxy listens on port 8443 by default and reads its "
+        "routes from `routes.yaml` at start. Send the process `SIGHUP` to reload the routes "
+        "without dropping the open connections.\n"
+    ),
+}
+
+
+@pytest.fixture
+def tab(qtbot, data_dir: Path, tmp_path: Path) -> Iterator[DatasetTab]:  # type: ignore[no-untyped-def]
+    ws = Workspace(data_dir)
+    ws.config.chunking.size = 300
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, "utf-8")
+    kb = ws.store.create("Manuals")
+    list(Indexer(kb, ws.embedder, ws.config.chunking).run([docs]))
+    widget = DatasetTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(widget)
+    widget.resize(1300, 800)
+    widget.show()
+    widget.set_knowledge_bases(["Manuals"], "Manuals")
+    yield widget
+    widget.shutdown()
+    ws.close()
+
+
+def generate(qtbot, tab: DatasetTab, name: str, count: int) -> None:  # type: ignore[no-untyped-def]
+    tab.name_edit.setText(name)
+    tab.count_spin.setValue(count)
+    tab.teacher_combo.setCurrentIndex(tab.teacher_combo.findData("none"))
+    tab.generate_button.click()
+    assert not tab.generate_button.isEnabled() and tab.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: tab._gen_job is None and not tab.busy(), timeout=120_000)
+
+
+def test_generate_shows_examples_their_trace_and_the_report(qtbot, tab: DatasetTab) -> None:  # type: ignore[no-untyped-def]
+    generate(qtbot, tab, "manuals", 3)
+    assert tab.table.rowCount() >= 2
+    assert "accepted" in tab.progress_label.text() or "examples" in tab.progress_label.text()
+    assert tab.dataset_list.count() == 1
+    tab.table.selectRow(0)
+    tags = [getattr(w, "tag", type(w).__name__) for w in tab.trace.blocks]
+    assert tags[:4] == ["QLabel", "think", "query", "PassagesWidget"]
+    assert "results" in tags and "answer" in tags
+    assert tab.edit_question.text() == tab.table.item(0, 0).text()
+    assert "examples" in tab.report_summary.text()
+    assert tab.charts["kinds"].values
+
+
+def test_edit_delete_and_undo(qtbot, tab: DatasetTab, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    generate(qtbot, tab, "edits", 2)
+    file = data_dir / "datasets" / "edits" / "examples.jsonl"
+    before = file.read_text("utf-8")
+    tab.table.selectRow(0)
+    answer = tab.edit_answer.text()
+    tab.edit_question.setText("Which value should I look for here, in my own words?")
+    tab.save_button.click()
+    qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
+    first = json.loads(file.read_text("utf-8").splitlines()[0])
+    assert first["question"].startswith("Which value should I look for")
+    assert first["status"] == "edited" and first["answer"] == answer
+    assert first["record"]["messages"]["search"][1]["content"] == first["question"]
+    # An edit that would break the example is refused with a sentence.
+    tab.table.selectRow(0)
+    tab.edit_cited.setPlainText("Something else entirely.")
+    tab.save_button.click()
+    assert "must contain the short answer" in tab.error_banner.text()
+    tab.table.selectRow(0)
+    tab.remove_button.click()
+    qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
+    assert len(file.read_text("utf-8").splitlines()) == len(before.splitlines()) - 1
+    tab.undo_button.click()
+    qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
+    assert json.loads(file.read_text("utf-8").splitlines()[0])["status"] == "edited"
+
+
+def test_a_missing_name_or_knowledge_base_is_a_sentence(tab: DatasetTab) -> None:
+    tab.name_edit.setText("")
+    tab.generate()
+    assert "name" in tab.error_banner.text()
+    tab.set_knowledge_bases([], "")
+    tab.name_edit.setText("x")
+    tab.generate()
+    assert "knowledge base" in tab.error_banner.text()
+
+
+def test_generate_waits_while_the_chat_uses_the_model(tab: DatasetTab) -> None:
+    tab.set_model_busy(True)
+    assert not tab.generate_button.isEnabled()
+    tab.name_edit.setText("x")
+    tab.generate()
+    assert "chat is using the model" in tab.error_banner.text() and tab._gen_job is None
+    tab.set_model_busy(False)
+    assert tab.generate_button.isEnabled()
+
+
+def test_export_writes_rows_and_a_card(qtbot, tab: DatasetTab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    generate(qtbot, tab, "out", 2)
+    target = tmp_path / "out.jsonl"
+    tab.export_to(target, "chatml")
+    rows = [json.loads(line) for line in target.read_text("utf-8").splitlines()]
+    assert rows and all("text" in r and "train_spans" in r for r in rows)
+    assert target.with_suffix(".md").read_text("utf-8").startswith("# Dataset out")
+
+
+def test_cancel_keeps_what_was_accepted(qtbot, tab: DatasetTab, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    tab.name_edit.setText("cancelled")
+    tab.count_spin.setValue(50)
+    tab.teacher_combo.setCurrentIndex(tab.teacher_combo.findData("none"))
+    tab.generate()
+    qtbot.waitUntil(lambda: tab.table.rowCount() >= 1 or tab._gen_job is None, timeout=60_000)
+    tab.cancel_button.click()
+    qtbot.waitUntil(lambda: tab._gen_job is None and not tab.busy(), timeout=60_000)
+    lines = (data_dir / "datasets" / "cancelled" / "examples.jsonl").read_text("utf-8")
+    assert len(lines.splitlines()) >= 1
+    assert tab.generate_button.isEnabled() and not tab.cancel_button.isEnabled()
