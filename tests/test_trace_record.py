@@ -274,3 +274,20 @@ def test_seed_query_is_one_search_line() -> None:
     long = "word " * 100
     line = seed_query(long)
     assert len(line) <= 160 and not line.endswith(" ") and "\n" not in line
+
+
+def test_the_seeded_search_is_kept_for_the_answer_after_what_the_model_vetted() -> None:
+    agent, backend, _ = agent_for(
+        [
+            "<think>Where?</think><query>river floods valley</query>",
+            "<think>Only the river.</think><results>[2] the river passage</results>",
+            ANSWER,
+        ],
+        first_query="question",
+    )
+    events = list(agent.run(QUESTION))
+    vetted = next(e for e in events if isinstance(e, Vetted))
+    assert vetted.numbers[0] == 2 and 1 in vetted.numbers
+    assert vetted.source == "results+seed"
+    answer_prompt = backend.sessions[1].prompt
+    assert answer_prompt.index("[2] river.md") < answer_prompt.index("[1] bridge.md")

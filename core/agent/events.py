@@ -101,7 +101,9 @@ class Vetted:
 
     numbers: list[int]
     source: str = "results"
-    """results (the model vetted them), fallback (it cited nothing usable), all (rag)."""
+    """results (the model vetted them), results+seed (those, then the rest of the loop's
+    own first search, when the loop seeded it), fallback (it cited nothing usable: every
+    passage shown), all (rag)."""
 
 
 @dataclass(frozen=True)

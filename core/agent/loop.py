@@ -124,6 +124,8 @@ class _Run:
     passages: dict[int, Hit] = field(default_factory=dict)
     """Every passage shown, by its global number."""
     vetted: list[int] = field(default_factory=list)
+    seeded: list[int] = field(default_factory=list)
+    """Passages the loop's own first search (with the question) showed."""
 
     @property
     def cancelled(self) -> bool:
@@ -329,7 +331,9 @@ class Agent:
                 yield BlockEnd(item.tag, item.text, "loop", "seed")
             else:
                 yield item
+        before = set(run.passages)
         yield from self._query(run, turn)
+        run.seeded = [n for n in sorted(run.passages) if n not in before]
 
     def _search_steps(self, run: _Run, turn: _Turn) -> Iterator[Event]:
         loop = self.config.loop
@@ -603,6 +607,14 @@ class Agent:
             )
             vetted = sorted(run.passages)
             source = "fallback"
+        elif run.seeded:
+            # The loop's own search with the question is kept for the answer, after what
+            # the model vetted (as IRCoT's reader sees every paragraph retrieved): an
+            # untuned model's vetting must not lose what one plain retrieval found.
+            extra = [n for n in run.seeded if n not in vetted]
+            if extra:
+                vetted = vetted + extra
+                source = "results+seed"
         run.vetted = vetted
         yield Vetted(list(vetted), source)
 
