@@ -329,3 +329,20 @@ def test_the_cli_generates_shows_validates_and_exports(
     assert main(["--data-dir", root, "dataset", "show", "nope"]) == 1
     assert "No dataset named 'nope'" in capsys.readouterr().err
     assert main(["--data-dir", root, "dataset", "delete", "cli", "--yes"]) == 0
+
+
+def test_template_questions_take_the_sentence_shape_and_never_hold_the_answer() -> None:
+    from core.dataset.generate import template_question
+
+    made = {
+        c.answer: template_question(c, "Backups > Schedule")
+        for text in DOCS.values()
+        for c in candidates(text)
+    }
+    assert made["14"] in ("What is the default retention?",) or "fills the blank" in made["14"]
+    assert made["/var/backups/app"] == "What does `backup_dir` default to?"
+    assert made["appctl restore --from ARCHIVE"] == "How do I restore an archive?"
+    assert made["reverse proxy"].startswith("What is the name for a server that forwards")
+    for answer, question in made.items():
+        assert answer.casefold() not in question.casefold().replace("___", "")
+        assert question.endswith("?")
