@@ -346,3 +346,43 @@ def test_template_questions_take_the_sentence_shape_and_never_hold_the_answer() 
     for answer, question in made.items():
         assert answer.casefold() not in question.casefold().replace("___", "")
         assert question.endswith("?")
+
+
+def test_an_endpoint_teacher_writes_question_and_answer_and_bad_replies_fall_back(
+    ws: Workspace,
+) -> None:
+    """The real HTTP client against a loopback OpenAI-style server: for the proxy passage it
+    writes a pair; for every other passage it answers with broken JSON."""
+    from openai_stub import completion, serve
+
+    from core.dataset.teacher import HttpTeacher
+
+    def answer(request: dict[str, object], headers: dict[str, str]) -> tuple[int, str, float]:
+        text = str(request["messages"])  # type: ignore[index]
+        if "8443" in text and "JSON only" in text:
+            pair = (
+                '{"question": "Which port does the proxy listen on unless told?", "answer": "8443"}'
+            )
+            return 200, completion(pair), 0.0
+        return 200, completion('{"question": "broken'), 0.0
+
+    with serve(answer) as url:
+        teacher = HttpTeacher(url, "stub-7b")
+        gen, dataset, _ = generator(ws, "endpoint", GenerateSpec(kb="docs", count=4), teacher)
+        list(gen.run())
+    examples = dataset.examples()
+    by_teacher = [e for e in examples if e["question_origin"] == "teacher"]
+    assert [e["answer"] for e in by_teacher] == ["8443"]
+    assert by_teacher[0]["question"] == "Which port does the proxy listen on unless told?"
+    assert gen.teacher_errors["invalid_json"] >= 1
+    assert len(examples) > 1  # the other chunks went the answer-first way
+
+
+def test_a_teacher_that_repeats_itself_forever_is_cut_and_replaced() -> None:
+    from core.dataset.candidates import Candidate
+    from core.dataset.teacher import TeacherError
+
+    teacher = BackendTeacher(ScriptedBackend(["again " * 200], supports_grammar=False))
+    with pytest.raises(TeacherError) as exc:
+        teacher.question(Candidate("The proxy listens on port 8443 by default.", "8443", "lookup"))
+    assert exc.value.reason == "unclosed_output"

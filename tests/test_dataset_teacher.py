@@ -3,12 +3,10 @@ chat-completions protocol: success, bad JSON, a never-closed reply, 401, 429, do
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from openai_stub import Reply, completion, serve
 
 from core.dataset.candidates import Candidate
 from core.dataset.teacher import HttpTeacher, TeacherError, parse_pair
@@ -24,42 +22,20 @@ class Script:
         self.requests: list[dict[str, object]] = []
         self.headers: list[dict[str, str]] = []
 
+    def __call__(self, request: dict[str, object], headers: dict[str, str]) -> Reply:
+        self.requests.append(request)
+        self.headers.append(headers)
+        return self.replies.pop(0) if self.replies else (500, "", 0.0)
 
-def reply(content: str) -> str:
-    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+
+reply = completion
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, Script]]:
     script = Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            script.requests.append(json.loads(self.rfile.read(length)))
-            script.headers.append(dict(self.headers))
-            status, body, delay = script.replies.pop(0) if script.replies else (500, "", 0.0)
-            if delay:
-                threading.Event().wait(delay)
-            try:
-                self.send_response(status)
-                if status == 429:
-                    self.send_header("Retry-After", "0")
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body.encode())
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", script
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(script) as url:
+        yield url, script
 
 
 def test_a_question_and_a_pair_come_back(server: tuple[str, Script]) -> None:

@@ -75,6 +75,8 @@ class Candidate:
     answer: str
     """Copied from the sentence, without enclosing backticks or quotes."""
     kind: str
+    question: str = ""
+    """Set when a teacher wrote question and answer together from the passage."""
 
 
 def sentences(text: str) -> list[str]:

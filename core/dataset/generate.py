@@ -155,7 +155,27 @@ _DEFINITION_SHAPE_RE = re.compile(
     r"^(?:An?\s+|The\s+)?(?P<term>.+?)\s+(?:is|are)\s+(?P<article>an?|the|one)\s+(?P<rest>.+)$"
 )
 _WHICH_DEFAULTS_RE = re.compile(r"(`[^`]{1,40}`|[\w.-]+),?\s+which\s+defaults?\s+to\s")
-_DANGLING = frozenset(["and", "or", "the", "their", "its", "to", "of", "a", "an", "with", "for", "in", "on", "by", "from", "that", "which"])
+_DANGLING = frozenset(
+    [
+        "and",
+        "or",
+        "the",
+        "their",
+        "its",
+        "to",
+        "of",
+        "a",
+        "an",
+        "with",
+        "for",
+        "in",
+        "on",
+        "by",
+        "from",
+        "that",
+        "which",
+    ]
+)
 _HOWTO_SHAPE_RE = re.compile(r"^To\s+(?P<goal>[^,]{5,90}),\s+(?:run|use|type|call)\s")
 
 
@@ -257,6 +277,8 @@ class Generator:
         self._df_cache: dict[str, int] = {}
         self._normalised = [normalise(text) for _, text, _ in chunks]
         self.kinds: Counter[str] = Counter()
+        self.teacher_errors: Counter[str] = Counter()
+        """Why a pair-writing teacher gave nothing for a chunk (the answer-first path ran)."""
 
     # -- helpers --
 
@@ -287,11 +309,35 @@ class Generator:
         """The teacher's question, or ``("", reason)`` when it wrote nothing usable."""
         if self.teacher is None:
             return "", ""
+        if candidate.question:
+            return candidate.question, implausible(candidate.question, candidate)
         try:
             question = self.teacher.question(candidate)
         except TeacherError as exc:
             return "", exc.reason
         return question, implausible(question, candidate)
+
+    def _teacher_pair(self, seed: Seed) -> Candidate | None:
+        """A stronger teacher's own question and answer for the chunk, as a candidate (the
+        answer must still be found in the chunk: verification checks it)."""
+        if self.teacher is None or not self.teacher.writes_pairs:
+            return None
+        weights = self.spec.kinds
+        kind = min(
+            (k for k, w in weights.items() if w > 0),
+            key=lambda k: (
+                self.kinds[k] / (sum(self.kinds.values()) + 1) - weights[k] / sum(weights.values())
+            ),
+        )
+        try:
+            question, answer = self.teacher.pair(seed.text, seed.heading, kind)
+        except TeacherError as exc:
+            self.teacher_errors[exc.reason] += 1
+            return None
+        sentence = next(
+            (s for s in sentences(seed.text) if contains(s, answer)), " ".join(seed.text.split())
+        )
+        return Candidate(sentence, answer, kind, question=question)
 
     # -- the run --
 
@@ -319,7 +365,9 @@ class Generator:
             if accepted >= self.spec.count or (self.cancel is not None and self.cancel.is_set()):
                 break
             tries = 0
-            for candidate in self._ordered(list(candidates(seed.text))):
+            found = self._ordered(list(candidates(seed.text)))
+            pair = self._teacher_pair(seed)
+            for candidate in [*([pair] if pair is not None else []), *found]:
                 if tries >= MAX_TRIES_PER_CHUNK or (
                     self.cancel is not None and self.cancel.is_set()
                 ):
