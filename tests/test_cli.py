@@ -129,6 +129,59 @@ def test_ask_loop_searches_vets_and_answers_with_citations(
     assert record["stats"]["cached_tokens"] > 0  # the loop resumed from the KV cache
     assert "Saved conversation" in err
     assert len(list((data / "conversations").glob("*.json"))) == 1
+    # The bundled model is not tuned on the tags: the app wrote the first search itself.
+    assert record["info"]["settings"]["first_query"] == "question"
+    seed = record["blocks"][0]
+    assert (seed["tag"], seed["author"], seed["kind"]) == ("query", "loop", "seed")
+    assert record["retrievals"][0]["query"] == "When does the Brannock ferry leave Port Idris"
+    assert record["spans"][0] == {
+        "author": "loop",
+        "kind": "seed",
+        "text": "<query>When does the Brannock ferry leave Port Idris</query>",
+    }
+
+
+@pytest.mark.model
+def test_ask_marks_the_seeded_search_and_can_leave_it_to_the_model(
+    indexed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = indexed
+    question = "When does the Brannock ferry leave Port Idris?"
+    code, out, err = run_cli(
+        capsys,
+        "--data-dir",
+        str(data),
+        "ask",
+        question,
+        "--kb",
+        "docs",
+        "--max-rounds",
+        "1",
+        "--color",
+        "never",
+        "--retriever-only",
+    )
+    assert code == 0, err
+    assert "(the app searched with your question)" in out
+    code, out, err = run_cli(
+        capsys,
+        "--data-dir",
+        str(data),
+        "ask",
+        question,
+        "--kb",
+        "docs",
+        "--max-rounds",
+        "1",
+        "--first-query",
+        "model",
+        "--retriever-only",
+        "--json",
+    )
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["info"]["settings"]["first_query"] == "model"
+    assert record["blocks"][0]["author"] == "model"
 
 
 @pytest.mark.model
