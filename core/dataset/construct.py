@@ -176,11 +176,14 @@ class TracePlan:
     kind: str = "lookup"
     heading: str = ""
     queries: list[str] = field(default_factory=list)
+    query_source: str = ""
+    """The text the queries are drawn from (default: the question)."""
 
     def __post_init__(self) -> None:
         if not self.queries:
-            first = keywords(self.question) or seed_query(self.question)
-            second = seed_query(self.question)
+            source = self.query_source or self.question
+            first = keywords(source) or seed_query(source)
+            second = seed_query(source)
             if second.casefold() == first.casefold():
                 second = f"{first} {keywords(self.heading, 6)}".strip()
             self.queries = [q for q in dict.fromkeys([first, second]) if q]

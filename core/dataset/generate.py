@@ -223,7 +223,22 @@ def template_question(candidate: Candidate, heading: str) -> str:
         start = max(0, min(blank - 12, len(words) - 30))
         words = words[start : start + 30]
     where = f" about {topic}" if topic else ""
-    return f'In the documentation{where}, what fills the blank: "{" ".join(words)}"?'
+    return f'In the documentation{where}, {FILL_IN_ASK}: "{" ".join(words)}"?'
+
+
+FILL_IN_ASK = "what fills the blank"
+_FILL_IN_RE = re.compile(
+    rf'^In the documentation(?: about (?P<topic>.*?))?, {FILL_IN_ASK}: "(?P<text>.*)"\?$'
+)
+
+
+def search_text(question: str) -> str:
+    """What a searcher would take from the question: for a fill-in, its topic and sentence
+    without the frame and the blank (the frame's words are no search words)."""
+    found = _FILL_IN_RE.match(question)
+    if found is None:
+        return question
+    return f"{found.group('topic') or ''} {found.group('text').replace('___', ' ')}".strip()
 
 
 _QUIZ_RE = re.compile(
@@ -461,6 +476,7 @@ class Generator:
             gold_id=seed.chunk_id,
             kind=kind,
             heading=seed.heading,
+            query_source=search_text(question),
         )
         record, gold = construct_trace(plan, self.retriever, self.config, self.count_tokens)
         if record.protocol_errors:
