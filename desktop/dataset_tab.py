@@ -715,6 +715,8 @@ class DatasetTab(QWidget):
         self._gen_job = None
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
+        if self.progress_label.text().startswith(("Loading", "Importing")):
+            self.progress_label.setText("")  # it failed before it began: the banner says why
         self._set_generating(False)
         self.refresh(select=self.current_name)
 

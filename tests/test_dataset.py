@@ -95,7 +95,9 @@ def run(
 
 
 def test_generate_yields_verified_examples_in_the_exact_protocol(ws: Workspace) -> None:
-    events = run(ws, "basic", GenerateSpec(kb="docs", count=6, validation_share=0.34))
+    events = run(
+        ws, "basic", GenerateSpec(kb="docs", count=6, validation_share=0.34, unanswerable_share=0.0)
+    )
     dataset = datasets(ws).open("basic")
     examples = dataset.examples()
     assert 3 <= len(examples) <= 6
@@ -122,7 +124,7 @@ def test_generate_yields_verified_examples_in_the_exact_protocol(ws: Workspace) 
 def test_a_constructed_trace_is_what_the_loop_renders_for_a_model(ws: Workspace) -> None:
     """Train/infer parity: the model's spans, replayed by a model through the real loop on
     the same knowledge base, give the identical search turn and answer-stage prompt."""
-    run(ws, "parity", GenerateSpec(kb="docs", count=2))
+    run(ws, "parity", GenerateSpec(kb="docs", count=2, unanswerable_share=0.0))
     example = datasets(ws).open("parity").examples()[0]
     record = RunRecord.from_dict(example["record"])
     assert record.messages["search"] == prompts.loop_messages(
@@ -214,7 +216,7 @@ def test_a_good_teacher_question_is_kept(ws: Workspace) -> None:
 
 
 def test_exports_mask_what_the_loop_wrote(ws: Workspace, tmp_path: Path) -> None:
-    run(ws, "export", GenerateSpec(kb="docs", count=2))
+    run(ws, "export", GenerateSpec(kb="docs", count=2, unanswerable_share=0.0))
     dataset = datasets(ws).open("export")
     out = tmp_path / "chat.jsonl"
     rows = exporting.export(dataset, "chat", out)
@@ -280,7 +282,9 @@ def test_imported_pairs_get_traces_through_the_real_retrieval(ws: Workspace) -> 
         ImportedPair("Which signal reloads the proxy routes?", "SIGHUP"),
         ImportedPair("What colour is the sky on Mars?", "butterscotch"),
     ]
-    gen, dataset, _ = generator(ws, "imported", GenerateSpec(kb="docs", count=3), None)
+    gen, dataset, _ = generator(
+        ws, "imported", GenerateSpec(kb="docs", count=3, unanswerable_share=0.0), None
+    )
     events = list(gen.run_pairs(pairs))
     assert [e.reason for e in events if isinstance(e, Rejected)] == ["answer_not_found"]
     examples = dataset.examples()
@@ -368,7 +372,9 @@ def test_an_endpoint_teacher_writes_question_and_answer_and_bad_replies_fall_bac
 
     with serve(answer) as url:
         teacher = HttpTeacher(url, "stub-7b")
-        gen, dataset, _ = generator(ws, "endpoint", GenerateSpec(kb="docs", count=4), teacher)
+        gen, dataset, _ = generator(
+            ws, "endpoint", GenerateSpec(kb="docs", count=4, unanswerable_share=0.0), teacher
+        )
         list(gen.run())
     examples = dataset.examples()
     by_teacher = [e for e in examples if e["question_origin"] == "teacher"]
@@ -386,3 +392,22 @@ def test_a_teacher_that_repeats_itself_forever_is_cut_and_replaced() -> None:
     with pytest.raises(TeacherError) as exc:
         teacher.question(Candidate("The proxy listens on port 8443 by default.", "8443", "lookup"))
     assert exc.value.reason == "unclosed_output"
+
+
+def test_unanswerable_examples_leave_the_document_out_and_say_so(ws: Workspace) -> None:
+    from core.dataset.construct import UNANSWERED
+
+    run(ws, "unanswerable", GenerateSpec(kb="docs", count=6, unanswerable_share=0.5))
+    dataset = datasets(ws).open("unanswerable")
+    examples = dataset.examples()
+    missing = [e for e in examples if e["unanswerable"]]
+    assert missing and len(missing) < len(examples)
+    for example in missing:
+        record = RunRecord.from_dict(example["record"])
+        assert example["answer"] == UNANSWERED and example["gold_answer"]
+        assert record.results == [] and record.results_source == "none"
+        assert "<results>\nnone\n</results>" in record.trace
+        assert example["source"] not in {h.source for h in record.passages.values()}
+        assert not record.protocol_errors
+    assert validate(dataset) == []
+    assert exporting.report(dataset)["unanswerable"] == len(missing)

@@ -291,3 +291,17 @@ def test_the_seeded_search_is_kept_for_the_answer_after_what_the_model_vetted() 
     assert vetted.source == "results+seed"
     answer_prompt = backend.sessions[1].prompt
     assert answer_prompt.index("[2] river.md") < answer_prompt.index("[1] bridge.md")
+
+
+def test_results_none_vets_nothing_on_purpose() -> None:
+    agent, backend, _ = agent_for(
+        [
+            "<think>t</think><query>cats sleep</query>",
+            "<think>Nothing about bridges.</think><results>\nnone\n</results>",
+            "The documents do not say.",
+        ]
+    )
+    events = list(agent.run(QUESTION))
+    assert [e for e in events if isinstance(e, Vetted)] == [Vetted([], "none")]
+    assert not [e for e in events if isinstance(e, ProtocolError)]
+    assert "(no passages were found)" in backend.sessions[1].prompt

@@ -103,7 +103,8 @@ class Vetted:
     source: str = "results"
     """results (the model vetted them), results+seed (those, then the rest of the loop's
     own first search, when the loop seeded it), fallback (it cited nothing usable: every
-    passage shown), all (rag)."""
+    passage shown), none (the model said no passage answers: ``<results> none </results>``),
+    all (rag)."""
 
 
 @dataclass(frozen=True)

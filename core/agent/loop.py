@@ -9,6 +9,7 @@ protocol whatever the model writes: it never hangs and never loops.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
@@ -46,6 +47,8 @@ from core.llm.base import Backend, GenStats, Sampling, Session, StreamRequest
 Mode = Literal["loop", "rag", "closed"]
 
 SEARCH_STOPS = ("</query>", "</results>", "<query_res>")
+NOTHING_VETTED = re.compile(r"^\s*(?:none|nothing)\s*\.?\s*$", re.IGNORECASE)
+"""A results block that vets no passage on purpose: ``<results> none </results>``."""
 MAX_WASTED_MOVES = 2
 """Queries that ran no search (repeated, empty) or forged blocks before the loop concludes."""
 _CONTEXT_MARGIN = 16
@@ -597,6 +600,12 @@ class Agent:
 
     def _vet(self, run: _Run, turn: _Turn) -> Iterator[Event]:
         results = next((b for b in reversed(turn.parser.blocks) if b.tag == "results"), None)
+        if results is not None and NOTHING_VETTED.match(results.text):
+            # The model found nothing that answers: the answer stage gets no passage and
+            # says the documents do not say (what the unanswerable examples teach).
+            run.vetted = []
+            yield Vetted([], "none")
+            return
         cited = results_numbers(results.text) if results is not None else []
         vetted = [n for n in cited if n in run.passages]
         source = "results"

@@ -231,6 +231,7 @@ class TraceWriter:
         self.sessions_made = 0
         self.shown: dict[int, Hit] = {}
         self.vetted: list[int] = []
+        self.concluded_empty = False
 
     # -- what the loop tells the writer --
 
@@ -263,14 +264,14 @@ class TraceWriter:
                 f"None of the passages so far give {focus}. I will search again with other words."
             )
             return f"<think>{think}</think>\n<query>{plan.queries[call]}</query>"
-        numbers = sorted(self.shown)
-        listed = "".join(f"[{n}] does not answer it\n" for n in numbers[:1])
-        return f"<think>The passages do not give {focus}.</think>\n<results>\n{listed}</results>"
+        self.concluded_empty = True
+        think = f"None of the passages give {focus}; the documents do not seem to say."
+        return f"<think>{think}</think>\n<results>\nnone\n</results>"
 
     def answer(self) -> str:
         gold = self.vetted[0] if self.vetted else None
         if gold is None:
-            return "The documents do not say."
+            return UNANSWERED
         sentence = snippet(self.plan.sentence, self.plan.answer, MAX_SENTENCE_CHARS - 8)
         return f"{sentence.rstrip('.')} [{gold}]."
 
@@ -295,14 +296,35 @@ class TraceWriter:
         pass
 
 
+UNANSWERED = "The documents do not say."
+
+
+@dataclass
+class WithoutDocument:
+    """A retriever that never returns one document's chunks (for unanswerable examples)."""
+
+    retriever: Retriever
+    source: str
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        hits = self.retriever.search(query, k * 3)
+        return [h for h in hits if h.source != self.source][:k]
+
+
 def construct_trace(
     plan: TracePlan,
     retriever: Retriever,
     config: AppConfig,
     count_tokens: Callable[[str], int],
+    *,
+    leave_out: str = "",
 ) -> tuple[RunRecord, int | None]:
     """Run the real loop with the writer; the record and the gold passage's number (None
-    when no search found the gold chunk)."""
+    when no search found the gold chunk). With ``leave_out`` (a document's source), the
+    search never shows that document: the trace ends with ``none`` and an answer that says
+    the documents do not say."""
+    if leave_out:
+        retriever = WithoutDocument(retriever, leave_out)
     writer = TraceWriter(plan, count_tokens)
     agent = Agent(
         writer, retriever, config, grammar=False, first_query="model", model_id="constructed"

@@ -180,6 +180,7 @@ def report(dataset: Dataset, count_tokens: Any = None) -> dict[str, Any]:
         "splits": dict(Counter(str(e.get("split", "")) for e in examples)),
         "documents": len({e.get("source") for e in examples}),
         "kinds": dict(Counter(str(e.get("kind", "")) for e in examples)),
+        "unanswerable": sum(bool(e.get("unanswerable")) for e in examples),
         "question_origins": dict(Counter(str(e.get("question_origin", "")) for e in examples)),
         "trace_origins": dict(Counter(str(e.get("trace_origin", "")) for e in examples)),
         "teacher_failures": dict(

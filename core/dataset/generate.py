@@ -22,7 +22,7 @@ from core.agent import prompts
 from core.agent.prompts import render
 from core.config import AppConfig
 from core.dataset.candidates import KINDS, Candidate, candidates, sentences
-from core.dataset.construct import STOPWORDS, TracePlan, construct_trace
+from core.dataset.construct import STOPWORDS, UNANSWERED, TracePlan, construct_trace
 from core.dataset.storage import Dataset
 from core.dataset.teacher import Teacher, TeacherError
 from core.dataset.verify import Rejection, Verifier, contains, normalise, words
@@ -55,6 +55,9 @@ class GenerateSpec:
     """Only these documents (sources); empty: all."""
     exclude: list[str] = field(default_factory=list)
     """Leave these documents out."""
+    unanswerable_share: float = 0.1
+    """Share of examples traced with the source document left out of the search: they
+    teach the model to say that the documents do not say."""
     k: int = 0
     """Round trip: the source chunk must be among the top k for the question (0: the
     loop's retrieval.k, so the question as a query shows the gold chunk in the trace)."""
@@ -62,6 +65,8 @@ class GenerateSpec:
     def __post_init__(self) -> None:
         if self.count < 1:
             raise CotragError("The number of examples must be 1 or more.")
+        if not 0.0 <= self.unanswerable_share < 1.0:
+            raise CotragError("The unanswerable share must be within 0 and 1 (e.g. 0.1).")
         if not 0.0 <= self.validation_share < 1.0:
             raise CotragError("The validation share must be within 0 and 1 (e.g. 0.1).")
         unknown = set(self.kinds) - set(KINDS)
@@ -140,6 +145,12 @@ def seeds_from(chunks: list[tuple[str, str, dict[str, Any]]], spec: GenerateSpec
 
 def _same_doc(source: str, wanted: str) -> bool:
     return source == wanted or source.endswith("/" + wanted.lstrip("/"))
+
+
+def _share(key: str, seed: int) -> float:
+    """A number in [0, 1) fixed by the key and the seed."""
+    digest = hashlib.sha256(f"{seed}|{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def split_of(source: str, seed: int, share: float) -> str:
@@ -478,12 +489,22 @@ class Generator:
             heading=seed.heading,
             query_source=search_text(question),
         )
-        record, gold = construct_trace(plan, self.retriever, self.config, self.count_tokens)
+        unanswerable = _share(key, self.spec.seed) < self.spec.unanswerable_share
+        record, gold = construct_trace(
+            plan,
+            self.retriever,
+            self.config,
+            self.count_tokens,
+            leave_out=seed.source if unanswerable else "",
+        )
         if record.protocol_errors:
             return Rejection("trace_protocol_error", record.protocol_errors[0].kind)
-        if gold is None:
+        if unanswerable:
+            if record.results or record.answer != UNANSWERED:
+                return Rejection("trace_answer", "the unanswerable trace vetted a passage")
+        elif gold is None:
             return Rejection("trace_missed_gold", "no search of the trace found the source chunk")
-        if not contains(record.answer, answer):
+        elif not contains(record.answer, answer):
             return Rejection("trace_answer", "the answer lost the gold answer")
         self.verifier.keep(question)
         return {
@@ -492,7 +513,9 @@ class Generator:
             "seed_key": key,
             "kind": kind,
             "question": question,
-            "answer": answer,
+            "answer": UNANSWERED if unanswerable else answer,
+            "gold_answer": answer,
+            "unanswerable": unanswerable,
             "sentence": sentence,
             "question_origin": question_origin,
             "teacher_failure": teacher_failure,
@@ -501,7 +524,7 @@ class Generator:
             "source": seed.source,
             "doc_hash": seed.doc_hash,
             "chunk_id": seed.chunk_id,
-            "gold_numbers": [gold],
+            "gold_numbers": [] if gold is None else [gold],
             "round_trip_rank": rank,
             "rounds": record.stats.rounds,
             "split": split_of(seed.source, self.spec.seed, self.spec.validation_share),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from core.agent import prompts
 from core.agent.parser import trace_errors
 from core.agent.record import RunRecord
+from core.dataset.construct import UNANSWERED
 from core.dataset.storage import Dataset
 from core.dataset.verify import contains
 
@@ -37,6 +38,12 @@ def validate(dataset: Dataset) -> list[str]:
         errors = [e.kind for e in trace_errors(record.trace)]
         if errors:
             problems.append(f"{where}: the trace has protocol errors ({', '.join(errors)})")
+        if example.get("unanswerable"):
+            if record.results or record.answer != UNANSWERED:
+                problems.append(f"{where}: an unanswerable example must vet nothing and say so")
+            if example["source"] in {h.source for h in record.passages.values()}:
+                problems.append(f"{where}: an unanswerable example shows its own document")
+            continue
         gold = [int(n) for n in example.get("gold_numbers", [])]
         if not gold or any(n not in record.passages for n in gold):
             problems.append(f"{where}: the gold passage is not among the passages shown")
