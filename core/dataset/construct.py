@@ -186,7 +186,10 @@ class TracePlan:
             second = seed_query(source)
             if second.casefold() == first.casefold():
                 second = f"{first} {keywords(self.heading, 6)}".strip()
-            self.queries = [q for q in dict.fromkeys([first, second]) if q]
+            # Last, the question itself: verification found the chunk with it.
+            third = seed_query(self.question)
+            unique = {q.casefold(): q for q in (third, second, first) if q}
+            self.queries = list(reversed(unique.values()))
 
 
 class _WriterSession:
