@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSplitter,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -191,9 +192,27 @@ class ChatTab(QWidget):
         ask.addWidget(self.question, 1)
         ask.addLayout(buttons)
         mcol.addLayout(ask)
+        foot = QHBoxLayout()
         self.footer = QLabel("", main)
         self.footer.setObjectName("footer")
-        mcol.addWidget(self.footer)
+        foot.addWidget(self.footer, 1)
+        self.thumb_up = QToolButton(main)
+        self.thumb_up.setText("👍")
+        self.thumb_up.setToolTip("A good answer")
+        self.thumb_down = QToolButton(main)
+        self.thumb_down.setText("👎")
+        self.thumb_down.setToolTip("A bad answer")
+        for button, value in ((self.thumb_up, "up"), (self.thumb_down, "down")):
+            button.setCheckable(True)
+            button.setAutoRaise(True)
+            button.clicked.connect(lambda _on, v=value: self.set_feedback(v))
+            foot.addWidget(button)
+        self.add_dataset_button = QPushButton("Add to dataset…", main)
+        self.add_dataset_button.setToolTip("Make this question a training example")
+        self.add_dataset_button.clicked.connect(self.ask_add_to_dataset)
+        foot.addWidget(self.add_dataset_button)
+        mcol.addLayout(foot)
+        self._show_feedback(False)
 
         split.addWidget(side)
         split.addWidget(main)
@@ -375,12 +394,99 @@ class ChatTab(QWidget):
         if conv is None:
             return
         conv.turns.append(record)
+        self._save_conversation()
+        self.refresh_conversations(select=conv.id)
+        self._show_feedback(bool(record.get("answer")) and record.get("mode") != "closed")
+
+    def _save_conversation(self) -> None:
+        if self.conversation is None:
+            return
         try:
-            self.conversations.save(conv)
+            self.conversations.save(self.conversation)
         except OSError as exc:
             log.exception("saving conversation failed")
             self.show_error(f"The conversation could not be saved ({exc}); check the disk.")
-        self.refresh_conversations(select=conv.id)
+
+    # -- feedback and "Add to dataset" --------------------------------------------
+    def _show_feedback(self, on: bool) -> None:
+        for widget in (self.thumb_up, self.thumb_down, self.add_dataset_button):
+            widget.setVisible(on)
+        turn = self.conversation.turns[-1] if on and self.conversation else {}
+        self.thumb_up.setChecked(turn.get("feedback") == "up")
+        self.thumb_down.setChecked(turn.get("feedback") == "down")
+
+    def set_feedback(self, value: str) -> None:
+        """Thumbs up or down on the last answer (clicking the same one again clears it)."""
+        if self.conversation is None or not self.conversation.turns:
+            return
+        turn = self.conversation.turns[-1]
+        turn["feedback"] = "" if turn.get("feedback") == value else value
+        self.thumb_up.setChecked(turn["feedback"] == "up")
+        self.thumb_down.setChecked(turn["feedback"] == "down")
+        self._save_conversation()
+
+    @Slot()
+    def ask_add_to_dataset(self) -> None:
+        from core.dataset.service import datasets
+        from desktop.add_to_dataset import AddToDatasetDialog
+
+        if self.conversation is None or not self.conversation.turns:
+            return
+        turn = self.conversation.turns[-1]
+        dialog = AddToDatasetDialog(
+            str(turn.get("question", "")),
+            str(turn.get("answer", "")),
+            datasets(self.ws).names(),
+            self,
+        )
+        self.add_dialog = dialog
+        if dialog.exec():
+            self.add_to_dataset(*dialog.values())
+
+    def add_to_dataset(self, name: str, answer: str, cited: str) -> None:
+        """Trace the last question through the knowledge base into dataset ``name``."""
+        from desktop.add_to_dataset import rejection_sentence
+
+        conv = self.conversation
+        if conv is None or not conv.turns:
+            return
+        turn = conv.turns[-1]
+        question, kb = str(turn.get("question", "")), conv.kb or self.kb_combo.currentText()
+        if not kb:
+            self.show_error("This conversation has no knowledge base to find the answer in.")
+            return
+
+        def work(push: Push, cancel: threading.Event) -> str:
+            from core.dataset import service
+            from core.dataset.editing import edited, replace_example
+            from core.dataset.generate import Accepted, GenerateSpec, ImportedPair, Rejected
+
+            spec = GenerateSpec(kb=kb, count=1, unanswerable_share=0.0)
+            gen, dataset, _ = service.generator(self.ws, name, spec, None, cancel=cancel)
+            for event in gen.run_pairs([ImportedPair(question, answer)]):
+                if isinstance(event, Rejected):
+                    return f"Not added: {rejection_sentence(event.reason, event.detail)}."
+                if isinstance(event, Accepted):
+                    example = event.example
+                    if cited and cited != example["record"]["answer"]:
+                        example = edited(example, question=question, answer=answer, cited=cited)
+                        replace_example(dataset, example)
+                    turn["dataset"] = name
+                    return f"Added to dataset {name}."
+            return "Not added: this question is in the dataset already."
+
+        def done(message: str) -> None:
+            if message.startswith("Not added"):
+                self.show_error(message)
+            else:
+                self._save_conversation()
+                self.status_message.emit(message)
+
+        job = run_job(
+            work, name="add-to-dataset", parent=self, on_result=done, on_error=self.show_error
+        )
+        self._jobs.add(job)
+        job.finished.connect(lambda: self._jobs.discard(job))
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -456,10 +562,13 @@ class ChatTab(QWidget):
         if conv.kb:
             self.kb_combo.setCurrentText(conv.kb)
         self.footer.setText(format_stats(last.stats) if last else "")
+        final = conv.turns[-1] if conv.turns else {}
+        self._show_feedback(bool(final.get("answer")) and final.get("mode") != "closed")
 
     @Slot()
     def new_conversation(self) -> None:
         self.conversation = None
+        self._show_feedback(False)
         self.trace.clear()
         self.footer.setText("")
         self.hide_error()

@@ -347,3 +347,40 @@ def test_the_seeded_search_shows_as_the_apps_and_errors_stay_in_place_when_reope
     assert live.index("ProtocolErrorRow") < live.index("NOTE FROM THE APP")
     chat._on_conversation_clicked(chat.conv_list.item(0))
     assert drawn() == live
+
+
+def test_thumbs_and_add_to_dataset_turn_a_question_into_an_example(
+    qtbot,
+    chat: ChatTab,
+    ws: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from core.knowledge.indexer import Indexer
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in PASSAGES.items():
+        (docs / name).write_text(text, "utf-8")
+    kb = ws.store.create("Tea")
+    list(Indexer(kb, ws.embedder, ws.config.chunking).run([docs]))
+    use_backend(monkeypatch, ws, ScriptedBackend(SCRIPT))
+    assert not chat.add_dataset_button.isVisibleTo(chat)
+    chat.ask("How hot should green tea water be?")
+    qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
+    assert chat.add_dataset_button.isVisibleTo(chat)
+    chat.thumb_up.click()
+    saved = json.loads(next(ws.layout.conversations.glob("*.json")).read_text("utf-8"))
+    assert saved["turns"][0]["feedback"] == "up"
+
+    chat.add_to_dataset("from-chat", "purple", "")
+    qtbot.waitUntil(lambda: not chat._jobs, timeout=60_000)
+    assert "Not added: no passage" in chat.error_banner.text()
+
+    chat.add_to_dataset("from-chat", "70 to 80 degrees", "Brew it at 70 to 80 degrees [1].")
+    qtbot.waitUntil(lambda: not chat._jobs, timeout=60_000)
+    lines = (ws.layout.datasets / "from-chat" / "examples.jsonl").read_text("utf-8").splitlines()
+    example = json.loads(lines[0])
+    assert example["question"] == "How hot should green tea water be?"
+    assert example["question_origin"] == "import" and example["source"].endswith("tea.md")
+    assert example["record"]["answer"] == "Brew it at 70 to 80 degrees [1]."
