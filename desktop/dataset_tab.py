@@ -156,6 +156,12 @@ class DatasetTab(QWidget):
             kinds.addWidget(box)
         kinds.addStretch(1)
         lcol.addLayout(kinds)
+        self.teacher_traces = QCheckBox("The model also tries to write each trace", left)
+        self.teacher_traces.setToolTip(
+            "The question writer runs the search loop itself; its trace is kept when it is "
+            "clean, vets the right passage and answers right (slow with a small model)."
+        )
+        lcol.addWidget(self.teacher_traces)
         self.licence = QLabel(
             "Check the licence of the model that writes the questions: some forbid training "
             "other models on their output.",
@@ -557,6 +563,7 @@ class DatasetTab(QWidget):
             self.name_edit,
             self.count_spin,
             self.teacher_combo,
+            self.teacher_traces,
             *self.kind_boxes.values(),
             self.dataset_list,
         ):
@@ -571,6 +578,7 @@ class DatasetTab(QWidget):
             kb=self.kb_combo.currentText(),
             count=self.count_spin.value(),
             kinds={k: 1.0 if box.isChecked() else 0.0 for k, box in self.kind_boxes.items()},
+            teacher_traces=self.teacher_traces.isChecked(),
         )
 
     @Slot()

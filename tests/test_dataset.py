@@ -411,3 +411,33 @@ def test_unanswerable_examples_leave_the_document_out_and_say_so(ws: Workspace) 
         assert not record.protocol_errors
     assert validate(dataset) == []
     assert exporting.report(dataset)["unanswerable"] == len(missing)
+
+
+def test_a_teacher_trace_is_kept_when_right_and_constructed_when_wrong(ws: Workspace) -> None:
+    from core.dataset.generate import ImportedPair
+
+    good = [
+        "<think>I need the port.</think>\n<query>reverse proxy port default</query>",
+        "<think>Passage 1 says it.</think>\n<results>\n[1] gives the port\n</results>",
+        "The proxy listens on port 8443 by default [1].",
+    ]
+    wrong = [
+        "<think>I need the signal.</think>\n<query>reload routes signal</query>",
+        "<think>Found.</think>\n<results>\n[1] the signal\n</results>",
+        "Restart the server [1].",  # does not give SIGHUP: constructed instead
+    ]
+    teacher = BackendTeacher(ScriptedBackend([*good, *wrong], supports_grammar=False))
+    spec = GenerateSpec(kb="docs", count=2, unanswerable_share=0.0, teacher_traces=True)
+    gen, dataset, _ = generator(ws, "teacher-traces", spec, teacher)
+    list(
+        gen.run_pairs(
+            [
+                ImportedPair("Which port does the reverse proxy listen on by default?", "8443"),
+                ImportedPair("Which signal makes the proxy reload its routes?", "SIGHUP"),
+            ]
+        )
+    )
+    origins = {e["answer"]: e["trace_origin"] for e in dataset.examples()}
+    assert origins == {"8443": "teacher", "SIGHUP": "constructed"}
+    assert gen.teacher_errors["trace:wrong_answer"] == 1
+    assert validate(dataset) == []

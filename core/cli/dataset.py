@@ -39,6 +39,14 @@ def add_dataset_parser(sub: Any) -> None:
     p.add_argument("--kinds", default="", help="weights, e.g. lookup=2,default=1,howto=1")
     p.add_argument("--document", action="append", default=[], help="only this document")
     p.add_argument("--exclude", action="append", default=[], help="leave this document out")
+    p.add_argument(
+        "--teacher-traces",
+        action="store_true",
+        help="let a model teacher run the search loop itself first (kept when it is right)",
+    )
+    p.add_argument(
+        "--unanswerable", type=float, default=0.1, help="share traced without their document"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON at the end")
 
     p = ds_sub.add_parser("import", help="QA pairs (JSON, JSONL, CSV, SQuAD) into a dataset")
@@ -165,6 +173,8 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
                 kinds=_kinds(args.kinds),
                 documents=list(args.document),
                 exclude=list(args.exclude),
+                teacher_traces=args.teacher_traces,
+                unanswerable_share=args.unanswerable,
             )
             teacher = service.make_teacher(ws, args.teacher, args.teacher_model)
             if teacher is not None and teacher.writes_pairs:

@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.agent import prompts
+from core.agent.loop import Agent
 from core.agent.prompts import render
+from core.agent.record import RunRecord
 from core.config import AppConfig
 from core.dataset.candidates import KINDS, Candidate, candidates, sentences
 from core.dataset.construct import STOPWORDS, UNANSWERED, TracePlan, construct_trace
@@ -55,6 +57,9 @@ class GenerateSpec:
     """Only these documents (sources); empty: all."""
     exclude: list[str] = field(default_factory=list)
     """Leave these documents out."""
+    teacher_traces: bool = False
+    """Let a loaded-model teacher run the loop itself first; its trace is kept when it is
+    clean, vets the source chunk and answers right (else the trace is constructed)."""
     unanswerable_share: float = 0.1
     """Share of examples traced with the source document left out of the search: they
     teach the model to say that the documents do not say."""
@@ -490,6 +495,25 @@ class Generator:
             query_source=search_text(question),
         )
         unanswerable = _share(key, self.spec.seed) < self.spec.unanswerable_share
+        if not unanswerable:
+            written = self._teacher_trace(question, answer, seed.chunk_id)
+            if written is not None:
+                self.verifier.keep(question)
+                return self._example(
+                    key,
+                    seed,
+                    question,
+                    answer,
+                    sentence,
+                    kind,
+                    question_origin,
+                    teacher_failure,
+                    rank,
+                    written[0],
+                    written[1],
+                    unanswerable=False,
+                    origin="teacher",
+                )
         record, gold = construct_trace(
             plan,
             self.retriever,
@@ -507,6 +531,74 @@ class Generator:
         elif not contains(record.answer, answer):
             return Rejection("trace_answer", "the answer lost the gold answer")
         self.verifier.keep(question)
+        return self._example(
+            key,
+            seed,
+            question,
+            answer,
+            sentence,
+            kind,
+            question_origin,
+            teacher_failure,
+            rank,
+            record,
+            gold,
+            unanswerable=unanswerable,
+            origin="constructed",
+        )
+
+    def _teacher_trace(
+        self, question: str, answer: str, chunk_id: str
+    ) -> tuple[RunRecord, int] | None:
+        """The teacher model runs the real loop on the question; its trace is kept when it
+        is clean, vets the source chunk and answers with the gold answer."""
+        backend = getattr(self.teacher, "backend", None)
+        if not self.spec.teacher_traces or backend is None:
+            return None
+        agent = Agent(
+            backend,
+            self.retriever,
+            self.config,
+            grammar=bool(backend.supports_grammar),
+            first_query="model",
+            model_id=getattr(self.teacher, "name", backend.name),
+        )
+        record = RunRecord(question=question, mode="loop")
+        try:
+            for event in agent.run(question, cancel=self.cancel):
+                record.add(event)
+        except Exception as exc:  # a teacher that fails is a fallback, never a stop
+            self.teacher_errors[f"trace:{type(exc).__name__}"] += 1
+            return None
+        passages = record.passages
+        gold = next((n for n in record.results if passages[n].id == chunk_id), None)
+        if record.protocol_errors:
+            self.teacher_errors["trace:protocol_error"] += 1
+        elif gold is None:
+            self.teacher_errors["trace:missed_gold"] += 1
+        elif not contains(record.answer, answer):
+            self.teacher_errors["trace:wrong_answer"] += 1
+        else:
+            return record, gold
+        return None
+
+    def _example(
+        self,
+        key: str,
+        seed: Seed,
+        question: str,
+        answer: str,
+        sentence: str,
+        kind: str,
+        question_origin: str,
+        teacher_failure: str,
+        rank: int | None,
+        record: RunRecord,
+        gold: int | None,
+        *,
+        unanswerable: bool,
+        origin: str,
+    ) -> dict[str, Any]:
         return {
             "version": EXAMPLE_VERSION,
             "id": hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:12],
@@ -519,7 +611,7 @@ class Generator:
             "sentence": sentence,
             "question_origin": question_origin,
             "teacher_failure": teacher_failure,
-            "trace_origin": "constructed",
+            "trace_origin": origin,
             "status": "verified",
             "source": seed.source,
             "doc_hash": seed.doc_hash,
