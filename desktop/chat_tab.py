@@ -29,11 +29,12 @@ from core.agent.events import Finished, RunStats, Token
 from core.conversations import Conversation, ConversationStore
 from core.knowledge.types import Hit
 from core.workspace import Workspace
+from desktop.added_models import ADDED_MODELS_KEY, added_models
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
 from desktop.passage_dialog import PassageDialog
 from desktop.replay import events_from_record
-from desktop.tasks import Job, Push, run_job
+from desktop.tasks import Job, JobGroup, Push
 from desktop.trace_view import TraceView
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ MODES = [
     ("rag", "Search once, then answer (rag)"),
     ("closed", "No documents (closed book)"),
 ]
-ADDED_MODELS_KEY = "models/added"
 
 
 def format_stats(stats: RunStats) -> str:
@@ -86,7 +86,7 @@ class ChatTab(QWidget):
         self.conversations = ConversationStore(workspace.layout.conversations)
         self.conversation: Conversation | None = None
         self._job: Job | None = None
-        self._jobs: set[Job] = set()
+        self.jobs = JobGroup(self, self.show_error)
         self._run_started = 0.0
         self._run_tokens = 0
         self.last_record: dict[str, Any] | None = None
@@ -222,12 +222,7 @@ class ChatTab(QWidget):
 
     # -- models -------------------------------------------------------------------
     def _added_models(self) -> list[str]:
-        value = self.settings.value(ADDED_MODELS_KEY, [])
-        if isinstance(value, str):
-            return [value] if value else []
-        if isinstance(value, list | tuple):
-            return [str(v) for v in value]
-        return []
+        return added_models(self.settings)
 
     def _fill_models(self, select: str | None = None) -> None:
         self.model_combo.clear()
@@ -351,17 +346,14 @@ class ChatTab(QWidget):
                 log.exception("the run failed after streaming")
             return record.to_dict()
 
-        job = run_job(
+        self._job = self.jobs.start(
             work,
-            name="agent",
-            parent=self,
+            "agent",
             on_items=self._on_events,
             on_result=self._on_record,
             on_error=self._on_failed,
             on_finished=self._on_job_finished,
         )
-        self._job = job
-        self._jobs.add(job)
         self._set_running(True)
 
     @Slot()
@@ -482,11 +474,7 @@ class ChatTab(QWidget):
                 self._save_conversation()
                 self.status_message.emit(message)
 
-        job = run_job(
-            work, name="add-to-dataset", parent=self, on_result=done, on_error=self.show_error
-        )
-        self._jobs.add(job)
-        job.finished.connect(lambda: self._jobs.discard(job))
+        self.jobs.start(work, "add-to-dataset", on_result=done)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -495,18 +483,12 @@ class ChatTab(QWidget):
 
     @Slot()
     def _on_job_finished(self) -> None:
-        if self._job is not None:
-            self._jobs.discard(self._job)
         self._job = None
         self._set_running(False)
         self.question.setFocus()
 
     def shutdown(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        for job in list(self._jobs):
-            job.cancel()
-        for job in list(self._jobs):
-            job.wait(max(0.1, deadline - time.monotonic()))
+        self.jobs.shutdown(timeout)
 
     # -- passages -----------------------------------------------------------------
     @Slot(object)

@@ -36,18 +36,18 @@ from PySide6.QtWidgets import (
 
 from core.dataset.candidates import KINDS
 from core.workspace import Workspace
+from desktop.added_models import added_models
 from desktop.bar_chart import BarChart
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
 from desktop.kb_tab import format_eta
 from desktop.passage_dialog import PassageDialog
 from desktop.replay import events_from_record
-from desktop.tasks import Job, Push, run_job
+from desktop.tasks import Job, JobGroup, Push
 from desktop.trace_view import TraceView
 
 log = logging.getLogger(__name__)
 
-ADDED_MODELS_KEY = "models/added"
 COLUMNS = ["Question", "Answer", "Kind", "Split", "Question by", "Rounds", "Document"]
 ANY = "any"
 FORMATS = [
@@ -69,7 +69,7 @@ class DatasetTab(QWidget):
         super().__init__(parent)
         self.ws = workspace
         self.settings = settings
-        self._jobs: set[Job] = set()
+        self.jobs = JobGroup(self, self.show_error)
         self._gen_job: Job | None = None
         self._model_busy = False
         self._examples: list[dict[str, Any]] = []
@@ -308,14 +308,7 @@ class DatasetTab(QWidget):
         self.teacher_combo.clear()
         self.teacher_combo.addItem("Bundled model (SmolLM2-135M)", "bundled")
         self.teacher_combo.addItem("Templates only (no model)", "none")
-        value = self.settings.value(ADDED_MODELS_KEY, [])
-        if isinstance(value, str):
-            paths = [value] if value else []
-        elif isinstance(value, list | tuple):
-            paths = [str(v) for v in value]
-        else:
-            paths = []
-        for path in paths:
+        for path in added_models(self.settings):
             self.teacher_combo.addItem(Path(str(path)).name, str(path))
         self.teacher_combo.addItem("OpenAI-compatible endpoint…", "endpoint")
 
@@ -338,20 +331,10 @@ class DatasetTab(QWidget):
             self.kb_combo.setCurrentText(chosen)
 
     def _job(self, work: Any, name: str, **callbacks: Any) -> Job:
-        user_finished = callbacks.pop("on_finished", None)
-
-        def finished() -> None:
-            self._jobs.discard(job)
-            if user_finished is not None:
-                user_finished()
-
-        callbacks.setdefault("on_error", self.show_error)
-        job = run_job(work, name=name, parent=self, on_finished=finished, **callbacks)
-        self._jobs.add(job)
-        return job
+        return self.jobs.start(work, name, **callbacks)
 
     def busy(self) -> bool:
-        return bool(self._jobs)
+        return self.jobs.busy()
 
     def refresh(self, select: str = "") -> None:
         from core.dataset.service import datasets
@@ -855,8 +838,4 @@ class DatasetTab(QWidget):
         self.error_banner.hide()
 
     def shutdown(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        for job in list(self._jobs):
-            job.cancel()
-        for job in list(self._jobs):
-            job.wait(max(0.1, deadline - time.monotonic()))
+        self.jobs.shutdown(timeout)

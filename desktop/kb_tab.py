@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
 from desktop.passage_dialog import PassageDialog
-from desktop.tasks import Job, Push, run_job
+from desktop.tasks import Job, JobGroup, Push
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +99,7 @@ class KnowledgeTab(QWidget):
         super().__init__(parent)
         self.ws = workspace
         self.setAcceptDrops(True)
-        self._jobs: set[Job] = set()
-        self._latest: dict[str, Job] = {}
-        """The newest job of each slot (search, docs): only its result is shown."""
+        self.jobs = JobGroup(self, self.show_error)
         self._index_job: Job | None = None
         self._names: list[str] = []
         self._pending_select = ""
@@ -231,52 +228,14 @@ class KnowledgeTab(QWidget):
 
     # -- jobs ---------------------------------------------------------------------
     def _job(self, work: Any, name: str, *, latest: str = "", **callbacks: Any) -> Job:
-        """Start ``work`` in a worker. With ``latest``, a newer job of the same slot
-        cancels this one and only the newest job's result or error is shown, so a
-        quick second search or a switch of knowledge base never shows an older answer."""
-        user_finished = callbacks.pop("on_finished", None)
-
-        def finished() -> None:
-            self._jobs.discard(job)
-            if latest and self._latest.get(latest) is job:
-                del self._latest[latest]
-            if user_finished is not None:
-                user_finished()
-
-        callbacks.setdefault("on_error", self.show_error)
-        mine: list[Job] = []
-        if latest:
-            for key in ("on_result", "on_error", "on_items"):
-                if key in callbacks:
-                    callbacks[key] = self._if_latest(latest, mine, callbacks[key])
-            previous = self._latest.get(latest)
-            if previous is not None:
-                previous.cancel()
-        job = run_job(work, name=name, parent=self, on_finished=finished, **callbacks)
-        mine.append(job)
-        if latest:
-            self._latest[latest] = job
-        self._jobs.add(job)
-        return job
-
-    def _if_latest(self, slot: str, mine: list[Job], callback: Any) -> Any:
-        # Callbacks run in the GUI thread after run_job returned, so ``mine`` is filled.
-        def call(value: Any) -> None:
-            if mine and self._latest.get(slot) is mine[0]:
-                callback(value)
-
-        return call
+        return self.jobs.start(work, name, latest=latest, **callbacks)
 
     def busy(self) -> bool:
-        return bool(self._jobs)
+        return self.jobs.busy()
 
     def shutdown(self, timeout: float = 15.0) -> None:
         """Cancel everything and wait for the workers (called when the window closes)."""
-        deadline = time.monotonic() + timeout
-        for job in list(self._jobs):
-            job.cancel()
-        for job in list(self._jobs):
-            job.wait(max(0.1, deadline - time.monotonic()))
+        self.jobs.shutdown(timeout)
 
     # -- knowledge bases ----------------------------------------------------------
     @property

@@ -184,3 +184,65 @@ def run_job(
     job.finished.connect(job.deleteLater)
     job.start()
     return job
+
+
+class JobGroup:
+    """The background jobs of one tab: started with the tab's error handler, counted while
+    they run, cancelled and joined when the window closes.
+
+    ``start(..., latest="search")`` makes a slot: a newer job of the same slot cancels the
+    older one, and only the newest job's items, result or error reach the callbacks, so a
+    quick second search or a switch of knowledge base never shows an older answer.
+    """
+
+    def __init__(self, parent: QObject, on_error: Callable[[str], None]) -> None:
+        self.parent = parent
+        self.on_error = on_error
+        self.jobs: set[Job] = set()
+        self.latest: dict[str, Job] = {}
+
+    def start(self, work: Work, name: str, *, latest: str = "", **callbacks: Any) -> Job:
+        user_finished = callbacks.pop("on_finished", None)
+        mine: list[Job] = []
+
+        def finished() -> None:
+            job = mine[0]
+            self.jobs.discard(job)
+            if latest and self.latest.get(latest) is job:
+                del self.latest[latest]
+            if user_finished is not None:
+                user_finished()
+
+        callbacks.setdefault("on_error", self.on_error)
+        if latest:
+            for key in ("on_result", "on_error", "on_items"):
+                if key in callbacks:
+                    callbacks[key] = self._if_latest(latest, mine, callbacks[key])
+            previous = self.latest.get(latest)
+            if previous is not None:
+                previous.cancel()
+        job = run_job(work, name=name, parent=self.parent, on_finished=finished, **callbacks)
+        mine.append(job)
+        if latest:
+            self.latest[latest] = job
+        self.jobs.add(job)
+        return job
+
+    def _if_latest(self, slot: str, mine: list[Job], callback: Callable[[Any], None]) -> Any:
+        # Callbacks run in the GUI thread after start() returned, so ``mine`` is filled.
+        def call(value: Any) -> None:
+            if mine and self.latest.get(slot) is mine[0]:
+                callback(value)
+
+        return call
+
+    def busy(self) -> bool:
+        return bool(self.jobs)
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Cancel every job and wait for the workers (each stops between steps)."""
+        deadline = time.monotonic() + timeout
+        for job in list(self.jobs):
+            job.cancel()
+        for job in list(self.jobs):
+            job.wait(max(0.1, deadline - time.monotonic()))

@@ -374,11 +374,11 @@ def test_thumbs_and_add_to_dataset_turn_a_question_into_an_example(
     assert saved["turns"][0]["feedback"] == "up"
 
     chat.add_to_dataset("from-chat", "purple", "")
-    qtbot.waitUntil(lambda: not chat._jobs, timeout=60_000)
+    qtbot.waitUntil(lambda: not chat.jobs.busy(), timeout=60_000)
     assert "Not added: no passage" in chat.error_banner.text()
 
     chat.add_to_dataset("from-chat", "70 to 80 degrees", "Brew it at 70 to 80 degrees [1].")
-    qtbot.waitUntil(lambda: not chat._jobs, timeout=60_000)
+    qtbot.waitUntil(lambda: not chat.jobs.busy(), timeout=60_000)
     lines = (ws.layout.datasets / "from-chat" / "examples.jsonl").read_text("utf-8").splitlines()
     example = json.loads(lines[0])
     assert example["question"] == "How hot should green tea water be?"

@@ -148,4 +148,4 @@ def test_only_the_newest_search_is_shown(qtbot, tab: KnowledgeTab, tmp_path: Pat
     wait_idle(qtbot, tab)
     first = tab.hits.item(0).data(256)
     assert first is not None and first.source.endswith("bike.md")
-    assert not tab._latest
+    assert not tab.jobs.latest
