@@ -181,3 +181,14 @@ def test_streaming_in_any_chunks_reads_like_reading_at_once(text: str, data: st.
     at_once = run_parser([text])
     assert blocks_of(streamed) == blocks_of(at_once)
     assert errors_of(streamed) == errors_of(at_once)
+
+
+def test_a_saved_trace_does_not_judge_the_document_text_in_its_passages() -> None:
+    from core.agent.parser import trace_errors
+
+    trace = (
+        "<think>t</think><query>omit</query>\n<query_res>\n[1] a.md#0: use --omit=<type> "
+        "and <pkg>\n</query_res>\n<think>ok</think><results>[1]</results>"
+    )
+    assert trace_errors(trace) == []
+    assert [e.kind for e in trace_errors("<think>a <search> b</think>")] == ["unknown_tag"]

@@ -148,7 +148,10 @@ class TagParser:
                 )
                 i = match.end()
                 continue
-            unknown = None if self._forging else UNKNOWN_TAG_RE.match(buf, j)
+            # Document text (a forged block, or the passages of a saved trace) is never
+            # judged: the live loop injects passages without parsing them.
+            quoted = self._forging or self._tag == "query_res"
+            unknown = None if quoted else UNKNOWN_TAG_RE.match(buf, j)
             if unknown:
                 self._error(out, "unknown_tag", f"{unknown.group(0)} is not a protocol tag")
                 self._text_run(unknown.group(0), base + j, out)

@@ -135,7 +135,8 @@ def _print_report(report: dict[str, Any]) -> None:
     print(
         f"{report['examples']} examples ({report['splits'].get('train', 0)} train, "
         f"{report['splits'].get('validation', 0)} validation) from {report['documents']} "
-        f"documents; {report['rejected']} rejected (acceptance {report['acceptance_rate']:.0%})"
+        f"documents; {report['rejected']} rejected (acceptance {report['acceptance_rate']:.0%}); "
+        f"{report.get('unanswerable', 0)} unanswerable (traced without their document)"
     )
     for title, key in (
         ("kinds", "kinds"),
