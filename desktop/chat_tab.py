@@ -197,10 +197,10 @@ class ChatTab(QWidget):
         self.footer.setObjectName("footer")
         foot.addWidget(self.footer, 1)
         self.thumb_up = QToolButton(main)
-        self.thumb_up.setText("👍")
+        self.thumb_up.setText("✓ Good")
         self.thumb_up.setToolTip("A good answer")
         self.thumb_down = QToolButton(main)
-        self.thumb_down.setText("👎")
+        self.thumb_down.setText("✗ Bad")
         self.thumb_down.setToolTip("A bad answer")
         for button, value in ((self.thumb_up, "up"), (self.thumb_down, "down")):
             button.setCheckable(True)

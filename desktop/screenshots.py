@@ -44,6 +44,23 @@ latitude, to collect the most energy over a year.
 ## Output
 A typical 400 watt panel produces about 1.2 to 1.6 kWh per day in a temperate climate.
 """,
+    "office/printer.md": """# Office printer guide
+
+## Paper trays
+The printer has two paper trays. Tray 1 holds 250 sheets of A4 paper and is used by
+default; tray 2 holds 500 sheets and is chosen with the `--tray 2` option of the
+`lpr` command. The default paper size is `A4`; letter paper must be loaded in tray 2.
+
+## Toner
+A toner cartridge prints about 3000 pages. When the display shows `TONER LOW`, order
+a new cartridge from the facilities desk; the printer keeps printing for roughly 200
+more pages before it stops. Shake a new cartridge five times before you insert it.
+
+## Scanning
+To scan a document to your inbox, run `scan-to-mail --user NAME` at the printer's
+keypad. Scans are saved as PDF at 300 dpi by default; the `--dpi` option changes the
+resolution, up to a maximum of 1200 dpi. Files larger than 20 MB are not sent.
+""",
     "broken/scan.pdf": "%PDF-1.4 this file is truncated and cannot be parsed",
 }
 QUESTION = "How hot should the water be for green tea?"
@@ -134,6 +151,7 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         wait_until(lambda: tab._gen_job is None and not tab.busy(), 600)
         if tab.table.rowCount():
             tab.table.selectRow(0)
+        wait_until(lambda: False, 1.0)  # let the trace lay its blocks out
         saved.append(_save(window, out_dir / "dataset.png"))
         tab.side.setCurrentIndex(1)
         saved.append(_save(window, out_dir / "dataset-report.png"))
