@@ -68,6 +68,13 @@ _NOT_TERMS = frozenset(
 )
 
 
+_CLAUSE_OPENERS = frozenset(
+    "if when while because although unless once after before since as for in on at by with "
+    "to from so but and or".split()
+)
+"""A sentence that starts with one of these opens a clause, not a term being defined."""
+
+
 @dataclass(frozen=True)
 class Candidate:
     sentence: str
@@ -127,7 +134,8 @@ def candidates(text: str) -> Iterator[Candidate]:
         definition = _DEFINITION_RE.match(sentence)
         if definition:
             term = re.sub(r"^(?:An?|The)\s+", "", definition.group(1))
-            if term.casefold() not in _NOT_TERMS:
+            first = term.split()[0].casefold().strip("`")
+            if term.casefold() not in _NOT_TERMS and first not in _CLAUSE_OPENERS:
                 found.append(make(term, "definition"))
         for match in _HOWTO_RE.finditer(sentence):
             found.append(make(match.group(1), "howto"))
