@@ -441,3 +441,35 @@ def test_a_teacher_trace_is_kept_when_right_and_constructed_when_wrong(ws: Works
     assert origins == {"8443": "teacher", "SIGHUP": "constructed"}
     assert gen.teacher_errors["trace:wrong_answer"] == 1
     assert validate(dataset) == []
+
+
+def test_a_rerun_does_not_ask_the_pair_teacher_about_chunks_already_decided(
+    ws: Workspace,
+) -> None:
+    class Counting:
+        """A FAKE pair-writing teacher that only counts how often it is asked."""
+
+        name = "counting"
+        writes_pairs = True
+
+        def __init__(self) -> None:
+            self.pairs = 0
+
+        def question(self, candidate: object) -> str:
+            from core.dataset.teacher import TeacherError
+
+            raise TeacherError("empty_output", "no question")
+
+        def pair(self, passage: str, heading: str, kind: str) -> tuple[str, str]:
+            from core.dataset.teacher import TeacherError
+
+            self.pairs += 1
+            raise TeacherError("invalid_json", "no pair")
+
+    spec = GenerateSpec(kb="docs", count=50, unanswerable_share=0.0)
+    first = Counting()
+    run(ws, "pair-resume", spec, first)
+    assert first.pairs > 0
+    again = Counting()
+    run(ws, "pair-resume", spec, again)
+    assert again.pairs == 0

@@ -69,7 +69,31 @@ _NOT_TERMS = frozenset(
 
 
 _CLAUSE_OPENERS = frozenset(
-    ["if", "when", "while", "because", "although", "unless", "once", "after", "before", "since", "as", "for", "in", "on", "at", "by", "with", "to", "from", "so", "but", "and", "or"]
+    [
+        "if",
+        "when",
+        "while",
+        "because",
+        "although",
+        "unless",
+        "once",
+        "after",
+        "before",
+        "since",
+        "as",
+        "for",
+        "in",
+        "on",
+        "at",
+        "by",
+        "with",
+        "to",
+        "from",
+        "so",
+        "but",
+        "and",
+        "or",
+    ]
 )
 """A sentence that starts with one of these opens a clause, not a term being defined."""
 

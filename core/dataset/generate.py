@@ -319,22 +319,24 @@ class Generator:
             self._df_cache[key] = sum(1 for text in self._normalised if key in text)
         return self._df_cache[key]
 
+    def _surplus(self, kind: str) -> float:
+        """How far a kind is ahead of its share of the mix (negative: it lags behind)."""
+        weights = self.spec.kinds
+        share = weights.get(kind, 0.0) / sum(weights.values())
+        return self.kinds[kind] / (sum(self.kinds.values()) + 1) - share
+
     def _ordered(self, found: list[Candidate]) -> list[Candidate]:
         """Rarest answers first, kinds the mix still lacks before the others."""
         weights = self.spec.kinds
-        total = sum(self.kinds.values()) + 1
         limit = max(3, int(TOO_COMMON_SHARE * len(self.chunks)))
-
-        def deficit(kind: str) -> float:
-            share = weights.get(kind, 0.0) / sum(weights.values())
-            return self.kinds[kind] / total - share
-
         usable = [
             c
             for c in found
             if weights.get(c.kind, 0.0) > 0 and self._document_frequency(c.answer) <= limit
         ]
-        return sorted(usable, key=lambda c: (deficit(c.kind), self._document_frequency(c.answer)))
+        return sorted(
+            usable, key=lambda c: (self._surplus(c.kind), self._document_frequency(c.answer))
+        )
 
     def _teacher_question(self, candidate: Candidate) -> tuple[str, str]:
         """The teacher's question, or ``("", reason)`` when it wrote nothing usable."""
@@ -353,13 +355,7 @@ class Generator:
         answer must still be found in the chunk: verification checks it)."""
         if self.teacher is None or not self.teacher.writes_pairs:
             return None
-        weights = self.spec.kinds
-        kind = min(
-            (k for k, w in weights.items() if w > 0),
-            key=lambda k: (
-                self.kinds[k] / (sum(self.kinds.values()) + 1) - weights[k] / sum(weights.values())
-            ),
-        )
+        kind = min((k for k, w in self.spec.kinds.items() if w > 0), key=self._surplus)
         try:
             question, answer = self.teacher.pair(seed.text, seed.heading, kind)
         except TeacherError as exc:
@@ -372,22 +368,28 @@ class Generator:
 
     # -- the run --
 
-    def run(self) -> Iterator[GenEvent]:
+    def _resume(self) -> tuple[set[str], list[dict[str, Any]]]:
+        """What earlier runs of this dataset decided (seed keys) and kept (examples), with
+        the kept questions and kinds taken into account; the knowledge base must hold text."""
         if not self.chunks:
             raise EmptyKnowledgeBase(
                 f"Knowledge base {self.spec.kb!r} has no documents; index some first."
             )
+        kept = self.dataset.examples()
+        for example in kept:
+            self.verifier.keep(str(example.get("question", "")))
+            self.kinds[str(example.get("kind", ""))] += 1
+        return self.dataset.decided_seeds(), kept
+
+    def run(self) -> Iterator[GenEvent]:
+        decided, kept = self._resume()
         seeds = seeds_from(self.chunks, self.spec)
         if not seeds:
             raise EmptyKnowledgeBase(
                 f"Knowledge base {self.spec.kb!r} has no chunk long enough to ask about "
                 f"(at least {MIN_SEED_CHARS} characters) among the chosen documents."
             )
-        decided = self.dataset.decided_seeds()
-        kept = self.dataset.examples()
-        for example in kept:
-            self.verifier.keep(str(example.get("question", "")))
-            self.kinds[str(example.get("kind", ""))] += 1
+        done_chunks = {key.split("|", 1)[0] for key in decided}
         accepted = len(kept)
         rejected = len(self.dataset.rejections())
         started = time.monotonic()
@@ -397,7 +399,8 @@ class Generator:
                 break
             tries = 0
             found = self._ordered(list(candidates(seed.text)))
-            pair = self._teacher_pair(seed)
+            # A chunk an earlier run decided costs the (maybe remote) teacher nothing again.
+            pair = None if seed.chunk_id in done_chunks else self._teacher_pair(seed)
             for candidate in [*([pair] if pair is not None else []), *found]:
                 if tries >= MAX_TRIES_PER_CHUNK or (
                     self.cancel is not None and self.cancel.is_set()
@@ -495,41 +498,30 @@ class Generator:
             query_source=search_text(question),
         )
         unanswerable = _share(key, self.spec.seed) < self.spec.unanswerable_share
-        if not unanswerable:
-            written = self._teacher_trace(question, answer, seed.chunk_id)
-            if written is not None:
-                self.verifier.keep(question)
-                return self._example(
-                    key,
-                    seed,
-                    question,
-                    answer,
-                    sentence,
-                    kind,
-                    question_origin,
-                    teacher_failure,
-                    rank,
-                    written[0],
-                    written[1],
-                    unanswerable=False,
-                    origin="teacher",
+        written = None if unanswerable else self._teacher_trace(question, answer, seed.chunk_id)
+        gold: int | None
+        if written is not None:
+            (record, gold), origin = written, "teacher"
+        else:
+            record, found = construct_trace(
+                plan,
+                self.retriever,
+                self.config,
+                self.count_tokens,
+                leave_out=seed.source if unanswerable else "",
+            )
+            gold, origin = found, "constructed"
+            if record.protocol_errors:
+                return Rejection("trace_protocol_error", record.protocol_errors[0].kind)
+            if unanswerable:
+                if record.results or record.answer != UNANSWERED:
+                    return Rejection("trace_answer", "the unanswerable trace vetted a passage")
+            elif gold is None:
+                return Rejection(
+                    "trace_missed_gold", "no search of the trace found the source chunk"
                 )
-        record, gold = construct_trace(
-            plan,
-            self.retriever,
-            self.config,
-            self.count_tokens,
-            leave_out=seed.source if unanswerable else "",
-        )
-        if record.protocol_errors:
-            return Rejection("trace_protocol_error", record.protocol_errors[0].kind)
-        if unanswerable:
-            if record.results or record.answer != UNANSWERED:
-                return Rejection("trace_answer", "the unanswerable trace vetted a passage")
-        elif gold is None:
-            return Rejection("trace_missed_gold", "no search of the trace found the source chunk")
-        elif not contains(record.answer, answer):
-            return Rejection("trace_answer", "the answer lost the gold answer")
+            elif not contains(record.answer, answer):
+                return Rejection("trace_answer", "the answer lost the gold answer")
         self.verifier.keep(question)
         return self._example(
             key,
@@ -544,7 +536,7 @@ class Generator:
             record,
             gold,
             unanswerable=unanswerable,
-            origin="constructed",
+            origin=origin,
         )
 
     def _teacher_trace(
@@ -629,13 +621,7 @@ class Generator:
     def run_pairs(self, pairs: list[ImportedPair]) -> Iterator[GenEvent]:
         """Imported question/answer pairs through the same checks and real retrieval: the
         source chunk is the best-ranked passage that contains the answer."""
-        if not self.chunks:
-            raise EmptyKnowledgeBase(
-                f"Knowledge base {self.spec.kb!r} has no documents; index some first."
-            )
-        decided = self.dataset.decided_seeds()
-        for example in self.dataset.examples():
-            self.verifier.keep(str(example.get("question", "")))
+        decided, _ = self._resume()
         accepted = rejected = new = 0
         started = time.monotonic()
         k = self.spec.k or self.config.retrieval.k
