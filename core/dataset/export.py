@@ -22,7 +22,7 @@ from typing import Any
 
 from core.agent.events import Span
 from core.agent.record import RunRecord
-from core.dataset.storage import Dataset, _write_atomic
+from core.dataset.storage import Dataset, write_atomic
 
 FORMATS = ("chat", "chatml", "instruction", "qa")
 
@@ -124,7 +124,7 @@ def export(dataset: Dataset, fmt: str, out: Path, split: str = "") -> int:
         for row in convert(example, fmt):
             lines.append(json.dumps(row, ensure_ascii=False))
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out, "".join(line + "\n" for line in lines))
+    write_atomic(out, "".join(line + "\n" for line in lines))
     return len(lines)
 
 

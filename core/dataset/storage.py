@@ -94,14 +94,14 @@ class Dataset:
         _append(self.rejections_file, rejection)
 
     def save_meta(self) -> None:
-        _write_atomic(self.meta_file, json.dumps(self.meta, ensure_ascii=False, indent=1) + "\n")
+        write_atomic(self.meta_file, json.dumps(self.meta, ensure_ascii=False, indent=1) + "\n")
 
     def rewrite_examples(self, examples: list[dict[str, Any]]) -> None:
         """Replace every example (after an edit or a delete); the old file becomes .bak."""
         if self.examples_file.exists():
             shutil.copy2(self.examples_file, self.folder / "examples.jsonl.bak")
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
-        _write_atomic(self.examples_file, text)
+        write_atomic(self.examples_file, text)
 
     def undo(self) -> bool:
         """Bring back the examples as they were before the last edit or delete."""
@@ -242,7 +242,7 @@ def _cut_torn_tail(path: Path) -> None:
         f.truncate(data.rfind(b"\n") + 1)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         with tmp.open("w", encoding="utf-8") as f:
