@@ -87,9 +87,12 @@ class Workspace:
 
     # -- generation ---------------------------------------------------------------
     def model_path(self, model: str | None = None) -> Path:
+        """The file an engine loads: ``model`` (a path, ``default``, a tuned model's name or
+        ``name:variant``), else the configured model, else the bundled one."""
         from core.llm.registry import default_model_path
+        from core.models.registry import ModelRegistry
 
-        chosen = model or self.config.model
+        chosen = ModelRegistry(self.layout).resolve(model or self.config.model)
         return Path(chosen).expanduser() if chosen else default_model_path()
 
     def backend(self, model: str | None = None) -> Backend:
@@ -136,6 +139,14 @@ class Workspace:
             first_query=first,  # type: ignore[arg-type]
             model_id=str(path),
         )
+
+    def release(self, model: str | None = None) -> None:
+        """Close one loaded model (the compare view loads A, then B)."""
+        key = str(self.model_path(model))
+        with self._lock:
+            backend = self._backends.pop(key, None)
+        if backend is not None:
+            backend.close()
 
     def close(self) -> None:
         for backend in self._backends.values():

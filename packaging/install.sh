@@ -63,4 +63,25 @@ if [ "$DEV" = 1 ]; then
 else
   "${PIP[@]}" install -q -e .
 fi
+# llama.cpp's GGUF conversion code (tuned models → GGUF), copied from the source of the
+# installed llama-cpp-python so it matches the llama.cpp that loads the result.
+LLAMA_VERSION=$("$VENV/bin/python" -c "import llama_cpp; print(llama_cpp.__version__)")
+CONVERT_DIR="$VENV/share/cotrag/llama.cpp-convert"
+if [ "$(cat "$CONVERT_DIR/VERSION" 2>/dev/null)" != "$LLAMA_VERSION" ]; then
+  say "copying llama.cpp's GGUF conversion code (llama-cpp-python $LLAMA_VERSION)"
+  tmp=$(mktemp -d)
+  "${PIP[@]}" download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$tmp"
+  tar xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp" --wildcards \
+    '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/convert_lora_to_gguf.py' \
+    '*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/*' '*/vendor/llama.cpp/LICENSE'
+  src=$(echo "$tmp"/llama_cpp_python-*/vendor/llama.cpp)
+  rm -rf "$CONVERT_DIR"
+  mkdir -p "$CONVERT_DIR"
+  cp -r "$src/convert_hf_to_gguf.py" "$src/convert_lora_to_gguf.py" "$src/conversion" "$src/gguf-py" \
+    "$src/LICENSE" "$CONVERT_DIR/"
+  "${PIP[@]}" install -q "$CONVERT_DIR/gguf-py"
+  echo "$LLAMA_VERSION" > "$CONVERT_DIR/VERSION"
+  rm -rf "$tmp"
+fi
+
 say "ready: $VENV/bin/cotrag and $VENV/bin/cotrag-studio"

@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from core import __version__
+from core.cli.compare import add_compare_parser, cmd_compare
 from core.cli.dataset import add_dataset_parser, cmd_dataset
 from core.cli.kb import cmd_index, cmd_kb, cmd_search
 from core.cli.run import cmd_ask, cmd_config, cmd_eval
+from core.cli.train import add_train_parser, cmd_models, cmd_train
 from core.errors import CotragError
 
 log = logging.getLogger("cotrag.cli")
@@ -65,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     def add_run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--kb", help="knowledge base (default: the current one; not used by closed)")
         p.add_argument("--mode", choices=["loop", "rag", "closed"], default="loop")
-        p.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
+        p.add_argument(
+            "--model",
+            help="a GGUF file or a model name from `cotrag models list` (default: the "
+            "bundled SmolLM2-135M-Instruct)",
+        )
         p.add_argument("--method", choices=["dense", "bm25", "hybrid"], default=None)
         p.add_argument("--grammar", choices=["auto", "on", "off"], default="auto")
         p.add_argument(
@@ -93,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0)
 
     add_dataset_parser(sub)
+    add_train_parser(sub)
+    add_compare_parser(sub)
     sub.add_parser("config", help="print the effective settings")
     return parser
 
@@ -105,6 +113,9 @@ _COMMANDS = {
     "eval": cmd_eval,
     "config": cmd_config,
     "dataset": cmd_dataset,
+    "train": cmd_train,
+    "models": cmd_models,
+    "compare": cmd_compare,
 }
 
 

@@ -49,3 +49,32 @@ def format_eta(seconds: float | None) -> str:
         return "--:--"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes:02d}:{secs:02d}"
+
+
+class ProgressLine:
+    """One progress line rewritten in place on a terminal; a line per 10% elsewhere."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.shown = False
+        self.last_decile = -1
+
+    def update(self, done: int, total: int, text: str) -> None:
+        line = f"[{progress_bar(done, total)}] {done}/{total}  {text}"
+        if self.tty:
+            self.stream.write("\r" + line + "   ")
+            self.stream.flush()
+            self.shown = True
+            return
+        decile = int(10 * done / total) if total else 10
+        if decile != self.last_decile or done == total:
+            self.last_decile = decile
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False

@@ -112,17 +112,22 @@ class Dataset:
         return True
 
 
+def check_name(name: str, what: str) -> None:
+    """A name that is also a folder name on every platform (datasets, runs, models)."""
+    if not _NAME_RE.match(name) or name.strip() != name or name.endswith(".part"):
+        raise CotragError(
+            f"{name!r} is not a usable {what} name: use letters, digits, spaces, '.', "
+            "'_' or '-' (at most 64)."
+        )
+
+
 class DatasetStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
     def _path(self, name: str) -> Path:
-        if not _NAME_RE.match(name) or name.strip() != name:
-            raise CotragError(
-                f"{name!r} is not a usable dataset name: use letters, digits, spaces, '.', "
-                "'_' or '-' (at most 64)."
-            )
+        check_name(name, "dataset")
         return self.folder / name
 
     def names(self) -> list[str]:

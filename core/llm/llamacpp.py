@@ -40,8 +40,12 @@ class LlamaCppBackend:
     name = "llama.cpp"
     supports_grammar = True
 
-    def __init__(self, model_path: str | Path, config: GenerationConfig) -> None:
+    def __init__(
+        self, model_path: str | Path, config: GenerationConfig, lora_path: str | Path | None = None
+    ) -> None:
         self.model_path = Path(model_path)
+        self.lora_path = Path(lora_path) if lora_path else None
+        """A GGUF LoRA adapter applied to the model at load (a tuned model's adapter export)."""
         self.config = config
         self._llm: Llama | None = None
         self._grammars: dict[str, LlamaGrammar] = {}
@@ -71,6 +75,7 @@ class LlamaCppBackend:
                         n_threads=threads,
                         n_threads_batch=threads,
                         seed=self.config.seed,
+                        lora_path=str(self.lora_path) if self.lora_path else None,
                         verbose=False,
                     )
             except ValueError as exc:

@@ -61,7 +61,44 @@ def _llamacpp_factory(model: str | Path, config: GenerationConfig) -> Backend:
     import_llama_cpp()
     from core.llm.llamacpp import LlamaCppBackend
 
+    adapter_base = lora_base(Path(model))
+    if adapter_base is not None:
+        return LlamaCppBackend(adapter_base, config, lora_path=model)
     return LlamaCppBackend(model, config)
+
+
+ADAPTER_SIDECAR = "model.json"
+"""A tuned model's folder names, for its GGUF LoRA, the GGUF the adapter applies to."""
+
+
+def lora_base(path: Path) -> Path | None:
+    """For a GGUF LoRA adapter: the base GGUF it applies to (None: not an adapter).
+
+    The base is named in the ``model.json`` next to the adapter (``base_gguf``), which
+    the training export writes; an adapter without one cannot be run alone.
+    """
+    if read_gguf_metadata(path, {"general.type"}).get("general.type") != "adapter":
+        return None
+    import json
+
+    sidecar = path.parent / ADAPTER_SIDECAR
+    try:
+        base = json.loads(sidecar.read_text(encoding="utf-8")).get("base_gguf", "")
+    except (OSError, ValueError):
+        base = ""
+    if not base:
+        raise ModelNotFound(
+            f"{path.name} is a LoRA adapter and no base model is recorded for it (expected "
+            f"base_gguf in {sidecar}): choose the merged GGUF instead."
+        )
+    base_path = Path(base)
+    if not base_path.is_absolute():
+        base_path = path.parent / base_path
+    if base == "default":
+        base_path = default_model_path()
+    if not base_path.is_file():
+        raise ModelNotFound(f"The base model of the adapter {path.name} is gone: {base_path}.")
+    return base_path
 
 
 def _transformers_factory(model: str | Path, config: GenerationConfig) -> Backend:
@@ -140,7 +177,10 @@ def model_needs_grammar(model: str | Path | None) -> bool:
     if engine != "llama.cpp":
         return False
     path = Path(ref)
-    tuned = read_gguf_metadata(path, {TUNED_KEY}).get(TUNED_KEY)
+    meta = read_gguf_metadata(path, {TUNED_KEY, "general.type"})
+    if meta.get("general.type") == "adapter":
+        return not _adapter_is_tuned(path)
+    tuned = meta.get(TUNED_KEY)
     if tuned is not None:
         return not _truthy(tuned)
     try:
@@ -157,8 +197,21 @@ def model_is_tuned(model: str | Path | None) -> bool:
         return False
     if engine != "llama.cpp":
         return False
-    tuned = read_gguf_metadata(Path(ref), {TUNED_KEY}).get(TUNED_KEY)
+    meta = read_gguf_metadata(Path(ref), {TUNED_KEY, "general.type"})
+    if meta.get("general.type") == "adapter":
+        return _adapter_is_tuned(Path(ref))
+    tuned = meta.get(TUNED_KEY)
     return tuned is not None and _truthy(tuned)
+
+
+def _adapter_is_tuned(path: Path) -> bool:
+    import json
+
+    try:
+        data = json.loads((path.parent / ADAPTER_SIDECAR).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(data.get("tuned"))
 
 
 def _truthy(value: Any) -> bool:

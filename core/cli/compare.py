@@ -1,0 +1,108 @@
+"""`cotrag compare`: two models (or modes) on the same questions, paired per question."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
+
+def add_compare_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two models on a QA file or a dataset's validation split, paired",
+    )
+    p.add_argument("--kb", help="knowledge base (default: the current one)")
+    p.add_argument(
+        "--qa",
+        required=True,
+        help="a QA file (JSON lines with question and answers), or dataset:NAME for a "
+        "dataset's validation split",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="twice: A then B; NAME or NAME@mode (e.g. --model default@rag --model my-tuned)",
+    )
+    p.add_argument("--mode", choices=["loop", "rag", "closed"], default="loop")
+    p.add_argument("--first-query", choices=["auto", "question", "model"], default=None)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--out", help="write the full report here (JSON)")
+
+
+def load_items(ws: Workspace, qa: str) -> list[Any]:
+    from core.comparison import dataset_questions
+    from core.dataset.service import datasets
+    from core.evaluation import QAFileError, load_qa
+
+    if qa.startswith("dataset:"):
+        name = qa.split(":", 1)[1]
+        items = dataset_questions(datasets(ws).open(name).examples())
+        if not items:
+            raise QAFileError(
+                f"Dataset {name!r} has no validation examples with an answer: use a QA file."
+            )
+        return items
+    return load_qa(Path(qa))
+
+
+def cmd_compare(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.comparison import Side, compare
+    from core.errors import CotragError
+
+    if len(args.model) != 2:
+        raise CotragError("Give --model exactly twice: the model A and the model B.")
+    a, b = (Side.parse(m, args.mode) for m in args.model)
+    items = load_items(ws, args.qa)
+    if args.limit:
+        items = items[: args.limit]
+    kb = args.kb or ws.config.kb
+    if any(s.mode != "closed" for s in (a, b)):
+        if not kb:
+            raise CotragError("Name a knowledge base with --kb NAME.")
+        ws.store.get(kb)
+
+    def agent_for(side: Side) -> Any:
+        model = None if side.model == "default" else side.model
+        return ws.agent(
+            kb if side.mode != "closed" else None, model=model, first_query=args.first_query
+        )
+
+    def release(side: Side) -> None:
+        ws.release(None if side.model == "default" else side.model)
+
+    def on_item(side: int, index: int, result: Any) -> None:
+        mark = "✓" if result.correct else "✗"
+        label = (a, b)[side].label
+        print(f"[{label} {index + 1}/{len(items)}] {mark} {result.id}", file=sys.stderr)
+
+    result = compare(agent_for, a, b, items, kb=kb or "", release=release, on_item=on_item)
+    table = result.table
+    sa, sb = (r.summary for r in result.reports)
+    rows = [
+        ("", "A: " + a.label, "B: " + b.label),
+        ("accuracy", sa.get("accuracy"), sb.get("accuracy")),
+        ("recall@k", sa.get("recall_at_k"), sb.get("recall_at_k")),
+        ("mean rounds", sa.get("mean_rounds"), sb.get("mean_rounds")),
+        ("protocol-error rate", sa.get("protocol_error_rate"), sb.get("protocol_error_rate")),
+        ("s/question", sa.get("seconds_per_question"), sb.get("seconds_per_question")),
+    ]
+    for row in rows:
+        print(f"{row[0]:22} {row[1]!s:>28} {row[2]!s:>28}")
+    print(
+        f"\npaired over {table['questions']} questions: both right {table['both']}, only A "
+        f"{table['only_a']}, only B {table['only_b']}, neither {table['neither']}; "
+        f"McNemar exact p = {table['mcnemar_p']}"
+    )
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), "utf-8")
+        print(f"Full report: {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,302 @@
+"""`cotrag train`, `cotrag models`: fine-tune the generator, and the models that come out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.cli.terminal import ProgressLine
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
+
+def add_train_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune the model on a dataset (LoRA, in a child process)",
+        description="Start a run (`cotrag train --dataset NAME`), resume one "
+        "(`cotrag train --resume RUN`), or: list, show RUN, delete RUN, setup-gpu.",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        default="start",
+        choices=["start", "list", "show", "delete", "setup-gpu", "presets"],
+    )
+    p.add_argument("run", nargs="?", help="the run, for show and delete")
+    p.add_argument("--dataset", help="dataset to train on")
+    p.add_argument("--base", default=None, help="default, a .gguf, a model folder or a model name")
+    p.add_argument("--preset", default="cpu-quick", help="cpu-quick, cpu-full or gpu-standard")
+    p.add_argument("--spec", help="a spec TOML file (the preset and --set apply on top)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a spec field, e.g. --set max_steps=20 --set exports=lora,q8_0",
+    )
+    p.add_argument("--name", help="run name (also the tuned model's name)")
+    p.add_argument("--resume", metavar="RUN", help="continue a cancelled or interrupted run")
+    p.add_argument("--json", action="store_true", help="print the events as JSON lines")
+    p.add_argument("-y", "--yes", action="store_true", help="delete without asking")
+
+    m = sub.add_parser("models", help="the installed models: list, delete")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    q = msub.add_parser("list")
+    q.add_argument("--json", action="store_true")
+    q = msub.add_parser("delete")
+    q.add_argument("name")
+    q.add_argument("-y", "--yes", action="store_true")
+    q = msub.add_parser("show")
+    q.add_argument("name")
+
+
+def _coerce(spec_value: Any, text: str) -> Any:
+    if isinstance(spec_value, bool):
+        return text.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(spec_value, int):
+        return int(text)
+    if isinstance(spec_value, float):
+        return float(text)
+    if isinstance(spec_value, list):
+        return [t.strip() for t in text.split(",") if t.strip()]
+    return text
+
+
+def build_spec(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from core.training.spec import SpecError, TrainSpec
+
+    spec = TrainSpec.load(Path(args.spec)) if args.spec else TrainSpec()
+    if args.preset:
+        spec = spec.with_preset(args.preset)
+    if args.dataset:
+        spec = replace(spec, dataset=args.dataset)
+    if args.base:
+        spec = replace(spec, base=args.base)
+    changes: dict[str, Any] = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        if not sep or not hasattr(spec, field):
+            raise SpecError([f"--set {item!r}: use FIELD=VALUE with a spec field name."])
+        try:
+            changes[field] = _coerce(getattr(spec, field), value)
+        except ValueError as exc:
+            raise SpecError([f"--set {item!r}: {exc}."]) from exc
+    return replace(spec, **changes)
+
+
+def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.training.runs import RunStore
+
+    store = RunStore(ws.layout)
+    if args.action == "list":
+        for run in store.runs():
+            s = run.summary()
+            loss = f"loss {s['loss']:.3f}" if s["loss"] is not None else ""
+            print(
+                f"{s['name']:24} {s['state']:12} step {s['step']}/{s['total']} {loss} {s['model']}"
+            )
+        return 0
+    if args.action == "presets":
+        from core.training.spec import PRESETS
+
+        for name, values in PRESETS.items():
+            print(name, json.dumps(values))
+        return 0
+    if args.action == "show":
+        run = store.get(_need_run(args))
+        print(json.dumps({**run.summary(), "spec": run.spec().to_dict()}, indent=2))
+        return 0
+    if args.action == "delete":
+        name = _need_run(args)
+        if not args.yes and not _confirm(f"Delete the run {name!r} and its checkpoints?"):
+            return 1
+        store.delete(name)
+        print(f"Deleted run {name!r} (its tuned model, if any, is kept).")
+        return 0
+    if args.action == "setup-gpu":
+        from core.training.gpu_env import setup_gpu_env
+
+        return setup_gpu_env(ws.layout, say=lambda line: print(line, flush=True))
+    return _start(ws, args, store)
+
+
+def _need_run(args: argparse.Namespace) -> str:
+    from core.errors import CotragError
+
+    if not args.run:
+        raise CotragError(f"`cotrag train {args.action}` needs a run name.")
+    return str(args.run)
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print(f"{question} Refusing without --yes (not a terminal).", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
+    from core.errors import CotragError
+    from core.training.preflight import check_job
+    from core.training.process import TrainProcess
+
+    if args.resume:
+        run = store.get(args.resume)
+        if run.state in ("running",):
+            raise CotragError(f"Run {run.name!r} is running already.")
+        if run.state == "done":
+            raise CotragError(
+                f"Run {run.name!r} is finished: its model is {run.summary()['model']}."
+            )
+        check_job(ws.layout, run.spec(), lengths=False)
+        resume = True
+    else:
+        if not args.dataset and not args.spec:
+            raise CotragError("Name the dataset to train on: cotrag train --dataset NAME.")
+        spec = build_spec(args)
+        print("Checking the job…", file=sys.stderr)
+        checked = check_job(ws.layout, spec)
+        prepared = checked.prepared
+        assert prepared is not None
+        name = args.name or store.unique_name(f"{spec.dataset}-tuned")
+        from core.models.registry import ModelRegistry
+
+        if ModelRegistry(ws.layout).find(name) is not None:
+            raise CotragError(f"A model named {name!r} exists: choose another --name.")
+        run = store.create(name, spec)
+        print(
+            f"Run {name}: {len(prepared.train)} training rows ({prepared.train_tokens} tokens), "
+            f"{len(prepared.validation)} validation rows"
+            + (
+                f", {prepared.too_long} longer than max_seq_len left out"
+                if prepared.too_long
+                else ""
+            ),
+            file=sys.stderr,
+        )
+        resume = False
+    proc = TrainProcess(run, ws.layout, resume=resume)
+    proc.start()
+    bar = ProgressLine(sys.stderr)
+    started = time.monotonic()
+
+    def on_event(event: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(event, ensure_ascii=False), flush=True)
+            return
+        kind = event["event"]
+        if kind == "preparing":
+            bar.clear()
+            print(event.get("message", ""), file=sys.stderr)
+        elif kind == "started":
+            bar.clear()
+            print(
+                f"Training on {event['device']} ({event['engine']}, {event['dtype']}, "
+                f"{event['threads']} threads): {event['total']} steps"
+                + (f", resuming at step {event['start_step']}" if event.get("start_step") else ""),
+                file=sys.stderr,
+            )
+        elif kind == "step":
+            eta = _duration(float(event.get("eta_s", 0)))
+            bar.update(
+                int(event["step"]),
+                int(event["total"]),
+                f"loss {event['loss']:.3f}  {event['tokens_per_s']:.0f} tok/s  ETA {eta}",
+            )
+        elif kind == "eval":
+            bar.clear()
+            print(f"  step {event['step']}: validation loss {event['loss']:.3f}", file=sys.stderr)
+        elif kind == "exporting":
+            bar.clear()
+            print(
+                f"Exporting {event['what']} ({event['index']}/{event['total']})…", file=sys.stderr
+            )
+        elif kind == "log":
+            bar.clear()
+            print(event.get("message", ""), file=sys.stderr)
+
+    try:
+        outcome = proc.wait(on_event)
+    except KeyboardInterrupt:
+        bar.clear()
+        print("\nCancelling: the worker writes a checkpoint and stops…", file=sys.stderr)
+        proc.cancel()
+        try:
+            outcome = proc.wait(on_event)
+        except KeyboardInterrupt:
+            proc.kill()
+            outcome = proc.wait()
+    bar.clear()
+    print(outcome.sentence(run.log_file), file=sys.stderr)
+    if outcome.state == "done":
+        metrics = outcome.final.get("metrics", {})
+        print(
+            f"{_duration(time.monotonic() - started)}; final loss {metrics.get('final_loss')}, "
+            f"validation loss {metrics.get('eval_loss')}. Ask it: cotrag ask --model "
+            f'{outcome.final.get("model")} "…"',
+            file=sys.stderr,
+        )
+        return 0
+    if outcome.state == "cancelled":
+        print(f"Resume with: cotrag train --resume {run.name}", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.errors import CotragError
+    from core.models.registry import ModelRegistry
+
+    registry = ModelRegistry(ws.layout)
+    if args.models_command == "list":
+        entries = registry.list()
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "name": e.name,
+                            "kind": e.kind,
+                            "variants": {k: str(v) for k, v in e.variants.items()},
+                            "info": e.info,
+                        }
+                        for e in entries
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        for e in entries:
+            size = e.size_bytes / 1e6
+            variants = ", ".join(e.variants) or "no GGUF"
+            print(f"{e.name:28} {e.kind:8} {size:8.0f} MB  {variants:28} {e.describe()}")
+        return 0
+    if args.models_command == "show":
+        entry = registry.find(args.name)
+        if entry is None:
+            raise CotragError(f"No model named {args.name!r} (see `cotrag models list`).")
+        print(json.dumps({"name": entry.name, "kind": entry.kind, **entry.info}, indent=2))
+        return 0
+    if args.models_command == "delete":
+        if not args.yes and not _confirm(f"Delete the model {args.name!r} and its files?"):
+            return 1
+        registry.delete(args.name)
+        print(f"Deleted model {args.name!r}.")
+        return 0
+    return 2

@@ -1,0 +1,161 @@
+"""Two models on the same questions, paired per question: `cotrag compare` and the Compare view.
+
+For each question both answers are scored (an expected string in the answer), and
+the pairs are counted: both right, only A, only B, neither. McNemar's exact test on
+the discordant pairs says whether the difference is more than chance on this many
+questions. Each side also gets the usual summary (accuracy, recall@k, rounds,
+protocol-error rate).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from math import comb
+from typing import Any
+
+from core.evaluation import EvalReport, ItemResult, QAFileError, QAItem, evaluate
+
+MODES = ("loop", "rag", "closed")
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact p-value of McNemar's test (binomial on the discordant pairs)."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    tail = sum(comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+@dataclass(frozen=True)
+class Side:
+    model: str
+    """A model reference (``default``, a name, ``name:variant``, a path)."""
+    mode: str = "loop"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model or 'default'} ({self.mode})"
+
+    @classmethod
+    def parse(cls, text: str, default_mode: str) -> Side:
+        """``NAME`` or ``NAME@mode`` (``default@rag``)."""
+        model, _, mode = text.partition("@")
+        mode = mode or default_mode
+        if mode not in MODES:
+            raise QAFileError(f"{text!r}: the mode after @ must be one of {', '.join(MODES)}.")
+        return cls(model.strip() or "default", mode)
+
+
+@dataclass
+class Comparison:
+    a: Side
+    b: Side
+    kb: str
+    reports: list[EvalReport] = field(default_factory=list)
+
+    @property
+    def pairs(self) -> list[tuple[ItemResult, ItemResult]]:
+        if len(self.reports) < 2:
+            return []
+        by_id = {i.id: i for i in self.reports[1].items}
+        return [(x, by_id[x.id]) for x in self.reports[0].items if x.id in by_id]
+
+    @property
+    def table(self) -> dict[str, Any]:
+        pairs = self.pairs
+        both = sum(x.correct and y.correct for x, y in pairs)
+        only_a = sum(x.correct and not y.correct for x, y in pairs)
+        only_b = sum(y.correct and not x.correct for x, y in pairs)
+        neither = len(pairs) - both - only_a - only_b
+        return {
+            "questions": len(pairs),
+            "both": both,
+            "only_a": only_a,
+            "only_b": only_b,
+            "neither": neither,
+            "mcnemar_p": round(mcnemar_exact(only_a, only_b), 4),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": {"model": self.a.model, "mode": self.a.mode},
+            "b": {"model": self.b.model, "mode": self.b.mode},
+            "kb": self.kb,
+            "table": self.table,
+            "summaries": [r.summary for r in self.reports],
+            "per_question": [
+                {
+                    "id": x.id,
+                    "question": x.question,
+                    "expected": x.expected,
+                    "a_correct": x.correct,
+                    "b_correct": y.correct,
+                    "a_answer": x.answer,
+                    "b_answer": y.answer,
+                    "a_errors": x.protocol_errors,
+                    "b_errors": y.protocol_errors,
+                }
+                for x, y in self.pairs
+            ],
+            "reports": [r.to_dict() for r in self.reports],
+        }
+
+
+AgentFor = Callable[[Side], Any]
+
+
+def compare(
+    agent_for: AgentFor,
+    a: Side,
+    b: Side,
+    items: list[QAItem],
+    *,
+    kb: str = "",
+    release: Callable[[Side], None] | None = None,
+    on_item: Callable[[int, int, ItemResult], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Comparison:
+    """Run all questions on A, then on B (one model in memory at a time)."""
+    result = Comparison(a, b, kb)
+    for index, side in enumerate((a, b)):
+        agent = agent_for(side)
+
+        def item_done(i: int, r: ItemResult, index: int = index) -> None:
+            if on_item is not None:
+                on_item(index, i, r)
+
+        report = evaluate(
+            agent,
+            items,
+            mode=side.mode,
+            kb=kb,
+            model=side.model,
+            on_item=item_done,
+            cancel=cancel,
+        )
+        result.reports.append(report)
+        if release is not None:
+            release(side)
+        if cancel is not None and cancel.is_set():
+            break
+    return result
+
+
+def dataset_questions(examples: list[dict[str, Any]], split: str = "validation") -> list[QAItem]:
+    """QA items from a dataset's examples (its validation split by default): the
+    question, and the answer the trace was verified against."""
+    items: list[QAItem] = []
+    for example in examples:
+        if split and example.get("split") != split:
+            continue
+        if example.get("unanswerable"):
+            continue
+        answer = str(example.get("answer", "")).strip()
+        question = str(example.get("question", "")).strip()
+        if answer and question:
+            items.append(QAItem(str(example.get("id", len(items))), question, [answer]))
+    return items

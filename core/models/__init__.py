@@ -1,0 +1,1 @@
+"""The models the app knows: the bundled default and the models tuned here."""

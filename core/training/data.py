@@ -1,0 +1,180 @@
+"""Training rows from a dataset: which rows, which split, encoded, in length-grouped batches.
+
+The rows are the dataset's ``chat`` export (the search turn and the answer stage of
+each example, with the spans the loss is on). Validation rows are the dataset's own
+held-out documents; a dataset without any gets ``validation_share`` of its examples
+held out, chosen by id so a resumed run holds out the same ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.dataset import export as exporting
+from core.dataset.storage import Dataset
+from core.training.masking import IGNORE, Encoded, encode
+from core.training.spec import TrainSpec
+
+
+@dataclass
+class Row:
+    id: str
+    stage: str
+    split: str
+    messages: list[dict[str, str]]
+    train_spans: list[list[int]]
+
+
+@dataclass
+class Prepared:
+    train: list[Encoded] = field(default_factory=list)
+    validation: list[Encoded] = field(default_factory=list)
+    too_long: int = 0
+    """Rows dropped because they do not fit in max_seq_len."""
+    longest_prompt: int = 0
+    longest_row: int = 0
+    nothing_to_learn: int = 0
+    """Rows without a single trained token (dropped)."""
+
+    @property
+    def train_tokens(self) -> int:
+        return sum(len(e) for e in self.train)
+
+
+def dataset_rows(dataset: Dataset, spec: TrainSpec) -> list[Row]:
+    rows: list[Row] = []
+    for example in dataset.examples():
+        for row in exporting.rows(example):
+            if spec.stages != "both" and row["stage"] != spec.stages:
+                continue
+            rows.append(
+                Row(
+                    id=str(row["id"]),
+                    stage=str(row["stage"]),
+                    split=str(row.get("split") or "train"),
+                    messages=row["messages"],
+                    train_spans=row["train_spans"],
+                )
+            )
+    if rows and not any(r.split == "validation" for r in rows) and spec.validation_share > 0:
+        for r in rows:
+            if _share(r.id, spec.seed) < spec.validation_share:
+                r.split = "validation"
+    return rows
+
+
+def _share(key: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def dataset_hash(dataset: Dataset) -> str:
+    """sha256 of the examples file: which exact examples a model was trained on."""
+    h = hashlib.sha256()
+    try:
+        with dataset.examples_file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        pass
+    return h.hexdigest()
+
+
+def prepare(rows: list[Row], tokenizer: Any, spec: TrainSpec) -> Prepared:
+    out = Prepared()
+    for row in rows:
+        enc = encode(tokenizer, row.messages, row.train_spans, mask_retrieved=spec.mask_retrieved)
+        out.longest_prompt = max(out.longest_prompt, enc.prompt_tokens)
+        out.longest_row = max(out.longest_row, len(enc))
+        if len(enc) > spec.max_seq_len:
+            out.too_long += 1
+            continue
+        if enc.trained_tokens == 0:
+            out.nothing_to_learn += 1
+            continue
+        (out.validation if row.split == "validation" else out.train).append(enc)
+    return out
+
+
+@dataclass
+class Batch:
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+    attention_mask: list[list[int]]
+
+    @property
+    def tokens(self) -> int:
+        return sum(sum(m) for m in self.attention_mask)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(label != IGNORE for row in self.labels for label in row)
+
+
+def collate(rows: list[Encoded], pad_id: int) -> Batch:
+    """Right-padded to the longest row of the batch (not to max_seq_len)."""
+    width = max(len(r) for r in rows)
+    ids, labels, mask = [], [], []
+    for r in rows:
+        pad = width - len(r)
+        ids.append(r.input_ids + [pad_id] * pad)
+        labels.append(r.labels + [IGNORE] * pad)
+        mask.append([1] * len(r) + [0] * pad)
+    return Batch(ids, labels, mask)
+
+
+def epoch_order(rows: list[Encoded], spec: TrainSpec, epoch: int) -> list[list[int]]:
+    """Indices of each batch of one epoch, the same for the same seed and epoch.
+
+    With ``group_by_length`` rows are shuffled, cut into mega-batches of 50 batches,
+    sorted by length inside each, then the batches themselves are shuffled: little
+    padding, and still a random order of what is learned.
+    """
+    rng = random.Random(spec.seed * 1000 + epoch)
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    size = spec.batch_size
+    if spec.group_by_length:
+        mega = size * 50
+        grouped: list[int] = []
+        for i in range(0, len(order), mega):
+            part = sorted(order[i : i + mega], key=lambda j: len(rows[j]), reverse=True)
+            grouped.extend(part)
+        order = grouped
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    if spec.group_by_length:
+        rng.shuffle(batches)
+    return batches
+
+
+def batches_per_epoch(n_rows: int, spec: TrainSpec) -> int:
+    return (n_rows + spec.batch_size - 1) // spec.batch_size
+
+
+def total_steps(n_rows: int, spec: TrainSpec) -> int:
+    """Optimizer steps of the run."""
+    if spec.max_steps:
+        return spec.max_steps
+    micro = batches_per_epoch(n_rows, spec) * spec.epochs
+    return max(1, int(micro // spec.grad_accum))
+
+
+def micro_batches(
+    rows: list[Encoded], spec: TrainSpec, start_micro: int = 0
+) -> Iterator[tuple[int, list[int]]]:
+    """(micro-batch index, row indices) from ``start_micro`` on, epoch after epoch."""
+    per_epoch = batches_per_epoch(len(rows), spec)
+    if per_epoch == 0:
+        return
+    epoch = start_micro // per_epoch
+    index = start_micro
+    while True:
+        order = epoch_order(rows, spec, epoch)
+        for batch in order[index - epoch * per_epoch :]:
+            yield index, batch
+            index += 1
+        epoch += 1

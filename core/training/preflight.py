@@ -1,0 +1,92 @@
+"""Everything about a job that can be checked before a process starts.
+
+Fields (``TrainSpec.problems``), the dataset (exists, has training rows), the base
+model (resolves), and lengths: a row whose *prompt* alone is longer than
+``max_seq_len`` can never be trained, so that is an error naming the length to
+use; longer rows whose prompt fits are dropped and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.dataset.storage import Dataset, DatasetNotFound, DatasetStore
+from core.errors import CotragError
+from core.paths import DataLayout
+from core.training.base_models import BaseModel, resolve_base
+from core.training.data import Prepared, Row, dataset_rows, prepare
+from core.training.spec import SpecError, TrainSpec
+
+
+@dataclass
+class Checked:
+    spec: TrainSpec
+    dataset: Dataset
+    base: BaseModel
+    rows: list[Row]
+    prepared: Prepared | None = None
+
+
+def check_job(
+    layout: DataLayout, spec: TrainSpec, *, tokenizer: Any = None, lengths: bool = True
+) -> Checked:
+    """Raise :class:`SpecError` with every problem found, or return what was checked.
+
+    ``lengths`` tokenizes every row with the base's tokenizer (seconds for hundreds
+    of rows; the tokenizer is loaded from the base when not given).
+    """
+    problems = spec.problems()
+    dataset: Dataset | None = None
+    base: BaseModel | None = None
+    if spec.dataset.strip():
+        try:
+            dataset = DatasetStore(layout.datasets).open(spec.dataset)
+        except (DatasetNotFound, CotragError) as exc:
+            problems.append(f"dataset: {exc}")
+    try:
+        base = resolve_base(spec.base, layout)
+    except CotragError as exc:
+        problems.append(f"base: {exc}")
+    if problems or dataset is None or base is None:
+        raise SpecError(problems or ["The job cannot start."])
+    rows = dataset_rows(dataset, spec)
+    train_rows = [r for r in rows if r.split != "validation"]
+    if not train_rows:
+        raise SpecError(
+            [
+                f"dataset: {spec.dataset!r} has no training rows"
+                + (" for this stage" if spec.stages != "both" else "")
+                + ": generate or import examples first (`cotrag dataset generate`)."
+            ]
+        )
+    checked = Checked(spec, dataset, base, rows)
+    if not lengths:
+        return checked
+    if tokenizer is None:
+        from core.training.base_models import load_tokenizer
+
+        tokenizer = load_tokenizer(base)
+    prepared = prepare(rows, tokenizer, spec)
+    checked.prepared = prepared
+    if prepared.longest_prompt >= spec.max_seq_len:
+        need = _round_up(prepared.longest_prompt + 64)
+        raise SpecError(
+            [
+                f"max_seq_len is {spec.max_seq_len} but the longest prompt is "
+                f"{prepared.longest_prompt} tokens: use max_seq_len {need} or more."
+            ]
+        )
+    if not prepared.train:
+        need = _round_up(prepared.longest_row)
+        raise SpecError(
+            [
+                f"max_seq_len is {spec.max_seq_len}: no training row fits (the longest is "
+                f"{prepared.longest_row} tokens); use max_seq_len {need}."
+            ]
+        )
+    return checked
+
+
+def _round_up(n: int, step: int = 256) -> int:
+    return ((n + step - 1) // step) * step

@@ -1,0 +1,178 @@
+"""Starting, watching and stopping the training worker from the CLI (the app uses QProcess
+with the same command line and the same event parser).
+
+The worker runs in this environment (torch + peft), or — when the spec's engine is
+auto or unsloth and the GPU environment exists — in that environment, where unsloth
+and its pinned trl / transformers live (``cotrag train setup-gpu`` makes it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import CotragError
+from core.paths import DataLayout
+from core.training.events import FINAL, parse_line
+from core.training.runs import Run
+from core.training.spec import TrainSpec
+
+WORKER_SCRIPT = "cotrag-train-worker"
+FROZEN_FLAG = "--train-worker"
+GPU_ENV = "unsloth"
+
+
+def gpu_env(layout: DataLayout) -> Path:
+    return layout.root / "envs" / GPU_ENV
+
+
+def _env_bin(env: Path, name: str) -> Path:
+    return env / ("Scripts" if os.name == "nt" else "bin") / name
+
+
+def gpu_env_ready(layout: DataLayout) -> bool:
+    """The GPU environment exists and has unsloth and the worker in it."""
+    env = gpu_env(layout)
+    return (env / "READY").is_file() and _env_bin(env, WORKER_SCRIPT).exists()
+
+
+def worker_command(
+    run: Run, *, resume: bool = False, layout: DataLayout | None = None
+) -> list[str]:
+    """The worker's command line for this run."""
+    extra = ["--resume"] if resume else []
+    spec: TrainSpec | None = None
+    try:
+        spec = run.spec()
+    except CotragError:
+        spec = None
+    engine = spec.engine if spec is not None else ""
+    if layout is not None and engine in ("auto", "unsloth") and gpu_env_ready(layout):
+        return [str(_env_bin(gpu_env(layout), WORKER_SCRIPT)), str(run.folder), *extra]
+    if getattr(sys, "frozen", False):
+        return [sys.executable, FROZEN_FLAG, str(run.folder), *extra]
+    script = Path(sys.executable).parent / WORKER_SCRIPT
+    if script.exists():
+        return [str(script), str(run.folder), *extra]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from core.training.worker import main; sys.exit(main(sys.argv[1:]))",
+        str(run.folder),
+        *extra,
+    ]
+
+
+@dataclass
+class ProcessOutcome:
+    """How the worker ended, in the terms a user needs."""
+
+    exit_code: int | None
+    signal: int | None = None
+    cancelled: bool = False
+    final: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        kind = self.final.get("event")
+        if kind == "done":
+            return "done"
+        if kind == "cancelled" or self.cancelled:
+            return "cancelled"
+        if kind == "error":
+            return "failed"
+        return "interrupted"
+
+    def sentence(self, log_file: Path | None = None) -> str:
+        if self.state == "done":
+            return f"Done: the tuned model is {self.final.get('model', '?')}."
+        if self.state == "cancelled":
+            where = self.final.get("checkpoint") or "no checkpoint yet"
+            return f"Cancelled at step {self.final.get('step', '?')} ({where}); Resume continues."
+        if self.state == "failed":
+            return f"{self.final.get('message', 'Training failed.')} {self.final.get('fix', '')}".strip()
+        how = f"signal {self.signal}" if self.signal else f"exit code {self.exit_code}"
+        where = f" (its log: {log_file})" if log_file else ""
+        return (
+            f"The training process ended without finishing ({how}){where}: the last "
+            "checkpoint is kept and Resume continues from it."
+        )
+
+
+class TrainProcess:
+    def __init__(self, run: Run, layout: DataLayout, *, resume: bool = False) -> None:
+        self.run = run
+        self.command = worker_command(run, resume=resume, layout=layout)
+        self.proc: subprocess.Popen[str] | None = None
+        self.cancelled = False
+        self.final: dict[str, Any] = {}
+
+    def start(self) -> None:
+        log = self.run.log_file.open("a", encoding="utf-8")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=env,
+            start_new_session=True,  # a Ctrl-C in the terminal is ours to pass on
+        )
+        log.close()
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            event = parse_line(line)
+            if event is None:
+                continue
+            if event["event"] in FINAL:
+                self.final = event
+            yield event
+
+    def cancel(self, grace_s: float = 60.0) -> None:
+        """Ask for a checkpoint and a clean stop; kill only if it does not come."""
+        self.cancelled = True
+        self.run.stop_file.touch()
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(OSError):
+            self.proc.send_signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
+    def wait(self, on_event: Callable[[dict[str, Any]], None] | None = None) -> ProcessOutcome:
+        for event in self.events():
+            if on_event is not None:
+                on_event(event)
+        assert self.proc is not None
+        code = self.proc.wait()
+        sig = -code if code < 0 else None
+        return ProcessOutcome(
+            exit_code=code if code >= 0 else None,
+            signal=sig,
+            cancelled=self.cancelled,
+            final=self.final,
+        )
+
+
+def wait_until(pred: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return pred()

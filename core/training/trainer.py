@@ -1,0 +1,549 @@
+"""The training loop the worker runs: LoRA (or full) fine-tuning with masks, checkpoints,
+Cancel and Resume.
+
+One loop serves both engines. ``torch`` loads the base with transformers and wraps it
+with peft; ``unsloth`` (CUDA, its own environment) loads it with unsloth's patched
+kernels, optionally in 4 bits. What the loop adds over a stock Trainer on this
+workload: the loss is computed only where a token is trained (the output layer runs
+on those positions, not on the passages and the prompt), rows are batched by length
+so padding stays small, threads are the physical cores, and mixed precision is used
+where the hardware has it (bf16 on CUDA and on CPUs with AMX; fp32 elsewhere, where
+bf16 is measured slower).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.paths import DataLayout
+from core.training.base_models import BaseModel, ensure_hf
+from core.training.data import (
+    Batch,
+    Prepared,
+    collate,
+    micro_batches,
+    total_steps,
+)
+from core.training.masking import IGNORE, Encoded
+from core.training.runs import Run
+from core.training.spec import TrainSpec
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[..., None]
+KEEP_CHECKPOINTS = 2
+
+
+class EngineMissing(RuntimeError):
+    pass
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    engine: str
+    device: str
+    dtype: str
+    threads: int
+    trainable: int
+    total_params: int
+
+
+@dataclass
+class Outcome:
+    state: str
+    """done, cancelled."""
+    step: int
+    total: int
+    losses: list[float] = field(default_factory=list)
+    eval_loss: float | None = None
+    tokens: int = 0
+    seconds: float = 0.0
+    loaded: Loaded | None = None
+    prepared: Prepared | None = None
+    checkpoint: Path | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+# -- hardware --------------------------------------------------------------------------
+def cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def pick_engine(spec: TrainSpec) -> str:
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    if spec.engine == "unsloth":
+        if not has_cuda:
+            raise EngineMissing(
+                "engine is unsloth but no CUDA GPU is visible: set engine to auto or torch."
+            )
+        if not has_unsloth:
+            raise EngineMissing(
+                "engine is unsloth but unsloth is not installed in this environment: run "
+                "`cotrag train setup-gpu` (it makes the GPU environment) or set engine to torch."
+            )
+        return "unsloth"
+    if spec.engine == "auto" and has_cuda and has_unsloth:
+        return "unsloth"
+    return "torch"
+
+
+def pick_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(spec: TrainSpec, device: str) -> str:
+    if spec.dtype != "auto":
+        return spec.dtype
+    if device == "cuda":
+        return "bf16"
+    if device == "cpu" and cpu_has_amx():
+        return "bf16"
+    return "fp32"
+
+
+# -- loading ---------------------------------------------------------------------------
+def load_model(spec: TrainSpec, hf_dir: Path, emit: Emit) -> Loaded:
+    import torch
+
+    engine = pick_engine(spec)
+    device = "cuda" if engine == "unsloth" else pick_device()
+    dtype = pick_dtype(spec, device)
+    from core.llm.llamacpp import physical_cores
+
+    threads = spec.threads or physical_cores()
+    torch.set_num_threads(threads)
+    torch.manual_seed(spec.seed)
+    random.seed(spec.seed)
+    if engine == "unsloth":
+        model, tokenizer = _load_unsloth(spec, hf_dir)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+        # Weights stay fp32 on the CPU (bf16 compute goes through autocast); on a GPU
+        # they are loaded in bf16.
+        weights = torch.bfloat16 if device == "cuda" and dtype == "bf16" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=weights)
+        model.to(device)  # type: ignore[arg-type]
+        if spec.method == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            names = _present_modules(model, spec.target_modules)
+            if not names:
+                raise ValueError(
+                    f"target_modules {spec.target_modules} match no layer of this model: "
+                    "name its linear layers (e.g. q_proj, v_proj)."
+                )
+            config = LoraConfig(
+                r=spec.lora_r,
+                lora_alpha=spec.lora_alpha,
+                lora_dropout=spec.lora_dropout,
+                target_modules=names,
+                task_type="CAUSAL_LM",
+                bias="none",
+            )
+            model = get_peft_model(model, config)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return Loaded(model, tokenizer, engine, device, dtype, threads, trainable, total)
+
+
+def _present_modules(model: Any, wanted: list[str]) -> list[str]:
+    suffixes = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    return [w for w in wanted if w in suffixes]
+
+
+def _load_unsloth(spec: TrainSpec, hf_dir: Path) -> tuple[Any, Any]:  # pragma: no cover - GPU
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=str(hf_dir),
+        max_seq_length=spec.max_seq_len,
+        load_in_4bit=spec.load_in_4bit,
+        dtype=None,
+    )
+    if spec.method == "lora":
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=spec.lora_r,
+            lora_alpha=spec.lora_alpha,
+            lora_dropout=spec.lora_dropout,
+            target_modules=spec.target_modules,
+            use_gradient_checkpointing="unsloth",
+            random_state=spec.seed,
+        )
+    return model, tokenizer
+
+
+# -- the loss --------------------------------------------------------------------------
+def batch_loss(model: Any, batch: Batch, device: str) -> tuple[Any, int]:
+    """Summed token loss of a batch and the number of trained tokens.
+
+    The decoder runs on every position (attention needs them), the output layer only
+    on positions whose next token is trained.
+    """
+    import torch
+
+    ids = torch.tensor(batch.input_ids, device=device)
+    mask = torch.tensor(batch.attention_mask, device=device)
+    labels = torch.tensor(batch.labels, device=device)
+    causal = _causal_lm(model)
+    decoder = causal.get_decoder() if hasattr(causal, "get_decoder") else None
+    head = causal.get_output_embeddings() if hasattr(causal, "get_output_embeddings") else None
+    shift = labels[:, 1:]
+    keep = shift != IGNORE
+    n = int(keep.sum().item())
+    if decoder is not None and head is not None:
+        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = head(hidden[:, :-1][keep])
+        loss = torch.nn.functional.cross_entropy(logits.float(), shift[keep], reduction="sum")
+        return loss, n
+    out = model(input_ids=ids, attention_mask=mask)  # pragma: no cover - exotic models
+    logits = out.logits[:, :-1][keep]
+    return torch.nn.functional.cross_entropy(logits.float(), shift[keep], reduction="sum"), n
+
+
+def _causal_lm(model: Any) -> Any:
+    """The transformers CausalLM inside a peft wrapper (or the model itself)."""
+    inner = model
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    return inner
+
+
+def autocast(device: str, dtype: str) -> Any:
+    import contextlib
+
+    import torch
+
+    if dtype != "bf16" or device == "mps":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+def evaluate_loss(loaded: Loaded, rows: list[Encoded], spec: TrainSpec) -> float | None:
+    import torch
+
+    if not rows:
+        return None
+    model = loaded.model
+    model.eval()
+    total, count = 0.0, 0
+    pad = int(loaded.tokenizer.pad_token_id)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    with torch.no_grad():
+        for i in range(0, len(order), spec.batch_size):
+            batch = collate([rows[j] for j in order[i : i + spec.batch_size]], pad)
+            with autocast(loaded.device, loaded.dtype):
+                loss, n = batch_loss(model, batch, loaded.device)
+            total += float(loss.item())
+            count += n
+    model.train()
+    return total / count if count else None
+
+
+# -- schedule --------------------------------------------------------------------------
+def lr_factor(spec: TrainSpec, step: int, total: int) -> float:
+    if spec.warmup_steps and step < spec.warmup_steps:
+        return (step + 1) / spec.warmup_steps
+    if spec.schedule == "constant":
+        return 1.0
+    span = max(1, total - spec.warmup_steps)
+    progress = min(1.0, (step - spec.warmup_steps) / span)
+    if spec.schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# -- checkpoints -----------------------------------------------------------------------
+def trainable_state(model: Any) -> dict[str, Any]:
+    return {
+        name: p.detach().to("cpu").clone()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+def save_checkpoint(
+    run: Run, loaded: Loaded, optimizer: Any, step: int, micro: int, extra: dict[str, Any]
+) -> Path:
+    """Written under a temp name and renamed: a kill never leaves a half checkpoint."""
+    import torch
+
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    final = run.checkpoints / f"step-{step:06d}"
+    tmp = run.checkpoints / f".step-{step:06d}.part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    torch.save(
+        {
+            "trainable": trainable_state(loaded.model),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "micro": micro,
+            "rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            **extra,
+        },
+        tmp / "trainer.pt",
+    )
+    with open(tmp / "trainer.pt", "rb") as f:
+        os.fsync(f.fileno())
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    done = sorted(p for p in run.checkpoints.iterdir() if p.name.startswith("step-"))
+    for old in done[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, loaded: Loaded, optimizer: Any) -> dict[str, Any]:
+    import torch
+
+    state = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
+    params = dict(loaded.model.named_parameters())
+    missing = [name for name in state["trainable"] if name not in params]
+    if missing:
+        raise ValueError(
+            f"The checkpoint {path.name} does not match this model ({len(missing)} weights "
+            "unknown): was the spec's base or method changed? Start a new run."
+        )
+    with torch.no_grad():
+        for name, value in state["trainable"].items():
+            params[name].copy_(value.to(params[name].device))
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    random.setstate(state["python_rng"])
+    return state
+
+
+# -- the loop --------------------------------------------------------------------------
+@dataclass
+class Job:
+    run: Run
+    spec: TrainSpec
+    layout: DataLayout
+    base: BaseModel
+    emit: Emit
+    should_stop: Callable[[], bool]
+    resume: bool = False
+
+
+def train(job: Job) -> Outcome:
+    import torch
+
+    from core.training.data import dataset_rows, prepare
+    from core.training.preflight import check_job
+
+    spec, emit = job.spec, job.emit
+    if not job.base.ready:
+        emit(
+            "preparing",
+            stage="base",
+            message=f"Converting {job.base.name} to training weights (once for this model)…",
+        )
+    hf_dir = ensure_hf(job.base)
+    emit("preparing", stage="model", message="Loading the model…")
+    loaded = load_model(spec, hf_dir, emit)
+    emit("preparing", stage="tokenizing", message="Tokenizing the dataset…")
+    checked = check_job(job.layout, spec, tokenizer=loaded.tokenizer, lengths=False)
+    prepared = prepare(dataset_rows(checked.dataset, spec), loaded.tokenizer, spec)
+    if prepared.longest_prompt >= spec.max_seq_len or not prepared.train:
+        # The preflight says it in detail; this is the same check on the same rows.
+        check_job(job.layout, spec, tokenizer=loaded.tokenizer)
+    rows = prepared.train
+    total = total_steps(len(rows), spec)
+    model = loaded.model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=spec.learning_rate, weight_decay=spec.weight_decay)
+    step, micro = 0, 0
+    checkpoint = job.run.latest_checkpoint() if job.resume else None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, loaded, optimizer)
+        step, micro = int(state["step"]), int(state["micro"])
+    emit(
+        "started",
+        engine=loaded.engine,
+        device=loaded.device,
+        dtype=loaded.dtype,
+        threads=loaded.threads,
+        base=job.base.name,
+        rows_train=len(rows),
+        rows_validation=len(prepared.validation),
+        dropped_too_long=prepared.too_long,
+        tokens_train=prepared.train_tokens,
+        trained_tokens=sum(r.trained_tokens for r in rows),
+        total=total,
+        start_step=step,
+        trainable_params=loaded.trainable,
+        total_params=loaded.total_params,
+        resumed_from=str(checkpoint or ""),
+    )
+    tracker = _tracker(job)
+    model.train()
+    pad = int(loaded.tokenizer.pad_token_id)
+    per_epoch = max(1, (len(rows) + spec.batch_size - 1) // spec.batch_size)
+    outcome = Outcome("done", step, total, loaded=loaded, prepared=prepared)
+    stream = micro_batches(rows, spec, start_micro=micro)
+    started = time.perf_counter()
+    step_times: list[float] = []
+    last_saved = step if checkpoint is not None else -1
+    while step < total:
+        if job.should_stop():
+            outcome.state = "cancelled"
+            break
+        t0 = time.perf_counter()
+        group = [next(stream) for _ in range(spec.grad_accum)]
+        micro = group[-1][0] + 1
+        batches = [collate([rows[i] for i in idx], pad) for _, idx in group]
+        n_trained = sum(b.trained_tokens for b in batches)
+        for g in optimizer.param_groups:
+            g["lr"] = spec.learning_rate * lr_factor(spec, step, total)
+        loss_sum = 0.0
+        for batch in batches:
+            with autocast(loaded.device, loaded.dtype):
+                loss, _ = batch_loss(model, batch, loaded.device)
+            (loss / max(1, n_trained)).backward()
+            loss_sum += float(loss.item())
+        if spec.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(trainable, spec.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        dt = time.perf_counter() - t0
+        step_times.append(dt)
+        tokens = sum(b.tokens for b in batches)
+        outcome.tokens += tokens
+        mean_loss = loss_sum / max(1, n_trained)
+        outcome.losses.append(mean_loss)
+        recent = step_times[-10:]
+        eta = (total - step) * (sum(recent) / len(recent))
+        emit(
+            "step",
+            step=step,
+            total=total,
+            loss=round(mean_loss, 5),
+            lr=optimizer.param_groups[0]["lr"],
+            tokens=tokens,
+            tokens_per_s=round(tokens / dt, 1) if dt else 0.0,
+            eta_s=round(eta, 1),
+            epoch=round(micro / per_epoch, 3),
+            seconds=round(dt, 3),
+        )
+        tracker.log({"train/loss": mean_loss, "train/lr": optimizer.param_groups[0]["lr"]}, step)
+        if spec.eval_every and step % spec.eval_every == 0 and step < total:
+            eval_loss = evaluate_loss(loaded, prepared.validation, spec)
+            if eval_loss is not None:
+                outcome.eval_loss = eval_loss
+                emit("eval", step=step, loss=round(eval_loss, 5))
+                tracker.log({"eval/loss": eval_loss}, step)
+        if spec.checkpoint_every and step % spec.checkpoint_every == 0 and step < total:
+            path = save_checkpoint(
+                job.run, loaded, optimizer, step, micro, {"spec": spec.to_dict()}
+            )
+            last_saved = step
+            emit("checkpoint", step=step, path=str(path))
+    outcome.seconds = time.perf_counter() - started
+    outcome.step = step
+    if step != last_saved and step > 0:
+        path = save_checkpoint(job.run, loaded, optimizer, step, micro, {"spec": spec.to_dict()})
+        emit("checkpoint", step=step, path=str(path))
+    outcome.checkpoint = job.run.latest_checkpoint()
+    if outcome.state == "done":
+        eval_loss = evaluate_loss(loaded, prepared.validation, spec)
+        if eval_loss is not None:
+            outcome.eval_loss = eval_loss
+            emit("eval", step=step, loss=round(eval_loss, 5))
+            tracker.log({"eval/loss": eval_loss}, step)
+    tracker.close()
+    return outcome
+
+
+# -- experiment tracking ----------------------------------------------------------------
+class _NoTracker:
+    def log(self, values: dict[str, float], step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _TensorBoard(_NoTracker):
+    def __init__(self, folder: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(folder))
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _MLflow(_NoTracker):
+    def __init__(self, store: Path, run_name: str, params: dict[str, Any]) -> None:
+        import mlflow
+
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(store.as_uri())
+        mlflow.set_experiment("cotrag-studio")
+        mlflow.start_run(run_name=run_name)
+        mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        self.mlflow.log_metrics(values, step=step)
+
+    def close(self) -> None:
+        self.mlflow.end_run()
+
+
+def _tracker(job: Job) -> _NoTracker:
+    kind = job.spec.tracking
+    try:
+        if kind == "tensorboard":
+            return _TensorBoard(job.run.folder / "tensorboard")
+        if kind == "mlflow":
+            return _MLflow(job.layout.root / "mlruns", job.run.name, job.spec.to_dict())
+    except ImportError:
+        job.emit(
+            "log",
+            message=f"{kind} is not installed (pip install 'cotrag-studio[tracking]'): "
+            "training goes on without it.",
+        )
+    return _NoTracker()

@@ -1,0 +1,188 @@
+"""The training child process: ``cotrag-train-worker RUN_DIR [--resume]``.
+
+Its own console script (the frozen app runs it as ``cotrag-studio --train-worker``,
+where ``python -m`` does not exist). It reads ``RUN_DIR/spec.toml``, trains, exports
+and registers the tuned model, printing one event per line (see
+:mod:`core.training.events`) on its original stdout and appending each to
+``events.jsonl``. Everything else that writes to stdout (libraries, llama.cpp's C
+code) is sent to stderr, so the event channel stays clean.
+
+Stopping: SIGINT, SIGTERM or a ``STOP`` file in the run folder → the current step
+ends, a checkpoint is written, ``cancelled`` is emitted and the process exits 3.
+Exit codes: 0 done, 1 failed (an ``error`` event says why), 3 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from core.training.events import format_event
+
+EXIT_DONE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 3
+
+
+class Channel:
+    """The event channel: the process's real stdout (fd 1 is pointed at stderr)."""
+
+    def __init__(self, run_events: Path) -> None:
+        sys.stdout.flush()
+        self.out: TextIO = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        self.events = run_events.open("a", encoding="utf-8")
+        self.lock = threading.Lock()
+
+    def emit(self, event: str, /, **fields: Any) -> None:
+        line = format_event(event, **fields)
+        with self.lock:
+            try:
+                self.out.write(line + "\n")
+                self.out.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # the app went away: the events file still gets it
+            self.events.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+            self.events.flush()
+
+
+def classify(exc: BaseException) -> tuple[str, str, str]:
+    """(kind, sentence, what to change) for an exception that ended a run."""
+    from core.errors import CotragError
+    from core.training.spec import SpecError
+
+    text = str(exc)
+    if isinstance(exc, SpecError):
+        return "spec", text, "Fix the spec and start again."
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return (
+            "oom",
+            "Training ran out of memory.",
+            "Lower batch_size (and raise grad_accum to keep the same effective batch), lower "
+            "max_seq_len, or on a GPU turn on load_in_4bit.",
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (
+            "disk_full",
+            f"The disk is full ({getattr(exc, 'filename', '') or 'while writing'}).",
+            "Free some space (a tuned model needs about three times its base model's size "
+            "during export), or delete old runs and models, then Resume.",
+        )
+    from core.training.trainer import EngineMissing
+
+    if isinstance(exc, EngineMissing):
+        return "engine", text, "Change the engine in the spec, or set up the GPU environment."
+    from core.training.base_models import BaseModelError
+
+    if isinstance(exc, BaseModelError):
+        return "base", text, "Choose another base model."
+    if isinstance(exc, CotragError):
+        return "data", text, "See the message above."
+    return "internal", f"{type(exc).__name__}: {text}", "See worker.log in the run folder."
+
+
+def run(run_dir: Path, resume: bool) -> int:
+    from core.paths import DataLayout
+    from core.training.runs import Run
+
+    run = Run(run_dir.name, run_dir)
+    # <data dir>/training/<run>: the layout is two levels up.
+    layout = DataLayout(run_dir.parent.parent)
+    channel = Channel(run.events_file)
+    emit = channel.emit
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    run.stop_file.unlink(missing_ok=True)
+
+    def should_stop() -> bool:
+        if run.stop_file.exists():
+            stop.set()
+        return stop.is_set()
+
+    run.write_state("running", pid=os.getpid(), resume=resume)
+    try:
+        return _train(run, layout, emit, should_stop, resume)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            run.write_state("cancelled")
+            emit("cancelled", step=0, checkpoint=str(run.latest_checkpoint() or ""))
+            return EXIT_CANCELLED
+        kind, message, fix = classify(exc)
+        traceback.print_exc(file=sys.stderr)
+        run.write_state("failed", error=message, kind=kind)
+        emit("error", kind=kind, message=message, fix=fix)
+        return EXIT_FAILED
+
+
+def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool) -> int:
+    from core.models.registry import ModelRegistry
+    from core.training.base_models import resolve_base
+    from core.training.data import dataset_hash
+    from core.training.finish import export_model
+    from core.training.preflight import check_job
+    from core.training.trainer import Job, train
+
+    spec = run.spec()
+    checked = check_job(layout, spec, lengths=False)
+    base = resolve_base(spec.base, layout)
+    job = Job(run, spec, layout, base, emit, should_stop, resume=resume)
+    outcome = train(job)
+    if outcome.state == "cancelled":
+        checkpoint = str(outcome.checkpoint or "")
+        run.write_state("cancelled", step=outcome.step, checkpoint=checkpoint)
+        emit("cancelled", step=outcome.step, checkpoint=checkpoint)
+        return EXIT_CANCELLED
+    dataset_info = {
+        "name": checked.dataset.name,
+        "hash": dataset_hash(checked.dataset),
+        "examples": len(checked.dataset.examples()),
+        "kb": checked.dataset.meta.get("kb", ""),
+    }
+    entry = export_model(ModelRegistry(layout), run.name, spec, base, outcome, dataset_info, emit)
+    outputs = {k: str(v) for k, v in entry.variants.items()}
+    metrics = entry.info.get("metrics", {})
+    run.write_state("done", model=entry.name)
+    emit("done", model=entry.name, outputs=outputs, metrics=metrics)
+    return EXIT_DONE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cotrag-train-worker", description=__doc__)
+    parser.add_argument("run_dir", type=Path, help="the run folder (with spec.toml)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    run_dir = args.run_dir.resolve()
+    if not (run_dir / "spec.toml").is_file():
+        print(
+            format_event(
+                "error",
+                kind="spec",
+                message=f"{run_dir} has no spec.toml.",
+                fix="Create the run with `cotrag train`.",
+            ),
+            flush=True,
+        )
+        return EXIT_FAILED
+    code = run(run_dir, args.resume)
+    sys.stderr.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

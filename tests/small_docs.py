@@ -1,0 +1,36 @@
+"""Three short documents for tests that need a real knowledge base (datasets, training)."""
+
+DOCS = {
+    "timers.md": (
+        "# Timers\n\n<!-- YAML added: v0.0.1 -->\n\n## setTimeout\n\n"
+        "Use [`setTimeout()`][] to run a callback once after a delay. The default delay is "
+        "`1` millisecond when the delay is missing or not a number. Timers keep the process "
+        "alive until they fire; call `unref()` on a timer so that it does not keep the "
+        "event loop running on its own.\n\n"
+        "## setInterval\n\n"
+        "The `setInterval()` function runs a callback again and again, every `delay` "
+        "milliseconds, until `clearInterval()` is called with the timer it returned. A "
+        "delay larger than 2147483647 is set to 1 with a warning.\n\n"
+        "[`setTimeout()`]: timers.md#settimeout\n"
+    ),
+    "backup.md": (
+        "# Backups\n\n## Schedule\n\n"
+        "The backup service runs every night at 02:00 and keeps 14 copies before it "
+        "deletes the oldest archive. Set `retention` to change the number of copies; the "
+        "default retention is `14`. Archives are written to the folder named by "
+        "`backup_dir`, which defaults to `/var/backups/app` on Linux.\n\n"
+        "## Restore\n\n"
+        "To restore an archive, run `appctl restore --from ARCHIVE` while the service is "
+        "stopped. The `--verify` option checks every file's checksum after the restore "
+        "and reports the files that differ.\n"
+    ),
+    "proxy.md": (
+        "# Proxy\n\n"
+        "A reverse proxy is a server that forwards client requests to one of several "
+        "backend servers and returns their answers. The proxy listens on port 8443 by "
+        "default and reads its routes from `routes.yaml` at start. Send the process "
+        "`SIGHUP` to reload the routes without dropping the open connections.\n\n"
+        "Health checks run every 10 seconds; a backend that fails 3 checks in a row is "
+        "taken out of rotation until it passes again.\n"
+    ),
+}

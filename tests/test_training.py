@@ -1,0 +1,296 @@
+"""Training for real on the CPU: the bundled model, a tiny dataset from a real knowledge
+base, the worker as a child process, peft LoRA steps, llama.cpp's GGUF exports.
+
+One module-scoped data dir holds the knowledge base, the dataset and the dequantized
+base model, so the one-time conversion is paid once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from small_docs import DOCS
+
+from core.dataset.generate import GenerateSpec
+from core.dataset.service import generator
+from core.models.registry import ModelRegistry
+from core.training.base_models import ensure_hf, resolve_base
+from core.training.data import collate, dataset_rows, prepare
+from core.training.masking import IGNORE, encode
+from core.training.preflight import check_job
+from core.training.process import TrainProcess
+from core.training.runs import RunStore
+from core.training.spec import SpecError, TrainSpec
+from core.workspace import Workspace
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    root = tmp_path_factory.mktemp("train")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, "utf-8")
+    workspace = Workspace(root / "data")
+    from core.knowledge.indexer import Indexer
+
+    kb = workspace.store.create("docs")
+    workspace.config.chunking.size = 400
+    workspace.config.chunking.overlap = 0
+    list(Indexer(kb, workspace.embedder, workspace.config.chunking).run([docs]))
+    spec = GenerateSpec(kb="docs", count=6, validation_share=0.0, unanswerable_share=0.0, seed=3)
+    gen, _, _ = generator(workspace, "tiny", spec, None)
+    list(gen.run())
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(ws: Workspace) -> Any:
+    from transformers import AutoTokenizer
+
+    base = resolve_base("default", ws.layout)
+    return AutoTokenizer.from_pretrained(str(ensure_hf(base)))
+
+
+def tiny_spec(**changes: Any) -> TrainSpec:
+    values: dict[str, Any] = {
+        "dataset": "tiny",
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "learning_rate": 2e-3,
+        "max_steps": 6,
+        "batch_size": 2,
+        "warmup_steps": 1,
+        "validation_share": 0.0,
+        "eval_every": 0,
+        "checkpoint_every": 2,
+        "max_seq_len": 2048,
+        "exports": ["lora"],
+    }
+    values.update(changes)
+    return TrainSpec(**values)
+
+
+def start(ws: Workspace, name: str, spec: TrainSpec) -> TrainProcess:
+    run = RunStore(ws.layout).create(name, spec)
+    proc = TrainProcess(run, ws.layout)
+    proc.start()
+    return proc
+
+
+# -- masks -----------------------------------------------------------------------------
+def test_labels_fall_exactly_on_the_model_written_text(ws: Workspace, tokenizer: Any) -> None:
+    rows = dataset_rows(ws_dataset(ws), tiny_spec())
+    search = next(r for r in rows if r.stage == "search")
+    spans = search.train_spans
+    content = search.messages[-1]["content"]
+    assert "<query_res>" in content and spans, "a trace with passages the loop wrote"
+    enc = encode(tokenizer, search.messages, spans)
+    start = len(enc.text) - len(content) - len("<|im_end|>")
+    assert enc.text[start : start + len(content)] == content
+    model_chars = set()
+    for a, b in spans:
+        model_chars.update(range(start + a, start + b))
+    for token, label, (a, b) in zip(enc.input_ids, enc.labels, enc.offsets, strict=True):
+        if label == IGNORE:
+            assert a not in model_chars, f"model text {enc.text[a:b]!r} left untrained"
+        else:
+            assert label == token
+            in_tail = a >= start + len(content)
+            assert a in model_chars or in_tail, f"loop text {enc.text[a:b]!r} trained"
+    # Nothing of a passage is ever trained.
+    passages = content.split("<query_res>", 1)[1].split("</query_res>", 1)[0]
+    at = start + content.index(passages)
+    trained = [(a, b) for (a, b), lab in zip(enc.offsets, enc.labels, strict=True) if lab != IGNORE]
+    assert not any(at <= a < at + len(passages) for a, _ in trained)
+    # The end-of-turn token is trained when the model wrote the message's end.
+    assert enc.labels[-1] == enc.input_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    # And with masking off, the whole assistant message is trained.
+    unmasked = encode(tokenizer, search.messages, spans, mask_retrieved=False)
+    assert unmasked.trained_tokens > enc.trained_tokens
+
+
+def ws_dataset(ws: Workspace) -> Any:
+    from core.dataset.service import datasets
+
+    return datasets(ws).open("tiny")
+
+
+def test_the_loss_counts_only_trained_tokens(ws: Workspace, tokenizer: Any) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core.training.trainer import batch_loss
+
+    base = resolve_base("default", ws.layout)
+    model = AutoModelForCausalLM.from_pretrained(str(base.hf_dir))
+    prepared = prepare(dataset_rows(ws_dataset(ws), tiny_spec()), tokenizer, tiny_spec())
+    batch = collate(prepared.train[:2], int(tokenizer.pad_token_id or 0))
+    with torch.no_grad():
+        ours, n = batch_loss(model, batch, "cpu")
+        ids = torch.tensor(batch.input_ids)
+        reference = model(
+            input_ids=ids,
+            attention_mask=torch.tensor(batch.attention_mask),
+            labels=torch.tensor(batch.labels),
+        ).loss
+    assert n == batch.trained_tokens - sum(labels[0] != IGNORE for labels in batch.labels)
+    assert abs(float(ours) / n - float(reference)) < 1e-4
+
+
+# -- checks before anything starts ----------------------------------------------------
+def test_a_bad_spec_is_a_sentence_before_anything_starts(ws: Workspace, tokenizer: Any) -> None:
+    with pytest.raises(SpecError) as err:
+        check_job(ws.layout, tiny_spec(learning_rate=-1.0), lengths=False)
+    assert "learning_rate is -1.0" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        check_job(ws.layout, tiny_spec(dataset="nope"), lengths=False)
+    assert "nope" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        check_job(ws.layout, tiny_spec(max_seq_len=128), tokenizer=tokenizer)
+    assert "longest prompt" in str(err.value) and "max_seq_len" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        TrainSpec.from_dict({"dataset": "tiny", "learning_rte": 1})
+    assert "learning_rte" in str(err.value)
+    spec = tiny_spec()
+    assert TrainSpec.from_dict(spec.to_dict()) == spec
+    from core.cli import main
+
+    code = main(
+        [
+            "--data-dir",
+            str(ws.layout.root),
+            "train",
+            "--dataset",
+            "tiny",
+            "--set",
+            "epochs=-2",
+            "--set",
+            "max_steps=0",
+        ]
+    )
+    assert code == 1
+
+
+# -- a real run, its exports, Cancel, Resume, kill -9 ------------------------------------
+def test_a_run_lowers_the_loss_and_every_export_loads_and_generates(ws: Workspace) -> None:
+    spec = tiny_spec(max_steps=8, exports=["lora", "f16", "q8_0", "q4_k_m"], checkpoint_every=0)
+    proc = start(ws, "full", spec)
+    events: list[dict[str, Any]] = []
+    outcome = proc.wait(events.append)
+    assert outcome.state == "done", (outcome, proc.run.log_file.read_text()[-3000:])
+    losses = [e["loss"] for e in events if e["event"] == "step"]
+    assert len(losses) == 8
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2
+    started = next(e for e in events if e["event"] == "started")
+    assert started["engine"] == "torch" and started["device"] == "cpu"
+    entry = ModelRegistry(ws.layout).find("full")
+    assert entry is not None
+    assert set(entry.variants) == {"lora", "f16", "q8_0", "q4_k_m"}
+    assert entry.info["dataset"]["name"] == "tiny" and len(entry.info["dataset"]["hash"]) == 64
+    from core.llm.base import Sampling, StreamRequest
+    from core.llm.registry import create_backend, model_is_tuned
+
+    prompt = [{"role": "user", "content": "When does the backup service run?"}]
+    texts = {}
+    for variant in ("default", "full:lora", "full:f16", "full:q8_0", "full:q4_k_m"):
+        path = ModelRegistry(ws.layout).resolve(variant) or None
+        assert variant == "default" or model_is_tuned(path)
+        backend = create_backend(path, ws.config.generation)
+        backend.load()
+        session = backend.session(backend.chat_prompt(prompt))
+        request = StreamRequest(max_tokens=24, sampling=Sampling(temperature=0.0))
+        texts[variant] = "".join(c.text for c in session.stream(request))
+        backend.close()
+        assert texts[variant].strip(), variant
+    # The adapter on the very same base weights changes what the model writes.
+    assert texts["full:lora"] != texts["default"]
+    # `cotrag ask --model NAME` runs the tuned model through the registry.
+    assert ws.model_path("full").name == "model.q8_0.gguf"
+
+
+def test_cancel_checkpoints_and_resume_continues(ws: Workspace) -> None:
+    proc = start(ws, "stop-go", tiny_spec(max_steps=6, checkpoint_every=2))
+    cancelled_at: list[int] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["event"] == "checkpoint" and not cancelled_at:
+            cancelled_at.append(event["step"])
+            proc.cancel()
+
+    outcome = proc.wait(on_event)
+    assert outcome.state == "cancelled" and outcome.exit_code == 3
+    run = proc.run
+    assert run.state == "cancelled"
+    stopped = outcome.final["step"]
+    assert 2 <= stopped < 6
+    assert run.latest_checkpoint() is not None
+    assert run.latest_checkpoint().name == f"step-{stopped:06d}"  # type: ignore[union-attr]
+    again = TrainProcess(run, ws.layout, resume=True)
+    again.start()
+    events: list[dict[str, Any]] = []
+    outcome = again.wait(events.append)
+    assert outcome.state == "done", run.log_file.read_text()[-3000:]
+    started = next(e for e in events if e["event"] == "started")
+    assert started["start_step"] == stopped
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    assert steps == list(range(stopped + 1, 7))
+    assert run.state == "done"
+
+
+def test_a_killed_worker_leaves_its_checkpoint_and_says_interrupted(ws: Workspace) -> None:
+    proc = start(ws, "killed", tiny_spec(max_steps=50, checkpoint_every=1))
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["event"] == "checkpoint" and event["step"] >= 2:
+            assert proc.proc is not None
+            os.kill(proc.proc.pid, signal.SIGKILL)
+
+    outcome = proc.wait(on_event)
+    assert outcome.signal == signal.SIGKILL
+    assert outcome.state == "interrupted"
+    assert "Resume" in outcome.sentence()
+    run = RunStore(ws.layout).get("killed")
+    assert run.state == "interrupted"
+    checkpoint = run.latest_checkpoint()
+    assert checkpoint is not None
+    import torch
+
+    state = torch.load(checkpoint / "trainer.pt", weights_only=False)
+    assert state["step"] >= 2
+    assert not list(run.checkpoints.glob(".*.part"))
+    assert ModelRegistry(ws.layout).find("killed") is None
+
+
+def test_the_cli_lists_runs_and_models(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+
+    root = str(ws.layout.root)
+    assert main(["--data-dir", root, "train", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "full" in out and "done" in out
+    assert main(["--data-dir", root, "models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "default" in out and "full" in out and "q8_0" in out
+
+
+def test_deleting_a_model_removes_it_everywhere(ws: Workspace, tmp_path: Path) -> None:
+    registry = ModelRegistry(ws.layout)
+    part = registry.reserve("scratch")
+    (part / "adapter.gguf").write_bytes(b"GGUF")
+    registry.commit(part, "scratch", {"tuned": True})
+    assert registry.find("scratch") is not None
+    registry.delete("scratch")
+    assert registry.find("scratch") is None
+    assert not (registry.tuned_root / "scratch").exists()
+    with pytest.raises(Exception, match="bundled"):
+        registry.delete("default")
