@@ -227,6 +227,17 @@ class ChatTab(QWidget):
     def _fill_models(self, select: str | None = None) -> None:
         self.model_combo.clear()
         self.model_combo.addItem("SmolLM2-135M (bundled)", "")
+        from core.models.registry import ModelRegistry
+
+        for entry in ModelRegistry(self.ws.layout).tuned():
+            if not entry.variants:
+                continue
+            self.model_combo.addItem(f"{entry.name} (tuned)", entry.name)
+            self.model_combo.setItemData(
+                self.model_combo.count() - 1,
+                f"{entry.describe()}; runs {entry.default_variant}",
+                Qt.ItemDataRole.ToolTipRole,
+            )
         configured = self.ws.config.model
         paths = self._added_models()
         if configured and configured not in paths:
@@ -239,6 +250,10 @@ class ChatTab(QWidget):
         want = select if select is not None else configured
         index = self.model_combo.findData(want) if want else 0
         self.model_combo.setCurrentIndex(max(0, index))
+
+    def refresh_models(self) -> None:
+        """Re-read the models (a training run just registered one); keeps the choice."""
+        self._fill_models(select=self.model_combo.currentData() or "")
 
     def add_model(self, path: Path) -> None:
         if path.suffix.lower() != ".gguf" or not path.is_file():

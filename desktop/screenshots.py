@@ -6,6 +6,7 @@ the core's, and the chat trace is the bundled model answering through the loop.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -155,6 +156,58 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         saved.append(_save(window, out_dir / "dataset.png"))
         tab.side.setCurrentIndex(1)
         saved.append(_save(window, out_dir / "dataset-report.png"))
+
+        train = window.training_tab
+        window.tabs.setCurrentWidget(train)
+        wait_until(lambda: not train.jobs.busy() and train.dataset_combo.count() > 0, 60)
+        saved.append(_save(window, out_dir / "training-form.png"))
+        train.max_steps.setValue(8)
+        train.batch_size.setValue(2)
+        train.eval_every.setValue(2)
+        train.checkpoint_every.setValue(4)
+        for kind, box in train.export_boxes.items():
+            box.setChecked(kind in ("lora", "q8_0"))
+        train.name_edit.setText("sample-tuned")
+        train.start()
+        wait_until(
+            lambda: (
+                len(train.chart.train) >= 3 or (train.jobs.busy() is False and not train.running)
+            ),
+            600,
+        )
+        saved.append(_save(window, out_dir / "training-running.png"))
+        wait_until(lambda: not train.running and not train.jobs.busy(), 900)
+        wait_until(lambda: False, 0.5)
+        saved.append(_save(window, out_dir / "training.png"))
+
+        compare = window.compare_tab
+        window.tabs.setCurrentWidget(compare)
+        compare.refresh()
+        tuned = compare.b_combo.findData("sample-tuned")
+        if tuned >= 0:
+            compare.b_combo.setCurrentIndex(tuned)
+        compare.question.setText(QUESTION)
+        compare.ask_both()
+        wait_until(lambda: not compare.running, 900)
+        wait_until(lambda: False, 0.5)
+        saved.append(_save(window, out_dir / "compare.png"))
+        qa = root / "qa.jsonl"
+        qa.write_text(
+            "".join(
+                json.dumps({"question": q, "answers": a}) + "\n"
+                for q, a in (
+                    (QUESTION, ["70", "80"]),
+                    ("How many sheets does tray 2 hold?", ["500"]),
+                    ("How long should black tea steep?", ["four to five", "4"]),
+                )
+            ),
+            "utf-8",
+        )
+        compare.set_qa_file(str(qa))
+        compare.views.setCurrentIndex(1)
+        compare.run_comparison()
+        wait_until(lambda: not compare.running, 1800)
+        saved.append(_save(window, out_dir / "compare-table.png"))
 
         from desktop.settings_dialog import SettingsDialog
 

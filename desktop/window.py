@@ -1,4 +1,5 @@
-"""The main window: the Knowledge base and Chat tabs, menus, status bar, window state."""
+"""The main window: Knowledge base, Chat, Dataset, Training and Compare tabs, menus, status
+bar, window state."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QWidget
 
 from core.workspace import Workspace
 from desktop.chat_tab import ChatTab
+from desktop.compare_tab import CompareTab
 from desktop.dataset_tab import DatasetTab
 from desktop.kb_tab import KnowledgeTab
 from desktop.settings_dialog import SettingsDialog
 from desktop.style import icon
+from desktop.training_tab import TrainingTab
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +47,35 @@ class MainWindow(QMainWindow):
         self.dataset_tab = DatasetTab(workspace, settings, self)
         self.tabs.addTab(self.chat_tab, icon("chat"), "Chat")
         self.tabs.addTab(self.dataset_tab, icon("dataset"), "Dataset")
+        self.training_tab = TrainingTab(workspace, settings, self)
+        self.tabs.addTab(self.training_tab, icon("training"), "Training")
+        self.compare_tab = CompareTab(workspace, settings, self)
+        self.tabs.addTab(self.compare_tab, icon("compare"), "Compare")
         self.setCentralWidget(self.tabs)
 
         self.kb_tab.knowledge_bases_changed.connect(self.chat_tab.set_knowledge_bases)
         self.kb_tab.knowledge_bases_changed.connect(self.dataset_tab.set_knowledge_bases)
-        # The model runs one stream at a time: a chat run and a dataset run exclude each other.
-        self.chat_tab.run_state_changed.connect(self.dataset_tab.set_model_busy)
-        self.dataset_tab.run_state_changed.connect(self.chat_tab.set_model_busy)
-        for tab in (self.kb_tab, self.chat_tab, self.dataset_tab):
+        self.kb_tab.knowledge_bases_changed.connect(self.compare_tab.set_knowledge_bases)
+        # The model runs one stream at a time: chat, dataset and compare runs exclude
+        # each other (each tab is told whether another one is using the model).
+        self._model_users: set[QWidget] = set()
+        users: tuple[ChatTab | DatasetTab | CompareTab, ...] = (
+            self.chat_tab,
+            self.dataset_tab,
+            self.compare_tab,
+        )
+        for user in users:
+            user.run_state_changed.connect(lambda on, u=user: self._on_model_use(u, on))
+        self.training_tab.models_changed.connect(self.chat_tab.refresh_models)
+        self.training_tab.models_changed.connect(self.compare_tab.refresh)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        for tab in (
+            self.kb_tab,
+            self.chat_tab,
+            self.dataset_tab,
+            self.training_tab,
+            self.compare_tab,
+        ):
             tab.status_message.connect(self.show_status)
             tab.error.connect(self.show_error)
 
@@ -62,6 +86,8 @@ class MainWindow(QMainWindow):
         self._restore_state()
         self.kb_tab.refresh()
         self.dataset_tab.refresh()
+        self.training_tab.refresh()
+        self.compare_tab.refresh()
 
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")
@@ -102,6 +128,23 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/chat_splitter", self.chat_tab.splitter.saveState())
         self.settings.sync()
 
+    @Slot(int)
+    def _on_tab_changed(self, index: int) -> None:
+        # Datasets and models made in other tabs (or by the CLI) show up when looked at.
+        widget = self.tabs.widget(index)
+        if widget is self.training_tab and not self.training_tab.running:
+            self.training_tab.refresh()
+        elif widget is self.compare_tab and not self.compare_tab.running:
+            self.compare_tab.refresh()
+
+    def _on_model_use(self, tab: QWidget, on: bool) -> None:
+        if on:
+            self._model_users.add(tab)
+        else:
+            self._model_users.discard(tab)
+        for other in (self.chat_tab, self.dataset_tab, self.compare_tab):
+            other.set_model_busy(bool(self._model_users - {other}))
+
     @Slot(str)
     def show_status(self, message: str) -> None:
         self.statusBar().showMessage(message, 10_000)
@@ -131,6 +174,8 @@ class MainWindow(QMainWindow):
         self.show_status("Stopping background work…")
         self.chat_tab.shutdown()
         self.dataset_tab.shutdown()
+        self.training_tab.shutdown()
+        self.compare_tab.shutdown()
         self.kb_tab.shutdown()
         self._save_state()
         try:

@@ -34,3 +34,31 @@ DOCS = {
         "taken out of rotation until it passes again.\n"
     ),
 }
+
+
+def tiny_workspace(root: object, examples: int = 6) -> object:
+    """A workspace with the documents above indexed as ``docs`` and a dataset ``tiny`` of
+    template-question traces (no model needed to make them)."""
+    from pathlib import Path
+
+    from core.dataset.generate import GenerateSpec
+    from core.dataset.service import generator
+    from core.knowledge.indexer import Indexer
+    from core.workspace import Workspace
+
+    base = Path(str(root))
+    docs = base / "docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, "utf-8")
+    workspace = Workspace(base / "data")
+    kb = workspace.store.create("docs")
+    workspace.config.chunking.size = 400
+    workspace.config.chunking.overlap = 0
+    list(Indexer(kb, workspace.embedder, workspace.config.chunking).run([docs]))
+    spec = GenerateSpec(
+        kb="docs", count=examples, validation_share=0.0, unanswerable_share=0.0, seed=3
+    )
+    gen, _, _ = generator(workspace, "tiny", spec, None)
+    list(gen.run())
+    return workspace

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from small_docs import DOCS
+from small_docs import tiny_workspace
 
-from core.dataset.generate import GenerateSpec
-from core.dataset.service import generator
 from core.models.registry import ModelRegistry
 from core.training.base_models import ensure_hf, resolve_base
 from core.training.data import collate, dataset_rows, prepare
@@ -33,21 +31,8 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    root = tmp_path_factory.mktemp("train")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text, "utf-8")
-    workspace = Workspace(root / "data")
-    from core.knowledge.indexer import Indexer
-
-    kb = workspace.store.create("docs")
-    workspace.config.chunking.size = 400
-    workspace.config.chunking.overlap = 0
-    list(Indexer(kb, workspace.embedder, workspace.config.chunking).run([docs]))
-    spec = GenerateSpec(kb="docs", count=6, validation_share=0.0, unanswerable_share=0.0, seed=3)
-    gen, _, _ = generator(workspace, "tiny", spec, None)
-    list(gen.run())
+    workspace = tiny_workspace(tmp_path_factory.mktemp("train"))
+    assert isinstance(workspace, Workspace)
     yield workspace
     workspace.close()
 

@@ -1,0 +1,746 @@
+"""Training tab: pick a dataset and a base model, start a LoRA run in a child process, watch
+the loss fall, Cancel / Resume, and the history of runs.
+
+The worker is ``cotrag-train-worker`` (see :mod:`core.training.worker`) run through
+QProcess; its events arrive on stdout behind a sentinel and are parsed as the CLI
+parses them. Closing the window cancels a running job (it checkpoints first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QProcess, QSettings, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.training.events import FINAL, parse_line
+from core.training.spec import EXPORTS, PRESETS, TrainSpec
+from core.workspace import Workspace
+from desktop.confirm import confirm_destructive
+from desktop.error_banner import ErrorBanner
+from desktop.loss_chart import LossChart
+from desktop.tasks import JobGroup, Push
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ["Run", "State", "Step", "Loss", "Validation", "Model"]
+CANCEL_GRACE_MS = 90_000
+BUNDLED = "default"
+
+
+def duration(seconds: float) -> str:
+    seconds = int(max(0.0, seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+class TrainingTab(QWidget):
+    status_message = Signal(str)
+    error = Signal(str)
+    models_changed = Signal()
+    run_state_changed = Signal(bool)
+
+    def __init__(
+        self, workspace: Workspace, settings: QSettings, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.ws = workspace
+        self.settings = settings
+        self.jobs = JobGroup(self, self.show_error)
+        self.process: QProcess | None = None
+        self.run_name = ""
+        self._buffer = ""
+        self._final: dict[str, Any] = {}
+        self._cancelled = False
+        self._started = 0.0
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self._kill)
+        self._build()
+        self.apply_preset("cpu-quick")
+        self._set_running(False)
+
+    # -- layout -------------------------------------------------------------------
+    def _build(self) -> None:
+        root = QHBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        split = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter = split
+        root.addWidget(split)
+
+        left = QWidget(split)
+        lcol = QVBoxLayout(left)
+        lcol.setContentsMargins(12, 12, 6, 12)
+        title = QLabel("Train", left)
+        title.setObjectName("sectionTitle")
+        lcol.addWidget(title)
+        pick = QFormLayout()
+        self.dataset_combo = QComboBox(left)
+        self.dataset_combo.setPlaceholderText("no dataset yet: make one in the Dataset tab")
+        self.base_combo = QComboBox(left)
+        self.base_button = QPushButton("Other…", left)
+        self.base_button.setToolTip("A Hugging Face model folder or a .gguf file")
+        self.base_button.clicked.connect(self.choose_base)
+        base_row = QHBoxLayout()
+        base_row.addWidget(self.base_combo, 1)
+        base_row.addWidget(self.base_button)
+        self.preset_combo = QComboBox(left)
+        for name in PRESETS:
+            self.preset_combo.addItem(name, name)
+        self.preset_combo.setToolTip(
+            "cpu-quick: minutes on the bundled model; cpu-full: the whole dataset twice; "
+            "gpu-standard: unsloth on an NVIDIA GPU"
+        )
+        self.preset_combo.currentIndexChanged.connect(
+            lambda _i: self.apply_preset(str(self.preset_combo.currentData()))
+        )
+        self.name_edit = QLineEdit(left)
+        self.name_edit.setPlaceholderText("run name (also the tuned model's name)")
+        pick.addRow("Dataset", self.dataset_combo)
+        pick.addRow("Base model", base_row)
+        pick.addRow("Preset", self.preset_combo)
+        pick.addRow("Name", self.name_edit)
+        lcol.addLayout(pick)
+
+        # The spec form, in a scroll area: every field of TrainSpec a user tunes.
+        form_host = QWidget(left)
+        form = QFormLayout(form_host)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.lora_r = self._spin(form, "LoRA rank (r)", 1, 512)
+        self.lora_alpha = self._spin(form, "LoRA alpha", 1, 1024)
+        self.lora_dropout = self._double(form, "LoRA dropout", 0.0, 0.9, 2, 0.05)
+        self.learning_rate = QLineEdit(form_host)
+        self.learning_rate.setToolTip("e.g. 2e-4")
+        form.addRow("Learning rate", self.learning_rate)
+        self.epochs = self._double(form, "Epochs", 0.0, 100.0, 2, 0.5)
+        self.max_steps = self._spin(form, "Max steps (0 = epochs)", 0, 1_000_000)
+        self.batch_size = self._spin(form, "Batch size", 1, 512)
+        self.grad_accum = self._spin(form, "Gradient accumulation", 1, 512)
+        self.warmup = self._spin(form, "Warm-up steps", 0, 100_000)
+        self.max_seq_len = self._spin(form, "Max sequence length", 64, 131072)
+        self.eval_every = self._spin(form, "Validate every (steps)", 0, 100_000)
+        self.checkpoint_every = self._spin(form, "Checkpoint every (steps)", 0, 100_000)
+        self.seed = self._spin(form, "Seed", 0, 2**31 - 1)
+        self.mask_box = QCheckBox("No loss on what the loop wrote (passages, notes)", form_host)
+        form.addRow("Mask", self.mask_box)
+        self.four_bit = QCheckBox("4-bit base weights (GPU only)", form_host)
+        form.addRow("QLoRA", self.four_bit)
+        self.engine_combo = QComboBox(form_host)
+        for engine in ("auto", "torch", "unsloth"):
+            self.engine_combo.addItem(engine, engine)
+        form.addRow("Engine", self.engine_combo)
+        exports = QWidget(form_host)
+        erow = QHBoxLayout(exports)
+        erow.setContentsMargins(0, 0, 0, 0)
+        self.export_boxes: dict[str, QCheckBox] = {}
+        for kind in EXPORTS:
+            box = QCheckBox(kind, exports)
+            self.export_boxes[kind] = box
+            erow.addWidget(box)
+        form.addRow("Exports", exports)
+        self.tracking_combo = QComboBox(form_host)
+        for kind in ("none", "tensorboard", "mlflow"):
+            self.tracking_combo.addItem(kind, kind)
+        form.addRow("Tracking", self.tracking_combo)
+        scroll = QScrollArea(left)
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(form_host)
+        lcol.addWidget(scroll, 1)
+
+        self.gpu_label = QLabel("", left)
+        self.gpu_label.setObjectName("hint")
+        self.gpu_label.setWordWrap(True)
+        self.gpu_button = QPushButton("Set up GPU environment", left)
+        self.gpu_button.clicked.connect(self.setup_gpu)
+        self.gpu_button.hide()
+        lcol.addWidget(self.gpu_label)
+        lcol.addWidget(self.gpu_button)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start training", left)
+        self.start_button.setObjectName("primary")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel", left)
+        self.cancel_button.setToolTip("Write a checkpoint and stop; Resume continues")
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        lcol.addLayout(buttons)
+
+        right = QWidget(split)
+        rcol = QVBoxLayout(right)
+        rcol.setContentsMargins(6, 12, 12, 12)
+        self.banner = ErrorBanner(right)
+        rcol.addWidget(self.banner)
+        self.status_label = QLabel("No run yet.", right)
+        self.status_label.setObjectName("sectionTitle")
+        rcol.addWidget(self.status_label)
+        self.progress = QProgressBar(right)
+        self.progress.setTextVisible(True)
+        rcol.addWidget(self.progress)
+        self.chart = LossChart(right)
+        rcol.addWidget(self.chart, 3)
+        self.log_view = QPlainTextEdit(right)
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(2000)
+        self.log_view.setPlaceholderText("What the training process says")
+        rcol.addWidget(self.log_view, 2)
+        history_title = QLabel("Runs", right)
+        history_title.setObjectName("sectionTitle")
+        rcol.addWidget(history_title)
+        self.history = QTableWidget(0, len(HISTORY_COLUMNS), right)
+        self.history.setHorizontalHeaderLabels(HISTORY_COLUMNS)
+        self.history.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.history.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.history.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.history.verticalHeader().hide()
+        self.history.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.history.itemSelectionChanged.connect(self._on_history_selected)
+        rcol.addWidget(self.history, 2)
+        hrow = QHBoxLayout()
+        self.resume_button = QPushButton("Resume", right)
+        self.resume_button.setToolTip("Continue a cancelled or interrupted run from its checkpoint")
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.delete_run_button = QPushButton("Delete run", right)
+        self.delete_run_button.setObjectName("danger")
+        self.delete_run_button.clicked.connect(self.delete_selected_run)
+        hrow.addStretch(1)
+        hrow.addWidget(self.resume_button)
+        hrow.addWidget(self.delete_run_button)
+        rcol.addLayout(hrow)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        split.setSizes([430, 770])
+
+    def _spin(self, form: QFormLayout, label: str, low: int, high: int) -> QSpinBox:
+        spin = QSpinBox(self)
+        spin.setRange(low, high)
+        form.addRow(label, spin)
+        return spin
+
+    def _double(
+        self, form: QFormLayout, label: str, low: float, high: float, decimals: int, step: float
+    ) -> QDoubleSpinBox:
+        spin = QDoubleSpinBox(self)
+        spin.setRange(low, high)
+        spin.setDecimals(decimals)
+        spin.setSingleStep(step)
+        form.addRow(label, spin)
+        return spin
+
+    # -- the spec <-> the form ------------------------------------------------------
+    def apply_preset(self, name: str) -> None:
+        self.show_spec(TrainSpec().with_preset(name))
+
+    def show_spec(self, spec: TrainSpec) -> None:
+        self.lora_r.setValue(spec.lora_r)
+        self.lora_alpha.setValue(spec.lora_alpha)
+        self.lora_dropout.setValue(spec.lora_dropout)
+        self.learning_rate.setText(f"{spec.learning_rate:g}")
+        self.epochs.setValue(spec.epochs)
+        self.max_steps.setValue(spec.max_steps)
+        self.batch_size.setValue(spec.batch_size)
+        self.grad_accum.setValue(spec.grad_accum)
+        self.warmup.setValue(spec.warmup_steps)
+        self.max_seq_len.setValue(spec.max_seq_len)
+        self.eval_every.setValue(spec.eval_every)
+        self.checkpoint_every.setValue(spec.checkpoint_every)
+        self.seed.setValue(spec.seed)
+        self.mask_box.setChecked(spec.mask_retrieved)
+        self.four_bit.setChecked(spec.load_in_4bit)
+        self.engine_combo.setCurrentIndex(max(0, self.engine_combo.findData(spec.engine)))
+        for kind, box in self.export_boxes.items():
+            box.setChecked(kind in spec.exports)
+        self.tracking_combo.setCurrentIndex(max(0, self.tracking_combo.findData(spec.tracking)))
+
+    def spec(self) -> TrainSpec:
+        """The spec the form describes (checked by the preflight, not here)."""
+        try:
+            rate = float(self.learning_rate.text().strip())
+        except ValueError:
+            rate = float("nan")
+        preset = str(self.preset_combo.currentData() or "cpu-quick")
+        spec = TrainSpec().with_preset(preset)
+        return replace(
+            spec,
+            dataset=str(self.dataset_combo.currentData() or ""),
+            base=str(self.base_combo.currentData() or BUNDLED),
+            lora_r=self.lora_r.value(),
+            lora_alpha=self.lora_alpha.value(),
+            lora_dropout=self.lora_dropout.value(),
+            learning_rate=rate if rate == rate else -1.0,
+            epochs=self.epochs.value(),
+            max_steps=self.max_steps.value(),
+            batch_size=self.batch_size.value(),
+            grad_accum=self.grad_accum.value(),
+            warmup_steps=self.warmup.value(),
+            max_seq_len=self.max_seq_len.value(),
+            eval_every=self.eval_every.value(),
+            checkpoint_every=self.checkpoint_every.value(),
+            seed=self.seed.value(),
+            mask_retrieved=self.mask_box.isChecked(),
+            load_in_4bit=self.four_bit.isChecked(),
+            engine=str(self.engine_combo.currentData()),
+            exports=[k for k, box in self.export_boxes.items() if box.isChecked()],
+            tracking=str(self.tracking_combo.currentData()),
+        )
+
+    # -- lists --------------------------------------------------------------------
+    def refresh(self) -> None:
+        def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
+            from core.dataset.storage import DatasetStore
+            from core.models.registry import ModelRegistry
+            from core.training.gpu_env import gpu_status
+            from core.training.runs import RunStore
+
+            return {
+                "datasets": DatasetStore(self.ws.layout.datasets).names(),
+                "models": [e.name for e in ModelRegistry(self.ws.layout).tuned()],
+                "runs": [r.summary() for r in RunStore(self.ws.layout).runs()],
+                "gpu": gpu_status(self.ws.layout),
+            }
+
+        self.jobs.start(work, "training-lists", latest="lists", on_result=self._got_lists)
+
+    def _got_lists(self, data: dict[str, Any]) -> None:
+        want = self.dataset_combo.currentData()
+        self.dataset_combo.clear()
+        for name in data["datasets"]:
+            self.dataset_combo.addItem(name, name)
+        index = self.dataset_combo.findData(want) if want else 0
+        self.dataset_combo.setCurrentIndex(max(0, index) if data["datasets"] else -1)
+        base = self.base_combo.currentData()
+        self.base_combo.clear()
+        self.base_combo.addItem("SmolLM2-135M (bundled)", BUNDLED)
+        for name in data["models"]:
+            self.base_combo.addItem(f"{name} (tuned)", name)
+        for path in self._other_bases():
+            self.base_combo.addItem(Path(path).name, path)
+        self.base_combo.setCurrentIndex(max(0, self.base_combo.findData(base)))
+        self._fill_history(data["runs"])
+        gpu = data["gpu"]
+        self.gpu_label.setText(gpu.sentence)
+        self.gpu_button.setVisible(gpu.nvidia and not gpu.env_ready)
+
+    def _other_bases(self) -> list[str]:
+        value = self.settings.value("training/bases", [])
+        if isinstance(value, str):
+            return [value] if value else []
+        return [str(v) for v in value] if isinstance(value, list | tuple) else []
+
+    def choose_base(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A Hugging Face model folder")
+        if not folder:
+            return
+        bases = self._other_bases()
+        if folder not in bases:
+            bases.append(folder)
+            self.settings.setValue("training/bases", bases)
+        self.base_combo.addItem(Path(folder).name, folder)
+        self.base_combo.setCurrentIndex(self.base_combo.count() - 1)
+
+    def _fill_history(self, runs: list[dict[str, Any]]) -> None:
+        selected = self.selected_run()
+        self.history.setRowCount(0)
+        for summary in runs:
+            row = self.history.rowCount()
+            self.history.insertRow(row)
+            loss = summary.get("loss")
+            eval_loss = summary.get("eval_loss")
+            cells = [
+                summary["name"],
+                summary["state"],
+                f"{summary.get('step', 0)}/{summary.get('total', 0)}",
+                f"{loss:.3f}" if isinstance(loss, float | int) else "",
+                f"{eval_loss:.3f}" if isinstance(eval_loss, float | int) else "",
+                summary.get("model", ""),
+            ]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(str(text))
+                if col == 0:
+                    item.setData(Qt.ItemDataRole.UserRole, summary)
+                if col == 1 and summary.get("error"):
+                    item.setToolTip(summary["error"])
+                self.history.setItem(row, col, item)
+            if summary["name"] == selected:
+                self.history.selectRow(row)
+        self._update_buttons()
+
+    def selected_run(self) -> str:
+        rows = self.history.selectionModel().selectedRows() if self.history.selectionModel() else []
+        if not rows:
+            return ""
+        item = self.history.item(rows[0].row(), 0)
+        return item.text() if item else ""
+
+    def _selected_summary(self) -> dict[str, Any]:
+        rows = self.history.selectionModel().selectedRows()
+        if not rows:
+            return {}
+        item = self.history.item(rows[0].row(), 0)
+        data = item.data(Qt.ItemDataRole.UserRole) if item else None
+        return data if isinstance(data, dict) else {}
+
+    def _on_history_selected(self) -> None:
+        self._update_buttons()
+        name = self.selected_run()
+        if not name or self.running:
+            return
+        self.show_run(name)
+
+    def show_run(self, name: str) -> None:
+        """Draw a past run's curve and log from its events file."""
+        from core.training.runs import RunStore
+
+        try:
+            run = RunStore(self.ws.layout).get(name)
+        except Exception as exc:
+            self.show_error(str(exc))
+            return
+        self.chart.clear()
+        self.log_view.clear()
+        for event in run.events():
+            self._show_event(event, live=False)
+        summary = run.summary()
+        self.status_label.setText(f"{name}: {summary['state']}")
+
+    # -- running ----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.process is not None
+
+    def _set_running(self, on: bool) -> None:
+        self.start_button.setEnabled(not on)
+        self.cancel_button.setEnabled(on)
+        self.run_state_changed.emit(on)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        summary = self._selected_summary()
+        state = summary.get("state", "")
+        self.resume_button.setEnabled(
+            not self.running
+            and state in ("cancelled", "interrupted", "failed")
+            and bool(summary.get("checkpoint"))
+        )
+        self.delete_run_button.setEnabled(
+            bool(summary) and not (self.running and summary.get("name") == self.run_name)
+        )
+
+    def start(self) -> None:
+        """Check the job (fields, dataset, base, lengths) off the GUI thread, then start."""
+        if self.running:
+            return
+        self.hide_error()
+        spec = self.spec()
+        wanted = self.name_edit.text().strip()
+        self.start_button.setEnabled(False)
+        self.status_label.setText("Checking the job…")
+
+        def work(push: Push, cancel: threading.Event) -> tuple[str, str]:
+            from core.errors import CotragError
+            from core.models.registry import ModelRegistry
+            from core.training.preflight import check_job
+            from core.training.runs import RunStore
+
+            checked = check_job(self.ws.layout, spec)
+            store = RunStore(self.ws.layout)
+            name = wanted or store.unique_name(f"{spec.dataset}-tuned")
+            if ModelRegistry(self.ws.layout).find(name) is not None:
+                raise CotragError(f"A model named {name!r} exists: choose another name.")
+            store.create(name, spec)
+            assert checked.prepared is not None
+            p = checked.prepared
+            note = (
+                f"{len(p.train)} training rows ({p.train_tokens} tokens), "
+                f"{len(p.validation)} validation rows"
+                + (f", {p.too_long} longer than max_seq_len left out" if p.too_long else "")
+            )
+            return name, note
+
+        def failed(message: str) -> None:
+            self.start_button.setEnabled(True)
+            self.status_label.setText("The job cannot start.")
+            self.show_error(message)
+
+        self.jobs.start(
+            work,
+            "training-check",
+            on_result=lambda result: self._launch(result[0], False, result[1]),
+            on_error=failed,
+        )
+
+    def resume_selected(self) -> None:
+        name = self.selected_run()
+        if name and not self.running:
+            self.hide_error()
+            self._launch(name, True, "resuming from the last checkpoint")
+
+    def _launch(self, name: str, resume: bool, note: str) -> None:
+        from core.training.process import worker_command
+        from core.training.runs import RunStore
+
+        run = RunStore(self.ws.layout).get(name)
+        command = worker_command(run, resume=resume, layout=self.ws.layout)
+        self.run_name = name
+        self._final = {}
+        self._cancelled = False
+        self._buffer = ""
+        self._started = time.monotonic()
+        if not resume:
+            self.chart.clear()
+            self.log_view.clear()
+        self.log_view.appendPlainText(f"Run {name}: {note}.")
+        process = QProcess(self)
+        process.setProgram(command[0])
+        process.setArguments(command[1:])
+        process.setStandardErrorFile(str(run.log_file), QProcess.OpenModeFlag.Append)
+        env = process.processEnvironment()
+        if env.isEmpty():
+            from PySide6.QtCore import QProcessEnvironment
+
+            env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        process.setProcessEnvironment(env)
+        process.readyReadStandardOutput.connect(self._read_output)
+        process.finished.connect(self._on_finished)
+        process.errorOccurred.connect(self._on_process_error)
+        self.process = process
+        self._set_running(True)
+        self.status_label.setText(f"{name}: starting…")
+        self.progress.setRange(0, 0)
+        process.start()
+
+    @Slot()
+    def _read_output(self) -> None:
+        if self.process is None:
+            return
+        self._buffer += bytes(self.process.readAllStandardOutput().data()).decode(
+            "utf-8", "replace"
+        )
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            event = parse_line(line)
+            if event is not None:
+                if event["event"] in FINAL:
+                    self._final = event
+                self._show_event(event, live=True)
+
+    def _show_event(self, event: dict[str, Any], *, live: bool) -> None:
+        kind = event.get("event")
+        if kind == "preparing":
+            self.log_view.appendPlainText(str(event.get("message", "")))
+            if live:
+                self.status_label.setText(f"{self.run_name}: {event.get('message', '')}")
+        elif kind == "started":
+            total = int(event.get("total", 0))
+            self.chart.total = total
+            self.log_view.appendPlainText(
+                f"Training on {event.get('device')} ({event.get('engine')}, {event.get('dtype')}, "
+                f"{event.get('threads')} threads): {event.get('rows_train')} rows, {total} steps"
+                + (f", from step {event['start_step']}" if event.get("start_step") else "")
+                + f"; {event.get('trainable_params', 0):,} trainable weights."
+            )
+            if live:
+                self.progress.setRange(0, max(1, total))
+                self.progress.setValue(int(event.get("start_step", 0)))
+        elif kind == "step":
+            step, total = int(event["step"]), int(event.get("total", 0))
+            self.chart.add_step(step, float(event["loss"]), total)
+            if live:
+                self.progress.setRange(0, max(1, total))
+                self.progress.setValue(step)
+                self.status_label.setText(
+                    f"{self.run_name}: step {step}/{total} · loss {event['loss']:.3f} · "
+                    f"{event.get('tokens_per_s', 0):.0f} tokens/s · "
+                    f"ETA {duration(float(event.get('eta_s', 0)))}"
+                )
+        elif kind == "eval":
+            self.chart.add_eval(int(event["step"]), float(event["loss"]))
+            self.log_view.appendPlainText(
+                f"step {event['step']}: validation loss {event['loss']:.3f}"
+            )
+        elif kind == "checkpoint":
+            self.log_view.appendPlainText(f"checkpoint at step {event['step']}")
+        elif kind == "exporting":
+            self.log_view.appendPlainText(
+                f"exporting {event['what']} ({event['index']}/{event['total']})…"
+            )
+            if live:
+                self.status_label.setText(f"{self.run_name}: exporting {event['what']}…")
+        elif kind == "done":
+            metrics = event.get("metrics", {})
+            self.log_view.appendPlainText(
+                f"Done: model {event.get('model')} (final loss {metrics.get('final_loss')}, "
+                f"validation loss {metrics.get('eval_loss')}); files: "
+                + ", ".join(event.get("outputs", {}))
+            )
+        elif kind == "cancelled":
+            self.log_view.appendPlainText(f"Cancelled at step {event.get('step')}.")
+        elif kind == "error":
+            self.log_view.appendPlainText(f"Error: {event.get('message')} {event.get('fix', '')}")
+        elif kind == "log":
+            self.log_view.appendPlainText(str(event.get("message", "")))
+
+    @Slot(int, QProcess.ExitStatus)
+    def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        self._read_output()
+        self._kill_timer.stop()
+        from core.training.process import ProcessOutcome
+        from core.training.runs import RunStore
+
+        crashed = status == QProcess.ExitStatus.CrashExit
+        outcome = ProcessOutcome(
+            exit_code=None if crashed else code,
+            signal=signal.SIGKILL if crashed else None,
+            cancelled=self._cancelled,
+            final=self._final,
+        )
+        run = RunStore(self.ws.layout).get(self.run_name)
+        sentence = outcome.sentence(run.log_file)
+        elapsed = duration(time.monotonic() - self._started)
+        self.status_label.setText(f"{self.run_name}: {outcome.state} after {elapsed}")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if outcome.state == "done" else 0)
+        if outcome.state == "done":
+            self.status_message.emit(sentence)
+            self.models_changed.emit()
+        elif outcome.state == "cancelled":
+            self.status_message.emit(sentence)
+        else:
+            self.show_error(sentence)
+        if self.process is not None:
+            self.process.deleteLater()
+        self.process = None
+        self._set_running(False)
+        self.refresh()
+
+    @Slot(QProcess.ProcessError)
+    def _on_process_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self.show_error(
+                "The training process could not start (cotrag-train-worker is missing): "
+                "reinstall the app with `bash packaging/install.sh`."
+            )
+            if self.process is not None:
+                self.process.deleteLater()
+            self.process = None
+            self._set_running(False)
+
+    def cancel(self) -> None:
+        """Ask the worker for a checkpoint and a clean stop; kill it if it does not come."""
+        if self.process is None:
+            return
+        from core.training.runs import RunStore
+
+        self._cancelled = True
+        with contextlib.suppress(Exception):
+            RunStore(self.ws.layout).get(self.run_name).stop_file.touch()
+        pid = int(self.process.processId() or 0)
+        if pid and os.name == "posix":
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        self.status_label.setText(f"{self.run_name}: cancelling (writing a checkpoint)…")
+        self.cancel_button.setEnabled(False)
+        self._kill_timer.start(CANCEL_GRACE_MS)
+
+    def _kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+    def delete_selected_run(self) -> None:
+        name = self.selected_run()
+        if not name:
+            return
+        if not confirm_destructive(
+            self,
+            "Delete run",
+            f"Delete the run {name!r} with its checkpoints and log? Its tuned model (if "
+            "any) stays.",
+        ):
+            return
+        from core.training.runs import RunStore
+
+        try:
+            RunStore(self.ws.layout).delete(name)
+        except Exception as exc:
+            self.show_error(str(exc))
+            return
+        self.status_message.emit(f"Deleted run {name}.")
+        self.refresh()
+
+    def setup_gpu(self) -> None:
+        self.gpu_button.setEnabled(False)
+
+        def work(push: Push, cancel: threading.Event) -> int:
+            from core.training.gpu_env import setup_gpu_env
+
+            return setup_gpu_env(self.ws.layout, say=push)
+
+        def lines(items: list[object]) -> None:
+            for line in items:
+                self.log_view.appendPlainText(str(line))
+
+        def finished() -> None:
+            self.gpu_button.setEnabled(True)
+            self.refresh()
+
+        self.jobs.start(
+            work,
+            "gpu-setup",
+            on_items=lines,
+            on_result=lambda code: self.status_message.emit(
+                "GPU environment ready." if code == 0 else "GPU set-up failed: see the log."
+            ),
+            on_finished=finished,
+        )
+
+    # -- errors, shutdown ----------------------------------------------------------------
+    def show_error(self, message: str) -> None:
+        self.banner.show_message(message)
+        self.error.emit(message)
+
+    def hide_error(self) -> None:
+        self.banner.hide()
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel a running job (it checkpoints) and wait for it, then stop the list jobs."""
+        if self.process is not None:
+            self.cancel()
+            if not self.process.waitForFinished(int(timeout * 1000)):
+                self.process.kill()
+                self.process.waitForFinished(5000)
+        self.jobs.shutdown()

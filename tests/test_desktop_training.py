@@ -1,0 +1,126 @@
+"""Training and Compare tabs for real: the worker runs through QProcess on the CPU, the
+tuned model lands in the chat's picker, and the compare view pairs the answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from qt_helpers import IGNORED_QT_MESSAGES, settings_in
+from small_docs import tiny_workspace
+
+from core.models.registry import ModelRegistry
+from core.workspace import Workspace
+from desktop.chat_tab import ChatTab
+from desktop.compare_tab import CompareTab
+from desktop.training_tab import TrainingTab
+
+pytestmark = [
+    pytest.mark.model,
+    pytest.mark.qt_log_level_fail("WARNING"),
+    pytest.mark.qt_log_ignore(*IGNORED_QT_MESSAGES),
+]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    workspace = tiny_workspace(tmp_path_factory.mktemp("gui-train"))
+    assert isinstance(workspace, Workspace)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type: ignore[no-untyped-def]
+    widget = TrainingTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(widget)
+    widget.resize(1300, 820)
+    widget.show()
+    widget.refresh()
+    qtbot.waitUntil(lambda: widget.dataset_combo.count() > 0, timeout=20_000)
+    yield widget
+    widget.shutdown()
+
+
+def small(tab: TrainingTab, name: str, steps: int) -> None:
+    tab.name_edit.setText(name)
+    tab.max_steps.setValue(steps)
+    tab.batch_size.setValue(2)
+    tab.eval_every.setValue(0)
+    tab.checkpoint_every.setValue(2)
+    tab.learning_rate.setText("2e-3")
+    for kind, box in tab.export_boxes.items():
+        box.setChecked(kind == "lora")
+
+
+def test_the_form_holds_the_spec_and_a_bad_value_is_a_sentence(qtbot, tab: TrainingTab) -> None:  # type: ignore[no-untyped-def]
+    tab.preset_combo.setCurrentIndex(tab.preset_combo.findData("cpu-full"))
+    spec = tab.spec()
+    assert spec.dataset == "tiny" and spec.base == "default"
+    assert spec.epochs == 2.0 and spec.lora_r == 32 and "q4_k_m" in spec.exports
+    tab.learning_rate.setText("fast")
+    tab.start()
+    qtbot.waitUntil(lambda: tab.banner.isVisible(), timeout=30_000)
+    assert "learning_rate" in tab.banner.text()
+    assert not tab.running and tab.start_button.isEnabled()
+
+
+def test_a_run_trains_cancels_resumes_and_its_model_reaches_the_chat(  # type: ignore[no-untyped-def]
+    qtbot, tab: TrainingTab, ws: Workspace, tmp_path: Path
+) -> None:
+    small(tab, "gui-run", 6)
+    tab.start()
+    qtbot.waitUntil(lambda: tab.running, timeout=60_000)
+    qtbot.waitUntil(lambda: len(tab.chart.train) >= 2, timeout=300_000)
+    tab.cancel()
+    qtbot.waitUntil(lambda: not tab.running, timeout=120_000)
+    assert "cancelled" in tab.status_label.text()
+    qtbot.waitUntil(lambda: tab.history.rowCount() >= 1, timeout=20_000)
+    row = next(
+        r for r in range(tab.history.rowCount()) if tab.history.item(r, 0).text() == "gui-run"
+    )
+    assert tab.history.item(row, 1).text() == "cancelled"
+    tab.history.selectRow(row)
+    assert tab.resume_button.isEnabled()
+    steps_before = len(tab.chart.train)
+    with qtbot.waitSignal(tab.models_changed, timeout=400_000):
+        tab.resume_selected()
+    assert "done" in tab.status_label.text()
+    assert len(tab.chart.train) >= steps_before
+    assert tab.chart.train[-1][0] == 6
+    assert ModelRegistry(ws.layout).find("gui-run") is not None
+
+    chat = ChatTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(chat)
+    assert chat.model_combo.findData("gui-run") >= 0
+
+    compare = CompareTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(compare)
+    compare.resize(1300, 820)
+    compare.show()
+    compare.set_knowledge_bases(["docs"], "docs")
+    compare.refresh()
+    compare.b_combo.setCurrentIndex(compare.b_combo.findData("gui-run"))
+    compare.mode_combo.setCurrentIndex(compare.mode_combo.findData("rag"))
+    compare.question.setText("When does the backup service run?")
+    compare.ask_both()
+    qtbot.waitUntil(lambda: not compare.running, timeout=300_000)
+    assert compare.trace_a.blocks and compare.trace_b.blocks
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(
+        json.dumps({"question": "When does the backup service run?", "answers": ["02:00"]})
+        + "\n"
+        + json.dumps({"question": "Which port does the proxy listen on?", "answers": ["8443"]})
+        + "\n",
+        "utf-8",
+    )
+    compare.set_qa_file(str(qa))
+    compare.run_comparison()
+    qtbot.waitUntil(lambda: not compare.running, timeout=300_000)
+    assert compare.result["table"]["questions"] == 2
+    assert compare.per_question.rowCount() == 2
+    assert "McNemar" in compare.paired_label.text()
+    compare.shutdown()
+    chat.shutdown()
