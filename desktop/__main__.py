@@ -60,6 +60,13 @@ def _install_excepthook() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--train-worker"]:
+        # The frozen app has no `python -m` and no separate worker script: it runs the
+        # training worker itself (core.training.process builds this command line).
+        from core.training.worker import main as worker_main
+
+        return worker_main(argv[1:])
     args = parse_args(argv)
     if args.screenshots:
         # Rendering to files needs no screen; this also works on a headless machine.

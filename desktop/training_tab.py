@@ -157,6 +157,8 @@ class TrainingTab(QWidget):
         form.addRow("Mask", self.mask_box)
         self.four_bit = QCheckBox("4-bit base weights (GPU only)", form_host)
         form.addRow("QLoRA", self.four_bit)
+        self.checkpointing = QCheckBox("Recompute activations (less memory, slower)", form_host)
+        form.addRow("Memory", self.checkpointing)
         self.engine_combo = QComboBox(form_host)
         for engine in ("auto", "torch", "unsloth"):
             self.engine_combo.addItem(engine, engine)
@@ -281,6 +283,7 @@ class TrainingTab(QWidget):
         self.seed.setValue(spec.seed)
         self.mask_box.setChecked(spec.mask_retrieved)
         self.four_bit.setChecked(spec.load_in_4bit)
+        self.checkpointing.setChecked(spec.gradient_checkpointing)
         self.engine_combo.setCurrentIndex(max(0, self.engine_combo.findData(spec.engine)))
         for kind, box in self.export_boxes.items():
             box.setChecked(kind in spec.exports)
@@ -313,6 +316,7 @@ class TrainingTab(QWidget):
             seed=self.seed.value(),
             mask_retrieved=self.mask_box.isChecked(),
             load_in_4bit=self.four_bit.isChecked(),
+            gradient_checkpointing=self.checkpointing.isChecked(),
             engine=str(self.engine_combo.currentData()),
             exports=[k for k, box in self.export_boxes.items() if box.isChecked()],
             tracking=str(self.tracking_combo.currentData()),
@@ -670,7 +674,9 @@ class TrainingTab(QWidget):
         with contextlib.suppress(Exception):
             RunStore(self.ws.layout).get(self.run_name).stop_file.touch()
         pid = int(self.process.processId() or 0)
-        if pid and os.name == "posix":
+        from core.training.process import DISTRIBUTED
+
+        if pid and os.name == "posix" and DISTRIBUTED not in self.process.arguments():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGINT)
         self.status_label.setText(f"{self.run_name}: cancelling (writing a checkpoint)…")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,27 @@ def test_a_killed_worker_leaves_its_checkpoint_and_says_interrupted(ws: Workspac
     assert state["step"] >= 2
     assert not list(run.checkpoints.glob(".*.part"))
     assert ModelRegistry(ws.layout).find("killed") is None
+
+
+def test_two_processes_train_as_one(ws: Workspace) -> None:
+    """Data parallel (two CPU processes, gloo): the same steps as one process."""
+    spec = tiny_spec(max_steps=3, batch_size=4, checkpoint_every=0, threads=1)
+    single: list[float] = []
+    outcome = start(ws, "one-process", spec).wait(
+        lambda e: single.append(e["loss"]) if e["event"] == "step" else None
+    )
+    assert outcome.state == "done"
+    proc = start(ws, "two-processes", replace(spec, processes=2))
+    assert "torch.distributed.run" in proc.command
+    events: list[dict[str, Any]] = []
+    outcome = proc.wait(events.append)
+    assert outcome.state == "done", proc.run.log_file.read_text()[-3000:]
+    assert next(e for e in events if e["event"] == "started")["processes"] == 2
+    double = [e["loss"] for e in events if e["event"] == "step"]
+    assert len(double) == len(single) == 3
+    # Float sums in another order: equal to 1e-3 relative over three steps.
+    for a, b in zip(single, double, strict=True):
+        assert abs(a - b) <= 1e-3 * abs(a), (single, double)
 
 
 def test_the_cli_lists_runs_and_models(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:

@@ -120,7 +120,12 @@ _COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["--train-worker"]:  # the frozen build's training worker
+        from core.training.worker import main as worker_main
+
+        return worker_main(given[1:])
+    args = build_parser().parse_args(given)
     from core.workspace import Workspace, setup_logging
 
     try:

@@ -28,6 +28,7 @@ from core.training.spec import TrainSpec
 WORKER_SCRIPT = "cotrag-train-worker"
 FROZEN_FLAG = "--train-worker"
 GPU_ENV = "unsloth"
+DISTRIBUTED = "torch.distributed.run"
 
 
 def gpu_env(layout: DataLayout) -> Path:
@@ -44,10 +45,52 @@ def gpu_env_ready(layout: DataLayout) -> bool:
     return (env / "READY").is_file() and _env_bin(env, WORKER_SCRIPT).exists()
 
 
+def processes_for(spec: TrainSpec | None) -> int:
+    """How many data-parallel processes a run gets: the spec's, else one per visible GPU."""
+    if spec is not None and spec.processes:
+        return spec.processes
+    return max(1, _gpu_count())
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except ImportError:  # pragma: no cover
+        return 0
+
+
 def worker_command(
     run: Run, *, resume: bool = False, layout: DataLayout | None = None
 ) -> list[str]:
-    """The worker's command line for this run."""
+    """The worker's command line for this run (under ``torch.distributed.run`` when the run
+    has several processes)."""
+    single = _single_command(run, resume=resume, layout=layout)
+    try:
+        spec: TrainSpec | None = run.spec()
+    except CotragError:
+        spec = None
+    n = processes_for(spec)
+    if n <= 1:
+        return single
+    python = sys.executable
+    if single[0].endswith(WORKER_SCRIPT) and Path(single[0]).parent != Path(sys.executable).parent:
+        python = str(Path(single[0]).parent / "python")  # the GPU environment's own torch
+    return [
+        python,
+        "-m",
+        DISTRIBUTED,
+        "--standalone",
+        f"--nproc-per-node={n}",
+        "--no-python",
+        *single,
+    ]
+
+
+def _single_command(
+    run: Run, *, resume: bool = False, layout: DataLayout | None = None
+) -> list[str]:
     extra = ["--resume"] if resume else []
     spec: TrainSpec | None = None
     try:
@@ -147,6 +190,8 @@ class TrainProcess:
         self.run.stop_file.touch()
         if self.proc is None or self.proc.poll() is not None:
             return
+        if DISTRIBUTED in self.command:
+            return  # the launcher would tear its processes down: the STOP file is enough
         with contextlib.suppress(OSError):
             self.proc.send_signal(signal.SIGINT)
 

@@ -73,7 +73,12 @@ class TrainSpec:
     """``auto``: unsloth when CUDA and its environment are present, else torch + peft."""
     dtype: str = "auto"
     threads: int = 0
-    """CPU threads (0 = the physical cores)."""
+    """CPU threads per process (0 = the physical cores, shared by the processes)."""
+    processes: int = 0
+    """Data-parallel processes (0 = one per GPU when there are several, else one)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: far less memory for long rows, about a
+    third more compute."""
     group_by_length: bool = True
     """Batch rows of similar length together (less padding, same masks)."""
     exports: list[str] = field(default_factory=lambda: ["lora", "q8_0"])
@@ -175,6 +180,10 @@ class TrainSpec:
         need(self.engine in ENGINES, f"engine is {self.engine!r}: use one of {', '.join(ENGINES)}.")
         need(self.dtype in DTYPES, f"dtype is {self.dtype!r}: use one of {', '.join(DTYPES)}.")
         need(self.threads >= 0, f"threads is {self.threads}: use 0 (automatic) or more.")
+        need(
+            0 <= self.processes <= 64,
+            f"processes is {self.processes}: use 0 (one per GPU) up to 64.",
+        )
         bad = [e for e in self.exports if e not in EXPORTS]
         need(not bad, f"exports has {', '.join(bad)}: use any of {', '.join(EXPORTS)}.")
         need(

@@ -144,8 +144,10 @@ def load_model(spec: TrainSpec, hf_dir: Path, emit: Emit) -> Loaded:
     device = "cuda" if engine == "unsloth" else pick_device()
     dtype = pick_dtype(spec, device)
     from core.llm.llamacpp import physical_cores
+    from core.training.distributed import Group
 
-    threads = spec.threads or physical_cores()
+    # Processes of one CPU run share the cores.
+    threads = spec.threads or max(1, physical_cores() // Group.from_env().world)
     torch.set_num_threads(threads)
     torch.manual_seed(spec.seed)
     random.seed(spec.seed)
@@ -178,6 +180,10 @@ def load_model(spec: TrainSpec, hf_dir: Path, emit: Emit) -> Loaded:
                 bias="none",
             )
             model = get_peft_model(model, config)
+    if spec.gradient_checkpointing and engine == "torch":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -268,9 +274,9 @@ def evaluate_loss(loaded: Loaded, rows: list[Encoded], spec: TrainSpec) -> float
     total, count = 0.0, 0
     pad = int(loaded.tokenizer.pad_token_id)
     order = sorted(range(min(len(rows), EVAL_ROWS)), key=lambda i: len(rows[i]))
+    groups = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
     with torch.no_grad():
-        for i in range(0, len(order), spec.batch_size):
-            batch = collate([rows[j] for j in order[i : i + spec.batch_size]], pad)
+        for batch in forward_batches(rows, groups, pad, loaded.device):
             with autocast(loaded.device, loaded.dtype):
                 loss, n = batch_loss(model, batch, loaded.device)
             total += float(loss.item())
@@ -354,6 +360,22 @@ def load_checkpoint(path: Path, loaded: Loaded, optimizer: Any) -> dict[str, Any
     return state
 
 
+def forward_batches(
+    rows: list[Encoded], micro: list[list[int]], pad: int, device: str
+) -> list[Batch]:
+    """The forward passes of one optimizer step.
+
+    On the CPU every row is its own forward pass: no padding at all, and without an
+    attention mask PyTorch's fused causal attention keeps memory linear in the length
+    (four padded rows of 1,700 tokens need over 14 GB; one at a time, 7 GB) and it is
+    faster too (measured: 251 vs 224 tokens/s at 700 tokens). On a GPU rows are
+    batched as the spec says (padded to the longest of the batch).
+    """
+    if device == "cpu":
+        return [collate([rows[i]], pad) for indices in micro for i in indices]
+    return [collate([rows[i] for i in indices], pad) for indices in micro]
+
+
 # -- the loop --------------------------------------------------------------------------
 @dataclass
 class Job:
@@ -364,15 +386,19 @@ class Job:
     emit: Emit
     should_stop: Callable[[], bool]
     resume: bool = False
+    group: Any = None
+    """A :class:`core.training.distributed.Group` (None: one process)."""
 
 
 def train(job: Job) -> Outcome:
     import torch
 
     from core.training.data import dataset_rows, prepare
+    from core.training.distributed import Group
     from core.training.preflight import check_job
 
     spec, emit = job.spec, job.emit
+    group = job.group or Group()
     if not job.base.ready:
         emit(
             "preparing",
@@ -382,6 +408,7 @@ def train(job: Job) -> Outcome:
     hf_dir = ensure_hf(job.base)
     emit("preparing", stage="model", message="Loading the model…")
     loaded = load_model(spec, hf_dir, emit)
+    group.start(loaded.device)
     emit("preparing", stage="tokenizing", message="Tokenizing the dataset…")
     checked = check_job(job.layout, spec, tokenizer=loaded.tokenizer, lengths=False)
     prepared = prepare(dataset_rows(checked.dataset, spec), loaded.tokenizer, spec)
@@ -392,6 +419,7 @@ def train(job: Job) -> Outcome:
     total = total_steps(len(rows), spec)
     model = loaded.model
     trainable = [p for p in model.parameters() if p.requires_grad]
+    group.broadcast(trainable)
     optimizer = torch.optim.AdamW(trainable, lr=spec.learning_rate, weight_decay=spec.weight_decay)
     step, micro = 0, 0
     checkpoint = job.run.latest_checkpoint() if job.resume else None
@@ -412,6 +440,7 @@ def train(job: Job) -> Outcome:
         trained_tokens=sum(r.trained_tokens for r in rows),
         total=total,
         start_step=step,
+        processes=group.world,
         trainable_params=loaded.trainable,
         total_params=loaded.total_params,
         resumed_from=str(checkpoint or ""),
@@ -426,14 +455,24 @@ def train(job: Job) -> Outcome:
     step_times: list[float] = []
     last_saved = step if checkpoint is not None else -1
     while step < total:
-        if job.should_stop():
+        if group.agree(job.should_stop()):
             outcome.state = "cancelled"
             break
         t0 = time.perf_counter()
-        group = [next(stream) for _ in range(spec.grad_accum)]
-        micro = group[-1][0] + 1
-        batches = [collate([rows[i] for i in idx], pad) for _, idx in group]
-        n_trained = sum(b.trained_tokens for b in batches)
+        group_rows = [next(stream) for _ in range(spec.grad_accum)]
+        micro = group_rows[-1][0] + 1
+        flat = [i for _, idx in group_rows for i in idx]
+        mine = group.share(flat)
+        if loaded.device == "cpu":
+            batches = forward_batches(rows, [mine], pad, loaded.device)
+        else:
+            size = spec.batch_size
+            batches = forward_batches(
+                rows, [mine[j : j + size] for j in range(0, len(mine), size)], pad, loaded.device
+            )
+        # Every process divides by the whole step's trained tokens (the loss shifts by one:
+        # a row's first label is never predicted).
+        n_trained = sum(rows[i].trained_tokens - (rows[i].labels[0] != IGNORE) for i in flat)
         for g in optimizer.param_groups:
             g["lr"] = spec.learning_rate * lr_factor(spec, step, total)
         loss_sum = 0.0
@@ -442,6 +481,7 @@ def train(job: Job) -> Outcome:
                 loss, _ = batch_loss(model, batch, loaded.device)
             (loss / max(1, n_trained)).backward()
             loss_sum += float(loss.item())
+        group.sum_gradients(trainable)
         if spec.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(trainable, spec.max_grad_norm)
         optimizer.step()
@@ -449,7 +489,8 @@ def train(job: Job) -> Outcome:
         step += 1
         dt = time.perf_counter() - t0
         step_times.append(dt)
-        tokens = sum(b.tokens for b in batches)
+        loss_sum, tokens_f = group.sum([loss_sum, float(sum(b.tokens for b in batches))])
+        tokens = int(tokens_f)
         outcome.tokens += tokens
         mean_loss = loss_sum / max(1, n_trained)
         outcome.losses.append(mean_loss)
@@ -468,13 +509,18 @@ def train(job: Job) -> Outcome:
             seconds=round(dt, 3),
         )
         tracker.log({"train/loss": mean_loss, "train/lr": optimizer.param_groups[0]["lr"]}, step)
-        if spec.eval_every and step % spec.eval_every == 0 and step < total:
+        if group.main and spec.eval_every and step % spec.eval_every == 0 and step < total:
             eval_loss = evaluate_loss(loaded, prepared.validation, spec)
             if eval_loss is not None:
                 outcome.eval_loss = eval_loss
                 emit("eval", step=step, loss=round(eval_loss, 5))
                 tracker.log({"eval/loss": eval_loss}, step)
-        if spec.checkpoint_every and step % spec.checkpoint_every == 0 and step < total:
+        if (
+            group.main
+            and spec.checkpoint_every
+            and step % spec.checkpoint_every == 0
+            and step < total
+        ):
             path = save_checkpoint(
                 job.run, loaded, optimizer, step, micro, {"spec": spec.to_dict()}
             )
@@ -482,11 +528,12 @@ def train(job: Job) -> Outcome:
             emit("checkpoint", step=step, path=str(path))
     outcome.seconds = time.perf_counter() - started
     outcome.step = step
-    if step != last_saved and step > 0:
+    if group.main and step != last_saved and step > 0:
         path = save_checkpoint(job.run, loaded, optimizer, step, micro, {"spec": spec.to_dict()})
         emit("checkpoint", step=step, path=str(path))
     outcome.checkpoint = job.run.latest_checkpoint()
-    if outcome.state == "done":
+    group.close()
+    if outcome.state == "done" and group.main:
         eval_loss = evaluate_loss(loaded, prepared.validation, spec)
         if eval_loss is not None:
             outcome.eval_loss = eval_loss

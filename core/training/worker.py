@@ -66,8 +66,9 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
         return (
             "oom",
             "Training ran out of memory.",
-            "Lower batch_size (and raise grad_accum to keep the same effective batch), lower "
-            "max_seq_len, or on a GPU turn on load_in_4bit.",
+            "Turn on gradient_checkpointing, lower max_seq_len (longer rows are left out), "
+            "or lower batch_size (raise grad_accum to keep the same effective batch); on a "
+            "GPU turn on load_in_4bit.",
         )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return (
@@ -91,11 +92,18 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
 
 def run(run_dir: Path, resume: bool) -> int:
     from core.paths import DataLayout
+    from core.training.distributed import Group
     from core.training.runs import Run
 
     run = Run(run_dir.name, run_dir)
     # <data dir>/training/<run>: the layout is two levels up.
     layout = DataLayout(run_dir.parent.parent)
+    group = Group.from_env()
+    if not group.main:
+        # The other processes of a data-parallel run say nothing and write nothing.
+        sys.stdout.flush()
+        os.dup2(2, 1)
+        return _train(run, layout, lambda *a, **k: None, lambda: False, resume, group)
     channel = Channel(run.events_file)
     emit = channel.emit
     stop = threading.Event()
@@ -114,7 +122,7 @@ def run(run_dir: Path, resume: bool) -> int:
 
     run.write_state("running", pid=os.getpid(), resume=resume)
     try:
-        return _train(run, layout, emit, should_stop, resume)
+        return _train(run, layout, emit, should_stop, resume, group)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             run.write_state("cancelled")
@@ -127,7 +135,7 @@ def run(run_dir: Path, resume: bool) -> int:
         return EXIT_FAILED
 
 
-def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool) -> int:
+def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool, group: Any) -> int:
     from core.models.registry import ModelRegistry
     from core.training.base_models import resolve_base
     from core.training.data import dataset_hash
@@ -138,8 +146,10 @@ def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool) -> 
     spec = run.spec()
     checked = check_job(layout, spec, lengths=False)
     base = resolve_base(spec.base, layout)
-    job = Job(run, spec, layout, base, emit, should_stop, resume=resume)
+    job = Job(run, spec, layout, base, emit, should_stop, resume=resume, group=group)
     outcome = train(job)
+    if not group.main:
+        return EXIT_CANCELLED if outcome.state == "cancelled" else EXIT_DONE
     if outcome.state == "cancelled":
         checkpoint = str(outcome.checkpoint or "")
         run.write_state("cancelled", step=outcome.step, checkpoint=checkpoint)
