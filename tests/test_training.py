@@ -282,6 +282,26 @@ def test_the_cli_lists_runs_and_models(ws: Workspace, capsys: pytest.CaptureFixt
     from core.cli import main
 
     root = str(ws.layout.root)
+    code = main(
+        [
+            "--data-dir",
+            root,
+            "train",
+            "--dataset",
+            "tiny",
+            "--name",
+            "by-cli",
+            "--set",
+            "max_steps=2",
+            "--set",
+            "batch_size=2",
+            "--set",
+            "exports=lora",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Done: the tuned model is by-cli" in err and "cotrag ask --model by-cli" in err
     assert main(["--data-dir", root, "train", "list"]) == 0
     out = capsys.readouterr().out
     assert "full" in out and "done" in out
