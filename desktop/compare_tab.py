@@ -230,17 +230,22 @@ class CompareTab(QWidget):
         return self._job is not None
 
     def set_model_busy(self, busy: bool) -> None:
+        """Another tab is using the model: one stream at a time."""
         self._model_busy = busy
-        self._set_running(self.running)
+        self._update_buttons()
 
     def _set_running(self, on: bool) -> None:
+        self._update_buttons()
+        self.run_state_changed.emit(on)
+
+    def _update_buttons(self) -> None:
+        on = self.running
         idle = not on and not self._model_busy
         self.ask_button.setEnabled(idle)
         self.run_button.setEnabled(idle)
         self.cancel_button.setEnabled(on)
         for w in (self.kb_combo, self.a_combo, self.b_combo, self.mode_combo):
             w.setEnabled(not on)
-        self.run_state_changed.emit(on)
 
     def _sides(self) -> tuple[Any, Any] | None:
         from core.comparison import Side

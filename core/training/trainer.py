@@ -454,6 +454,12 @@ def train(job: Job) -> Outcome:
     started = time.perf_counter()
     step_times: list[float] = []
     last_saved = step if checkpoint is not None else -1
+    if group.main and spec.eval_every and step == 0:
+        # Where the curve starts: the base model's validation loss.
+        eval_loss = evaluate_loss(loaded, prepared.validation, spec)
+        if eval_loss is not None:
+            emit("eval", step=0, loss=round(eval_loss, 5))
+            tracker.log({"eval/loss": eval_loss}, 0)
     while step < total:
         if group.agree(job.should_stop()):
             outcome.state = "cancelled"
