@@ -66,6 +66,10 @@ def duration(seconds: float) -> str:
     return f"{seconds} s"
 
 
+def _num(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float | int) else "–"
+
+
 class TrainingTab(QWidget):
     status_message = Signal(str)
     error = Signal(str)
@@ -153,11 +157,16 @@ class TrainingTab(QWidget):
         self.eval_every = self._spin(form, "Validate every (steps)", 0, 100_000)
         self.checkpoint_every = self._spin(form, "Checkpoint every (steps)", 0, 100_000)
         self.seed = self._spin(form, "Seed", 0, 2**31 - 1)
-        self.mask_box = QCheckBox("No loss on what the loop wrote (passages, notes)", form_host)
+        self.mask_box = QCheckBox("No loss on passages and notes", form_host)
+        self.mask_box.setToolTip(
+            "Train only on what the model wrote: never on the retrieved passages, the loop's "
+            "notes or the tags it closed"
+        )
         form.addRow("Mask", self.mask_box)
         self.four_bit = QCheckBox("4-bit base weights (GPU only)", form_host)
         form.addRow("QLoRA", self.four_bit)
-        self.checkpointing = QCheckBox("Recompute activations (less memory, slower)", form_host)
+        self.checkpointing = QCheckBox("Gradient checkpointing", form_host)
+        self.checkpointing.setToolTip("Far less memory for long rows, about a third slower")
         form.addRow("Memory", self.checkpointing)
         self.engine_combo = QComboBox(form_host)
         for engine in ("auto", "torch", "unsloth"):
@@ -172,12 +181,17 @@ class TrainingTab(QWidget):
             self.export_boxes[kind] = box
             erow.addWidget(box)
         form.addRow("Exports", exports)
+        exports.setToolTip(
+            "lora: the adapter as a GGUF LoRA; merged: the merged Hugging Face folder; f16, "
+            "q8_0, q4_k_m: merged GGUF files for llama.cpp"
+        )
         self.tracking_combo = QComboBox(form_host)
         for kind in ("none", "tensorboard", "mlflow"):
             self.tracking_combo.addItem(kind, kind)
         form.addRow("Tracking", self.tracking_combo)
         scroll = QScrollArea(left)
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(form_host)
         lcol.addWidget(scroll, 1)
 
@@ -608,8 +622,8 @@ class TrainingTab(QWidget):
         elif kind == "done":
             metrics = event.get("metrics", {})
             self.log_view.appendPlainText(
-                f"Done: model {event.get('model')} (final loss {metrics.get('final_loss')}, "
-                f"validation loss {metrics.get('eval_loss')}); files: "
+                f"Done: model {event.get('model')} (final loss {_num(metrics.get('final_loss'))}, "
+                f"validation loss {_num(metrics.get('eval_loss'))}); files: "
                 + ", ".join(event.get("outputs", {}))
             )
         elif kind == "cancelled":
