@@ -595,6 +595,7 @@ class TrainingTab(QWidget):
             if live:
                 self.progress.setRange(0, max(1, total))
                 self.progress.setValue(int(event.get("start_step", 0)))
+                self.refresh()  # the run shows in the history as running
         elif kind == "step":
             step, total = int(event["step"]), int(event.get("total", 0))
             self.chart.add_step(step, float(event["loss"]), total)
