@@ -10,7 +10,9 @@
 2. Train with the preset (cpu-quick by default) through the real worker process.
    (--model NAME skips training and compares an existing tuned model.)
 3. On the QA file: base loop (first search seeded with the question, as untuned models
-   run), tuned loop (the tuned model writes its own queries), base rag. Greedy decoding.
+   run), tuned loop (the tuned model writes its own queries), base rag, and the tuned
+   model with the app-seeded first search (so a loss is traced to the queries or to the
+   vetting and answer). Greedy decoding.
 Prints accuracy, recall@k, rounds, protocol-error rate, s/question for each, and the
 paired tables (tuned loop vs base loop, tuned loop vs base rag) with McNemar's p.
 """
@@ -104,9 +106,19 @@ def main() -> None:
         on_item=progress,
     )
     rag = evaluate(ws.agent(kb), items, mode="rag", kb=kb, model="default")
+    ws.release(None)
+    # Which stage fails: the tuned model again, with the app writing the first search.
+    seeded = evaluate(
+        ws.agent(kb, model=model, first_query="question"), items, mode="loop", kb=kb, model=model
+    )
     print(f"evaluated in {time.perf_counter() - t0:.0f} s")
     base_loop, tuned_loop = loops.reports
-    reports = [("base loop (seeded)", base_loop), ("tuned loop", tuned_loop), ("base rag", rag)]
+    reports = [
+        ("base loop (seeded)", base_loop),
+        ("tuned loop", tuned_loop),
+        ("base rag", rag),
+        ("tuned loop, app-seeded", seeded),
+    ]
     rows = [["", "accuracy", "recall@k", "mean rounds", "protocol-error rate", "s/question"]]
     for label, report in reports:
         s = report.summary
@@ -124,7 +136,10 @@ def main() -> None:
     from core.comparison import Comparison
 
     vs_rag = Comparison(Side(model, "loop"), Side("default", "rag"), kb, [tuned_loop, rag])
-    for title, comparison in (("tuned loop vs base loop", loops), ("tuned loop vs base rag", vs_rag)):
+    for title, comparison in (
+        ("tuned loop vs base loop", loops),
+        ("tuned loop vs base rag", vs_rag),
+    ):
         t = comparison.table
         if title.endswith("base loop"):
             t = {**t, "only_a": t["only_b"], "only_b": t["only_a"]}
@@ -144,6 +159,7 @@ def main() -> None:
                     "model": model,
                     "loops": loops.to_dict(),
                     "rag": rag.to_dict(),
+                    "tuned_seeded": seeded.to_dict(),
                     "tuned_vs_rag": vs_rag.table,
                 },
                 ensure_ascii=False,
@@ -170,9 +186,7 @@ def _train(ws: Any, dataset: str, args: argparse.Namespace) -> str:
     from core.training.runs import RunStore
 
     spec = build_spec(
-        argparse.Namespace(
-            spec=None, preset=args.preset, dataset=dataset, base=None, set=args.set
-        )
+        argparse.Namespace(spec=None, preset=args.preset, dataset=dataset, base=None, set=args.set)
     )
     checked = check_job(ws.layout, spec)
     assert checked.prepared is not None
