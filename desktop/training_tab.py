@@ -8,9 +8,7 @@ parses them. Closing the window cancels a running job (it checkpoints first).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -683,17 +681,13 @@ class TrainingTab(QWidget):
         """Ask the worker for a checkpoint and a clean stop; kill it if it does not come."""
         if self.process is None:
             return
+        from core.training.process import request_stop
         from core.training.runs import RunStore
 
         self._cancelled = True
-        with contextlib.suppress(Exception):
-            RunStore(self.ws.layout).get(self.run_name).stop_file.touch()
-        pid = int(self.process.processId() or 0)
-        from core.training.process import DISTRIBUTED
-
-        if pid and os.name == "posix" and DISTRIBUTED not in self.process.arguments():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGINT)
+        command = [self.process.program(), *self.process.arguments()]
+        run = RunStore(self.ws.layout).get(self.run_name)
+        request_stop(run, int(self.process.processId() or 0), command)
         self.status_label.setText(f"{self.run_name}: cancelling (writing a checkpoint)…")
         self.cancel_button.setEnabled(False)
         self._kill_timer.start(CANCEL_GRACE_MS)

@@ -67,8 +67,13 @@ def check_job(
         from core.training.base_models import load_tokenizer
 
         tokenizer = load_tokenizer(base)
-    prepared = prepare(rows, tokenizer, spec)
-    checked.prepared = prepared
+    checked.prepared = prepare(rows, tokenizer, spec)
+    check_lengths(spec, checked.prepared)
+    return checked
+
+
+def check_lengths(spec: TrainSpec, prepared: Prepared) -> None:
+    """Raise :class:`SpecError` when the rows cannot be trained at ``max_seq_len``."""
     if prepared.longest_prompt >= spec.max_seq_len:
         need = _round_up(prepared.longest_prompt + 64)
         raise SpecError(
@@ -85,7 +90,6 @@ def check_job(
                 f"{prepared.longest_row} tokens); use max_seq_len {need}."
             ]
         )
-    return checked
 
 
 def _round_up(n: int, step: int = 256) -> int:

@@ -13,8 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,11 +65,11 @@ def worker_command(
 ) -> list[str]:
     """The worker's command line for this run (under ``torch.distributed.run`` when the run
     has several processes)."""
-    single = _single_command(run, resume=resume, layout=layout)
     try:
         spec: TrainSpec | None = run.spec()
     except CotragError:
         spec = None
+    single = _single_command(run, spec, resume=resume, layout=layout)
     n = processes_for(spec)
     if n <= 1:
         return single
@@ -89,14 +88,9 @@ def worker_command(
 
 
 def _single_command(
-    run: Run, *, resume: bool = False, layout: DataLayout | None = None
+    run: Run, spec: TrainSpec | None, *, resume: bool, layout: DataLayout | None
 ) -> list[str]:
     extra = ["--resume"] if resume else []
-    spec: TrainSpec | None = None
-    try:
-        spec = run.spec()
-    except CotragError:
-        spec = None
     engine = spec.engine if spec is not None else ""
     if layout is not None and engine in ("auto", "unsloth") and gpu_env_ready(layout):
         return [str(_env_bin(gpu_env(layout), WORKER_SCRIPT)), str(run.folder), *extra]
@@ -184,16 +178,11 @@ class TrainProcess:
                 self.final = event
             yield event
 
-    def cancel(self, grace_s: float = 60.0) -> None:
-        """Ask for a checkpoint and a clean stop; kill only if it does not come."""
+    def cancel(self) -> None:
+        """Ask for a checkpoint and a clean stop (:meth:`kill` if it does not come)."""
         self.cancelled = True
-        self.run.stop_file.touch()
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if DISTRIBUTED in self.command:
-            return  # the launcher would tear its processes down: the STOP file is enough
-        with contextlib.suppress(OSError):
-            self.proc.send_signal(signal.SIGINT)
+        running = self.proc is not None and self.proc.poll() is None
+        request_stop(self.run, self.proc.pid if running and self.proc else 0, self.command)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -214,10 +203,12 @@ class TrainProcess:
         )
 
 
-def wait_until(pred: Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return pred()
+def request_stop(run: Run, pid: int, command: Sequence[str]) -> None:
+    """Ask a running worker for a checkpoint and a clean stop: the run's STOP file (every
+    platform), and SIGINT on POSIX — except under the launcher of a data-parallel run,
+    which would tear its processes down (rank 0 sees the file and tells the others)."""
+    run.stop_file.touch()
+    if pid <= 0 or os.name != "posix" or DISTRIBUTED in command:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGINT)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.paths import DataLayout
-from core.training.base_models import BaseModel, ensure_hf
+from core.training.base_models import ensure_hf
 from core.training.data import (
     Batch,
     Prepared,
@@ -35,6 +35,7 @@ from core.training.data import (
     total_steps,
 )
 from core.training.masking import IGNORE, Encoded
+from core.training.preflight import Checked
 from core.training.runs import Run
 from core.training.spec import TrainSpec
 
@@ -137,7 +138,7 @@ def pick_dtype(spec: TrainSpec, device: str) -> str:
 
 
 # -- loading ---------------------------------------------------------------------------
-def load_model(spec: TrainSpec, hf_dir: Path, emit: Emit) -> Loaded:
+def load_model(spec: TrainSpec, hf_dir: Path) -> Loaded:
     import torch
 
     engine = pick_engine(spec)
@@ -382,7 +383,8 @@ class Job:
     run: Run
     spec: TrainSpec
     layout: DataLayout
-    base: BaseModel
+    checked: Checked
+    """The preflight's result: the dataset, its rows and the base model."""
     emit: Emit
     should_stop: Callable[[], bool]
     resume: bool = False
@@ -393,28 +395,25 @@ class Job:
 def train(job: Job) -> Outcome:
     import torch
 
-    from core.training.data import dataset_rows, prepare
+    from core.training.data import prepare
     from core.training.distributed import Group
-    from core.training.preflight import check_job
+    from core.training.preflight import check_lengths
 
     spec, emit = job.spec, job.emit
     group = job.group or Group()
-    if not job.base.ready:
+    if not job.checked.base.ready:
         emit(
             "preparing",
             stage="base",
-            message=f"Converting {job.base.name} to training weights (once for this model)…",
+            message=f"Converting {job.checked.base.name} to training weights (once for this model)…",
         )
-    hf_dir = ensure_hf(job.base)
+    hf_dir = ensure_hf(job.checked.base)
     emit("preparing", stage="model", message="Loading the model…")
-    loaded = load_model(spec, hf_dir, emit)
+    loaded = load_model(spec, hf_dir)
     group.start(loaded.device)
     emit("preparing", stage="tokenizing", message="Tokenizing the dataset…")
-    checked = check_job(job.layout, spec, tokenizer=loaded.tokenizer, lengths=False)
-    prepared = prepare(dataset_rows(checked.dataset, spec), loaded.tokenizer, spec)
-    if prepared.longest_prompt >= spec.max_seq_len or not prepared.train:
-        # The preflight says it in detail; this is the same check on the same rows.
-        check_job(job.layout, spec, tokenizer=loaded.tokenizer)
+    prepared = prepare(job.checked.rows, loaded.tokenizer, spec)
+    check_lengths(spec, prepared)
     rows = prepared.train
     total = total_steps(len(rows), spec)
     model = loaded.model
@@ -432,7 +431,7 @@ def train(job: Job) -> Outcome:
         device=loaded.device,
         dtype=loaded.dtype,
         threads=loaded.threads,
-        base=job.base.name,
+        base=job.checked.base.name,
         rows_train=len(rows),
         rows_validation=len(prepared.validation),
         dropped_too_long=prepared.too_long,

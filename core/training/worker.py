@@ -137,7 +137,6 @@ def run(run_dir: Path, resume: bool) -> int:
 
 def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool, group: Any) -> int:
     from core.models.registry import ModelRegistry
-    from core.training.base_models import resolve_base
     from core.training.data import dataset_hash
     from core.training.finish import export_model
     from core.training.preflight import check_job
@@ -145,8 +144,8 @@ def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool, gro
 
     spec = run.spec()
     checked = check_job(layout, spec, lengths=False)
-    base = resolve_base(spec.base, layout)
-    job = Job(run, spec, layout, base, emit, should_stop, resume=resume, group=group)
+    base = checked.base
+    job = Job(run, spec, layout, checked, emit, should_stop, resume=resume, group=group)
     outcome = train(job)
     if not group.main:
         return EXIT_CANCELLED if outcome.state == "cancelled" else EXIT_DONE
