@@ -487,16 +487,12 @@ class TrainingTab(QWidget):
         self.status_label.setText("Checking the job…")
 
         def work(push: Push, cancel: threading.Event) -> tuple[str, str]:
-            from core.errors import CotragError
-            from core.models.registry import ModelRegistry
             from core.training.preflight import check_job
             from core.training.runs import RunStore
 
             checked = check_job(self.ws.layout, spec)
             store = RunStore(self.ws.layout)
             name = wanted or store.unique_name(f"{spec.dataset}-tuned")
-            if ModelRegistry(self.ws.layout).find(name) is not None:
-                raise CotragError(f"A model named {name!r} exists: choose another name.")
             store.create(name, spec)
             assert checked.prepared is not None
             p = checked.prepared

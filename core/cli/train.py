@@ -168,10 +168,6 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
         prepared = checked.prepared
         assert prepared is not None
         name = args.name or store.unique_name(f"{spec.dataset}-tuned")
-        from core.models.registry import ModelRegistry
-
-        if ModelRegistry(ws.layout).find(name) is not None:
-            raise CotragError(f"A model named {name!r} exists: choose another --name.")
         run = store.create(name, spec)
         print(
             f"Run {name}: {len(prepared.train)} training rows ({prepared.train_tokens} tokens), "

@@ -110,16 +110,18 @@ class ModelRegistry:
         return ModelEntry("default", "bundled")
 
     def tuned(self) -> list[ModelEntry]:
-        out = []
-        for folder in sorted(self.tuned_root.iterdir()):
-            if not (folder / MODEL_FILE).is_file():
-                continue
-            try:
-                info = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                info = {"damaged": True}
-            out.append(ModelEntry(folder.name, "tuned", folder, info))
-        return out
+        return [
+            self._entry(folder)
+            for folder in sorted(self.tuned_root.iterdir())
+            if (folder / MODEL_FILE).is_file()
+        ]
+
+    def _entry(self, folder: Path) -> ModelEntry:
+        try:
+            info = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {"damaged": True}
+        return ModelEntry(folder.name, "tuned", folder, info)
 
     def list(self) -> list[ModelEntry]:
         return [self.bundled(), *self.tuned()]
@@ -129,9 +131,7 @@ class ModelRegistry:
         if base == "default":
             return self.bundled()
         folder = self.tuned_root / base
-        if not (folder / MODEL_FILE).is_file():
-            return None
-        return next((e for e in self.tuned() if e.name == base), None)
+        return self._entry(folder) if (folder / MODEL_FILE).is_file() else None
 
     def resolve(self, reference: str | None) -> str:
         """The file an engine loads for ``reference`` ('' = the bundled model).

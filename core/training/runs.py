@@ -158,6 +158,7 @@ class Run:
 
 class RunStore:
     def __init__(self, layout: DataLayout) -> None:
+        self.layout = layout
         self.root = layout.root / "training"
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -178,6 +179,9 @@ class RunStore:
                 f"A training run named {name!r} exists: resume it with --resume {name}, "
                 "or choose another name."
             )
+        if self._model_exists(name):
+            # The run's tuned model takes the run's name.
+            raise RunExists(f"A model named {name!r} exists: choose another name.")
         run = Run(name, self.root / name)
         run.folder.mkdir(parents=True, exist_ok=True)
         run.spec_file.write_text(spec.dumps(), encoding="utf-8")
@@ -195,9 +199,14 @@ class RunStore:
     def unique_name(self, stem: str) -> str:
         stem = stem.strip() or "run"
         name, n = stem, 2
-        while self.exists(name) or (self.root.parent / "models" / "tuned" / name).exists():
+        while self.exists(name) or self._model_exists(name):
             name, n = f"{stem}-{n}", n + 1
         return name
+
+    def _model_exists(self, name: str) -> bool:
+        from core.models.registry import ModelRegistry
+
+        return ModelRegistry(self.layout).find(name) is not None
 
     def delete(self, name: str) -> None:
         run = self.get(name)
