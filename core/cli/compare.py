@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,8 +100,7 @@ def cmd_compare(ws: Workspace, args: argparse.Namespace) -> int:
         f"McNemar exact p = {table['mcnemar_p']}"
     )
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), "utf-8")
-        print(f"Full report: {out}", file=sys.stderr)
+        from core.cli.run import write_report
+
+        write_report(Path(args.out), result.to_dict())
     return 0

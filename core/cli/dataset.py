@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.cli.terminal import format_eta, progress_bar
+from core.cli.terminal import confirm, format_eta, progress_bar
 from core.errors import CotragError
 
 if TYPE_CHECKING:
@@ -240,13 +240,8 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
         print(f"{count} examples checked; {len(problems)} problem(s).")
         return 1 if problems else 0
     if command == "delete":
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise CotragError("Deleting needs --yes when not run from a terminal.")
-            reply = input(f"Delete dataset {args.name!r} and its examples? [y/N] ")
-            if reply.strip().lower() not in ("y", "yes"):
-                print("Nothing deleted.")
-                return 1
+        if not args.yes and not confirm(f"Delete dataset {args.name!r} and its examples?"):
+            return 1
         store.delete(args.name)
         print(f"Deleted dataset {args.name!r}.")
         return 0

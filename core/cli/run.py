@@ -162,11 +162,15 @@ def cmd_eval(ws: Workspace, args: argparse.Namespace) -> int:
     summary = report.summary
     print(json.dumps(summary, indent=2))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=2), "utf-8")
-        print(f"Full report: {out}", file=sys.stderr)
+        write_report(Path(args.out), report.to_dict())
     return 0
+
+
+def write_report(out: Path, data: dict[str, Any]) -> None:
+    """The full per-question report of `eval` and `compare` (--out), as JSON."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, ensure_ascii=False, indent=2), "utf-8")
+    print(f"Full report: {out}", file=sys.stderr)
 
 
 # -- config --------------------------------------------------------------------------

@@ -1,9 +1,12 @@
-"""Terminal output for the CLI: tag colours, progress bars, times."""
+"""Terminal output for the CLI: tag colours, progress bars, times, confirmations."""
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import TextIO
+
+from core.errors import CotragError
 
 _COLOURS = {
     "think": "\033[2m",  # dim
@@ -37,6 +40,16 @@ def want_colour(choice: str, stream: TextIO) -> bool:
     if choice == "never" or os.environ.get("NO_COLOR"):
         return False
     return stream.isatty()
+
+
+def confirm(question: str) -> bool:
+    """A y/N question before deleting; without a terminal, deleting needs --yes."""
+    if not sys.stdin.isatty():
+        raise CotragError("Deleting needs --yes when not run from a terminal.")
+    if input(f"{question} [y/N] ").strip().lower() in ("y", "yes"):
+        return True
+    print("Nothing deleted.")
+    return False
 
 
 def progress_bar(done: int, total: int, width: int = 24) -> str:

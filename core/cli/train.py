@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.cli.terminal import ProgressLine
+from core.cli.terminal import ProgressLine, confirm, format_eta
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -117,7 +117,7 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:
         return 0
     if args.action == "delete":
         name = _need_run(args)
-        if not args.yes and not _confirm(f"Delete the run {name!r} and its checkpoints?"):
+        if not args.yes and not confirm(f"Delete the run {name!r} and its checkpoints?"):
             return 1
         store.delete(name)
         print(f"Deleted run {name!r} (its tuned model, if any, is kept).")
@@ -135,13 +135,6 @@ def _need_run(args: argparse.Namespace) -> str:
     if not args.run:
         raise CotragError(f"`cotrag train {args.action}` needs a run name.")
     return str(args.run)
-
-
-def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        print(f"{question} Refusing without --yes (not a terminal).", file=sys.stderr)
-        return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
@@ -202,7 +195,7 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
                 file=sys.stderr,
             )
         elif kind == "step":
-            eta = _duration(float(event.get("eta_s", 0)))
+            eta = format_eta(float(event.get("eta_s", 0)))
             bar.update(
                 int(event["step"]),
                 int(event["total"]),
@@ -236,7 +229,8 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
     if outcome.state == "done":
         metrics = outcome.final.get("metrics", {})
         print(
-            f"{_duration(time.monotonic() - started)}; final loss {metrics.get('final_loss')}, "
+            f"Took {format_eta(time.monotonic() - started)} (min:s); final loss "
+            f"{metrics.get('final_loss')}, "
             f"validation loss {metrics.get('eval_loss')}. Ask it: cotrag ask --model "
             f'{outcome.final.get("model")} "…"',
             file=sys.stderr,
@@ -246,13 +240,6 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
         print(f"Resume with: cotrag train --resume {run.name}", file=sys.stderr)
         return 130
     return 1
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
@@ -290,7 +277,7 @@ def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
         print(json.dumps({"name": entry.name, "kind": entry.kind, **entry.info}, indent=2))
         return 0
     if args.models_command == "delete":
-        if not args.yes and not _confirm(f"Delete the model {args.name!r} and its files?"):
+        if not args.yes and not confirm(f"Delete the model {args.name!r} and its files?"):
             return 1
         registry.delete(args.name)
         print(f"Deleted model {args.name!r}.")
