@@ -36,13 +36,11 @@ DOCS = {
 }
 
 
-def tiny_workspace(root: object, examples: int = 6) -> object:
-    """A workspace with the documents above indexed as ``docs`` and a dataset ``tiny`` of
-    template-question traces (no model needed to make them)."""
+def indexed_workspace(root: object) -> object:
+    """A workspace under ``root`` with the documents above indexed as ``docs`` (chunks of
+    400 characters, no overlap)."""
     from pathlib import Path
 
-    from core.dataset.generate import GenerateSpec
-    from core.dataset.service import generator
     from core.knowledge.indexer import Indexer
     from core.workspace import Workspace
 
@@ -56,9 +54,19 @@ def tiny_workspace(root: object, examples: int = 6) -> object:
     workspace.config.chunking.size = 400
     workspace.config.chunking.overlap = 0
     list(Indexer(kb, workspace.embedder, workspace.config.chunking).run([docs]))
+    return workspace
+
+
+def tiny_workspace(root: object, examples: int = 6) -> object:
+    """:func:`indexed_workspace` plus a dataset ``tiny`` of template-question traces (no
+    model needed to make them)."""
+    from core.dataset.generate import GenerateSpec
+    from core.dataset.service import generator
+
+    workspace = indexed_workspace(root)
     spec = GenerateSpec(
         kb="docs", count=examples, validation_share=0.0, unanswerable_share=0.0, seed=3
     )
-    gen, _, _ = generator(workspace, "tiny", spec, None)
+    gen, _, _ = generator(workspace, "tiny", spec, None)  # type: ignore[arg-type]
     list(gen.run())
     return workspace

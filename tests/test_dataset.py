@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fakes import ScriptedBackend
-from small_docs import DOCS
+from small_docs import DOCS, indexed_workspace
 
 from core.agent import prompts
 from core.agent.loop import Agent
@@ -32,18 +32,8 @@ from core.workspace import Workspace
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    root = tmp_path_factory.mktemp("ds")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text, "utf-8")
-    workspace = Workspace(root / "data")
-    from core.knowledge.indexer import Indexer
-
-    kb = workspace.store.create("docs")
-    workspace.config.chunking.size = 400
-    workspace.config.chunking.overlap = 0
-    list(Indexer(kb, workspace.embedder, workspace.config.chunking).run([docs]))
+    workspace = indexed_workspace(tmp_path_factory.mktemp("ds"))
+    assert isinstance(workspace, Workspace)
     workspace.store.create("empty")
     yield workspace
     workspace.close()
