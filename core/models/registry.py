@@ -33,10 +33,6 @@ PREFERRED = ("q8_0", "f16", "q4_k_m", "lora")
 """The file a bare name runs: the best that was exported."""
 
 
-class ModelInUse(CotragError, RuntimeError):
-    pass
-
-
 @dataclass
 class ModelEntry:
     name: str

@@ -14,7 +14,7 @@ remote runs are parsed the same way. Kinds:
 - ``exporting``: what, index, total
 - ``done``: model, outputs, metrics
 - ``cancelled``: step, checkpoint
-- ``error``: kind, message, fix
+- ``error``: kind (spec, data, base, oom, disk_full, engine, internal), message, fix
 - ``log``: message
 """
 
@@ -37,8 +37,6 @@ KINDS = (
     "log",
 )
 FINAL = ("done", "cancelled", "error")
-
-ERROR_KINDS = ("spec", "data", "base", "oom", "disk_full", "engine", "export", "internal")
 
 
 def format_event(event: str, /, **fields: Any) -> str:

@@ -51,14 +51,6 @@ def convert_dir() -> Path:
     )
 
 
-def installed_version() -> str:
-    """The llama-cpp-python version the conversion code was copied from ('' if unknown)."""
-    try:
-        return (convert_dir() / "VERSION").read_text(encoding="utf-8").strip()
-    except (OSError, ConversionMissing):
-        return ""
-
-
 @contextlib.contextmanager
 def _on_path(folder: Path) -> Iterator[None]:
     sys.path.insert(0, str(folder))

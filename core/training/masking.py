@@ -32,8 +32,6 @@ class Encoded:
     """Tokens before the assistant message (the part that can never be cut)."""
     text: str
     offsets: list[tuple[int, int]]
-    trained_ranges: list[tuple[int, int]]
-    """Absolute character ranges of ``text`` that carry loss."""
 
     @property
     def trained_tokens(self) -> int:
@@ -95,4 +93,4 @@ def encode(
             r += 1
         if r < len(ranges) and ranges[r][0] <= a < ranges[r][1] and b > a:
             labels[i] = ids[i]
-    return Encoded(ids, labels, prompt_tokens, text, offsets, ranges)
+    return Encoded(ids, labels, prompt_tokens, text, offsets)

@@ -27,8 +27,6 @@ from core.errors import CotragError
 from core.paths import DataLayout
 from core.training.spec import TrainSpec
 
-STATES = ("created", "running", "done", "cancelled", "failed", "interrupted")
-
 
 class RunNotFound(CotragError, FileNotFoundError):
     pass

@@ -30,6 +30,7 @@ from core.training.base_models import ensure_hf
 from core.training.data import (
     Batch,
     Prepared,
+    batches_per_epoch,
     collate,
     micro_batches,
     total_steps,
@@ -447,7 +448,7 @@ def train(job: Job) -> Outcome:
     tracker = _tracker(job)
     model.train()
     pad = int(loaded.tokenizer.pad_token_id)
-    per_epoch = max(1, (len(rows) + spec.batch_size - 1) // spec.batch_size)
+    per_epoch = max(1, batches_per_epoch(len(rows), spec))
     outcome = Outcome("done", step, total, loaded=loaded, prepared=prepared)
     stream = micro_batches(rows, spec, start_micro=micro)
     started = time.perf_counter()
