@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -171,13 +172,13 @@ class TrainingTab(QWidget):
             self.engine_combo.addItem(engine, engine)
         form.addRow("Engine", self.engine_combo)
         exports = QWidget(form_host)
-        erow = QHBoxLayout(exports)
-        erow.setContentsMargins(0, 0, 0, 0)
+        egrid = QGridLayout(exports)  # two rows: five boxes do not fit the form's width
+        egrid.setContentsMargins(0, 0, 0, 0)
         self.export_boxes: dict[str, QCheckBox] = {}
-        for kind in EXPORTS:
+        for i, kind in enumerate(EXPORTS):
             box = QCheckBox(kind, exports)
             self.export_boxes[kind] = box
-            erow.addWidget(box)
+            egrid.addWidget(box, i // 3, i % 3)
         form.addRow("Exports", exports)
         exports.setToolTip(
             "lora: the adapter as a GGUF LoRA; merged: the merged Hugging Face folder; f16, "
