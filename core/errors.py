@@ -101,3 +101,43 @@ class VanishedFile(DocumentError, FileNotFoundError):
 
 class DocumentTooLarge(DocumentError):
     """The file is over the loader's size limit; the reason names the limit."""
+
+
+class HubError(CotragError, OSError):
+    """The model hub refused a request or could not be asked; the message says what to do."""
+
+
+class GatedRepo(HubError, PermissionError):
+    """The repository needs its licence accepted on the hub page and a token that may read it."""
+
+
+class HubRepoNotFound(HubError, FileNotFoundError):
+    """No such repository, or a private one the token (if any) may not read."""
+
+
+class HubFileNotFound(HubError, FileNotFoundError):
+    """The repository exists but not the file, or not at that revision."""
+
+
+class HubUnreachable(HubError, ConnectionError):
+    """No answer from the hub: no network, a wrong HF_ENDPOINT, or offline mode."""
+
+
+class DownloadCorrupt(HubError, ValueError):
+    """The downloaded bytes do not match the size or checksum the hub announced."""
+
+
+class DownloadCancelled(CotragError, InterruptedError):
+    """The user paused the download; the partial file is kept so it can resume."""
+
+
+class DiskFull(CotragError, OSError):
+    """Not enough free space for a download; the message names the folder and the amount."""
+
+
+class TokenStoreUnavailable(CotragError, RuntimeError):
+    """No usable OS keyring to keep the hub token in (and it is never written to a file)."""
+
+
+class DownloadBusy(CotragError, RuntimeError):
+    """Another program is writing the same file into the hub cache right now."""
