@@ -29,7 +29,6 @@ from core.agent.events import Finished, RunStats, Token
 from core.conversations import Conversation, ConversationStore
 from core.knowledge.types import Hit
 from core.workspace import Workspace
-from desktop.added_models import ADDED_MODELS_KEY, added_models
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
 from desktop.passage_dialog import PassageDialog
@@ -76,6 +75,8 @@ class ChatTab(QWidget):
     status_message = Signal(str)
     error = Signal(str)
     run_state_changed = Signal(bool)
+    models_added = Signal()
+    """A model file was added from the chat (the Models tab lists it too)."""
 
     def __init__(
         self, workspace: Workspace, settings: QSettings, parent: QWidget | None = None
@@ -221,49 +222,53 @@ class ChatTab(QWidget):
         split.setSizes([220, 900])
 
     # -- models -------------------------------------------------------------------
-    def _added_models(self) -> list[str]:
-        return added_models(self.settings)
-
     def _fill_models(self, select: str | None = None) -> None:
-        self.model_combo.clear()
-        self.model_combo.addItem("SmolLM2-135M (bundled)", "")
+        """The registry's runnable models: bundled, pulled, added, tuned (and the
+        configured model when it is a path the registry does not know)."""
         from core.models.registry import ModelRegistry
 
-        for entry in ModelRegistry(self.ws.layout).tuned():
-            if not entry.variants:
+        self.model_combo.clear()
+        self.model_combo.addItem("SmolLM2-135M (bundled)", "")
+        registry = ModelRegistry(self.ws.layout)
+        for entry in [*registry.library(), *registry.tuned()]:
+            if not entry.present or (entry.kind == "tuned" and not entry.variants):
                 continue
-            self.model_combo.addItem(f"{entry.name} (tuned)", entry.name)
+            label = {"pulled": "hub", "added": entry.format, "tuned": "tuned"}[entry.kind]
+            self.model_combo.addItem(f"{entry.name} ({label})", entry.name)
+            tip = entry.describe()
+            if entry.kind == "tuned":
+                tip += f"; runs {entry.default_variant}"
             self.model_combo.setItemData(
-                self.model_combo.count() - 1,
-                f"{entry.describe()}; runs {entry.default_variant}",
-                Qt.ItemDataRole.ToolTipRole,
+                self.model_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
             )
         configured = self.ws.config.model
-        paths = self._added_models()
-        if configured and configured not in paths:
-            paths.insert(0, configured)
-        for path in paths:
-            self.model_combo.addItem(Path(path).name, path)
+        if configured and self.model_combo.findData(configured) < 0:
+            self.model_combo.addItem(Path(configured).name, configured)
             self.model_combo.setItemData(
-                self.model_combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole
+                self.model_combo.count() - 1, configured, Qt.ItemDataRole.ToolTipRole
             )
         want = select if select is not None else configured
         index = self.model_combo.findData(want) if want else 0
         self.model_combo.setCurrentIndex(max(0, index))
 
     def refresh_models(self) -> None:
-        """Re-read the models (a training run just registered one); keeps the choice."""
+        """Re-read the models (a run or a pull just registered one); keeps the choice."""
         self._fill_models(select=self.model_combo.currentData() or "")
 
     def add_model(self, path: Path) -> None:
+        from core.errors import CotragError
+        from core.models.registry import ModelRegistry
+
         if path.suffix.lower() != ".gguf" or not path.is_file():
             self.show_error(f"{path.name} is not a .gguf model file; choose a GGUF file.")
             return
-        models = self._added_models()
-        if str(path) not in models:
-            models.append(str(path))
-            self.settings.setValue(ADDED_MODELS_KEY, models)
-        self._fill_models(select=str(path))
+        try:
+            entry = ModelRegistry(self.ws.layout).add_local(path)
+        except CotragError as exc:
+            self.show_error(str(exc))
+            return
+        self._fill_models(select=entry.name)
+        self.models_added.emit()
         self.status_message.emit(f"Added model {path.name}.")
 
     @Slot()

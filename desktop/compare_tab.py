@@ -192,13 +192,15 @@ class CompareTab(QWidget):
         from core.dataset.storage import DatasetStore
         from core.models.registry import ModelRegistry
 
-        tuned = [e.name for e in ModelRegistry(self.ws.layout).tuned() if e.variants]
+        registry = ModelRegistry(self.ws.layout)
+        tuned = [(e.name, "tuned") for e in registry.tuned() if e.variants]
+        tuned += [(e.name, e.format) for e in registry.library() if e.present]
         for combo, fallback in ((self.a_combo, 0), (self.b_combo, 1)):
             want = combo.currentData()
             combo.clear()
             combo.addItem("SmolLM2-135M (bundled)", "default")
-            for name in tuned:
-                combo.addItem(f"{name} (tuned)", name)
+            for name, label in tuned:
+                combo.addItem(f"{name} ({label})", name)
             index = combo.findData(want) if want else -1
             if index < 0:
                 index = min(fallback, combo.count() - 1) if tuned else 0

@@ -36,7 +36,6 @@ from PySide6.QtWidgets import (
 
 from core.dataset.candidates import KINDS
 from core.workspace import Workspace
-from desktop.added_models import added_models
 from desktop.bar_chart import BarChart
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
@@ -304,12 +303,22 @@ class DatasetTab(QWidget):
         self._show_endpoint(False)
 
     # -- teachers -----------------------------------------------------------------
+    def refresh_teachers(self) -> None:
+        """Re-read the models that can write questions (one was pulled or added)."""
+        keep = self.teacher_combo.currentData()
+        self._fill_teachers()
+        index = self.teacher_combo.findData(keep)
+        self.teacher_combo.setCurrentIndex(max(0, index))
+
     def _fill_teachers(self) -> None:
         self.teacher_combo.clear()
         self.teacher_combo.addItem("Bundled model (SmolLM2-135M)", "bundled")
         self.teacher_combo.addItem("Templates only (no model)", "none")
-        for path in added_models(self.settings):
-            self.teacher_combo.addItem(Path(str(path)).name, str(path))
+        from core.models.registry import ModelRegistry
+
+        for entry in ModelRegistry(self.ws.layout).library():
+            if entry.present:
+                self.teacher_combo.addItem(f"{entry.name} ({entry.format})", entry.name)
         self.teacher_combo.addItem("OpenAI-compatible endpoint…", "endpoint")
 
     def _show_endpoint(self, on: bool) -> None:

@@ -345,7 +345,11 @@ class TrainingTab(QWidget):
 
             return {
                 "datasets": DatasetStore(self.ws.layout.datasets).names(),
-                "models": [e.name for e in ModelRegistry(self.ws.layout).tuned()],
+                "models": [
+                    e.name
+                    for e in ModelRegistry(self.ws.layout).list()
+                    if e.kind != "bundled" and e.present and (e.merged_dir or e.default_gguf)
+                ],
                 "runs": [r.summary() for r in RunStore(self.ws.layout).runs()],
                 "gpu": gpu_status(self.ws.layout),
             }
@@ -363,7 +367,7 @@ class TrainingTab(QWidget):
         self.base_combo.clear()
         self.base_combo.addItem("SmolLM2-135M (bundled)", BUNDLED)
         for name in data["models"]:
-            self.base_combo.addItem(f"{name} (tuned)", name)
+            self.base_combo.addItem(name, name)
         for path in self._other_bases():
             self.base_combo.addItem(Path(path).name, path)
         self.base_combo.setCurrentIndex(max(0, self.base_combo.findData(base)))

@@ -1,5 +1,5 @@
-"""The main window: Knowledge base, Chat, Dataset, Training and Compare tabs, menus, status
-bar, window state."""
+"""The main window: Knowledge base, Chat, Dataset, Training, Compare and Models tabs, menus,
+status bar, window state."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from desktop.chat_tab import ChatTab
 from desktop.compare_tab import CompareTab
 from desktop.dataset_tab import DatasetTab
 from desktop.kb_tab import KnowledgeTab
+from desktop.models_tab import ModelsTab
 from desktop.settings_dialog import SettingsDialog
 from desktop.style import icon
 from desktop.training_tab import TrainingTab
@@ -51,6 +52,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.training_tab, icon("training"), "Training")
         self.compare_tab = CompareTab(workspace, settings, self)
         self.tabs.addTab(self.compare_tab, icon("compare"), "Compare")
+        self.models_tab = ModelsTab(workspace, settings, self)
+        self.tabs.addTab(self.models_tab, icon("models"), "Models")
         self.setCentralWidget(self.tabs)
 
         self.kb_tab.knowledge_bases_changed.connect(self.chat_tab.set_knowledge_bases)
@@ -68,6 +71,11 @@ class MainWindow(QMainWindow):
             user.run_state_changed.connect(lambda on, u=user: self._on_model_use(u, on))
         self.training_tab.models_changed.connect(self.chat_tab.refresh_models)
         self.training_tab.models_changed.connect(self.compare_tab.refresh)
+        self.training_tab.models_changed.connect(self.models_tab.refresh)
+        self.models_tab.models_changed.connect(self.chat_tab.refresh_models)
+        self.models_tab.models_changed.connect(self.compare_tab.refresh)
+        self.models_tab.models_changed.connect(self.dataset_tab.refresh_teachers)
+        self.chat_tab.models_added.connect(self.models_tab.refresh)
         self.tabs.currentChanged.connect(self._on_tab_changed)
         for tab in (
             self.kb_tab,
@@ -75,6 +83,7 @@ class MainWindow(QMainWindow):
             self.dataset_tab,
             self.training_tab,
             self.compare_tab,
+            self.models_tab,
         ):
             tab.status_message.connect(self.show_status)
             tab.error.connect(self.show_error)
@@ -136,6 +145,8 @@ class MainWindow(QMainWindow):
             self.training_tab.refresh()
         elif widget is self.compare_tab and not self.compare_tab.running:
             self.compare_tab.refresh()
+        elif widget is self.models_tab:
+            self.models_tab.refresh()
 
     def _on_model_use(self, tab: QWidget, on: bool) -> None:
         if on:
@@ -176,6 +187,7 @@ class MainWindow(QMainWindow):
         self.dataset_tab.shutdown()
         self.training_tab.shutdown()
         self.compare_tab.shutdown()
+        self.models_tab.shutdown()
         self.kb_tab.shutdown()
         self._save_state()
         try:

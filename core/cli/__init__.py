@@ -11,8 +11,9 @@ from core import __version__
 from core.cli.compare import add_compare_parser, cmd_compare
 from core.cli.dataset import add_dataset_parser, cmd_dataset
 from core.cli.kb import cmd_index, cmd_kb, cmd_search
+from core.cli.models import add_models_parser, cmd_models
 from core.cli.run import cmd_ask, cmd_config, cmd_eval
-from core.cli.train import add_train_parser, cmd_models, cmd_train
+from core.cli.train import add_train_parser, cmd_train
 from core.errors import CotragError
 
 log = logging.getLogger("cotrag.cli")
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dataset_parser(sub)
     add_train_parser(sub)
+    add_models_parser(sub)
     add_compare_parser(sub)
     sub.add_parser("config", help="print the effective settings")
     return parser

@@ -1,4 +1,4 @@
-"""`cotrag train`, `cotrag models`: fine-tune the generator, and the models that come out."""
+"""`cotrag train`: fine-tune the generator (the models that come out: `cotrag models`)."""
 
 from __future__ import annotations
 
@@ -44,16 +44,6 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue a cancelled or interrupted run")
     p.add_argument("--json", action="store_true", help="print the events as JSON lines")
     p.add_argument("-y", "--yes", action="store_true", help="delete without asking")
-
-    m = sub.add_parser("models", help="the installed models: list, delete")
-    msub = m.add_subparsers(dest="models_command", required=True)
-    q = msub.add_parser("list")
-    q.add_argument("--json", action="store_true")
-    q = msub.add_parser("delete")
-    q.add_argument("name")
-    q.add_argument("-y", "--yes", action="store_true")
-    q = msub.add_parser("show")
-    q.add_argument("name")
 
 
 def _coerce(spec_value: Any, text: str) -> Any:
@@ -240,46 +230,3 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
         print(f"Resume with: cotrag train --resume {run.name}", file=sys.stderr)
         return 130
     return 1
-
-
-def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.errors import CotragError
-    from core.models.registry import ModelRegistry
-
-    registry = ModelRegistry(ws.layout)
-    if args.models_command == "list":
-        entries = registry.list()
-        if args.json:
-            print(
-                json.dumps(
-                    [
-                        {
-                            "name": e.name,
-                            "kind": e.kind,
-                            "variants": {k: str(v) for k, v in e.variants.items()},
-                            "info": e.info,
-                        }
-                        for e in entries
-                    ],
-                    indent=2,
-                )
-            )
-            return 0
-        for e in entries:
-            size = e.size_bytes / 1e6
-            variants = ", ".join(e.variants) or "no GGUF"
-            print(f"{e.name:28} {e.kind:8} {size:8.0f} MB  {variants:28} {e.describe()}")
-        return 0
-    if args.models_command == "show":
-        entry = registry.find(args.name)
-        if entry is None:
-            raise CotragError(f"No model named {args.name!r} (see `cotrag models list`).")
-        print(json.dumps({"name": entry.name, "kind": entry.kind, **entry.info}, indent=2))
-        return 0
-    if args.models_command == "delete":
-        if not args.yes and not confirm(f"Delete the model {args.name!r} and its files?"):
-            return 1
-        registry.delete(args.name)
-        print(f"Deleted model {args.name!r}.")
-        return 0
-    return 2

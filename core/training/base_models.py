@@ -63,8 +63,11 @@ def resolve_base(reference: str, layout: DataLayout) -> BaseModel:
     entry = ModelRegistry(layout).find(ref)
     if entry is not None and entry.merged_dir is not None:
         return BaseModel(ref, entry.merged_dir, entry.default_gguf, entry.name)
+    pulled = entry.default_gguf if entry is not None and entry.kind != "tuned" else None
+    if entry is not None and pulled is not None:  # a pulled or added GGUF
+        return BaseModel(ref, _dequantized_dir(pulled, layout), pulled, entry.name)
     raise ModelNotFound(
-        f"Base model {ref!r} is not 'default', a .gguf file, a model folder or a tuned model "
+        f"Base model {ref!r} is not 'default', a .gguf file, a model folder or a model name "
         "(see `cotrag models list`)."
     )
 

@@ -1,0 +1,284 @@
+"""`cotrag models`: the installed models (bundled, pulled, added, tuned) and the hub.
+
+cotrag models list | show NAME | delete NAME | default [NAME] | add PATH
+cotrag models search TEXT | files REPO | pull REPO [FILE] | pending | login | logout
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from core.cli.terminal import ProgressLine, confirm, format_eta
+from core.errors import CotragError
+
+if TYPE_CHECKING:
+    from core.models.hub import HubClient
+    from core.models.registry import ModelEntry
+    from core.workspace import Workspace
+
+
+def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    m = sub.add_parser(
+        "models", help="installed models (list, default, delete) and the hub (search, pull)"
+    )
+    msub = m.add_subparsers(dest="models_command", required=True)
+    q = msub.add_parser("list", help="installed models with format, size, quantization")
+    q.add_argument("--json", action="store_true")
+    q = msub.add_parser("show", help="everything recorded of one model")
+    q.add_argument("name")
+    q = msub.add_parser("delete", help="delete a model (a pulled one leaves the hub cache)")
+    q.add_argument("name")
+    q.add_argument("-y", "--yes", action="store_true")
+    q = msub.add_parser("default", help="show or set the model used when none is chosen")
+    q.add_argument("name", nargs="?")
+    q = msub.add_parser("add", help="register a .gguf file or a model folder where it is")
+    q.add_argument("path")
+    q.add_argument("--name")
+    q = msub.add_parser("search", help="search the hub")
+    q.add_argument("text", nargs="?", default="")
+    q.add_argument("--library", help="e.g. gguf, transformers, mlx")
+    q.add_argument("--sort", choices=["downloads", "likes", "recent"], default="downloads")
+    q.add_argument("--limit", type=int, default=20)
+    q.add_argument("--json", action="store_true")
+    q = msub.add_parser("files", help="a hub repository's files, sizes and quantizations")
+    q.add_argument("repo")
+    q.add_argument("--revision", default="main")
+    q.add_argument("--json", action="store_true")
+    q = msub.add_parser("pull", help="download a model into the hub cache and register it")
+    q.add_argument("repo")
+    q.add_argument("file", nargs="?", help="a .gguf file (default: the preferred quantization)")
+    q.add_argument("--revision", default="main")
+    q.add_argument("--name", help="the name in `cotrag models list`")
+    q.add_argument("--discard", action="store_true", help="drop a paused pull and its partials")
+    msub.add_parser("pending", help="pulls that were paused or cut off (resume with pull)")
+    msub.add_parser("login", help="keep a hub access token in the OS keyring")
+    msub.add_parser("logout", help="remove the hub access token from the keyring")
+
+
+def hub_client() -> HubClient:
+    from core.models.client import hub_client as make
+
+    return make()
+
+
+def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.models.registry import ModelRegistry
+
+    registry = ModelRegistry(ws.layout)
+    command = args.models_command
+    if command == "list":
+        return _list(ws, registry.list(), args.json)
+    if command == "show":
+        entry = registry.find(args.name)
+        if entry is None:
+            raise CotragError(f"No model named {args.name!r} (see `cotrag models list`).")
+        print(json.dumps(_as_dict(entry, ws), indent=2, ensure_ascii=False))
+        return 0
+    if command == "delete":
+        if registry.find(args.name) is None:
+            raise CotragError(f"No model named {args.name!r} (see `cotrag models list`).")
+        if not args.yes and not confirm(f"Delete the model {args.name!r} and its files?"):
+            return 1
+        print(registry.delete(args.name))
+        if ws.config.model == args.name:
+            ws.config.model = ""
+            ws.save_config()
+            print("The default is the bundled model again.")
+        return 0
+    if command == "default":
+        if not args.name:
+            print(ws.config.model or "default")
+            return 0
+        ws.model_path(args.name)  # a name that does not resolve fails here, saving nothing
+        ws.config.model = "" if args.name == "default" else args.name
+        ws.save_config()
+        print(f"The default model is now {args.name}.")
+        return 0
+    if command == "add":
+        from pathlib import Path
+
+        entry = registry.add_local(Path(args.path), args.name)
+        print(f"Added {entry.name}: {entry.format}, {entry.size_bytes / 1e6:.0f} MB.")
+        return 0
+    if command == "search":
+        return _search(args)
+    if command == "files":
+        return _files(ws, args)
+    if command == "pull":
+        return _pull(ws, args)
+    if command == "pending":
+        return _pending(ws)
+    if command == "login":
+        from core.models.token import set_token
+
+        token = getpass.getpass("Hub access token (input hidden): ").strip()
+        if not token:
+            raise CotragError("No token given: nothing changed.")
+        set_token(token)
+        print("Token kept in the OS keyring.")
+        return 0
+    if command == "logout":
+        from core.models.token import clear_token
+
+        clear_token()
+        print("Token removed from the OS keyring.")
+        return 0
+    return 2
+
+
+def _as_dict(entry: ModelEntry, ws: Workspace) -> dict[str, object]:
+    return {
+        "name": entry.name,
+        "kind": entry.kind,
+        "format": entry.format,
+        "size_bytes": entry.size_bytes,
+        "quantization": entry.quantization,
+        "licence": entry.licence,
+        "chat_template": entry.chat_template,
+        "lineage": entry.lineage,
+        "present": entry.present,
+        "default": (ws.config.model or "default") == entry.name,
+        "reference": entry.reference if entry.present else "",
+        "variants": {k: str(v) for k, v in entry.variants.items()},
+        "info": entry.info,
+    }
+
+
+def _list(ws: Workspace, entries: list[ModelEntry], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps([_as_dict(e, ws) for e in entries], indent=2, ensure_ascii=False))
+        return 0
+    default = ws.config.model or "default"
+    print(f"  {'NAME':30} {'KIND':7} {'FORMAT':7} {'SIZE':>9}  {'QUANT':14} {'LICENCE':12} FROM")
+    for e in entries:
+        mark = "*" if e.name == default else " "
+        size = f"{e.size_bytes / 1e6:,.0f} MB" if e.present else "missing"
+        template = "" if e.chat_template or e.format in ("unknown",) else " (no chat template)"
+        print(
+            f"{mark} {e.name:30} {e.kind:7} {e.format:7} {size:>9}  "
+            f"{(e.quantization or '-')[:14]:14} {(e.licence or '?')[:12]:12} {e.lineage}{template}"
+        )
+    print("* the default (`cotrag models default NAME` changes it)")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    models = hub_client().search(args.text, library=args.library, sort=args.sort, limit=args.limit)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(m) for m in models], indent=2))
+        return 0
+    if not models:
+        print("No models found.")
+        return 0
+    for m in models:
+        gated = "  gated" if m.gated else ""
+        library = m.library or "-"
+        print(f"{m.repo_id:50} {library:14} ↓{m.downloads:<9} ♥{m.likes:<6}{gated}")
+    return 0
+
+
+def _files(ws: Workspace, args: argparse.Namespace) -> int:
+    client = hub_client()
+    repo = client.files(args.repo, revision=args.revision)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(repo), indent=2))
+        return 0
+    print(f"{repo.repo_id} at {repo.commit[:10]} · licence {repo.licence or 'not stated'}")
+    for f in repo.files:
+        warnings = client.fit_warnings(f, dest=ws.layout.models) if f.size > 50e6 else []
+        quant = f.quantization or ""
+        warn = f"  ! {warnings[0]}" if warnings else ""
+        print(f"  {f.path:60} {f.size / 1e6:10,.1f} MB  {f.format:11} {quant:8}{warn}")
+    return 0
+
+
+def _pull(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.errors import DownloadCancelled
+    from core.models.pull import discard_pull, pending_pulls, plan_pull, run_pull
+
+    client = hub_client()
+    resumed = [
+        p
+        for p in pending_pulls(ws.layout)
+        if p.repo_id == args.repo and (not args.file or p.files[0] == args.file)
+    ]
+    if args.discard:
+        if not resumed:
+            raise CotragError(f"No paused pull of {args.repo} (see `cotrag models pending`).")
+        for plan in resumed:
+            discard_pull(client, plan, ws.layout)
+        print(f"Dropped the paused pull of {args.repo} and its partial files.")
+        return 0
+    if resumed:
+        plan = resumed[0]
+        print(f"Resuming the pull of {plan.repo_id} ({', '.join(plan.files[:3])}).")
+    else:
+        plan = plan_pull(client, args.repo, args.file, revision=args.revision, name=args.name)
+        if plan.note:
+            print(f"{plan.repo_id}: {plan.note}.")
+    if plan.kind == "gguf":
+        from core.models.hub import HubFile
+
+        size_file = HubFile(plan.files[0], plan.total_bytes, None, None, "gguf", None)
+        for warning in client.fit_warnings(size_file, dest=ws.layout.models):
+            print(f"warning: {warning}", file=sys.stderr)
+    line = ProgressLine(sys.stderr)
+    cancel = threading.Event()
+
+    def show(p: object) -> None:
+        from core.models.pull import PullProgress
+
+        assert isinstance(p, PullProgress)
+        rate = p.bytes_per_s / 1e6
+        line.update(
+            int(p.done / 1e6),
+            max(1, int(p.total / 1e6)),
+            f"MB  {rate:5.1f} MB/s  {format_eta(p.eta_s)} left  {p.file}",
+        )
+
+    try:
+        entry = run_pull(client, plan, ws.layout, progress=show, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        line.clear()
+        print(
+            f"\nPaused; resume with: cotrag models pull {plan.repo_id}"
+            + (f" {plan.files[0]}" if plan.kind == "gguf" else ""),
+            file=sys.stderr,
+        )
+        return 130
+    except DownloadCancelled:
+        line.clear()
+        print(f"Paused; resume with: cotrag models pull {plan.repo_id}", file=sys.stderr)
+        return 130
+    line.clear()
+    print(f"Pulled {entry.name} ({entry.format}, {entry.size_bytes / 1e6:,.0f} MB).")
+    print(f"Chat with it: cotrag ask --model {entry.name} 'your question'")
+    return 0
+
+
+def _pending(ws: Workspace) -> int:
+    from core.models.pull import bytes_on_disk, pending_pulls
+
+    plans = pending_pulls(ws.layout)
+    if not plans:
+        print("No paused pulls.")
+        return 0
+    client = hub_client()
+    for plan in plans:
+        done = bytes_on_disk(client, plan, ws.layout)
+        print(
+            f"{plan.repo_id:40} {plan.files[0]:40} {done / 1e6:,.0f} of "
+            f"{plan.total_bytes / 1e6:,.0f} MB  (cotrag models pull {plan.repo_id}"
+            + (f" {plan.files[0]})" if plan.kind == "gguf" else ")")
+        )
+    return 0
