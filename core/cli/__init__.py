@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mode", choices=["loop", "rag", "closed"], default="loop")
         p.add_argument(
             "--model",
-            help="a GGUF file or a model name from `cotrag models list` (default: the "
-            "bundled SmolLM2-135M-Instruct)",
+            help="a GGUF file, a model folder or a name from `cotrag models list` (default: "
+            "the default model, `cotrag models default`)",
         )
         p.add_argument("--method", choices=["dense", "bm25", "hybrid"], default=None)
         p.add_argument("--grammar", choices=["auto", "on", "off"], default="auto")
