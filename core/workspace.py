@@ -96,15 +96,35 @@ class Workspace:
         return Path(chosen).expanduser() if chosen else default_model_path()
 
     def backend(self, model: str | None = None) -> Backend:
+        """The loaded model, created with the current generation settings.
+
+        A model loaded before the settings changed a load-time field (context size,
+        threads, seed) is closed and loaded again with the new ones: a loaded backend
+        that kept the old context size ended in a context overflow.
+        """
         path = self.model_path(model)
         key = str(path)
+        generation = self.config.generation
+        stale: Backend | None = None
         with self._lock:
             backend = self._backends.get(key)
+            if (
+                backend is not None
+                and hasattr(backend, "config")
+                and _load_settings(backend) != _load_settings(generation)
+            ):
+                stale = self._backends.pop(key)
+                backend = None
             if backend is None:
                 from core.llm.registry import create_backend
 
-                backend = create_backend(path, self.config.generation)
+                backend = create_backend(path, generation)
                 self._backends[key] = backend
+            elif getattr(backend, "config", generation) is not generation:
+                backend.config = generation  # type: ignore[attr-defined]
+        if stale is not None:
+            log.info("reloading %s with the new generation settings", path.name)
+            stale.close()  # waits for a stream still running on it
         backend.load()
         return backend
 
@@ -122,9 +142,14 @@ class Workspace:
         from core.llm.registry import model_is_tuned, model_needs_grammar
 
         path = self.model_path(model)
+        backend = self.backend(model)
         if grammar is None:
             setting = self.config.loop.grammar
-            grammar = setting == "on" or (setting == "auto" and model_needs_grammar(path))
+            # "auto" asks for a grammar only where the engine can apply one; "on" insists.
+            can_constrain = backend.capabilities.constrained == "gbnf"
+            grammar = setting == "on" or (
+                setting == "auto" and can_constrain and model_needs_grammar(path)
+            )
         first = first_query or self.config.loop.first_query
         if first == "auto":
             first = "model" if model_is_tuned(path) else "question"
@@ -132,7 +157,7 @@ class Workspace:
             raise ConfigError(f"first query is {first!r}: use auto, question or model.")
         retriever = self.retriever(kb_name, method) if kb_name else None
         return Agent(
-            self.backend(model),
+            backend,
             retriever,
             self.config,
             grammar=grammar,
@@ -152,6 +177,15 @@ class Workspace:
         for backend in self._backends.values():
             backend.close()
         self._backends.clear()
+
+
+LOAD_TIME_SETTINGS = ("n_ctx", "n_threads", "seed")
+"""Generation settings an engine takes when it loads the weights (the rest apply per call)."""
+
+
+def _load_settings(source: object) -> tuple[object, ...]:
+    config = getattr(source, "config", source)
+    return tuple(getattr(config, name, None) for name in LOAD_TIME_SETTINGS)
 
 
 def setup_logging(layout: DataLayout, level: int = logging.INFO) -> Path:

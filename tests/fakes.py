@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from core.knowledge.types import Hit
-from core.llm.base import Chunk, GenStats, StreamRequest
+from core.llm.base import Capabilities, Chunk, GenStats, StreamRequest
 from core.llm.stops import StopMatcher
 
 # Words, whitespace runs and single punctuation marks: "<think>" is three tokens,
@@ -114,7 +114,9 @@ class ScriptedBackend:
 
     def __init__(self, outputs: Iterable[str], *, supports_grammar: bool = True) -> None:
         self.outputs = list(outputs)
-        self.supports_grammar = supports_grammar
+        self.capabilities = Capabilities(
+            constrained="gbnf" if supports_grammar else None, kv_reuse=True, token_ids=False
+        )
         self.calls: list[StreamCall] = []
         self.sessions: list[ScriptedSession] = []
         self._next = 0

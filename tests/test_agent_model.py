@@ -67,7 +67,7 @@ class ObservedBackend:
     def __init__(self, inner: Backend) -> None:
         self._inner = inner
         self.name = inner.name
-        self.supports_grammar = inner.supports_grammar
+        self.capabilities = inner.capabilities
         self.sessions: list[list[CallLog]] = []
 
     def load(self) -> None:

@@ -167,7 +167,7 @@ class Agent:
         model writes anything (a seeded first round, as in IRCoT); ``"model"`` leaves the
         first query to the model. ``reuse_cache=False`` evaluates the whole text again at
         every round: only the baseline of ``bench/loop_kv.py`` wants that."""
-        if grammar and not backend.supports_grammar:
+        if grammar and backend.capabilities.constrained != "gbnf":
             raise ConfigError(
                 f"loop.grammar is on but the {backend.name} backend cannot constrain its "
                 "output; set loop.grammar to auto or off."

@@ -21,7 +21,7 @@ from core.agent.loop import Agent, Retriever, seed_query
 from core.agent.record import RunRecord
 from core.config import AppConfig
 from core.knowledge.types import Hit
-from core.llm.base import Chunk, GenStats, StreamRequest
+from core.llm.base import Capabilities, Chunk, GenStats, StreamRequest
 
 STOPWORDS = frozenset(
     [
@@ -226,7 +226,7 @@ class TraceWriter:
     """A Backend that writes what a good searcher would, from a :class:`TracePlan`."""
 
     name = "constructed"
-    supports_grammar = False
+    capabilities = Capabilities(constrained=None, kv_reuse=False, token_ids=False, streaming=False)
 
     def __init__(self, plan: TracePlan, count_tokens: Callable[[str], int]) -> None:
         self.plan = plan

@@ -551,7 +551,7 @@ class Generator:
             backend,
             self.retriever,
             self.config,
-            grammar=bool(backend.supports_grammar),
+            grammar=backend.capabilities.constrained == "gbnf",
             first_query="model",
             model_id=getattr(self.teacher, "name", backend.name),
         )

@@ -49,6 +49,26 @@ class Chunk:
     stop: str | None = None
     """The stop sequence that ended the stream (when finish_reason == "stop")."""
     stats: GenStats | None = None
+    token_ids: tuple[int, ...] | None = None
+    """The tokens sampled since the previous chunk, on engines whose capabilities say
+    ``token_ids``. Text held back (a partial stop or character) arrives in a later chunk
+    than its tokens; tokens past a stop are listed but not kept in the session."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do, so callers ask it only for what it supports."""
+
+    constrained: str | None
+    """The constrained decoding the engine takes in ``StreamRequest.grammar``: "gbnf" for
+    GBNF grammars (llama.cpp's sampler; transformers masks the logits, regular grammars
+    only); None where it cannot constrain its output."""
+    kv_reuse: bool
+    """Streams after an append evaluate only the new tokens (the KV cache holds the rest)."""
+    token_ids: bool
+    """Chunks carry the ids of the tokens they came from (``Chunk.token_ids``)."""
+    streaming: bool = True
+    """Chunks arrive as tokens are generated (not all at the end)."""
 
 
 @dataclass
@@ -64,7 +84,8 @@ class StreamRequest:
     stop: Sequence[str] = ()
     max_tokens: int = 256
     grammar: str | None = None
-    """A GBNF grammar constraining this call's output (llama.cpp), or None."""
+    """A GBNF grammar constraining this call's output, or None: only for engines whose
+    ``capabilities.constrained`` is "gbnf"."""
     sampling: Sampling = field(default_factory=Sampling)
     cancel: threading.Event | None = None
 
@@ -92,7 +113,7 @@ class Session(Protocol):
 @runtime_checkable
 class Backend(Protocol):
     name: str
-    supports_grammar: bool
+    capabilities: Capabilities
 
     def load(self) -> None:
         """Load weights (idempotent). Raises ModelNotFound / BackendNotInstalled."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from core.config import GenerationConfig
 from core.errors import ContextOverflow, GrammarError, ModelLoadFailed, ModelNotFound
-from core.llm.base import Chunk, FinishReason, GenStats, StreamRequest
+from core.llm.base import Capabilities, Chunk, FinishReason, GenStats, StreamRequest
 from core.llm.stops import StopMatcher, Utf8Decoder
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class LlamaCppBackend:
     """A GGUF model run by llama-cpp-python. Not thread-safe: one stream at a time."""
 
     name = "llama.cpp"
-    supports_grammar = True
+    capabilities = Capabilities(constrained="gbnf", kv_reuse=True, token_ids=True)
 
     def __init__(
         self, model_path: str | Path, config: GenerationConfig, lora_path: str | Path | None = None
@@ -51,6 +51,8 @@ class LlamaCppBackend:
         self._grammars: dict[str, LlamaGrammar] = {}
         self._load_lock = threading.Lock()
         self._streaming = False
+        self._close_when_idle = False
+        self._stream_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -85,6 +87,16 @@ class LlamaCppBackend:
                 ) from exc
 
     def close(self) -> None:
+        """Free the model; while a stream runs on it (a long prompt being evaluated, say,
+        when the window closes) the free is put off until that stream ends, so the C
+        context is never freed under the thread that is using it."""
+        with self._stream_lock:
+            if self._streaming:
+                self._close_when_idle = True
+                return
+            self._free()
+
+    def _free(self) -> None:
         with self._load_lock:
             if self._llm is not None:
                 self._llm.close()
@@ -182,14 +194,20 @@ class LlamaCppBackend:
         return LlamaSession(self, prompt, reuse_cache=reuse_cache)
 
     def begin_stream(self) -> None:
-        if self._streaming:
-            raise RuntimeError(
-                "Another stream is running on this model; finish or cancel it first."
-            )
-        self._streaming = True
+        with self._stream_lock:
+            if self._streaming:
+                raise RuntimeError(
+                    "Another stream is running on this model; finish or cancel it first."
+                )
+            self._streaming = True
+            self._close_when_idle = False
 
     def end_stream(self) -> None:
-        self._streaming = False
+        with self._stream_lock:
+            self._streaming = False
+            if self._close_when_idle:
+                self._close_when_idle = False
+                self._free()
 
 
 def default_threads() -> int:
@@ -300,7 +318,6 @@ class LlamaSession:
 
     def stream(self, request: StreamRequest) -> Iterator[Chunk]:
         backend = self._backend
-        llm = backend.llm
         n_ctx = backend.n_ctx
         if not self._tokens:
             raise ValueError("The session has no prompt to continue from; start it with one.")
@@ -319,7 +336,10 @@ class LlamaSession:
             return
 
         backend.begin_stream()
+        # Taken only now: from here on a close() waits for this stream to end.
+        llm = backend.llm
         generated: list[int] = []
+        unsent: list[int] = []  # sampled since the last chunk
         pieces: list[bytes] = []
         emitted: list[str] = []
         decoder = Utf8Decoder()
@@ -359,12 +379,14 @@ class LlamaSession:
                         finish = "eos"
                         break
                     generated.append(token)
+                    unsent.append(token)
                     piece = backend.token_bytes(token)
                     pieces.append(piece)
                     text, stop = matcher.feed(decoder.decode(piece))
                     if text:
                         emitted.append(text)
-                        yield Chunk(text)
+                        yield Chunk(text, token_ids=tuple(unsent))
+                        unsent.clear()
                     if stop is not None:
                         finish = "stop"
                         break
@@ -392,6 +414,7 @@ class LlamaSession:
             finish_reason="stop" if stop_text is not None else finish,
             stop=stop_text,
             stats=stats,
+            token_ids=tuple(unsent),
         )
 
     def _commit(

@@ -104,18 +104,21 @@ def lora_base(path: Path) -> Path | None:
 def _transformers_factory(model: str | Path, config: GenerationConfig) -> Backend:
     if importlib.util.find_spec("transformers") is None:
         raise BackendNotInstalled("transformers", "transformers")
-    raise UnsupportedModel(
-        f"{model} is a Hugging Face model folder, which this build cannot run yet: convert it "
-        "to GGUF (llama.cpp's convert_hf_to_gguf.py) and choose the .gguf file."
-    )
+    from core.llm.transformers_backend import TransformersBackend, read_model_config
+
+    read_model_config(Path(model))  # a folder transformers cannot run is said now, not at load
+    return TransformersBackend(model, config)
 
 
 def _mlx_factory(model: str | Path, config: GenerationConfig) -> Backend:
     if importlib.util.find_spec("mlx_lm") is None:
         raise BackendNotInstalled("mlx", "mlx-lm", extra="mlx")
-    raise UnsupportedModel(
-        f"{model} needs the mlx engine, which this build cannot run yet: choose a .gguf model."
-    )
+    if importlib.util.find_spec("mlx") is None:
+        # pip installs mlx-lm anywhere but pulls mlx in only on macOS; Linux needs mlx[cpu].
+        raise BackendNotInstalled("mlx", "mlx", extra="mlx")
+    from core.llm.mlx_backend import MlxBackend
+
+    return MlxBackend(model, config)
 
 
 _FACTORIES: dict[str, BackendFactory] = {
@@ -134,8 +137,8 @@ def resolve_model(model: str | Path | None) -> tuple[str, str | Path]:
     """The engine name and the model reference it takes. Empty means the bundled model."""
     if model is None or str(model).strip() == "":
         return "llama.cpp", default_model_path()
-    if isinstance(model, str) and model.startswith(MLX_PREFIX):
-        return "mlx", model[len(MLX_PREFIX) :]
+    if str(model).startswith(MLX_PREFIX):  # a str, or a Path made from one
+        return "mlx", str(model)[len(MLX_PREFIX) :]
     path = Path(model).expanduser()
     if path.is_dir():
         if (path / "config.json").is_file():
@@ -168,12 +171,17 @@ def model_needs_grammar(model: str | Path | None) -> bool:
 
     Only the bundled base model is known not to follow the tags by itself; a GGUF
     that our export marked with ``cotrag.tuned`` says for itself. Other models are
-    trusted (the "on" setting forces the grammar for them).
+    trusted (the "on" setting forces the grammar for them). A Hugging Face folder
+    dequantized from a GGUF (training's base folders) is that GGUF's model and needs
+    what it needs. Whether the engine can apply a grammar is its capabilities' say.
     """
     try:
         engine, ref = resolve_model(model)
     except (ModelNotFound, UnsupportedModel):
         return False
+    if engine == "transformers":
+        source = dequantized_from(Path(ref))
+        return source is not None and model_needs_grammar(source)
     if engine != "llama.cpp":
         return False
     path = Path(ref)
@@ -187,6 +195,24 @@ def model_needs_grammar(model: str | Path | None) -> bool:
         return path.resolve() == default_model_path().resolve()
     except ModelNotFound:
         return False
+
+
+DEQUANTIZED_NOTE = "SOURCE"
+"""The file ``core.training.base_models.ensure_hf`` writes into a folder it dequantized:
+``dequantized from <gguf path>``."""
+
+
+def dequantized_from(folder: Path) -> Path | None:
+    """The GGUF a Hugging Face folder was dequantized from, if it says so and still exists."""
+    try:
+        note = (folder / DEQUANTIZED_NOTE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    prefix = "dequantized from "
+    if not note.startswith(prefix):
+        return None
+    gguf = Path(note[len(prefix) :])
+    return gguf if gguf.suffix.lower() == ".gguf" and gguf.is_file() else None
 
 
 def model_is_tuned(model: str | Path | None) -> bool:
