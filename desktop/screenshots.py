@@ -209,6 +209,11 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         wait_until(lambda: not compare.running, 1800)
         saved.append(_save(window, out_dir / "compare-table.png"))
 
+        window.tabs.setCurrentWidget(window.models_tab)
+        window.models_tab.refresh()
+        wait_until(lambda: False, 0.3)
+        saved.append(_save(window, out_dir / "models.png"))
+
         from desktop.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(workspace, settings, window)
