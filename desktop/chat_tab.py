@@ -76,6 +76,8 @@ class ChatTab(QWidget):
     error = Signal(str)
     run_state_changed = Signal(bool)
     models_added = Signal()
+    open_models = Signal()
+    """The user wants the Models tab (to search the hub and pull a model)."""
     """A model file was added from the chat (the Models tab lists it too)."""
 
     def __init__(
@@ -145,10 +147,15 @@ class ChatTab(QWidget):
         self.kb_combo.setToolTip("The knowledge base the model searches")
         self.model_combo = QComboBox(main)
         self.model_combo.setMinimumWidth(200)
-        self.model_combo.setToolTip("The generator model (GGUF, run by llama.cpp)")
+        self.model_combo.setToolTip(
+            "The generator model: GGUF (llama.cpp), Hugging Face folder (transformers), MLX"
+        )
         self.add_model_button = QPushButton("Add model…", main)
         self.add_model_button.setToolTip("Add a local .gguf file (or drop one on this tab)")
         self.add_model_button.clicked.connect(self.choose_model)
+        self.get_models_button = QPushButton("Get models…", main)
+        self.get_models_button.setToolTip("Search the Hugging Face hub and pull a model")
+        self.get_models_button.clicked.connect(self.open_models)
         self.mode_combo = QComboBox(main)
         for key, label in MODES:
             self.mode_combo.addItem(label, key)
@@ -158,6 +165,7 @@ class ChatTab(QWidget):
             bar.addWidget(lab)
             bar.addWidget(widget)
         bar.addWidget(self.add_model_button)
+        bar.addWidget(self.get_models_button)
         lab = QLabel("Mode", main)
         lab.setObjectName("hint")
         bar.addWidget(lab)

@@ -97,7 +97,9 @@ class ModelsTab(QWidget):
         self.table = QTableWidget(0, len(INSTALLED_COLUMNS), installed)
         self.table.setHorizontalHeaderLabels(INSTALLED_COLUMNS)
         self._table_defaults(self.table)
-        self.table.horizontalHeader().setSectionResizeMode(7, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(7, QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._update_buttons)
         icol.addWidget(self.table)
         buttons = QHBoxLayout()
@@ -226,7 +228,6 @@ class ModelsTab(QWidget):
                 self.table.setItem(row, col, item)
             if e.name == keep:
                 self.table.selectRow(row)
-        self.table.resizeColumnsToContents()
         self._update_buttons()
 
     def selected_name(self) -> str:

@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         self.models_tab.models_changed.connect(self.compare_tab.refresh)
         self.models_tab.models_changed.connect(self.dataset_tab.refresh_teachers)
         self.chat_tab.models_added.connect(self.models_tab.refresh)
+        self.chat_tab.open_models.connect(lambda: self.tabs.setCurrentWidget(self.models_tab))
         self.tabs.currentChanged.connect(self._on_tab_changed)
         for tab in (
             self.kb_tab,
