@@ -47,7 +47,7 @@ from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
 from desktop.loss_chart import LossChart
-from desktop.tasks import JobGroup, Push
+from desktop.tasks import Job, JobGroup, Push
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ class TrainingTab(QWidget):
         self.settings = settings
         self.jobs = JobGroup(self, self.show_error)
         self.process: QProcess | None = None
+        self.remote: Job | None = None
+        """A run on Colab: a background job driving the `colab` CLI."""
         self.run_name = ""
         self._buffer = ""
         self._final: dict[str, Any] = {}
@@ -93,6 +95,7 @@ class TrainingTab(QWidget):
         self._kill_timer.timeout.connect(self._kill)
         self._build()
         self.apply_preset("cpu-quick")
+        self._show_where()
         self._set_running(False)
 
     # -- layout -------------------------------------------------------------------
@@ -135,6 +138,35 @@ class TrainingTab(QWidget):
         pick.addRow("Base model", base_row)
         pick.addRow("Preset", self.preset_combo)
         pick.addRow("Name", self.name_edit)
+        self.where_combo = QComboBox(left)
+        self.where_combo.addItem("This computer", "local")
+        self.where_combo.addItem("Colab GPU (the colab CLI)", "colab")
+        self.where_combo.setToolTip(
+            "Colab: the job runs as a notebook on a Colab GPU runtime; the loss streams here "
+            "and the tuned model is fetched, checked and registered"
+        )
+        self.gpu_combo = QComboBox(left)
+        from core.training.colab import GPUS
+
+        for name in GPUS:
+            self.gpu_combo.addItem(name, name)
+        self.export_colab_button = QPushButton("Export for Colab…", left)
+        self.export_colab_button.setToolTip(
+            "Save the notebook and the dataset, to upload to Colab by hand"
+        )
+        self.export_colab_button.clicked.connect(self.export_for_colab)
+        gpu_row = QHBoxLayout()
+        self._gpu_row = gpu_row
+        gpu_row.addWidget(self.gpu_combo, 1)
+        gpu_row.addWidget(self.export_colab_button)
+        self.colab_label = QLabel("", left)
+        self.colab_label.setObjectName("hint")
+        self.colab_label.setWordWrap(True)
+        pick.addRow("Where", self.where_combo)
+        pick.addRow("GPU", gpu_row)
+        pick.addRow("", self.colab_label)
+        self.where_combo.currentIndexChanged.connect(lambda _i: self._show_where())
+        self._pick = pick
         lcol.addLayout(pick)
 
         # The spec form, in a scroll area: every field of TrainSpec a user tunes.
@@ -340,6 +372,7 @@ class TrainingTab(QWidget):
         def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
             from core.dataset.storage import DatasetStore
             from core.models.registry import ModelRegistry
+            from core.training.colab import status as colab_status
             from core.training.gpu_env import gpu_status
             from core.training.runs import RunStore
 
@@ -352,6 +385,7 @@ class TrainingTab(QWidget):
                 ],
                 "runs": [r.summary() for r in RunStore(self.ws.layout).runs()],
                 "gpu": gpu_status(self.ws.layout),
+                "colab": colab_status(self.ws.layout) if self.where == "colab" else None,
             }
 
         self.jobs.start(work, "training-lists", latest="lists", on_result=self._got_lists)
@@ -375,6 +409,28 @@ class TrainingTab(QWidget):
         gpu = data["gpu"]
         self.gpu_label.setText(gpu.sentence)
         self.gpu_button.setVisible(gpu.nvidia and not gpu.env_ready)
+        colab = data.get("colab")
+        if colab is not None:
+            self.colab_label.setText(colab.sentence)
+
+    @property
+    def where(self) -> str:
+        return str(self.where_combo.currentData() or "local")
+
+    def _show_where(self) -> None:
+        remote = self.where == "colab"
+        self._pick.setRowVisible(self._gpu_row, remote)
+        self._pick.setRowVisible(self.colab_label, remote)
+        self.cancel_button.setToolTip(
+            "Stop the remote run and release the Colab runtime"
+            if remote
+            else "Write a checkpoint and stop; Resume continues"
+        )
+        if remote:
+            self.colab_label.setText("Looking for the colab CLI…")
+            self.refresh()
+            if self.preset_combo.currentData() != "gpu-standard":
+                self.preset_combo.setCurrentIndex(self.preset_combo.findData("gpu-standard"))
 
     def _other_bases(self) -> list[str]:
         value = self.settings.value("training/bases", [])
@@ -461,7 +517,7 @@ class TrainingTab(QWidget):
     # -- running ----------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.process is not None
+        return self.process is not None or self.remote is not None
 
     def _set_running(self, on: bool) -> None:
         self.start_button.setEnabled(not on)
@@ -513,11 +569,122 @@ class TrainingTab(QWidget):
             self.status_label.setText("The job cannot start.")
             self.show_error(message)
 
+        where, gpu = self.where, str(self.gpu_combo.currentData())
+
+        def launch(result: tuple[str, str]) -> None:
+            if where == "colab":
+                self._launch_remote(result[0], gpu, result[1])
+            else:
+                self._launch(result[0], False, result[1])
+
+        self.jobs.start(work, "training-check", on_result=launch, on_error=failed)
+
+    def _launch_remote(self, name: str, gpu: str, note: str) -> None:
+        """The run goes to a Colab runtime; its events come back like a local worker's."""
+        from core.training.runs import RunStore
+
+        run = RunStore(self.ws.layout).get(name)
+        self.run_name = name
+        self._final = {}
+        self._cancelled = False
+        self._started = time.monotonic()
+        self.chart.clear()
+        self.log_view.clear()
+        self.log_view.appendPlainText(f"Run {name}: {note}. Going to a Colab {gpu} runtime…")
+        layout = self.ws.layout
+
+        def work(push: Push, cancel: threading.Event) -> object:
+            from core.errors import CotragError
+            from core.models.token import get_token
+            from core.training.remote import run_on_colab
+
+            try:
+                token = get_token()
+            except CotragError:
+                token = None
+            return run_on_colab(
+                layout,
+                run,
+                gpu,
+                on_event=push,
+                on_log=lambda stream, line: push(("log", stream, line)),
+                should_stop=cancel.is_set,
+                hub_token=token,
+            )
+
+        self.remote = self.jobs.start(
+            work,
+            "colab-run",
+            on_items=self._remote_items,
+            on_result=self._remote_done,
+            on_error=self._remote_failed,
+            on_finished=self._remote_finished,
+        )
+        self._set_running(True)
+        self.status_label.setText(f"{name}: allocating a Colab {gpu} runtime…")
+        self.progress.setRange(0, 0)
+
+    def _remote_items(self, items: list[object]) -> None:
+        for item in items:
+            if isinstance(item, dict):
+                if item.get("event") in FINAL:
+                    self._final = item
+                self._show_event(item, live=True)
+            elif isinstance(item, tuple) and len(item) == 3:
+                self.log_view.appendPlainText(f"colab: {item[2]}")
+
+    def _remote_done(self, result: object) -> None:
+        from core.training.remote import ColabRun
+
+        assert isinstance(result, ColabRun)
+        elapsed = duration(time.monotonic() - self._started)
+        self.status_label.setText(f"{self.run_name}: {result.state} after {elapsed}")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if result.state == "done" else 0)
+        if result.state == "done":
+            self.status_message.emit(result.sentence())
+            self.models_changed.emit()
+        elif result.state == "cancelled":
+            self.status_message.emit(result.sentence())
+        else:
+            self.show_error(result.sentence())
+
+    def _remote_failed(self, message: str) -> None:
+        self.status_label.setText(f"{self.run_name}: failed")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.show_error(message)
+
+    def _remote_finished(self) -> None:
+        self.remote = None
+        self._set_running(False)
+        self.refresh()
+
+    def export_for_colab(self) -> None:
+        """The notebook and the dataset in a folder, for a user who uploads them by hand."""
+        folder = QFileDialog.getExistingDirectory(self, "Export the job for Colab")
+        if folder:
+            self.export_to(Path(folder))
+
+    def export_to(self, folder: Path) -> None:
+        spec = self.spec()
+        name = self.name_edit.text().strip() or f"{spec.dataset}-colab"
+
+        def work(push: Push, cancel: threading.Event) -> Path:
+            from core.dataset.storage import DatasetStore
+            from core.training.colab_notebook import write_export
+            from core.training.preflight import check_job
+
+            check_job(self.ws.layout, spec)
+            dataset = DatasetStore(self.ws.layout.datasets).open(spec.dataset)
+            return write_export(folder, spec, dataset, name).notebook
+
         self.jobs.start(
             work,
-            "training-check",
-            on_result=lambda result: self._launch(result[0], False, result[1]),
-            on_error=failed,
+            "colab-export",
+            on_result=lambda nb: self.status_message.emit(
+                f"Wrote {nb} and the dataset next to it (README.txt says how to upload them)."
+            ),
         )
 
     def resume_selected(self) -> None:
@@ -586,8 +753,9 @@ class TrainingTab(QWidget):
             total = int(event.get("total", 0))
             self.chart.total = total
             self.log_view.appendPlainText(
-                f"Training on {event.get('device')} ({event.get('engine')}, {event.get('dtype')}, "
-                f"{event.get('threads')} threads): {event.get('rows_train')} rows, {total} steps"
+                f"Training on {event.get('device')} ({event.get('engine')}, {event.get('dtype')}"
+                + (f", {event['threads']} threads" if event.get("threads") else "")
+                + f"): {event.get('rows_train', '?')} rows, {total} steps"
                 + (f", from step {event['start_step']}" if event.get("start_step") else "")
                 + f"; {event.get('trainable_params', 0):,} trainable weights."
             )
@@ -679,7 +847,14 @@ class TrainingTab(QWidget):
             self._set_running(False)
 
     def cancel(self) -> None:
-        """Ask the worker for a checkpoint and a clean stop; kill it if it does not come."""
+        """Ask the worker for a checkpoint and a clean stop; kill it if it does not come.
+        A Colab run is stopped and its runtime released."""
+        if self.remote is not None:
+            self._cancelled = True
+            self.remote.cancel()
+            self.status_label.setText(f"{self.run_name}: stopping the Colab runtime…")
+            self.cancel_button.setEnabled(False)
+            return
         if self.process is None:
             return
         from core.training.process import request_stop
@@ -754,6 +929,8 @@ class TrainingTab(QWidget):
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Cancel a running job (it checkpoints) and wait for it, then stop the list jobs."""
+        if self.remote is not None:
+            self.cancel()  # the jobs' shutdown below waits for the runtime to be released
         if self.process is not None:
             self.cancel()
             if not self.process.waitForFinished(int(timeout * 1000)):

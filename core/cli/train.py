@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.cli.terminal import ProgressLine, confirm, format_eta
+from core.errors import CotragError
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -26,7 +27,7 @@ def add_train_parser(sub: Any) -> None:
         "action",
         nargs="?",
         default="start",
-        choices=["start", "list", "show", "delete", "setup-gpu", "presets"],
+        choices=["start", "list", "show", "delete", "setup-gpu", "presets", "export-colab"],
     )
     p.add_argument("run", nargs="?", help="the run, for show and delete")
     p.add_argument("--dataset", help="dataset to train on")
@@ -42,6 +43,14 @@ def add_train_parser(sub: Any) -> None:
     )
     p.add_argument("--name", help="run name (also the tuned model's name)")
     p.add_argument("--resume", metavar="RUN", help="continue a cancelled or interrupted run")
+    p.add_argument(
+        "--where",
+        choices=["local", "colab"],
+        default="local",
+        help="this computer (a child process) or a Colab GPU runtime (the `colab` CLI)",
+    )
+    p.add_argument("--gpu", default="T4", help="the Colab GPU: T4, L4, G4, A100 or H100")
+    p.add_argument("--out", help="export-colab: the folder for the notebook and the dataset")
     p.add_argument("--json", action="store_true", help="print the events as JSON lines")
     p.add_argument("-y", "--yes", action="store_true", help="delete without asking")
 
@@ -112,6 +121,8 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:
         store.delete(name)
         print(f"Deleted run {name!r} (its tuned model, if any, is kept).")
         return 0
+    if args.action == "export-colab":
+        return _export_colab(ws, args)
     if args.action == "setup-gpu":
         from core.training.gpu_env import setup_gpu_env
 
@@ -120,7 +131,6 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _need_run(args: argparse.Namespace) -> str:
-    from core.errors import CotragError
 
     if not args.run:
         raise CotragError(f"`cotrag train {args.action}` needs a run name.")
@@ -128,7 +138,6 @@ def _need_run(args: argparse.Namespace) -> str:
 
 
 def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
-    from core.errors import CotragError
     from core.training.preflight import check_job
     from core.training.process import TrainProcess
 
@@ -146,6 +155,10 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
         if not args.dataset and not args.spec:
             raise CotragError("Name the dataset to train on: cotrag train --dataset NAME.")
         spec = build_spec(args)
+        if args.where == "colab":
+            from core.training.colab import check_gpu
+
+            check_gpu(args.gpu)  # before a run is made for it
         print("Checking the job…", file=sys.stderr)
         checked = check_job(ws.layout, spec)
         prepared = checked.prepared
@@ -163,54 +176,23 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
             file=sys.stderr,
         )
         resume = False
+    if args.where == "colab":
+        if resume:
+            raise CotragError("A Colab run starts afresh: resume runs on this computer only.")
+        return _train_on_colab(ws, args, run)
     proc = TrainProcess(run, ws.layout, resume=resume)
     proc.start()
     bar = ProgressLine(sys.stderr)
     started = time.monotonic()
 
-    def on_event(event: dict[str, Any]) -> None:
-        if args.json:
-            print(json.dumps(event, ensure_ascii=False), flush=True)
-            return
-        kind = event["event"]
-        if kind == "preparing":
-            bar.clear()
-            print(event.get("message", ""), file=sys.stderr)
-        elif kind == "started":
-            bar.clear()
-            print(
-                f"Training on {event['device']} ({event['engine']}, {event['dtype']}, "
-                f"{event['threads']} threads): {event['total']} steps"
-                + (f", resuming at step {event['start_step']}" if event.get("start_step") else ""),
-                file=sys.stderr,
-            )
-        elif kind == "step":
-            eta = format_eta(float(event.get("eta_s", 0)))
-            bar.update(
-                int(event["step"]),
-                int(event["total"]),
-                f"loss {event['loss']:.3f}  {event['tokens_per_s']:.0f} tok/s  ETA {eta}",
-            )
-        elif kind == "eval":
-            bar.clear()
-            print(f"  step {event['step']}: validation loss {event['loss']:.3f}", file=sys.stderr)
-        elif kind == "exporting":
-            bar.clear()
-            print(
-                f"Exporting {event['what']} ({event['index']}/{event['total']})…", file=sys.stderr
-            )
-        elif kind == "log":
-            bar.clear()
-            print(event.get("message", ""), file=sys.stderr)
-
     try:
-        outcome = proc.wait(on_event)
+        outcome = proc.wait(lambda e: print_event(e, bar, as_json=args.json))
     except KeyboardInterrupt:
         bar.clear()
         print("\nCancelling: the worker writes a checkpoint and stops…", file=sys.stderr)
         proc.cancel()
         try:
-            outcome = proc.wait(on_event)
+            outcome = proc.wait(lambda e: print_event(e, bar, as_json=args.json))
         except KeyboardInterrupt:
             proc.kill()
             outcome = proc.wait()
@@ -230,3 +212,101 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
         print(f"Resume with: cotrag train --resume {run.name}", file=sys.stderr)
         return 130
     return 1
+
+
+def print_event(event: dict[str, Any], bar: ProgressLine, *, as_json: bool) -> None:
+    """One worker event on the terminal (or as a JSON line), for local and remote runs."""
+    if as_json:
+        print(json.dumps(event, ensure_ascii=False), flush=True)
+        return
+    kind = event["event"]
+    if kind == "preparing":
+        bar.clear()
+        print(event.get("message", ""), file=sys.stderr)
+    elif kind == "started":
+        bar.clear()
+        threads = f", {event['threads']} threads" if event.get("threads") else ""
+        print(
+            f"Training on {event.get('device', '?')} ({event.get('engine', '?')}, "
+            f"{event.get('dtype', '?')}{threads}): {event.get('total', '?')} steps"
+            + (f", resuming at step {event['start_step']}" if event.get("start_step") else ""),
+            file=sys.stderr,
+        )
+    elif kind == "step":
+        eta = format_eta(float(event.get("eta_s", 0)))
+        bar.update(
+            int(event["step"]),
+            int(event["total"]),
+            f"loss {event['loss']:.3f}  {event['tokens_per_s']:.0f} tok/s  ETA {eta}",
+        )
+    elif kind == "eval":
+        bar.clear()
+        print(f"  step {event['step']}: validation loss {event['loss']:.3f}", file=sys.stderr)
+    elif kind == "exporting":
+        bar.clear()
+        print(f"Exporting {event['what']} ({event['index']}/{event['total']})…", file=sys.stderr)
+    elif kind == "log":
+        bar.clear()
+        print(event.get("message", ""), file=sys.stderr)
+
+
+def _train_on_colab(ws: Workspace, args: argparse.Namespace, run: Any) -> int:
+    import threading
+
+    from core.models.token import get_token
+    from core.training.remote import run_on_colab
+
+    stop = threading.Event()
+    bar = ProgressLine(sys.stderr)
+    print(f"Run {run.name} goes to a Colab {args.gpu} runtime (the `colab` CLI).", file=sys.stderr)
+
+    def on_log(stream: str, line: str) -> None:
+        if args.verbose or stream == "stderr":
+            bar.clear()
+            print(f"  colab: {line}", file=sys.stderr)
+
+    try:
+        token = get_token()
+    except CotragError:
+        token = None
+    try:
+        result = run_on_colab(
+            ws.layout,
+            run,
+            args.gpu,
+            on_event=lambda e: print_event(e, bar, as_json=args.json),
+            on_log=on_log,
+            should_stop=stop.is_set,
+            hub_token=token,
+        )
+    except KeyboardInterrupt:
+        stop.set()
+        bar.clear()
+        print("\nCancelled: the runtime is stopped and released.", file=sys.stderr)
+        return 130
+    bar.clear()
+    print(result.sentence(), file=sys.stderr)
+    if result.model is not None:
+        print(f'Ask it: cotrag ask --model {result.model.name} "…"', file=sys.stderr)
+        return 0
+    return 130 if result.state == "cancelled" else 1
+
+
+def _export_colab(ws: Workspace, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.dataset.storage import DatasetStore
+    from core.training.colab_notebook import write_export
+    from core.training.preflight import check_job
+
+    if not args.dataset or not args.out:
+        raise CotragError("export-colab needs --dataset NAME and --out DIR.")
+    spec = build_spec(args)
+    check_job(ws.layout, spec)
+    dataset = DatasetStore(ws.layout.datasets).open(spec.dataset)
+    name = args.name or f"{spec.dataset}-colab"
+    exported = write_export(Path(args.out), spec, dataset, name)
+    print(f"Wrote {exported.notebook} and {exported.dataset.name} ({exported.readme.name} says how")
+    print("to upload them). The results come back as a .tar: `cotrag models add` registers")
+    print("the folder it unpacks to, or let `cotrag train --where colab` do all of it.")
+    return 0

@@ -1,0 +1,125 @@
+"""A training run on a Colab GPU, kept like a local one.
+
+The run has the same folder (``training/<run>/``: spec, events, state), the same events
+(the notebook runs the real worker remotely and its sentinel lines are parsed the same
+way), and the tuned model lands in the same registry, with ``trained_on.where = colab``.
+The notebook and the dataset file are written into the run folder (``colab-job/``), so
+what ran remotely can be read, and rerun by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.dataset.storage import DatasetStore
+from core.models.registry import ModelEntry, ModelRegistry
+from core.paths import DataLayout
+from core.training.colab import (
+    RemoteJob,
+    RemoteOutcome,
+    check_gpu,
+    register_remote_model,
+    run_remote,
+)
+from core.training.colab_notebook import write_export
+from core.training.runs import Run
+
+JOB_FOLDER = "colab-job"
+
+
+@dataclass
+class ColabRun:
+    outcome: RemoteOutcome
+    model: ModelEntry | None = None
+
+    @property
+    def state(self) -> str:
+        return self.outcome.state
+
+    def sentence(self) -> str:
+        if self.model is not None:
+            return f"{self.outcome.sentence} The model is {self.model.name}."
+        return self.outcome.sentence
+
+
+def run_on_colab(
+    layout: DataLayout,
+    run: Run,
+    gpu: str,
+    *,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_log: Callable[[str, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    hub_token: str | None = None,
+    executable: Path | None = None,
+    auth: str = "oauth2",
+) -> ColabRun:
+    """Train ``run`` on a Colab runtime with ``gpu``; register the model when it is done.
+
+    Every event is appended to the run's ``events.jsonl`` as the local worker does, so the
+    run history, the loss chart and ``cotrag train show`` read a remote run the same way.
+    """
+    gpu = check_gpu(gpu)
+    spec = run.spec()
+    dataset = DatasetStore(layout.datasets).open(spec.dataset)
+    exported = write_export(run.folder / JOB_FOLDER, spec, dataset, run.name)
+    run.write_state("running", pid=os.getpid(), where="colab", gpu=gpu)
+    events = run.events_file.open("a", encoding="utf-8")
+
+    def event(data: dict[str, Any]) -> None:
+        if data.get("event") == "done":
+            return  # written below, once the model is registered here under its local name
+        events.write(json.dumps(data, ensure_ascii=False) + "\n")
+        events.flush()
+        if on_event is not None:
+            on_event(data)
+
+    try:
+        outcome = run_remote(
+            RemoteJob(
+                run_folder=run.folder,
+                notebook=exported.notebook,
+                dataset=exported.dataset,
+                gpu=gpu,
+                hub_token=hub_token,
+            ),
+            executable=executable,
+            layout=layout,
+            on_event=event,
+            on_log=on_log,
+            should_stop=should_stop,
+            auth=auth,
+        )
+        model: ModelEntry | None = None
+        if outcome.state == "done" and outcome.model_dir is not None:
+            model = register_remote_model(
+                ModelRegistry(layout), outcome.model_dir, name=run.name, gpu=gpu
+            )
+            done = {**outcome.final, "event": "done", "model": model.name, "where": "colab"}
+            events.write(json.dumps(done, ensure_ascii=False) + "\n")
+            if on_event is not None:
+                on_event(done)
+            run.write_state("done", model=model.name)
+        elif outcome.state == "cancelled":
+            run.write_state("cancelled", message=outcome.sentence)
+        else:
+            error = {
+                "event": "error",
+                "kind": outcome.kind or "remote",
+                "message": outcome.sentence,
+            }
+            events.write(json.dumps(error, ensure_ascii=False) + "\n")
+            if on_event is not None:
+                on_event(error)
+            run.write_state("failed", message=outcome.sentence, kind=outcome.kind)
+        return ColabRun(outcome, model)
+    except BaseException:
+        run.write_state("failed", message="the remote run stopped with an error (see the log)")
+        raise
+    finally:
+        events.close()

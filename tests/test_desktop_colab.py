@@ -1,0 +1,116 @@
+"""The Training tab's *Where: Colab* against the stand-in ``colab`` CLI (tests/colab_standin):
+the loss streams into the chart, the model is fetched, checked, registered and reaches
+the chat; Cancel releases the runtime; Export for Colab writes the notebook."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qt_helpers import IGNORED_QT_MESSAGES, settings_in
+from small_docs import tiny_workspace
+
+from core.models.registry import ModelRegistry
+from core.training import colab
+from core.training.runs import RunStore
+from core.workspace import Workspace
+from desktop.chat_tab import ChatTab
+from desktop.training_tab import TrainingTab
+
+pytestmark = [
+    pytest.mark.qt_log_level_fail("WARNING"),
+    pytest.mark.qt_log_ignore(*IGNORED_QT_MESSAGES),
+]
+
+STANDIN = Path(__file__).parent / "colab_standin"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    workspace = tiny_workspace(tmp_path_factory.mktemp("gui-colab"))
+    assert isinstance(workspace, Workspace)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.delenv(colab.ENV_EXECUTABLE, raising=False)
+    log = tmp_path / "standin.jsonl"
+    monkeypatch.setenv("COLAB_STANDIN_LOG", str(log))
+    monkeypatch.setenv("COLAB_STANDIN_REMOTE", str(tmp_path / "vm"))
+    monkeypatch.setenv("COLAB_STANDIN_MODEL", "remote-tuned")
+    monkeypatch.setenv("COLAB_STANDIN_SCENARIO", "success")
+
+    def read() -> list[dict[str, Any]]:
+        return [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+
+    return read
+
+
+@pytest.fixture
+def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type: ignore[no-untyped-def]
+    widget = TrainingTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(widget)
+    widget.resize(1300, 820)
+    widget.show()
+    widget.refresh()
+    qtbot.waitUntil(lambda: widget.dataset_combo.count() > 0, timeout=20_000)
+    widget.where_combo.setCurrentIndex(widget.where_combo.findData("colab"))
+    yield widget
+    widget.shutdown()
+
+
+def test_a_colab_run_streams_and_its_model_reaches_the_chat(
+    qtbot, tab: TrainingTab, ws: Workspace, calls: Any, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    assert tab.preset_combo.currentData() == "gpu-standard"
+    qtbot.waitUntil(lambda: "signed in" in tab.colab_label.text(), timeout=20_000)
+    tab.gpu_combo.setCurrentIndex(tab.gpu_combo.findData("L4"))
+    tab.name_edit.setText("gui-colab")
+    tab.max_steps.setValue(3)
+    tab.start_button.click()
+    qtbot.waitUntil(lambda: tab.running, timeout=60_000)
+    qtbot.waitUntil(lambda: not tab.running, timeout=120_000)
+    assert not tab.banner.isVisible(), tab.banner.text()
+    assert [s for s, _ in tab.chart.train] == [1, 2, 3]
+    assert "done" in tab.status_label.text()
+    entry = ModelRegistry(ws.layout).find("gui-colab")
+    assert entry is not None and entry.info["trained_on"]["where"] == "colab"
+    assert RunStore(ws.layout).get("gui-colab").summary()["state"] == "done"
+    assert any(c.get("command") == "stop" and c["existed"] for c in calls())
+    chat = ChatTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(chat)
+    assert chat.model_combo.findData("gui-colab") > 0
+
+
+def test_cancel_releases_the_runtime_and_a_refusal_is_a_sentence(
+    qtbot, tab: TrainingTab, calls: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLAB_STANDIN_SCENARIO", "slow")
+    tab.name_edit.setText("gui-colab-cancel")
+    tab.start_button.click()
+    qtbot.waitUntil(lambda: len(tab.chart.train) >= 1, timeout=60_000)
+    tab.cancel_button.click()
+    qtbot.waitUntil(lambda: not tab.running, timeout=60_000)
+    assert "cancelled" in tab.status_label.text()
+    assert any(c.get("command") == "stop" and c["existed"] for c in calls())
+
+    monkeypatch.setenv("COLAB_STANDIN_SCENARIO", "quota")
+    tab.name_edit.setText("gui-colab-quota")
+    tab.start_button.click()
+    qtbot.waitUntil(lambda: tab.running, timeout=60_000)
+    qtbot.waitUntil(lambda: not tab.running, timeout=60_000)
+    assert tab.banner.isVisible() and "refused" in tab.banner.text().lower()
+
+
+def test_export_for_colab_writes_the_notebook(qtbot, tab: TrainingTab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "export"
+    with qtbot.waitSignal(tab.status_message, timeout=30_000):
+        tab.export_to(out)
+    assert (out / "train.ipynb").is_file() and (out / "tiny.examples.jsonl").is_file()
