@@ -408,7 +408,7 @@ class TrainingTab(QWidget):
         self._fill_history(data["runs"])
         gpu = data["gpu"]
         self.gpu_label.setText(gpu.sentence)
-        self.gpu_button.setVisible(gpu.nvidia and not gpu.env_ready)
+        self.gpu_button.setVisible(gpu.nvidia and not gpu.env_ready and self.where == "local")
         colab = data.get("colab")
         if colab is not None:
             self.colab_label.setText(colab.sentence)
@@ -421,6 +421,7 @@ class TrainingTab(QWidget):
         remote = self.where == "colab"
         self._pick.setRowVisible(self._gpu_row, remote)
         self._pick.setRowVisible(self.colab_label, remote)
+        self.gpu_label.setVisible(not remote)  # this computer's GPU: not what a Colab run uses
         self.cancel_button.setToolTip(
             "Stop the remote run and release the Colab runtime"
             if remote
