@@ -14,6 +14,18 @@ Fault knobs (:class:`Faults`) drop the connection after N body bytes, throttle,
 corrupt a byte, ignore ``Range``; :attr:`HubServer.served` counts the body bytes
 sent per file, so a test can tell how much a resume fetched again.
 
+Uploads speak what ``HfApi.create_repo`` / ``create_commit`` / ``upload_file`` /
+``upload_folder`` send when Xet is off (``HF_HUB_DISABLE_XET``: this server has no
+Xet storage): ``POST /api/repos/create``, ``POST /api/models/{repo}/preupload/{rev}``
+(regular or LFS, and the oid already there so unchanged files are skipped), the LFS
+batch API (``POST /{repo}.git/info/lfs/objects/batch``), the ``PUT`` of each object to
+a presigned-style URL on the "CDN" host (no token sent, as to S3), its verify call,
+and the NDJSON commit (``POST /api/models/{repo}/commit/{rev}``). Only a token in
+:attr:`HubServer.writers` may write (401 anonymous, 403 read-only). A commit makes a
+new commit sha, and the files are served at once by the resolve endpoints (the
+previous commits stay resolvable by sha). :attr:`HubServer.received` counts the bytes
+uploaded per file.
+
 By hand, serving folders as repositories::
 
     python -m tests.hub_server --port 8765 --repo org/name=/path/to/folder
@@ -23,10 +35,12 @@ By hand, serving folders as repositories::
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import json
 import re
+import secrets
 import socket
 import threading
 import time
@@ -120,10 +134,33 @@ class Repo:
     private: bool = False
     license: str | None = None
     commit: str = ""
+    history: dict[str, dict[str, ServedFile]] = field(default_factory=dict)
+    """Earlier commits (sha → files), still resolvable by sha after a push."""
+    messages: list[str] = field(default_factory=list)
+    """The summary of every commit pushed, oldest first."""
 
     def __post_init__(self) -> None:
         ids = "".join(f"{p}\0{f.git_sha1}\n" for p, f in sorted(self.files.items()))
         self.commit = hashlib.sha1(f"{self.repo_id}\n{ids}".encode()).hexdigest()
+
+    def apply(self, files: dict[str, ServedFile], summary: str) -> str:
+        """Make ``files`` the new ``main``: a new commit sha (from the parent, tree and
+        message, as git's depends on its parent), the old tree kept under its sha."""
+        ids = "".join(f"{p}\0{f.git_sha1}\n" for p, f in sorted(files.items()))
+        self.history[self.commit] = self.files
+        self.files = files
+        self.commit = hashlib.sha1(
+            f"{self.commit}\n{ids}\n{summary}\n{len(self.history)}".encode()
+        ).hexdigest()
+        self.messages.append(summary)
+        self.last_modified = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        return self.commit
+
+    def at(self, revision: str) -> dict[str, ServedFile] | None:
+        """The files at ``main`` or at a commit sha (None: no such revision)."""
+        if revision in ("main", self.commit):
+            return self.files
+        return self.history.get(revision)
 
     @classmethod
     def of(cls, repo_id: str, files: dict[str, bytes | Path], **meta: Any) -> Repo:
@@ -179,14 +216,23 @@ class HubServer:
         repos: list[Repo] | tuple[Repo, ...] = (),
         *,
         tokens: tuple[str, ...] = (TOKEN,),
+        writers: tuple[str, ...] | None = None,
         port: int = 0,
         cdn: bool = True,
     ) -> None:
         self.repos = {r.repo_id: r for r in repos}
         self.tokens = set(tokens)
+        self.writers = set(tokens if writers is None else writers)
+        """Tokens that may create repositories and push (others read only)."""
         self.cdn = cdn
         self.faults = Faults()
         self.served: Counter[tuple[str, str]] = Counter()
+        self.received: Counter[tuple[str, str]] = Counter()
+        """Bytes uploaded per (repo, path): base64-decoded for regular files, PUT for LFS."""
+        self.objects: dict[str, bytes] = {}
+        """LFS objects uploaded (sha256 → bytes), shared by every repository as on the hub."""
+        self._uploads: dict[str, tuple[str, int]] = {}  # presigned key → (oid, size)
+        self._put: Counter[str] = Counter()  # LFS bytes PUT per oid, not yet committed
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
@@ -213,6 +259,10 @@ class HubServer:
     def bytes_served(self, repo_id: str, path: str) -> int:
         with self.lock:
             return self.served[(repo_id, path)]
+
+    def bytes_received(self, repo_id: str, path: str) -> int:
+        with self.lock:
+            return self.received[(repo_id, path)]
 
     def start(self) -> HubServer:
         self._thread = threading.Thread(
@@ -252,6 +302,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._route(head=True)
 
+    def do_POST(self) -> None:
+        self._route_write()
+
+    def do_PUT(self) -> None:
+        self._route_write()
+
     # -- routing ---------------------------------------------------------------------------
 
     def _route(self, *, head: bool) -> None:
@@ -283,6 +339,58 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
+    def _route_write(self) -> None:
+        """POST and PUT: repository creation, the upload protocol and commits."""
+        url = urlsplit(self.path)
+        path = unquote(url.path)
+        with self.hub.lock:
+            self.hub.requests.append(
+                Seen(
+                    self.command,
+                    self.headers.get("Host", ""),
+                    self.path,
+                    self.headers.get("Authorization"),
+                    self.headers.get("Range"),
+                )
+            )
+        try:
+            body = self._read_body()  # always whole, so keep-alive stays in step
+            if self._token_invalid():
+                return self._error(401, None, "Invalid credentials in Authorization header")
+            post = self.command == "POST"
+            if post and path == "/api/repos/create":
+                return self._create_repo(body)
+            if not post and path.startswith("/lfs-upload/"):
+                return self._lfs_put(path[len("/lfs-upload/") :], body)
+            if post and path.endswith(".git/info/lfs/objects/batch"):
+                return self._lfs_batch(
+                    path.lstrip("/")[: -len(".git/info/lfs/objects/batch")], body
+                )
+            if post and path.endswith(".git/info/lfs/objects/verify"):
+                return self._lfs_verify(body)
+            match = re.fullmatch(r"/api/models/(.+)/(preupload|commit)/([^/]+)", path)
+            if post and match:
+                repo_id, action, revision = match.groups()
+                if action == "preupload":
+                    return self._preupload(repo_id, revision, body)
+                return self._commit(repo_id, revision, body)
+            self._error(404, None, "Sorry, we can't find the page you are looking for.")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():  # trailers, then the blank line
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
     def _token(self) -> str | None:
         value = self.headers.get("Authorization") or ""
         return value[len("Bearer ") :] if value.startswith("Bearer ") else None
@@ -293,6 +401,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authorised(self) -> bool:
         return self._token() in self.hub.tokens
+
+    def _may_write(self, repo_id: str) -> bool:
+        """True for a writer's token; otherwise answers as the hub does and returns False."""
+        if self._token() is None:
+            self._error(401, None, f"You must be authenticated to write to {repo_id}.")
+            return False
+        if self._token() not in self.hub.writers:
+            self._error(
+                403,
+                None,
+                f"You don't have the rights to write to {repo_id}: "
+                "use an access token with write permission",
+            )
+            return False
+        return True
 
     def _repo(self, repo_id: str) -> Repo | None:
         """The repository, or None after answering as the hub does for missing/private ones."""
@@ -386,6 +509,161 @@ class _Handler(BaseHTTPRequestHandler):
             "usedStorage": sum(f.size for f in repo.files.values()),
         }
 
+    # -- uploads ---------------------------------------------------------------------------
+
+    def _create_repo(self, body: bytes) -> None:
+        payload = json.loads(body or b"{}")
+        name, org = payload.get("name"), payload.get("organization")
+        repo_id = f"{org}/{name}" if org else str(name)
+        if not self._may_write(repo_id):
+            return
+        if payload.get("type") not in (None, "model"):
+            return self._error(400, None, "This loopback hub serves model repositories only.")
+        if not name or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo_id):
+            return self._error(400, None, f"Invalid repository name {repo_id!r}.")
+        with self.hub.lock:
+            if repo_id in self.hub.repos:
+                # As the hub: the 409 still carries the url (create_repo(exist_ok=True) reads it).
+                message = "You already created this model repo"
+                body_out = json.dumps({"error": message, "url": f"{self.hub.url}/{repo_id}"})
+                headers = {"Content-Type": "application/json", "X-Error-Message": message}
+                return self._reply(409, headers, body_out.encode(), head=False)
+            self.hub.repos[repo_id] = Repo(
+                repo_id, {}, private=payload.get("visibility") == "private"
+            )
+        self._json(200, {"url": f"{self.hub.url}/{repo_id}", "name": repo_id, "id": repo_id})
+
+    def _writable(self, repo_id: str, revision: str) -> Repo | None:
+        """The repository a write goes to, or None after answering why not."""
+        repo = self._repo(repo_id)
+        if repo is None or not self._may_write(repo_id):
+            return None
+        if unquote(revision) != "main":
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return None
+        return repo
+
+    def _preupload(self, repo_id: str, revision: str, body: bytes) -> None:
+        repo = self._writable(repo_id, revision)
+        if repo is None:
+            return
+        answers = []
+        for item in json.loads(body)["files"]:
+            lfs = _is_lfs(item["path"], int(item["size"]))
+            there = repo.files.get(item["path"])
+            oid = None if there is None else there.sha256 if there.lfs else there.git_sha1
+            answers.append(
+                {
+                    "path": item["path"],
+                    "uploadMode": "lfs" if lfs else "regular",
+                    "shouldIgnore": False,
+                    "oid": oid,
+                }
+            )
+        self._json(200, {"files": answers, "commitOid": repo.commit})
+
+    def _lfs_batch(self, repo_id: str, body: bytes) -> None:
+        repo = self._repo(repo_id)
+        if repo is None or not self._may_write(repo_id):
+            return
+        payload = json.loads(body)
+        if payload.get("operation") != "upload" or "basic" not in payload.get("transfers", []):
+            return self._error(400, None, "Only basic uploads are served here.")
+        objects = []
+        for item in payload["objects"]:
+            oid, size = str(item["oid"]), int(item["size"])
+            answer: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
+            with self.hub.lock:
+                stored = self.hub.objects.get(oid)
+                if stored is None or len(stored) != size:
+                    key = secrets.token_hex(16)
+                    self.hub._uploads[key] = (oid, size)
+                    answer["actions"] = {
+                        # Presigned, on another host: the client sends no token there.
+                        "upload": {"href": f"{self.hub.cdn_url}/lfs-upload/{key}"},
+                        "verify": {"href": f"{self.hub.url}/{repo_id}.git/info/lfs/objects/verify"},
+                    }
+            objects.append(answer)
+        body_out = json.dumps({"transfer": "basic", "objects": objects}).encode()
+        self._reply(200, {"Content-Type": "application/vnd.git-lfs+json"}, body_out, head=False)
+
+    def _lfs_put(self, key: str, body: bytes) -> None:
+        with self.hub.lock:
+            upload = self.hub._uploads.pop(key, None)
+        if upload is None:
+            return self._reply(403, {"Content-Type": "text/plain"}, b"AccessDenied", head=False)
+        oid, size = upload
+        if len(body) != size or hashlib.sha256(body).hexdigest() != oid:
+            return self._reply(400, {"Content-Type": "text/plain"}, b"BadDigest", head=False)
+        with self.hub.lock:
+            self.hub.objects[oid] = body
+            self.hub._put[oid] += len(body)
+        self._reply(200, {"ETag": f'"{hashlib.md5(body).hexdigest()}"'}, b"", head=False)
+
+    def _lfs_verify(self, body: bytes) -> None:
+        item = json.loads(body)
+        with self.hub.lock:
+            stored = self.hub.objects.get(str(item.get("oid")))
+        if stored is None or len(stored) != int(item.get("size", -1)):
+            return self._error(404, None, "The object was not uploaded.")
+        self._json(200, {"message": "ok"})
+
+    def _commit(self, repo_id: str, revision: str, body: bytes) -> None:
+        repo = self._writable(repo_id, revision)
+        if repo is None:
+            return
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        if not lines or lines[0].get("key") != "header":
+            return self._error(400, None, "A commit starts with its header line.")
+        header = lines[0]["value"]
+        summary = str(header.get("summary") or "")
+        if not summary:
+            return self._error(400, None, "The commit message is empty.")
+        with self.hub.lock:
+            parent = header.get("parentCommit")
+            if parent and parent != repo.commit:
+                return self._error(
+                    412, None, "A commit has happened since. Please refresh and try again."
+                )
+            files = dict(repo.files)
+            received: Counter[str] = Counter()
+            for line in lines[1:]:
+                key, value = line.get("key"), line.get("value") or {}
+                path = str(value.get("path", "")).strip("/")
+                if key == "file":
+                    data = base64.b64decode(value["content"])
+                    files[path] = _served(path, data, lfs=False)
+                    received[path] += len(data)
+                elif key == "lfsFile":
+                    stored = self.hub.objects.get(str(value.get("oid")))
+                    if stored is None:
+                        return self._error(
+                            422, None, f"The LFS object of {path} was not uploaded first."
+                        )
+                    files[path] = _served(path, stored, lfs=True)
+                    received[path] += self.hub._put.pop(str(value["oid"]), 0)
+                elif key == "deletedFile":
+                    if files.pop(path, None) is None:
+                        return self._error(
+                            404, "EntryNotFound", "A file with this name doesn't exist"
+                        )
+                elif key == "deletedFolder":
+                    files = {p: f for p, f in files.items() if not p.startswith(path + "/")}
+                else:
+                    return self._error(400, None, f"Unknown commit operation {key!r}.")
+            commit = repo.apply(files, summary)
+            for path, count in received.items():
+                self.hub.received[(repo_id, path)] += count
+        self._json(
+            200,
+            {
+                "success": True,
+                "commitOid": commit,
+                "commitUrl": f"{self.hub.url}/{repo_id}/commit/{commit}",
+                "pullRequestUrl": None,
+            },
+        )
+
     # -- files -----------------------------------------------------------------------------
 
     def _resolve(self, rest: str, *, head: bool) -> None:
@@ -394,9 +672,10 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._repo(repo_id)
         if repo is None:
             return
-        if revision not in ("main", repo.commit):
+        files = repo.at(revision)
+        if files is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        commit = {"X-Repo-Commit": repo.commit}
+        commit = {"X-Repo-Commit": repo.commit if revision == "main" else revision}
         if repo.gated and not self._authorised():
             return self._error(
                 401,
@@ -405,7 +684,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "and be authenticated to access it. Please log in.",
                 commit,
             )
-        served = repo.files.get(filename)
+        served = files.get(filename)
         if served is None:
             return self._error(404, "EntryNotFound", "Entry not found", commit)
         headers = {**commit, "ETag": f'"{served.etag}"', "Accept-Ranges": "bytes"}
@@ -422,9 +701,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _cdn(self, rest: str, *, head: bool) -> None:
         repo_id, _, sha256 = rest.rpartition("/")
         repo = self.hub.repos.get(repo_id)
-        served = (
-            next((f for f in repo.files.values() if f.sha256 == sha256), None) if repo else None
-        )
+        trees = [repo.files, *repo.history.values()] if repo else []
+        served = next((f for tree in trees for f in tree.values() if f.sha256 == sha256), None)
         if repo is None or served is None:
             return self._reply(404, {"Content-Type": "text/plain"}, b"NoSuchKey", head=head)
         self._file(
@@ -532,6 +810,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body and not head:
             self.wfile.write(body)
+
+
+def _is_lfs(path: str, size: int) -> bool:
+    """The hub's rule as this server applies it: model suffixes, or 10 MB and more."""
+    return path.lower().endswith(LFS_SUFFIXES) or size >= LFS_MIN_SIZE
+
+
+def _served(path: str, data: bytes, *, lfs: bool) -> ServedFile:
+    """A pushed file, stored the way the client sent it (an empty file goes regular)."""
+    served = ServedFile(path, data)
+    served.lfs = lfs
+    return served
 
 
 def main() -> None:

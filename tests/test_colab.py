@@ -33,6 +33,7 @@ from core.training.spec import TrainSpec
 
 STANDIN = Path(__file__).parent / "colab_standin"
 SECRET = "hf_standinSECRETtoken0123456789"
+PUSH_REPO = "me/colab-results"
 
 
 # -- the stand-in on PATH ------------------------------------------------------------------
@@ -360,16 +361,40 @@ def test_the_notebook_trains_on_the_cpu_with_nbclient(
             load_in_4bit=True,  # the GPU preset's 4-bit, skipped by the CPU test flag
         )
         out_dir = tmp_path / "export"
-        exported = write_export(out_dir, spec, dataset, "colab-cpu")
+        exported = write_export(out_dir, spec, dataset, "colab-cpu", push_repo=PUSH_REPO)
     finally:
         ws.close()  # type: ignore[attr-defined]
     assert exported.readme.read_text().count("HF_TOKEN") >= 1
     monkeypatch.setenv(CPU_TEST_ENV, "1")
     monkeypatch.setenv("HF_TOKEN", SECRET)
+    # The notebook pushes its results to the loopback hub (LFS uploads: Xet is the real
+    # hub's own storage, which the loopback one does not speak).
+    from huggingface_hub import constants
+
+    from tests.hub_server import HubServer
+
+    hub = HubServer(tokens=(SECRET,)).start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     nb = nbformat.read(exported.notebook, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(out_dir)}}
-    ).execute()
+    try:
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(out_dir)}}
+        ).execute()
+        from core.training.remote import fetch_pushed_run
+
+        pulled = fetch_pushed_run(
+            DataLayout(tmp_path / "fetching"), PUSH_REPO, "colab-cpu", name="from-hub", wait=True
+        )
+    finally:
+        hub.stop()
+    assert pulled.info["trained_on"]["where"] == "colab"
+    assert (pulled.folder / "adapter.gguf").is_file()
+    assert hub.repos[PUSH_REPO].private
     text = "".join(
         o.get("text", "")
         for cell in nb.cells
@@ -447,3 +472,41 @@ def test_cotrag_train_where_colab_registers_the_model_and_keeps_the_run(
     assert cli_main(["--data-dir", data, "train", "export-colab", "--dataset", "tiny",
                      "--out", str(out)]) == 0  # fmt: skip
     assert (out / "train.ipynb").is_file() and (out / "tiny.examples.jsonl").is_file()
+
+
+def test_cotrag_train_fetch_pulls_a_run_pushed_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A notebook exported and run by hand pushed its results; `train fetch` registers them."""
+    from huggingface_hub import constants
+
+    from core.cli import main as cli_main
+    from core.models.hub import HubClient
+    from core.models.push import push_results
+    from core.models.registry import ModelRegistry
+    from tests.hub_server import HubServer
+
+    model = tmp_path / "made-remotely"
+    model.mkdir()
+    (model / "adapter.gguf").write_bytes(os.urandom(4096))
+    (model / "model.json").write_text(
+        json.dumps({"name": "hand-run", "base": {"reference": "default"}, "trained_on": {}})
+    )
+    with HubServer(tokens=(SECRET,)) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", SECRET)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        push_results(HubClient(hub.url, SECRET, tmp_path / "c2"), model, PUSH_REPO, "hand-run")
+        data = tmp_path / "data"
+        assert (
+            cli_main(["--data-dir", str(data), "train", "fetch", "hand-run", "--repo", PUSH_REPO])
+            == 0
+        )
+    assert "Registered hand-run" in capsys.readouterr().err
+    entry = ModelRegistry(DataLayout(data)).find("hand-run")
+    assert (
+        entry is not None
+        and (entry.folder / "adapter.gguf").read_bytes() == (model / "adapter.gguf").read_bytes()
+    )

@@ -27,7 +27,16 @@ def add_train_parser(sub: Any) -> None:
         "action",
         nargs="?",
         default="start",
-        choices=["start", "list", "show", "delete", "setup-gpu", "presets", "export-colab"],
+        choices=[
+            "start",
+            "list",
+            "show",
+            "delete",
+            "setup-gpu",
+            "presets",
+            "export-colab",
+            "fetch",
+        ],
     )
     p.add_argument("run", nargs="?", help="the run, for show and delete")
     p.add_argument("--dataset", help="dataset to train on")
@@ -51,6 +60,12 @@ def add_train_parser(sub: Any) -> None:
     )
     p.add_argument("--gpu", default="T4", help="the Colab GPU: T4, L4, G4, A100 or H100")
     p.add_argument("--out", help="export-colab: the folder for the notebook and the dataset")
+    p.add_argument(
+        "--push-repo",
+        metavar="REPO",
+        help="Colab: push the results to this private hub repo (the app pulls them from there)",
+    )
+    p.add_argument("--repo", help="fetch: the hub repo a Colab run pushed its results to")
     p.add_argument("--json", action="store_true", help="print the events as JSON lines")
     p.add_argument("-y", "--yes", action="store_true", help="delete without asking")
 
@@ -123,6 +138,8 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:
         return 0
     if args.action == "export-colab":
         return _export_colab(ws, args)
+    if args.action == "fetch":
+        return _fetch(ws, args)
     if args.action == "setup-gpu":
         from core.training.gpu_env import setup_gpu_env
 
@@ -278,6 +295,7 @@ def _train_on_colab(ws: Workspace, args: argparse.Namespace, run: Any) -> int:
             on_log=on_log,
             should_stop=stop.is_set,
             hub_token=token,
+            push_repo=args.push_repo,
         )
     except KeyboardInterrupt:
         stop.set()
@@ -305,8 +323,30 @@ def _export_colab(ws: Workspace, args: argparse.Namespace) -> int:
     check_job(ws.layout, spec)
     dataset = DatasetStore(ws.layout.datasets).open(spec.dataset)
     name = args.name or f"{spec.dataset}-colab"
-    exported = write_export(Path(args.out), spec, dataset, name)
+    exported = write_export(Path(args.out), spec, dataset, name, push_repo=args.push_repo)
     print(f"Wrote {exported.notebook} and {exported.dataset.name} ({exported.readme.name} says how")
-    print("to upload them). The results come back as a .tar: `cotrag models add` registers")
-    print("the folder it unpacks to, or let `cotrag train --where colab` do all of it.")
+    if args.push_repo:
+        print(f"to upload them). The notebook pushes its results to {args.push_repo}; then")
+        print(
+            f"`cotrag train fetch --repo {args.push_repo} --run {name}` waits for and pulls them."
+        )
+    else:
+        print("to upload them). The results come back as a .tar: `cotrag models add` registers")
+        print("the folder it unpacks to, or let `cotrag train --where colab` do all of it.")
+    return 0
+
+
+def _fetch(ws: Workspace, args: argparse.Namespace) -> int:
+    """A notebook run by hand pushed its results: wait for them, pull, check, register."""
+    from core.training.remote import fetch_pushed_run
+
+    if not args.repo or not args.run:
+        raise CotragError("fetch needs the repo and the run: cotrag train fetch RUN --repo REPO.")
+    print(f"Waiting for the results of {args.run} on {args.repo} (Ctrl-C stops)…", file=sys.stderr)
+    try:
+        entry = fetch_pushed_run(ws.layout, args.repo, args.run, name=args.name)
+    except KeyboardInterrupt:
+        print("\nStopped; the same command resumes the pull.", file=sys.stderr)
+        return 130
+    print(f'Registered {entry.name}: cotrag ask --model {entry.name} "…"', file=sys.stderr)
     return 0

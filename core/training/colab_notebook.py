@@ -705,7 +705,7 @@ def remote_package(
         hub_repo = ""
         if job.push_repo:
             _emit("exporting", what="push", index=2, total=2)
-            from huggingface_hub import HfApi
+            from huggingface_hub import CommitOperationAdd, HfApi
 
             token = remote_hub_token()
             if not token:
@@ -714,11 +714,26 @@ def remote_package(
                     f"{TOKEN_NAME} (or set the environment variable) and run this cell again."
                 )
             api = HfApi(token=token)
-            api.create_repo(job.push_repo, private=True, exist_ok=True)
-            api.upload_folder(
-                repo_id=job.push_repo,
-                folder_path=str(folder),
+            api.create_repo(job.push_repo, private=True, exist_ok=True, repo_type="model")
+            # One commit under <run>/ with the manifest last in it: the app pulls a run
+            # once its manifest is there, so it never sees half a run, and runs pushed to
+            # the same repo never mix (core/models/push.py reads this layout).
+            ops = [
+                CommitOperationAdd(
+                    path_in_repo=f"{job.run_name}/{rel}", path_or_fileobj=str(folder / rel)
+                )
+                for rel in files
+            ]
+            ops.append(
+                CommitOperationAdd(
+                    path_in_repo=f"{job.run_name}/{MANIFEST_NAME}", path_or_fileobj=manifest
+                )
+            )
+            api.create_commit(
+                job.push_repo,
+                ops,
                 commit_message=f"CoT-RAG Studio run {job.run_name}",
+                repo_type="model",
             )
             hub_repo = job.push_repo
         result = {

@@ -56,6 +56,7 @@ def run_on_colab(
     on_log: Callable[[str, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     hub_token: str | None = None,
+    push_repo: str | None = None,
     executable: Path | None = None,
     auth: str = "oauth2",
 ) -> ColabRun:
@@ -67,7 +68,7 @@ def run_on_colab(
     gpu = check_gpu(gpu)
     spec = run.spec()
     dataset = DatasetStore(layout.datasets).open(spec.dataset)
-    exported = write_export(run.folder / JOB_FOLDER, spec, dataset, run.name)
+    exported = write_export(run.folder / JOB_FOLDER, spec, dataset, run.name, push_repo=push_repo)
     run.write_state("running", pid=os.getpid(), where="colab", gpu=gpu)
     events = run.events_file.open("a", encoding="utf-8")
 
@@ -87,6 +88,9 @@ def run_on_colab(
                 dataset=exported.dataset,
                 gpu=gpu,
                 hub_token=hub_token,
+                # Pushed results come back through the hub (resumable, checked), not
+                # through the CLI's download, which holds a whole file in memory.
+                download=not push_repo,
             ),
             executable=executable,
             layout=layout,
@@ -96,6 +100,8 @@ def run_on_colab(
             auth=auth,
         )
         model: ModelEntry | None = None
+        if outcome.state == "done" and outcome.model_dir is None and outcome.hub_repo:
+            outcome = _pull_pushed(layout, run, outcome, hub_token, should_stop)
         if outcome.state == "done" and outcome.model_dir is not None:
             model = register_remote_model(
                 ModelRegistry(layout), outcome.model_dir, name=run.name, gpu=gpu
@@ -123,3 +129,100 @@ def run_on_colab(
         raise
     finally:
         events.close()
+
+
+def _pull_pushed(
+    layout: DataLayout,
+    run: Run,
+    outcome: RemoteOutcome,
+    hub_token: str | None,
+    should_stop: Callable[[], bool] | None,
+) -> RemoteOutcome:
+    """The results the notebook pushed, pulled from the hub into a model folder."""
+    import dataclasses
+
+    from core.errors import CotragError, DownloadCancelled
+
+    try:
+        model_dir = pull_pushed_results(
+            layout, outcome.hub_repo, run.name, run.folder, hub_token=hub_token,
+            should_stop=should_stop,
+        )  # fmt: skip
+    except DownloadCancelled as exc:
+        return dataclasses.replace(outcome, state="cancelled", sentence=str(exc))
+    except CotragError as exc:
+        return dataclasses.replace(
+            outcome,
+            state="failed",
+            kind="download",
+            sentence=f"The run finished and pushed its results to {outcome.hub_repo}, but "
+            f"pulling them failed: {exc} `cotrag train fetch --repo {outcome.hub_repo} "
+            f"--run {run.name}` tries again.",
+        )
+    return dataclasses.replace(outcome, model_dir=model_dir)
+
+
+def pull_pushed_results(
+    layout: DataLayout,
+    repo_id: str,
+    run_name: str,
+    into: Path,
+    *,
+    hub_token: str | None = None,
+    wait: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[object], None] | None = None,
+) -> Path:
+    """A run's results from ``repo_id`` (``<run>/`` and its manifest) as a model folder
+    under ``into``; with ``wait``, polls until the run has pushed them (a notebook run by
+    hand). Files go through our resumable download into the hub cache, each checked."""
+    import threading
+
+    from core.models.client import hub_client
+    from core.models.pull import downloads_dir
+    from core.models.push import pull_results, wait_for_results
+
+    client = hub_client()
+    if hub_token:
+        client.token = hub_token
+    revision = "main"
+    if wait:
+        revision = wait_for_results(
+            client, repo_id, run_name, should_stop=should_stop, progress=progress
+        ).commit
+    cancel = threading.Event()
+
+    def on_progress(p: object) -> None:
+        if should_stop is not None and should_stop():
+            cancel.set()
+        if progress is not None:
+            progress(p)
+
+    return pull_results(
+        client, repo_id, run_name, into / "pulled", revision=revision,
+        journal_dir=downloads_dir(layout), progress=on_progress, cancel=cancel,
+    )  # fmt: skip
+
+
+def fetch_pushed_run(
+    layout: DataLayout,
+    repo_id: str,
+    run_name: str,
+    *,
+    name: str | None = None,
+    wait: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[object], None] | None = None,
+) -> ModelEntry:
+    """For a notebook exported and run by hand: wait for its results on the hub, pull,
+    check and register them (the model takes ``name``, else the run's name)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=layout.models) as tmp:
+        model_dir = pull_pushed_results(
+            layout, repo_id, run_name, Path(tmp), wait=wait, should_stop=should_stop,
+            progress=progress,
+        )  # fmt: skip
+        return register_remote_model(
+            ModelRegistry(layout), model_dir, name=name or run_name, gpu="colab (by hand)"
+        )
