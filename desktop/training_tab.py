@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
@@ -159,11 +160,27 @@ class TrainingTab(QWidget):
         self._gpu_row = gpu_row
         gpu_row.addWidget(self.gpu_combo, 1)
         gpu_row.addWidget(self.export_colab_button)
+        self.push_repo_edit = QLineEdit(left)
+        self.push_repo_edit.setPlaceholderText("optional: a private hub repo, e.g. you/cotrag-runs")
+        self.push_repo_edit.setToolTip(
+            "The run pushes its results there (needs an access token, set in the Models tab) "
+            "and the app pulls them back; empty: they come back through the colab CLI"
+        )
+        self.fetch_button = QPushButton("Fetch…", left)
+        self.fetch_button.setToolTip(
+            "Pull the results a notebook run by hand pushed to the hub repo, and register them"
+        )
+        self.fetch_button.clicked.connect(self.ask_fetch)
+        push_row = QHBoxLayout()
+        self._push_row = push_row
+        push_row.addWidget(self.push_repo_edit, 1)
+        push_row.addWidget(self.fetch_button)
         self.colab_label = QLabel("", left)
         self.colab_label.setObjectName("hint")
         self.colab_label.setWordWrap(True)
         pick.addRow("Where", self.where_combo)
         pick.addRow("GPU", gpu_row)
+        pick.addRow("Hub repo", push_row)
         pick.addRow("", self.colab_label)
         self.where_combo.currentIndexChanged.connect(lambda _i: self._show_where())
         self._pick = pick
@@ -420,6 +437,7 @@ class TrainingTab(QWidget):
     def _show_where(self) -> None:
         remote = self.where == "colab"
         self._pick.setRowVisible(self._gpu_row, remote)
+        self._pick.setRowVisible(self._push_row, remote)
         self._pick.setRowVisible(self.colab_label, remote)
         self.gpu_label.setVisible(not remote)  # this computer's GPU: not what a Colab run uses
         self.cancel_button.setToolTip(
@@ -571,16 +589,17 @@ class TrainingTab(QWidget):
             self.show_error(message)
 
         where, gpu = self.where, str(self.gpu_combo.currentData())
+        push_repo = self.push_repo_edit.text().strip() or None
 
         def launch(result: tuple[str, str]) -> None:
             if where == "colab":
-                self._launch_remote(result[0], gpu, result[1])
+                self._launch_remote(result[0], gpu, result[1], push_repo)
             else:
                 self._launch(result[0], False, result[1])
 
         self.jobs.start(work, "training-check", on_result=launch, on_error=failed)
 
-    def _launch_remote(self, name: str, gpu: str, note: str) -> None:
+    def _launch_remote(self, name: str, gpu: str, note: str, push_repo: str | None) -> None:
         """The run goes to a Colab runtime; its events come back like a local worker's."""
         from core.training.runs import RunStore
 
@@ -611,6 +630,7 @@ class TrainingTab(QWidget):
                 on_log=lambda stream, line: push(("log", stream, line)),
                 should_stop=cancel.is_set,
                 hub_token=token,
+                push_repo=push_repo,
             )
 
         self.remote = self.jobs.start(
@@ -670,6 +690,7 @@ class TrainingTab(QWidget):
     def export_to(self, folder: Path) -> None:
         spec = self.spec()
         name = self.name_edit.text().strip() or f"{spec.dataset}-colab"
+        push_repo = self.push_repo_edit.text().strip() or None
 
         def work(push: Push, cancel: threading.Event) -> Path:
             from core.dataset.storage import DatasetStore
@@ -678,7 +699,7 @@ class TrainingTab(QWidget):
 
             check_job(self.ws.layout, spec)
             dataset = DatasetStore(self.ws.layout.datasets).open(spec.dataset)
-            return write_export(folder, spec, dataset, name).notebook
+            return write_export(folder, spec, dataset, name, push_repo=push_repo).notebook
 
         self.jobs.start(
             work,
@@ -686,6 +707,42 @@ class TrainingTab(QWidget):
             on_result=lambda nb: self.status_message.emit(
                 f"Wrote {nb} and the dataset next to it (README.txt says how to upload them)."
             ),
+        )
+
+    def ask_fetch(self) -> None:
+        repo = self.push_repo_edit.text().strip()
+        if not repo:
+            self.show_error("Type the hub repo the notebook pushed to (Hub repo), then Fetch.")
+            return
+        run, ok = QInputDialog.getText(
+            self, "Fetch results", f"The run name the notebook pushed to {repo}:",
+            text=self.name_edit.text().strip(),
+        )  # fmt: skip
+        if ok and run.strip():
+            self.fetch(repo, run.strip())
+
+    def fetch(self, repo: str, run: str) -> None:
+        """Wait for a hand-run notebook's results on the hub, pull, check, register them."""
+        layout = self.ws.layout
+        self.fetch_button.setEnabled(False)
+        self.status_label.setText(f"Waiting for the results of {run} on {repo}…")
+
+        def work(push: Push, cancel: threading.Event) -> str:
+            from core.training.remote import fetch_pushed_run
+
+            return fetch_pushed_run(layout, repo, run, should_stop=cancel.is_set).name
+
+        def done(name: str) -> None:
+            self.status_label.setText(f"{name}: fetched from {repo}")
+            self.status_message.emit(f"Registered {name}: choose it in the chat's model list.")
+            self.models_changed.emit()
+
+        self.jobs.start(
+            work,
+            "colab-fetch",
+            latest="fetch",
+            on_result=done,
+            on_finished=lambda: self.fetch_button.setEnabled(True),
         )
 
     def resume_selected(self) -> None:

@@ -60,7 +60,7 @@ def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type:
     widget.resize(1300, 820)
     widget.show()
     widget.refresh()
-    qtbot.waitUntil(lambda: widget.dataset_combo.count() > 0, timeout=20_000)
+    qtbot.waitUntil(lambda: widget.dataset_combo.count() > 0, timeout=60_000)
     widget.where_combo.setCurrentIndex(widget.where_combo.findData("colab"))
     yield widget
     widget.shutdown()
@@ -70,7 +70,7 @@ def test_a_colab_run_streams_and_its_model_reaches_the_chat(
     qtbot, tab: TrainingTab, ws: Workspace, calls: Any, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     assert tab.preset_combo.currentData() == "gpu-standard"
-    qtbot.waitUntil(lambda: "signed in" in tab.colab_label.text(), timeout=20_000)
+    qtbot.waitUntil(lambda: "signed in" in tab.colab_label.text(), timeout=60_000)
     tab.gpu_combo.setCurrentIndex(tab.gpu_combo.findData("L4"))
     tab.name_edit.setText("gui-colab")
     tab.max_steps.setValue(3)
@@ -114,3 +114,30 @@ def test_export_for_colab_writes_the_notebook(qtbot, tab: TrainingTab, tmp_path:
     with qtbot.waitSignal(tab.status_message, timeout=30_000):
         tab.export_to(out)
     assert (out / "train.ipynb").is_file() and (out / "tiny.examples.jsonl").is_file()
+
+
+def test_fetch_registers_a_run_a_notebook_pushed_by_hand(
+    qtbot, tab: TrainingTab, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from huggingface_hub import constants
+
+    from core.models.hub import HubClient
+    from core.models.push import push_results
+    from tests.hub_server import TOKEN, HubServer
+
+    model = tmp_path / "remote-model"
+    model.mkdir()
+    (model / "adapter.gguf").write_bytes(b"GGUF" + os.urandom(2048))
+    (model / "model.json").write_text(json.dumps({"base": {"reference": "default"}}))
+    with HubServer() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        push_results(HubClient(hub.url, TOKEN, tmp_path / "c2"), model, "me/runs", "by-hand")
+        tab.push_repo_edit.setText("me/runs")
+        with qtbot.waitSignal(tab.models_changed, timeout=30_000):
+            tab.fetch("me/runs", "by-hand")
+    entry = ModelRegistry(ws.layout).find("by-hand")
+    assert entry is not None and entry.info["trained_on"]["where"] == "colab"
