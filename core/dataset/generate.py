@@ -497,7 +497,14 @@ class Generator:
             heading=seed.heading,
             query_source=search_text(question),
         )
-        unanswerable = _share(key, self.spec.seed) < self.spec.unanswerable_share
+        # Drawn from the chunk's content and position, not its id (which hashes the file's
+        # path): the same documents and seed make the same dataset wherever they are.
+        index = seed.chunk_id.rsplit("-", 1)[-1]
+        where = f"{seed.doc_hash}:{index}"
+        unanswerable = (
+            _share(key.replace(seed.chunk_id, where, 1), self.spec.seed)
+            < self.spec.unanswerable_share
+        )
         written = None if unanswerable else self._teacher_trace(question, answer, seed.chunk_id)
         gold: int | None
         if written is not None:
