@@ -141,3 +141,45 @@ def test_fetch_registers_a_run_a_notebook_pushed_by_hand(
             tab.fetch("me/runs", "by-hand")
     entry = ModelRegistry(ws.layout).find("by-hand")
     assert entry is not None and entry.info["trained_on"]["where"] == "colab"
+
+
+@pytest.mark.model
+def test_a_real_notebook_run_on_the_standin_vm_answers_in_the_chat(
+    qtbot,
+    tab: TrainingTab,
+    ws: Workspace,
+    calls: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # type: ignore[no-untyped-def]
+    """The stand-in runs the notebook's cells for real (CPU flag), as the VM would: the
+    tuned model that comes back is a real one, and it answers."""
+    import sys
+
+    from core.cli import main as cli_main
+
+    monkeypatch.setenv("COLAB_STANDIN_SCENARIO", "execute")
+    monkeypatch.setenv("COLAB_STANDIN_PYTHON", sys.executable)
+    tab.preset_combo.setCurrentIndex(tab.preset_combo.findData("cpu-quick"))
+    tab.name_edit.setText("gui-colab-real")
+    tab.max_steps.setValue(2)
+    tab.batch_size.setValue(1)
+    tab.eval_every.setValue(0)
+    tab.checkpoint_every.setValue(0)
+    for kind, box in tab.export_boxes.items():
+        box.setChecked(kind == "lora")
+    tab.start_button.click()
+    qtbot.waitUntil(lambda: tab.running, timeout=60_000)
+    qtbot.waitUntil(lambda: not tab.running, timeout=480_000)
+    assert not tab.banner.isVisible(), tab.banner.text()
+    assert [s for s, _ in tab.chart.train] == [1, 2]
+    entry = ModelRegistry(ws.layout).find("gui-colab-real")
+    assert entry is not None and "lora" in entry.variants
+    ws.release("gui-colab-real")
+    capsys.readouterr()
+    code = cli_main(
+        ["--data-dir", str(ws.layout.root), "ask", "--mode", "closed", "--json",
+         "--model", "gui-colab-real", "Say hello."]
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["answer"].strip()
