@@ -15,6 +15,7 @@ SCHEMA_VERSION = 1
 GrammarSetting = Literal["auto", "on", "off"]
 FirstQuerySetting = Literal["auto", "question", "model"]
 SearchMethod = Literal["dense", "bm25", "hybrid"]
+EmbedderBackend = Literal["auto", "torch", "onnx", "openvino"]
 
 
 def _require(cond: bool, message: str) -> None:
@@ -52,6 +53,21 @@ class RetrievalConfig:
         _require(
             self.method in ("dense", "bm25", "hybrid"),
             f"retrieval.method is {self.method!r}: use dense, bm25 or hybrid.",
+        )
+
+
+@dataclass
+class EmbeddingConfig:
+    backend: EmbedderBackend = "auto"
+    """Runtime of the embedding model: torch, onnx (ONNX Runtime), openvino, or auto (the
+    fastest of openvino, onnx, torch that is installed; torch on a GPU). Exports are checked
+    against torch's vectors before use, so any backend can search a knowledge base built
+    with another."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.backend in ("auto", "torch", "onnx", "openvino"),
+            f"embedding.backend is {self.backend!r}: use auto, torch, onnx or openvino.",
         )
 
 
@@ -134,6 +150,7 @@ class AppConfig:
     """The current knowledge base: used when a command names none (`cotrag kb use NAME`)."""
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -176,6 +193,7 @@ class AppConfig:
 _SECTION_TYPES: dict[str, type] = {
     "chunking": ChunkingConfig,
     "retrieval": RetrievalConfig,
+    "embedding": EmbeddingConfig,
     "generation": GenerationConfig,
     "loop": LoopConfig,
     "store": StoreConfig,

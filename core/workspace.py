@@ -66,20 +66,23 @@ class Workspace:
     def store(self) -> KnowledgeStore:
         """The Chroma-backed store. Opening can block on a locked SQLite file: never call
         this first on a thread that must stay responsive."""
+        embedder = self.embedder  # not under the lock below: it takes the same lock
         with self._lock:
             if self._store is None:
                 from core.knowledge.store import KnowledgeStore
 
-                self._store = KnowledgeStore(self.layout, self.config.store)
+                self._store = KnowledgeStore(self.layout, self.config.store, embedder=embedder)
             return self._store
 
     @property
     def embedder(self) -> Embedder:
+        """The embedding model with the configured runtime (``embedding.backend``; created
+        here, loaded on first use)."""
         with self._lock:
             if self._embedder is None:
                 from core.knowledge.embedding import default_embedder
 
-                self._embedder = default_embedder()
+                self._embedder = default_embedder(self.config.embedding.backend)
             return self._embedder
 
     def retriever(self, kb_name: str, method: str | None = None) -> KBRetriever:
