@@ -179,15 +179,29 @@ class DownloadRow(QFrame):
         self.cancel_and_discard()
 
     def cancel_and_discard(self) -> None:
+        """Stop the pull and delete its partial files (off the GUI thread: the job may
+        take a moment to stop, and a file the journal does not know asks the hub)."""
         job = self.job
         if job is not None:
             job.cancel()
-            job.wait(30)
-        try:
-            discard_pull(self.client_factory(), self.plan, self.ws.layout)
-        except OSError as exc:
-            self.failed.emit(f"Could not delete the partial download: {exc}")
-        self.removed.emit()
+        client_factory, plan, layout = self.client_factory, self.plan, self.ws.layout
+        self.pause_button.setEnabled(False)
+        self.cancel_button.setEnabled(False)
+        self.detail.setText("Cancelling: deleting the partial download…")
+
+        def work(_push: Callable[[object], None], _cancel: threading.Event) -> None:
+            if job is not None:
+                job.wait(60)
+            discard_pull(client_factory(), plan, layout)
+
+        self.jobs.start(
+            work,
+            f"discard {plan.repo_id}",
+            on_error=lambda message: self.failed.emit(
+                f"Some of the partial download could not be deleted: {message}"
+            ),
+            on_finished=self.removed.emit,
+        )
 
     # -- job callbacks -----------------------------------------------------------------
     def _on_items(self, items: list[object]) -> None:

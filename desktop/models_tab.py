@@ -297,13 +297,14 @@ class ModelsTab(QWidget):
         }[entry.kind]
         if not confirm_destructive(self, "Delete model", f"{entry.name}: {what}"):
             return
-        self.ws.release(entry.name)
         try:
+            if entry.present:
+                self.ws.release(entry.name)
             message = self.registry.delete(entry.name)
         except (CotragError, OSError) as exc:
             self._show_error(f"Could not delete {entry.name}: {exc}")
             return
-        if self.ws.config.model == entry.name:
+        if self.ws.config.model.split(":", 1)[0] == entry.name:
             self.ws.config.model = ""
             self.ws.save_config()
         self.refresh()

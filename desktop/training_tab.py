@@ -386,6 +386,8 @@ class TrainingTab(QWidget):
 
     # -- lists --------------------------------------------------------------------
     def refresh(self) -> None:
+        where = self.where  # read here: the work below runs on another thread
+
         def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
             from core.dataset.storage import DatasetStore
             from core.models.registry import ModelRegistry
@@ -402,7 +404,7 @@ class TrainingTab(QWidget):
                 ],
                 "runs": [r.summary() for r in RunStore(self.ws.layout).runs()],
                 "gpu": gpu_status(self.ws.layout),
-                "colab": colab_status(self.ws.layout) if self.where == "colab" else None,
+                "colab": colab_status(self.ws.layout) if where == "colab" else None,
             }
 
         self.jobs.start(work, "training-lists", latest="lists", on_result=self._got_lists)

@@ -152,7 +152,8 @@ def test_cancel_deletes_the_partial_and_pause_keeps_it(
     partials = list((tmp_path / "hub-cache").rglob("*.incomplete"))
     assert len(partials) == 1 and partials[0].stat().st_size > 0
     row.cancel_button.click()
-    assert tab.rows == [] and pending_pulls(ws.layout) == []
+    qtbot.waitUntil(lambda: tab.rows == [], timeout=30_000)
+    assert pending_pulls(ws.layout) == []
     assert not partials[0].exists()
     tab.shutdown()
 

@@ -204,9 +204,14 @@ def test_folder_pull_takes_one_weight_format_and_delete_spares_shared_blobs(
     other = entry.path.parent / ("0" * 40)
     other.mkdir()
     (other / "config.json").symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    # A file another pull (or tool) put in the same snapshot is not this model's to delete.
+    stranger = entry.path / "onnx" / "model.onnx"
+    stranger.parent.mkdir()
+    stranger.write_bytes(b"not ours")
     ModelRegistry(ws.layout).delete(entry.name)
     assert blob.is_file()
-    assert not entry.path.exists()
+    assert not (entry.path / "model.safetensors").exists()
+    assert stranger.is_file()
 
 
 def test_pull_paused_then_resumed_lists_what_is_on_disk(env: Path, hub: HubServer) -> None:
@@ -241,6 +246,11 @@ def test_missing_repo_and_file_are_sentences(env: Path, capsys: pytest.CaptureFi
     assert run_cli(env, "models", "pull", "org/smol-GGUF", "smol.Q9.gguf") == 1
     err = capsys.readouterr().err
     assert "no file smol.Q9.gguf" in err and "smol.Q4_1.gguf" in err
+    # A name that is taken is refused before anything is downloaded.
+    assert run_cli(env, "models", "add", str(default_model_path()), "--name", "mine") == 0
+    assert run_cli(env, "models", "pull", "org/smol-GGUF", "--name", "mine") == 1
+    assert "named 'mine' exists" in capsys.readouterr().err
+    assert pending_pulls(Workspace(env).layout) == []
 
 
 # -- loaded models follow the settings ---------------------------------------------------

@@ -85,7 +85,7 @@ def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
         if not args.yes and not confirm(f"Delete the model {args.name!r} and its files?"):
             return 1
         print(registry.delete(args.name))
-        if ws.config.model == args.name:
+        if ws.config.model.split(":", 1)[0] == args.name:
             ws.config.model = ""
             ws.save_config()
             print("The default is the bundled model again.")
@@ -220,6 +220,8 @@ def _pull(ws: Workspace, args: argparse.Namespace) -> int:
         return 0
     if resumed:
         plan = resumed[0]
+        if args.name and args.name != plan.name:
+            plan.name = args.name  # a clash found on the first try can be mended here
         print(f"Resuming the pull of {plan.repo_id} ({', '.join(plan.files[:3])}).")
     else:
         plan = plan_pull(client, args.repo, args.file, revision=args.revision, name=args.name)

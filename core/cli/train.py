@@ -327,9 +327,7 @@ def _export_colab(ws: Workspace, args: argparse.Namespace) -> int:
     print(f"Wrote {exported.notebook} and {exported.dataset.name} ({exported.readme.name} says how")
     if args.push_repo:
         print(f"to upload them). The notebook pushes its results to {args.push_repo}; then")
-        print(
-            f"`cotrag train fetch --repo {args.push_repo} --run {name}` waits for and pulls them."
-        )
+        print(f"`cotrag train fetch {name} --repo {args.push_repo}` waits for and pulls them.")
     else:
         print("to upload them). The results come back as a .tar: `cotrag models add` registers")
         print("the folder it unpacks to, or let `cotrag train --where colab` do all of it.")

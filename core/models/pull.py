@@ -58,7 +58,8 @@ class PullPlan:
 
     @property
     def id(self) -> str:
-        key = f"{self.repo_id}--{self.files[0] if self.kind == 'gguf' else 'folder'}"
+        what = self.files[0] if self.kind == "gguf" else f"folder-{self.commit or self.revision}"
+        key = f"{self.repo_id}--{what}"
         return re.sub(r"[^A-Za-z0-9._-]+", "-", key)[:120]
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,14 +133,23 @@ def plan_pull(
 def choose_gguf(ggufs: list[HubFile], memory_bytes: int | None = None) -> tuple[HubFile, str]:
     """The preferred quantization that fits in memory (the smallest file when none fits)."""
     firsts = [f for f in ggufs if _first_part(f.path)]
-    fits = [f for f in firsts if memory_bytes is None or f.size < memory_bytes * 0.8]
-    pool = fits or sorted(firsts, key=lambda f: f.size)[:1]
+    whole = {f.path: _whole_size(f, ggufs) for f in firsts}  # a split model: all its parts
+    fits = [f for f in firsts if memory_bytes is None or whole[f.path] < memory_bytes * 0.8]
+    pool = fits or sorted(firsts, key=lambda f: whole[f.path])[:1]
     for quant in GGUF_PREFERENCE:
         for f in pool:
             if (f.quantization or "").upper() == quant:
                 return f, f"picked {quant}, the preferred quantization that fits in memory"
-    chosen = min(pool, key=lambda f: f.size)
+    chosen = min(pool, key=lambda f: whole[f.path])
     return chosen, f"picked {chosen.path}, the smallest file"
+
+
+def _whole_size(first: HubFile, ggufs: list[HubFile]) -> int:
+    shard = _SHARD.search(first.path)
+    if shard is None:
+        return first.size
+    prefix = first.path[: shard.start()]
+    return sum(f.size for f in ggufs if f.path.startswith(prefix) and _SHARD.search(f.path))
 
 
 def _first_part(path: str) -> bool:
@@ -300,6 +310,14 @@ def run_pull(
     """
     from core.models.download import DownloadProgress, download_file
 
+    if plan.name:  # before the download, not after it: the name must be free
+        existing = ModelRegistry(layout).find(plan.name)
+        same = existing is not None and existing.info.get("repo") == plan.repo_id
+        if existing is not None and not same:
+            raise CotragError(
+                f"A model named {plan.name!r} exists ({existing.lineage}): pull under another "
+                "name (--name) or delete that one first."
+            )
     remember(layout, plan)
     revision = plan.commit or plan.revision
     done_before = 0
@@ -364,15 +382,17 @@ def discard_pull(client: HubClient, plan: PullPlan, layout: DataLayout) -> None:
     Files that finished downloading stay in the hub cache (other tools may share them)."""
     from core.models.download import discard_partial
 
-    for filename in plan.files:
-        discard_partial(
-            client,
-            plan.repo_id,
-            filename,
-            plan.commit or plan.revision,
-            journal_dir=downloads_dir(layout),
-        )
-    forget(layout, plan)
+    try:
+        for filename in plan.files:
+            discard_partial(
+                client,
+                plan.repo_id,
+                filename,
+                plan.commit or plan.revision,
+                journal_dir=downloads_dir(layout),
+            )
+    finally:
+        forget(layout, plan)  # a partial left behind is not worth listing the pull again
 
 
 def _write_ref(target: Path, plan: PullPlan) -> None:

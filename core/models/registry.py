@@ -15,6 +15,7 @@ Model references stay strings (a path, ``default``, a name, ``name:variant``) un
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -183,6 +184,12 @@ class ModelEntry:
 
     @property
     def size_bytes(self) -> int:
+        path = self.path
+        files = [str(f) for f in self.info.get("files") or []]
+        if self.kind == "pulled" and path is not None and path.is_file() and len(files) > 1:
+            root = _snapshot_root(path)  # a split GGUF: every part counts
+            if root is not None:
+                return sum((root / f).stat().st_size for f in files if (root / f).is_file())
         if self.kind in ("pulled", "added"):
             return self.facts.size_bytes
         if self.folder is None:
@@ -349,6 +356,18 @@ class ModelRegistry:
         chosen = name or self.unique_name(stem)
         return self._write_record(chosen, {"kind": "pulled", **record})
 
+    def check_free(self, name: str, path: str = "") -> None:
+        """Refuse ``name`` when a tuned model has it, or a pulled / added model of another
+        file does (the same file may be registered again under its name)."""
+        if (self.tuned_root / name / MODEL_FILE).exists():
+            raise CotragError(f"A tuned model named {name!r} exists: choose another name.")
+        existing = self._library_entry(self.library_root / f"{name}.json")
+        if existing is not None and str(existing.info.get("path", "")) != path:
+            raise CotragError(
+                f"A model named {name!r} exists ({existing.lineage}): choose another name "
+                f"or delete it first (`cotrag models delete {name}`)."
+            )
+
     def _write_record(self, name: str, info: dict[str, Any]) -> ModelEntry:
         from datetime import UTC, datetime
 
@@ -358,9 +377,7 @@ class ModelRegistry:
         if name == "default":
             raise CotragError("'default' names the bundled model: choose another name.")
         record = self.library_root / f"{name}.json"
-        clash = self.tuned_root / name / MODEL_FILE
-        if clash.exists():
-            raise CotragError(f"A tuned model named {name!r} exists: choose another name.")
+        self.check_free(name, str(info.get("path", "")))
         info = {"name": name, "added": datetime.now(UTC).isoformat(timespec="seconds"), **info}
         tmp = record.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -418,18 +435,19 @@ class ModelRegistry:
 
 
 def remove_from_hub_cache(entry: ModelEntry) -> int:
-    """Delete a pulled model's snapshot files, and each blob no other snapshot links to.
-
-    The hub cache is shared with other tools: a blob that another revision's snapshot
-    still points at stays. Returns the bytes freed.
+    """Delete the snapshot links of a pulled model's own files (``info["files"]``: every
+    part of a split GGUF, every file of a folder pull, nothing another pull or tool put in
+    the same snapshot), and each blob no other snapshot links to. Returns the bytes freed.
     """
     path = entry.path
     if path is None:
         return 0
-    snapshot_files = [path] if not path.is_dir() else [p for p in path.rglob("*")]
-    repo_root = _repo_root(path)
+    snapshot = _snapshot_root(path)
+    repo_root = snapshot.parent.parent if snapshot is not None else None
+    names = [str(f) for f in entry.info.get("files") or []]
+    links = [snapshot / name for name in names] if snapshot is not None and names else [path]
     freed = 0
-    for link in snapshot_files:
+    for link in links:
         if not (link.is_symlink() or link.is_file()):
             continue
         blob = link.resolve() if link.is_symlink() else None
@@ -439,16 +457,20 @@ def remove_from_hub_cache(entry: ModelEntry) -> int:
         if not _linked_elsewhere(repo_root, blob):
             freed += blob.stat().st_size
             blob.unlink(missing_ok=True)
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
+    if snapshot is not None:  # folders left empty by the links removed
+        for folder in sorted((p for p in snapshot.rglob("*") if p.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        with contextlib.suppress(OSError):
+            snapshot.rmdir()
     return freed
 
 
-def _repo_root(path: Path) -> Path | None:
-    """``…/models--org--name`` above a snapshot path."""
-    for parent in path.parents:
-        if parent.name.startswith("models--"):
-            return parent
+def _snapshot_root(path: Path) -> Path | None:
+    """``…/models--org--name/snapshots/<commit>`` above (or at) a pulled model's path."""
+    for candidate in (path, *path.parents):
+        if candidate.parent.name == "snapshots":
+            return candidate
     return None
 
 

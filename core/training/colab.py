@@ -509,8 +509,13 @@ def _run_session(
         # As a file through the contents API, which the CLI does not log: code sent with
         # `colab exec` (and --env) is kept in the CLI's history files, and argv is public.
         # The notebook reads the file and deletes it (remote_hub_token).
-        token_file = state_dir / ".token"
-        token_file.unlink(missing_ok=True)
+        # In a private temp folder, not the run folder: a kill during the upload must not
+        # leave the token in the data dir (and a leftover from an older version goes).
+        (state_dir / ".token").unlink(missing_ok=True)
+        import tempfile
+
+        token_dir = Path(tempfile.mkdtemp(prefix="cotrag-colab-"))
+        token_file = token_dir / TOKEN_FILE
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -522,6 +527,8 @@ def _run_session(
             )
         finally:
             token_file.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                token_dir.rmdir()
         if result.ended == "cancelled":
             return cancelled("before training started")
         if result.code != 0:

@@ -103,9 +103,11 @@ def run_on_colab(
         if outcome.state == "done" and outcome.model_dir is None and outcome.hub_repo:
             outcome = _pull_pushed(layout, run, outcome, hub_token, should_stop)
         if outcome.state == "done" and outcome.model_dir is not None:
-            model = register_remote_model(
-                ModelRegistry(layout), outcome.model_dir, name=run.name, gpu=gpu
-            )
+            registry = ModelRegistry(layout)
+            name = run.name
+            if registry.find(name) is not None:  # taken since the run started
+                name = registry.unique_name(name)
+            model = register_remote_model(registry, outcome.model_dir, name=name, gpu=gpu)
             done = {**outcome.final, "event": "done", "model": model.name, "where": "colab"}
             events.write(json.dumps(done, ensure_ascii=False) + "\n")
             if on_event is not None:
@@ -156,8 +158,8 @@ def _pull_pushed(
             state="failed",
             kind="download",
             sentence=f"The run finished and pushed its results to {outcome.hub_repo}, but "
-            f"pulling them failed: {exc} `cotrag train fetch --repo {outcome.hub_repo} "
-            f"--run {run.name}` tries again.",
+            f"pulling them failed: {exc} `cotrag train fetch {run.name} --repo "
+            f"{outcome.hub_repo}` tries again.",
         )
     return dataclasses.replace(outcome, model_dir=model_dir)
 
@@ -223,6 +225,29 @@ def fetch_pushed_run(
             layout, repo_id, run_name, Path(tmp), wait=wait, should_stop=should_stop,
             progress=progress,
         )  # fmt: skip
-        return register_remote_model(
-            ModelRegistry(layout), model_dir, name=name or run_name, gpu="colab (by hand)"
+        registry = ModelRegistry(layout)
+        wanted = name or run_name
+        entry = register_remote_model(
+            registry,
+            model_dir,
+            name=registry.unique_name(wanted) if registry.find(wanted) else wanted,
+            gpu="colab (by hand)",
         )
+    _mark_fetched(layout, run_name, entry)
+    return entry
+
+
+def _mark_fetched(layout: DataLayout, run_name: str, entry: ModelEntry) -> None:
+    """A run of this app whose pull failed earlier is done once its results are fetched."""
+    from core.training.runs import RunStore
+
+    store = RunStore(layout)
+    if not store.exists(run_name):
+        return
+    run = store.get(run_name)
+    if run.state == "done":
+        return
+    with run.events_file.open("a", encoding="utf-8") as events:
+        done = {"event": "done", "model": entry.name, "where": "colab", "fetched": True}
+        events.write(json.dumps(done) + "\n")
+    run.write_state("done", model=entry.name)
