@@ -79,6 +79,12 @@ class GenerationConfig:
     """Nucleus sampling mass."""
     repeat_penalty: float = 1.1
     """Penalty on recently generated tokens (1.0 = off)."""
+    presence_penalty: float = 0.0
+    """Subtracted from the logit of a token already generated in the stream (0 = off)."""
+    frequency_penalty: float = 0.0
+    """Subtracted once per time a token was generated in the stream (0 = off)."""
+    no_repeat_ngram: int = 0
+    """Forbid repeating any n-gram of this many tokens within a stream (0 = off; try 4)."""
     seed: int = 1234
     """Sampling seed, so a run can be reproduced."""
     n_ctx: int = 4096
@@ -93,6 +99,13 @@ class GenerationConfig:
         _require(0.0 <= self.temperature <= 2.0, "generation.temperature must be within 0..2.")
         _require(0.0 < self.top_p <= 1.0, "generation.top_p must be within (0, 1].")
         _require(self.n_ctx >= 512, f"generation.n_ctx is {self.n_ctx}: use 512 or more.")
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            _require(-2.0 <= value <= 2.0, f"generation.{name} is {value}: use -2 to 2 (0 = off).")
+        _require(
+            self.no_repeat_ngram == 0 or 2 <= self.no_repeat_ngram <= 20,
+            f"generation.no_repeat_ngram is {self.no_repeat_ngram}: use 0 (off) or 2 to 20.",
+        )
         _require(self.n_threads >= 0, "generation.n_threads must be 0 (all cores) or more.")
         _require(self.answer_max_tokens >= 16, "generation.answer_max_tokens must be 16 or more.")
 

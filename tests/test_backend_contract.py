@@ -9,6 +9,7 @@ folders are kept in pytest's cache, so only the first run pays for them.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import re
 import shutil
@@ -473,3 +474,23 @@ def test_the_bundled_models_hf_folder_needs_the_grammar_as_its_gguf_does(
     other.mkdir()
     (other / "config.json").write_text('{"model_type": "llama"}')
     assert not model_needs_grammar(other)
+
+
+def test_penalties_change_what_a_repetitive_stream_writes(engine: Backend) -> None:
+    """No repeated 2-gram, and presence / frequency penalties, act on this stream's tokens."""
+    from dataclasses import replace
+
+    ask_repeat = "Write the words 'red blue' ten times, separated by spaces."
+    session = engine.session(prompt(engine, ask_repeat))
+    chunks = list(session.stream(ask(24)))
+    plain = [t for c in chunks for t in (c.token_ids or ())]
+    banned = replace(GREEDY, no_repeat_ngram=2)
+    session = engine.session(prompt(engine, ask_repeat))
+    ids = [t for c in session.stream(ask(24, sampling=banned)) for t in (c.token_ids or ())]
+    pairs = list(itertools.pairwise(ids))
+    assert len(pairs) == len(set(pairs)), "a 2-gram was repeated"
+    assert len(plain) > 3
+    strong = replace(GREEDY, presence_penalty=2.0, frequency_penalty=2.0)
+    session = engine.session(prompt(engine, ask_repeat))
+    penalised = [t for c in session.stream(ask(24, sampling=strong)) for t in (c.token_ids or ())]
+    assert penalised != plain

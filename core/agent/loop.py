@@ -187,6 +187,9 @@ class Agent:
             top_p=gen.top_p,
             repeat_penalty=gen.repeat_penalty,
             seed=gen.seed,
+            presence_penalty=gen.presence_penalty,
+            frequency_penalty=gen.frequency_penalty,
+            no_repeat_ngram=gen.no_repeat_ngram,
         )
 
     def run(

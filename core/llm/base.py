@@ -77,6 +77,12 @@ class Sampling:
     top_p: float = 0.9
     repeat_penalty: float = 1.1
     seed: int | None = 1234
+    presence_penalty: float = 0.0
+    """Subtracted from the logit of every token already generated in this stream."""
+    frequency_penalty: float = 0.0
+    """Subtracted once per time a token was generated in this stream."""
+    no_repeat_ngram: int = 0
+    """Forbid a token that completes an n-gram of this size already generated (0: off)."""
 
 
 @dataclass

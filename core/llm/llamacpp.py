@@ -283,6 +283,25 @@ def _without_amx_repacking(llama_cpp: ModuleType) -> Iterator[None]:
 _PARAMS_PATCH_LOCK = threading.Lock()
 
 
+def _no_repeat_ngram(start: int, n: int) -> Any:
+    """A llama-cpp-python logits processor that forbids completing an ``n``-gram already
+    generated in this stream (tokens from ``start`` on); None when off."""
+    if n < 2:
+        return None
+    import numpy as np
+    from llama_cpp import LogitsProcessorList
+
+    from core.llm.penalties import ngram_bans
+
+    def processor(input_ids: Any, scores: Any) -> Any:
+        banned = ngram_bans([int(t) for t in input_ids[start:]], n)
+        if banned:
+            scores[np.fromiter(banned, dtype=np.intp)] = -np.inf
+        return scores
+
+    return LogitsProcessorList([processor])
+
+
 def _common_prefix(cached: Any, tokens: list[int]) -> int:
     n = 0
     for a, b in zip(cached, tokens, strict=False):
@@ -365,6 +384,9 @@ class LlamaSession:
                 temp=sampling.temperature,
                 top_p=sampling.top_p,
                 repeat_penalty=sampling.repeat_penalty,
+                presence_penalty=sampling.presence_penalty,
+                frequency_penalty=sampling.frequency_penalty,
+                logits_processor=_no_repeat_ngram(len(self._tokens), sampling.no_repeat_ngram),
                 reset=False,
                 grammar=grammar,
             )

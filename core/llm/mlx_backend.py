@@ -196,6 +196,8 @@ class MlxBackend:
         processors = []
         if sampling.repeat_penalty != 1.0:
             processors.append(_repeat_penalty(mx, sampling.repeat_penalty, len(tokens) - reuse))
+        if sampling.presence_penalty or sampling.frequency_penalty or sampling.no_repeat_ngram:
+            processors.append(_count_penalties(mx, sampling, len(tokens) - reuse))
         generated: list[int] = []
         loaded.cached_ids = None  # unknown while the cache is being written
         steps = generate_step(
@@ -264,6 +266,27 @@ def _repeat_penalty(mx: Any, penalty: float, prompt_tokens: int) -> Any:
         index = mx.array(sorted(set(recent)))
         values = logits[:, index]
         logits[:, index] = mx.where(values > 0, values / penalty, values * penalty)
+        return logits
+
+    return process
+
+
+def _count_penalties(mx: Any, sampling: Any, prompt_tokens: int) -> Any:
+    """Presence / frequency penalties and the no-repeat n-gram ban over this stream's
+    generated tokens (``core.llm.penalties``)."""
+    from core.llm.penalties import count_offsets, ngram_bans
+
+    def process(tokens: Any, logits: Any) -> Any:
+        generated = tokens[prompt_tokens:]
+        history = [int(t) for t in generated.tolist()] if generated.size else []
+        offsets = count_offsets(history, sampling.presence_penalty, sampling.frequency_penalty)
+        if offsets:
+            index = mx.array(sorted(offsets))
+            amounts = mx.array([offsets[t] for t in sorted(offsets)], dtype=logits.dtype)
+            logits[:, index] = logits[:, index] - amounts
+        banned = ngram_bans(history, sampling.no_repeat_ngram)
+        if banned:
+            logits[:, mx.array(sorted(banned))] = -float("inf")
         return logits
 
     return process

@@ -22,6 +22,7 @@ from core.llm.base import Capabilities, Sampling
 from core.llm.gbnf import DEAD, Grammar
 from core.llm.hf_text import HFText, IncrementalDetokenizer, config_eos_ids
 from core.llm.llamacpp import default_threads
+from core.llm.penalties import count_offsets, ngram_bans
 from core.llm.token_loop import (
     MIN_P,
     PENALTY_LAST_N,
@@ -321,6 +322,14 @@ def sample_token(
         values = logits[window]
         logits = logits.clone()
         logits[window] = torch.where(values > 0, values / penalty, values * penalty)
+    offsets = count_offsets(history, sampling.presence_penalty, sampling.frequency_penalty)
+    banned = ngram_bans(history, sampling.no_repeat_ngram)
+    if offsets or banned:
+        logits = logits.clone()
+        for token, offset in offsets.items():
+            logits[token] -= offset
+        if banned:
+            logits[torch.tensor(sorted(banned), device=logits.device)] = float("-inf")
     if sampling.temperature <= 0:
         return int(torch.argmax(logits))
     values, indices = torch.topk(logits, min(TOP_K, logits.shape[-1]))
