@@ -77,11 +77,19 @@ def test_a_run_trains_cancels_resumes_and_its_model_reaches_the_chat(  # type: i
     tab.cancel()
     qtbot.waitUntil(lambda: not tab.running, timeout=120_000)
     assert "cancelled" in tab.status_label.text()
-    qtbot.waitUntil(lambda: tab.history.rowCount() >= 1, timeout=20_000)
-    row = next(
-        r for r in range(tab.history.rowCount()) if tab.history.item(r, 0).text() == "gui-run"
+
+    def row_of(name: str) -> int:
+        rows = [r for r in range(tab.history.rowCount()) if tab.history.item(r, 0).text() == name]
+        return rows[0] if rows else -1
+
+    # The history is re-read in the background after the run ends: wait for that read.
+    qtbot.waitUntil(
+        lambda: (
+            row_of("gui-run") >= 0 and tab.history.item(row_of("gui-run"), 1).text() == "cancelled"
+        ),
+        timeout=20_000,
     )
-    assert tab.history.item(row, 1).text() == "cancelled"
+    row = row_of("gui-run")
     tab.history.selectRow(row)
     assert tab.resume_button.isEnabled()
     steps_before = len(tab.chart.train)

@@ -27,14 +27,21 @@ SENTENCES = [
     "word " * 300,  # past the 256-token cut
 ]
 RUNTIME_MODULE: dict[EmbedderBackend, str] = {"onnx": "onnxruntime", "openvino": "openvino"}
+RUNTIME_NEEDS: dict[EmbedderBackend, tuple[str, ...]] = {
+    "onnx": ("onnxruntime", "onnx"),  # chromadb brings onnxruntime; the export needs onnx
+    "openvino": ("openvino",),
+}
 INSTALLED: list[EmbedderBackend] = [
-    b for b, m in RUNTIME_MODULE.items() if importlib.util.find_spec(m) is not None
+    b
+    for b, modules in RUNTIME_NEEDS.items()
+    if all(importlib.util.find_spec(m) is not None for m in modules)
 ]
 
 
 def _needs(backend: EmbedderBackend) -> None:
     if backend not in INSTALLED:
-        pytest.skip(f"{RUNTIME_MODULE[backend]} is not installed (pip install {backend})")
+        needs = " ".join(RUNTIME_NEEDS[backend])
+        pytest.skip(f"the {backend} backend needs {needs} (pip install {needs})")
 
 
 @pytest.fixture(scope="module")
