@@ -9,11 +9,22 @@ streams again: only the appended tokens are evaluated.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, SupportsInt, runtime_checkable
 
 FinishReason = Literal["stop", "length", "eos", "cancelled"]
+
+
+def common_prefix(a: Iterable[SupportsInt], b: Iterable[SupportsInt]) -> int:
+    """How many leading tokens two sequences share: what a KV cache holding ``a`` can keep
+    of ``b`` (every engine evaluates only the rest)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if int(x) != int(y):
+            break
+        n += 1
+    return n
 
 
 @dataclass

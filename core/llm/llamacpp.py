@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from core.config import GenerationConfig
 from core.errors import ContextOverflow, GrammarError, ModelLoadFailed, ModelNotFound
-from core.llm.base import Capabilities, Chunk, FinishReason, GenStats, StreamRequest
+from core.llm.base import (
+    Capabilities,
+    Chunk,
+    FinishReason,
+    GenStats,
+    StreamRequest,
+    common_prefix,
+)
 from core.llm.stops import StopMatcher, Utf8Decoder
 
 if TYPE_CHECKING:
@@ -302,15 +309,6 @@ def _no_repeat_ngram(start: int, n: int) -> Any:
     return LogitsProcessorList([processor])
 
 
-def _common_prefix(cached: Any, tokens: list[int]) -> int:
-    n = 0
-    for a, b in zip(cached, tokens, strict=False):
-        if int(a) != b:
-            break
-        n += 1
-    return n
-
-
 class LlamaSession:
     """One growing sequence on a :class:`LlamaCppBackend`."""
 
@@ -368,7 +366,7 @@ class LlamaSession:
         try:
             if not self._reuse_cache:
                 llm.reset()
-            reuse = _common_prefix(llm._input_ids, self._tokens)
+            reuse = common_prefix(llm._input_ids, self._tokens)
             if reuse == len(self._tokens):
                 # Sampling needs fresh logits, so the last token is evaluated again.
                 reuse -= 1

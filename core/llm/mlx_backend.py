@@ -9,24 +9,21 @@ so after a stream the cache's own offset says how many tokens it holds.
 
 from __future__ import annotations
 
-import gc
 import json
-import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 from core.config import GenerationConfig
 from core.errors import BackendNotInstalled, GrammarError, ModelLoadFailed, ModelNotFound
-from core.llm.base import Capabilities, Sampling
-from core.llm.hf_text import HFText, IncrementalDetokenizer, config_eos_ids
+from core.llm.base import Capabilities, Sampling, common_prefix
+from core.llm.hf_text import HFText, config_eos_ids
 from core.llm.token_loop import (
     MIN_P,
     PENALTY_LAST_N,
     TOP_K,
+    HFTextEngine,
     Prefill,
-    TokenSession,
-    common_prefix,
 )
 
 
@@ -40,21 +37,16 @@ def import_mlx_lm() -> Any:
     return mlx_lm
 
 
-class MlxBackend:
+class MlxBackend(HFTextEngine["_LoadedModel"]):
     """A model run by mlx-lm. Not thread-safe: one stream at a time."""
 
     name = "mlx"
     capabilities = Capabilities(constrained=None, kv_reuse=True, token_ids=True)
 
     def __init__(self, model: str | Path, config: GenerationConfig) -> None:
+        super().__init__(config)
         self.model_ref = str(model)
         """A local MLX folder, or a hub repository already in the local cache."""
-        self.config = config
-        self._loaded: _LoadedModel | None = None
-        self._text: HFText | None = None
-        self._n_ctx = config.n_ctx
-        self._load_lock = threading.Lock()
-        self._streaming = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -75,8 +67,7 @@ class MlxBackend:
             generation = _read_json(folder / "generation_config.json")
             eos = config_eos_ids(settings, generation) | set(wrapper.eos_token_ids)
             self._text = HFText(getattr(wrapper, "_tokenizer", wrapper), eos)
-            limit = settings.get("max_position_embeddings")
-            self._n_ctx = min(self.config.n_ctx, int(limit)) if limit else self.config.n_ctx
+            self._n_ctx = self._window(settings)
             self._loaded = _LoadedModel(model)
 
     def _local_folder(self) -> Path:
@@ -97,72 +88,10 @@ class MlxBackend:
                 "it from the Models tab first, or choose a local MLX folder."
             ) from exc
 
-    def close(self) -> None:
-        with self._load_lock:
-            # The tokenizer stays (small, and a stream still running reads it); a stream
-            # still running holds its own reference to the weights until it ends.
-            loaded, self._loaded = self._loaded, None
-            if loaded is None:
-                return
-            del loaded
-            gc.collect()
-            import mlx.core as mx
+    def _after_close(self) -> None:
+        import mlx.core as mx
 
-            mx.clear_cache()
-
-    @property
-    def loaded(self) -> _LoadedModel:
-        self.load()
-        assert self._loaded is not None
-        return self._loaded
-
-    @property
-    def text(self) -> HFText:
-        if self._text is None:
-            self.load()
-        assert self._text is not None
-        return self._text
-
-    @property
-    def n_ctx(self) -> int:
-        if self._text is None:
-            self.load()
-        return self._n_ctx
-
-    # -- text ----------------------------------------------------------------------
-
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        return self.text.chat_prompt(messages)
-
-    def count_tokens(self, text: str) -> int:
-        return self.text.count_tokens(text)
-
-    def tokenize_prompt(self, text: str) -> list[int]:
-        return self.text.tokenize_prompt(text)
-
-    def tokenize_text(self, text: str) -> list[int]:
-        return self.text.tokenize_text(text)
-
-    def detokenizer(self, context: Sequence[int]) -> IncrementalDetokenizer:
-        return self.text.detokenizer(context)
-
-    def is_end_of_generation(self, token: int) -> bool:
-        return self.text.is_end_of_generation(token)
-
-    # -- sessions ------------------------------------------------------------------
-
-    def session(self, prompt: str, *, reuse_cache: bool = True) -> TokenSession:
-        return TokenSession(self, prompt, reuse_cache=reuse_cache)
-
-    def begin_stream(self) -> None:
-        if self._streaming:
-            raise RuntimeError(
-                "Another stream is running on this model; finish or cancel it first."
-            )
-        self._streaming = True
-
-    def end_stream(self) -> None:
-        self._streaming = False
+        mx.clear_cache()
 
     def generate_tokens(
         self,

@@ -9,27 +9,24 @@ shares with the session and evaluates the rest.
 
 from __future__ import annotations
 
-import gc
 import json
-import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 from core.config import GenerationConfig
 from core.errors import BackendNotInstalled, ModelLoadFailed, ModelNotFound, UnsupportedModel
-from core.llm.base import Capabilities, Sampling
+from core.llm.base import Capabilities, Sampling, common_prefix
 from core.llm.gbnf import DEAD, Grammar
-from core.llm.hf_text import HFText, IncrementalDetokenizer, config_eos_ids
+from core.llm.hf_text import HFText, config_eos_ids
 from core.llm.llamacpp import default_threads
 from core.llm.penalties import count_offsets, ngram_bans
 from core.llm.token_loop import (
     MIN_P,
     PENALTY_LAST_N,
     TOP_K,
+    HFTextEngine,
     Prefill,
-    TokenSession,
-    common_prefix,
 )
 
 PREFILL_CHUNK = 512
@@ -38,7 +35,7 @@ GRAMMARS_KEPT = 8
 """Compiled grammars kept with their masks (the loop's grammars differ per question)."""
 
 
-class TransformersBackend:
+class TransformersBackend(HFTextEngine["_LoadedModel"]):
     """A Hugging Face causal LM run by PyTorch. Not thread-safe: one stream at a time.
 
     ``generation.n_threads`` (0: one per physical core) goes to ``torch.set_num_threads``,
@@ -49,14 +46,9 @@ class TransformersBackend:
     capabilities = Capabilities(constrained="gbnf", kv_reuse=True, token_ids=True)
 
     def __init__(self, model_path: str | Path, config: GenerationConfig) -> None:
+        super().__init__(config)
         self.model_path = Path(model_path)
-        self.config = config
-        self._loaded: _LoadedModel | None = None
-        self._text: HFText | None = None
-        self._n_ctx = config.n_ctx
         self._grammars: dict[str, Grammar] = {}
-        self._load_lock = threading.Lock()
-        self._streaming = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -92,77 +84,14 @@ class TransformersBackend:
                 generation = None
             eos = config_eos_ids(model.config, generation)
             self._text = HFText(tokenizer, eos)
-            limit = settings.get("max_position_embeddings")
-            self._n_ctx = min(self.config.n_ctx, int(limit)) if limit else self.config.n_ctx
+            self._n_ctx = self._window(settings)
             self._loaded = _LoadedModel(torch, model, device)
 
-    def close(self) -> None:
-        with self._load_lock:
-            # The tokenizer stays (small, and a stream still running reads it); a stream
-            # still running holds its own reference to the weights until it ends.
-            loaded, self._loaded = self._loaded, None
-            if loaded is None:
-                return
-            del loaded
-            gc.collect()
-            import torch
+    def _after_close(self) -> None:
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
-    @property
-    def loaded(self) -> _LoadedModel:
-        self.load()
-        assert self._loaded is not None
-        return self._loaded
-
-    @property
-    def text(self) -> HFText:
-        if self._text is None:
-            self.load()
-        assert self._text is not None
-        return self._text
-
-    @property
-    def n_ctx(self) -> int:
-        if self._text is None:
-            self.load()
-        return self._n_ctx
-
-    # -- text ----------------------------------------------------------------------
-
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        return self.text.chat_prompt(messages)
-
-    def count_tokens(self, text: str) -> int:
-        return self.text.count_tokens(text)
-
-    def tokenize_prompt(self, text: str) -> list[int]:
-        return self.text.tokenize_prompt(text)
-
-    def tokenize_text(self, text: str) -> list[int]:
-        return self.text.tokenize_text(text)
-
-    def detokenizer(self, context: Sequence[int]) -> IncrementalDetokenizer:
-        return self.text.detokenizer(context)
-
-    def is_end_of_generation(self, token: int) -> bool:
-        return self.text.is_end_of_generation(token)
-
-    # -- sessions ------------------------------------------------------------------
-
-    def session(self, prompt: str, *, reuse_cache: bool = True) -> TokenSession:
-        return TokenSession(self, prompt, reuse_cache=reuse_cache)
-
-    def begin_stream(self) -> None:
-        if self._streaming:
-            raise RuntimeError(
-                "Another stream is running on this model; finish or cancel it first."
-            )
-        self._streaming = True
-
-    def end_stream(self) -> None:
-        self._streaming = False
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def grammar(self, gbnf: str) -> Grammar:
         """A compiled grammar, once per distinct GBNF string (its masks are kept with it)."""
