@@ -310,10 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routing ---------------------------------------------------------------------------
 
-    def _route(self, *, head: bool) -> None:
-        url = urlsplit(self.path)
-        path = unquote(url.path)
-        query = parse_qs(url.query)
+    def _record(self) -> None:
+        """Keep the request as the server saw it (tests check hosts and headers)."""
         with self.hub.lock:
             self.hub.requests.append(
                 Seen(
@@ -324,6 +322,12 @@ class _Handler(BaseHTTPRequestHandler):
                     self.headers.get("Range"),
                 )
             )
+
+    def _route(self, *, head: bool) -> None:
+        url = urlsplit(self.path)
+        path = unquote(url.path)
+        query = parse_qs(url.query)
+        self._record()
         try:
             if self._token_invalid():
                 return self._error(401, None, "Invalid credentials in Authorization header")
@@ -343,16 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
         """POST and PUT: repository creation, the upload protocol and commits."""
         url = urlsplit(self.path)
         path = unquote(url.path)
-        with self.hub.lock:
-            self.hub.requests.append(
-                Seen(
-                    self.command,
-                    self.headers.get("Host", ""),
-                    self.path,
-                    self.headers.get("Authorization"),
-                    self.headers.get("Range"),
-                )
-            )
+        self._record()
         try:
             body = self._read_body()  # always whole, so keep-alive stays in step
             if self._token_invalid():
