@@ -1,4 +1,10 @@
-"""Saved conversations: one JSON file each, holding the full trace of every turn."""
+"""Saved conversations: one JSON file each, holding the full trace of every turn.
+
+A turn is a ``RunRecord.to_dict()`` plus what the user said about it: ``feedback``
+(``"up"``, ``"down"`` or ``""``, the chat's thumbs) and ``correction``
+(``{"answer": short answer, "cited": cited answer}``, the user's own answer, which
+replaces the model's when the turn becomes a training example).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,48 @@ from core.errors import CotragError
 
 class ConversationNotFound(CotragError, FileNotFoundError):
     pass
+
+
+class ConversationDamaged(CotragError, ValueError):
+    pass
+
+
+FEEDBACK_UP = "up"
+FEEDBACK_DOWN = "down"
+
+
+@dataclass(frozen=True)
+class Correction:
+    answer: str
+    """The short answer, as the documents say it."""
+    cited: str = ""
+    """The answer citing passages as ``[n]`` (numbers of the turn's own run); may be empty."""
+
+
+def feedback_of(turn: dict[str, Any]) -> str:
+    """``"up"``, ``"down"`` or ``""`` (not rated)."""
+    value = turn.get("feedback")
+    return value if value in (FEEDBACK_UP, FEEDBACK_DOWN) else ""
+
+
+def correction_of(turn: dict[str, Any]) -> Correction | None:
+    """The user's corrected answer of a turn, or None when it holds none."""
+    value = turn.get("correction")
+    if not isinstance(value, dict):
+        return None
+    answer = str(value.get("answer") or "").strip()
+    if not answer:
+        return None
+    return Correction(answer, str(value.get("cited") or "").strip())
+
+
+def set_correction(turn: dict[str, Any], answer: str, cited: str = "") -> None:
+    """Record the user's own answer on a turn (an empty answer removes the correction)."""
+    answer, cited = answer.strip(), cited.strip()
+    if answer:
+        turn["correction"] = {"answer": answer, "cited": cited}
+    else:
+        turn.pop("correction", None)
 
 
 @dataclass
@@ -40,13 +88,18 @@ class Conversation:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Conversation:
+        if not isinstance(data, dict):
+            raise ValueError("it does not hold a JSON object")
+        turns = data.get("turns", [])
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            raise ValueError("its turns are not a list of objects")
         return cls(
             id=str(data["id"]),
             title=str(data.get("title", "")),
             created=float(data.get("created", 0.0)),
             kb=str(data.get("kb", "")),
             model=str(data.get("model", "")),
-            turns=list(data.get("turns", [])),
+            turns=list(turns),
         )
 
 
@@ -90,8 +143,16 @@ class ConversationStore:
             return Conversation.from_dict(json.loads(path.read_text("utf-8")))
         except FileNotFoundError as exc:
             raise ConversationNotFound(f"No conversation {conv_id!r}.") from exc
-        except (ValueError, KeyError) as exc:
-            raise CotragError(f"Conversation file {path.name} is damaged ({exc}).") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ConversationDamaged(
+                f"Conversation file {path.name} is damaged ({reason}); fix it or delete it."
+            ) from exc
+
+    def ids(self) -> list[str]:
+        """The id of every saved conversation file, damaged ones included, oldest first
+        (ids begin with the time they were made)."""
+        return sorted(p.stem for p in self.folder.glob("*.json") if _ID_RE.match(p.stem))
 
     def list(self) -> list[Conversation]:
         """Newest first; damaged files are skipped rather than hiding the others."""
@@ -99,7 +160,7 @@ class ConversationStore:
         for path in self.folder.glob("*.json"):
             try:
                 items.append(Conversation.from_dict(json.loads(path.read_text("utf-8"))))
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError):
                 continue
         return sorted(items, key=lambda c: c.created, reverse=True)
 

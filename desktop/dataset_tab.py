@@ -34,7 +34,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.agent.record import RunRecord
 from core.dataset.candidates import KINDS
+from core.dataset.editing import ResultEntry
 from core.workspace import Workspace
 from desktop.bar_chart import BarChart
 from desktop.confirm import confirm_destructive
@@ -48,6 +50,7 @@ from desktop.trace_view import TraceView
 log = logging.getLogger(__name__)
 
 COLUMNS = ["Question", "Answer", "Kind", "Split", "Question by", "Rounds", "Document"]
+RESULT_COLUMNS = ["Cite", "Passage", "Why it is relevant"]
 ANY = "any"
 FORMATS = [
     ("chat", "Chat messages with train mask (JSONL)"),
@@ -252,9 +255,29 @@ class DatasetTab(QWidget):
         self.edit_answer = QLineEdit(example)
         self.edit_cited = QPlainTextEdit(example)
         self.edit_cited.setFixedHeight(54)
+        self.edit_results = QTableWidget(0, len(RESULT_COLUMNS), example)
+        self.edit_results.setHorizontalHeaderLabels(RESULT_COLUMNS)
+        self.edit_results.verticalHeader().hide()
+        self.edit_results.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.edit_results.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.SelectedClicked
+        )
+        self.edit_results.setWordWrap(False)
+        self.edit_results.setToolTip(
+            "Tick the passages the <results> block vets (ticked ones first, in their order); "
+            "double-click a reason to change it."
+        )
+        rheader = self.edit_results.horizontalHeader()
+        rheader.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        rheader.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        rheader.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.edit_results.setFixedHeight(120)
         edit_form.addRow("Question", self.edit_question)
         edit_form.addRow("Answer", self.edit_answer)
         edit_form.addRow("Cited answer", self.edit_cited)
+        edit_form.addRow("Results", self.edit_results)
         ecol.addLayout(edit_form)
         erow = QHBoxLayout()
         self.save_button = QPushButton("Save edit", example)
@@ -477,16 +500,59 @@ class DatasetTab(QWidget):
         self.edit_cited.setPlainText(
             "" if example is None else str(example["record"].get("answer", ""))
         )
+        self.edit_results.setRowCount(0)
         if example is None:
             return
         try:
             events = events_from_record(example["record"])
+            self._fill_results(RunRecord.from_dict(example["record"]))
         except (KeyError, TypeError, ValueError) as exc:
             self.show_error(f"This example's trace cannot be shown ({exc}).")
             return
         self.trace.add_question(str(example.get("question", "")))
         self.trace.handle(list(events))
         self.side.setCurrentIndex(0)
+
+    def _fill_results(self, record: RunRecord) -> None:
+        """One row per passage the trace showed: the vetted ones first, ticked, in the
+        order the results give them, each with its reason; then the others."""
+        from core.dataset.editing import results_entries
+
+        passages = record.passages
+        cited = [e for e in results_entries(record) if e.number in passages]
+        numbers = {e.number for e in cited}
+        rows = [*cited, *(ResultEntry(n) for n in sorted(passages) if n not in numbers)]
+        fixed = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        for entry in rows:
+            row = self.edit_results.rowCount()
+            self.edit_results.insertRow(row)
+            hit = passages[entry.number]
+            tick = QTableWidgetItem(f"[{entry.number}]")
+            tick.setFlags(fixed | Qt.ItemFlag.ItemIsUserCheckable)
+            tick.setCheckState(
+                Qt.CheckState.Checked if entry.number in numbers else Qt.CheckState.Unchecked
+            )
+            tick.setData(Qt.ItemDataRole.UserRole, entry.number)
+            label = QTableWidgetItem(hit.label)
+            label.setFlags(fixed)
+            label.setToolTip(hit.text[:600])
+            reason = QTableWidgetItem(entry.reason)
+            reason.setToolTip(
+                (entry.reason + "\n\n" if entry.reason else "")
+                + "Why this passage answers the question (no '<', '[' or ']')"
+            )
+            for col, item in enumerate((tick, label, reason)):
+                self.edit_results.setItem(row, col, item)
+
+    def edited_results(self) -> list[ResultEntry]:
+        """The ticked passages, in the table's order, with their reasons."""
+        out = []
+        for row in range(self.edit_results.rowCount()):
+            tick, reason = self.edit_results.item(row, 0), self.edit_results.item(row, 2)
+            if tick is not None and tick.checkState() == Qt.CheckState.Checked:
+                text = reason.text() if reason is not None else ""
+                out.append(ResultEntry(int(tick.data(Qt.ItemDataRole.UserRole)), text.strip()))
+        return out
 
     @Slot(object)
     def _open_passage(self, hit: Any) -> None:
@@ -741,13 +807,16 @@ class DatasetTab(QWidget):
         if example is None:
             return
         try:
+            dataset = self._dataset()
             new = edited(
                 example,
                 question=self.edit_question.text(),
                 answer=self.edit_answer.text(),
                 cited=self.edit_cited.toPlainText(),
+                results=self.edited_results(),
+                meta=dataset.meta,
             )
-            replace_example(self._dataset(), new)
+            replace_example(dataset, new)
         except (EditRejected, OSError) as exc:
             self.show_error(f"Not saved: {exc}")
             return

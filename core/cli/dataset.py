@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from core.cli.terminal import confirm, format_eta, progress_bar
 from core.errors import CotragError
 
 if TYPE_CHECKING:
-    from core.dataset.generate import GenEvent
+    from core.dataset.generate import GenEvent, ImportedPair
     from core.workspace import Workspace
 
 
@@ -49,10 +50,23 @@ def add_dataset_parser(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON at the end")
 
-    p = ds_sub.add_parser("import", help="QA pairs (JSON, JSONL, CSV, SQuAD) into a dataset")
-    p.add_argument("file")
+    p = ds_sub.add_parser(
+        "import",
+        help="QA pairs (JSON, JSONL, CSV, SQuAD) or saved chat conversations into a dataset",
+    )
+    p.add_argument("file", nargs="?", help="a .json, .jsonl or .csv file of QA pairs")
+    p.add_argument(
+        "--conversations",
+        nargs="+",
+        metavar="ID",
+        help="import saved conversations instead of a file: their ids (`cotrag dataset "
+        "conversations` lists them) or `all`; the user's corrected answer is used where a "
+        "turn has one, else the model's; thumbs-down turns without a correction are skipped",
+    )
     p.add_argument("--kb", help="knowledge base (default: the current one)")
     p.add_argument("--name", required=True)
+
+    ds_sub.add_parser("conversations", help="the saved conversations that can be imported")
 
     ds_sub.add_parser("list", help="the datasets")
     p = ds_sub.add_parser("show", help="examples of a dataset")
@@ -153,6 +167,77 @@ def _print_report(report: dict[str, Any]) -> None:
             print(f"  {title}: " + ", ".join(f"{k}: {v}" for k, v in values.items()))
 
 
+def _import_pairs(ws: Workspace, args: argparse.Namespace) -> list[ImportedPair]:
+    """The pairs of ``dataset import``: from the file, or from saved conversations (with a
+    line saying what was taken and what was skipped, and why)."""
+    if args.file and args.conversations:
+        raise CotragError("Import a file or --conversations, not both at once.")
+    if args.conversations:
+        from core.conversations import ConversationStore
+        from core.dataset.from_chat import pairs_from_conversations
+
+        store = ConversationStore(ws.layout.conversations)
+        found = pairs_from_conversations(store, list(args.conversations), args.kb)
+        for warning in found.warnings:
+            print(f"Warning: {warning}", file=sys.stderr)
+        print(
+            f"{found.conversations} conversation{'s' * (found.conversations != 1)}, "
+            f"{found.turns} turn{'s' * (found.turns != 1)}: {len(found.pairs)} to import "
+            f"({found.corrected} with the user's corrected answer, "
+            f"{len(found.pairs) - found.corrected} with the model's answer)."
+        )
+        if found.skipped:
+            print(found.skipped_sentence())
+        if not found.pairs:
+            raise CotragError(
+                "No turn of these conversations can be imported (see above why each was skipped)."
+            )
+        return found.pairs
+    if not args.file:
+        raise CotragError(
+            "Name a file of QA pairs to import, or --conversations ID … (or all) to import "
+            "saved chat conversations."
+        )
+    from core.dataset.importing import load_pairs
+
+    return load_pairs(Path(args.file))
+
+
+def _print_cited_notes(dataset: Any, pairs: list[ImportedPair]) -> None:
+    """Say which corrected cited answers could not be the answer stage, and why."""
+    from core.dataset.generate import pair_key
+
+    keys = {pair_key(pair) for pair in pairs if pair.cited}
+    for example in dataset.examples():
+        if example.get("seed_key") in keys and example.get("cited_note"):
+            print(
+                f"Kept the app's cited answer for {example['question']!r} "
+                f"({example.get('import_ref', '')}): {example['cited_note']}"
+            )
+
+
+def _list_conversations(ws: Workspace) -> int:
+    from core.conversations import ConversationDamaged, ConversationStore, feedback_of
+
+    store = ConversationStore(ws.layout.conversations)
+    ids = store.ids()
+    if not ids:
+        print("No saved conversations. Ask in the chat, or with: cotrag ask QUESTION --save")
+    for conv_id in ids:
+        try:
+            conv = store.load(conv_id)
+        except ConversationDamaged as exc:
+            print(f"{conv_id}  (damaged: {exc})")
+            continue
+        ratings = Counter(feedback_of(t) for t in conv.turns)
+        corrected = sum(bool(t.get("correction")) for t in conv.turns)
+        print(
+            f"{conv.id}  {len(conv.turns):>3} turns  ✓{ratings['up']} ✗{ratings['down']} "
+            f"corrected {corrected}  kb {conv.kb or '-'}  {conv.title}"
+        )
+    return 0
+
+
 def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
     from core.dataset import export as exporting
     from core.dataset import service
@@ -187,13 +272,20 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
                 print(f"Continuing dataset {args.name!r} ({len(dataset.examples())} examples).")
             events = gen.run()
         else:
-            from core.dataset.importing import load_pairs
-
-            pairs = load_pairs(Path(args.file))
+            pairs = _import_pairs(ws, args)
             spec = GenerateSpec(kb=args.kb, count=len(pairs))
             gen, dataset, _ = service.generator(ws, args.name, spec, None, cancel=cancel)
+            if args.conversations:
+                from core.dataset.generate import pair_key
+
+                decided = dataset.decided_seeds()
+                earlier = sum(pair_key(pair) in decided for pair in pairs)
+                if earlier:
+                    print(f"{earlier} of these were imported into {args.name!r} before.")
             events = gen.run_pairs(pairs)
         _run(events, cancel, quiet=bool(getattr(args, "json", False)))
+        if command == "import" and args.conversations:
+            _print_cited_notes(dataset, pairs)
         report = exporting.report(dataset, ws.backend(None).count_tokens)
         if getattr(args, "json", False):
             print(json.dumps(report, indent=1))
@@ -203,6 +295,8 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
             _print_report(report)
             print(f"Dataset folder: {dataset.folder}")
         return 0
+    if command == "conversations":
+        return _list_conversations(ws)
     if command == "list":
         names = store.names()
         if not names:

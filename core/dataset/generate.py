@@ -635,12 +635,7 @@ class Generator:
         for index, pair in enumerate(pairs, 1):
             if self.cancel is not None and self.cancel.is_set():
                 break
-            key = (
-                "import|"
-                + hashlib.sha1(
-                    f"{pair.question}\0{pair.answer}".encode(), usedforsecurity=False
-                ).hexdigest()
-            )
+            key = pair_key(pair)
             if key in decided:
                 continue
             outcome = self._imported(pair, key, k)
@@ -652,7 +647,10 @@ class Generator:
                         "reason": outcome.reason,
                         "detail": outcome.detail,
                         "question": pair.question,
+                        "answer": pair.answer,
                         "kind": "imported",
+                        "question_origin": pair.origin,
+                        **({"import_ref": pair.ref} if pair.ref else {}),
                     }
                 )
                 yield Rejected(outcome.reason, outcome.detail)
@@ -689,15 +687,47 @@ class Generator:
         seed = Seed(
             gold.id, gold.text, gold.source, str(gold.extra.get("doc_hash", "")), gold.heading
         )
-        return self._verified(
+        outcome = self._verified(
             seed,
             pair.question,
             pair.answer,
             sentence,
             "imported",
             key,
-            question_origin="import",
+            question_origin=pair.origin,
         )
+        if isinstance(outcome, Rejection):
+            return outcome
+        if pair.ref:
+            outcome["import_ref"] = pair.ref
+        if pair.cited:
+            outcome = _with_cited(outcome, pair)
+        return outcome
+
+
+def _with_cited(example: dict[str, Any], pair: ImportedPair) -> dict[str, Any]:
+    """The example with the user's own cited answer as its answer stage, its ``[n]``
+    renumbered onto the new trace's passages; where it does not fit (it cites a passage
+    the new trace does not vet), the constructed answer stays and ``cited_note`` says why."""
+    from core.dataset.editing import EditRejected, edited, renumber_citations
+
+    cited = pair.cited
+    if pair.cited_chunks:
+        record = RunRecord.from_dict(example["record"])
+        by_chunk = {record.passages[n].id: n for n in record.results if n in record.passages}
+        mapping = {old: by_chunk[chunk] for old, chunk in pair.cited_chunks if chunk in by_chunk}
+        renumbered = renumber_citations(cited, mapping)
+        if renumbered is None:
+            example["cited_note"] = (
+                "the corrected cited answer cites a passage this trace does not vet"
+            )
+            return example
+        cited = renumbered
+    try:
+        return edited(example, question=pair.question, answer=pair.answer, cited=cited)
+    except EditRejected as exc:
+        example["cited_note"] = str(exc)
+        return example
 
 
 @dataclass(frozen=True)
@@ -706,6 +736,22 @@ class ImportedPair:
     answer: str
     context: str = ""
     source: str = ""
+    origin: str = "import"
+    """The example's ``question_origin``: ``import`` (a file) or ``conversation``."""
+    ref: str = ""
+    """Where the pair came from (``conversation ID turn N``), kept on its example or
+    rejection so a user can find it again."""
+    cited: str = ""
+    """The user's own cited answer: the answer stage, when it fits the new trace."""
+    cited_chunks: tuple[tuple[int, str], ...] = ()
+    """``(number, chunk id)`` of the passages ``cited`` cites, in the run it was written
+    for: its ``[n]`` are renumbered onto the new trace (empty: used as written)."""
+
+
+def pair_key(pair: ImportedPair) -> str:
+    """The key an imported pair is decided under (a re-run skips it)."""
+    digest = hashlib.sha1(f"{pair.question}\0{pair.answer}".encode(), usedforsecurity=False)
+    return "import|" + digest.hexdigest()
 
 
 def spec_dict(spec: GenerateSpec) -> dict[str, Any]:
