@@ -477,6 +477,7 @@ class ChatTab(QWidget):
             return
 
         def work(push: Push, cancel: threading.Event) -> str:
+            from core.conversations import set_correction
             from core.dataset import service
             from core.dataset.editing import edited, replace_example
             from core.dataset.generate import Accepted, GenerateSpec, ImportedPair, Rejected
@@ -492,6 +493,9 @@ class ChatTab(QWidget):
                         example = edited(example, question=question, answer=answer, cited=cited)
                         replace_example(dataset, example)
                     turn["dataset"] = name
+                    # The answer the user confirmed (or typed) is the turn's correction, so
+                    # a later `cotrag dataset import --conversations` uses it too.
+                    set_correction(turn, answer, cited)
                     return f"Added to dataset {name}."
             return "Not added: this question is in the dataset already."
 
