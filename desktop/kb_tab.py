@@ -409,7 +409,7 @@ class KnowledgeTab(QWidget):
             except KnowledgeBaseNotFound:
                 kb = self.ws.store.create(name)
             summary = None
-            for event in Indexer(kb, self.ws.embedder, chunking).run(paths, cancel=cancel):
+            for event in Indexer(kb, None, chunking).run(paths, cancel=cancel):
                 push(event)
                 if isinstance(event, IndexSummary):
                     summary = event

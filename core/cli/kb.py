@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 # -- kb ------------------------------------------------------------------------------
 def cmd_kb(ws: Workspace, args: argparse.Namespace) -> int:
+    if args.kb_command in ("reembed", "versions", "switch", "remove-version"):
+        from core.cli.kb_versions import cmd_kb_versions
+
+        return cmd_kb_versions(ws, args)
     store = ws.store
     if args.kb_command == "create":
         store.create(args.name)
@@ -82,7 +86,7 @@ def cmd_index(ws: Workspace, args: argparse.Namespace) -> int:
         print(f"Created knowledge base {args.kb!r}.", file=sys.stderr)
     kb = store.get(args.kb)
     cancel = threading.Event()
-    indexer = Indexer(kb, ws.embedder, ws.config.chunking)
+    indexer = Indexer(kb, None, ws.config.chunking)
     paths = [Path(p) for p in args.paths]
     for p in paths:
         if not p.exists():

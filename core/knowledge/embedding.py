@@ -377,7 +377,8 @@ def _check_layout(model_path: Path) -> dict[str, Any]:
         )
     return {
         "max_seq_length": int(settings.get("max_seq_length", 256)),
-        "dimension": int(pooling["word_embedding_dimension"]),
+        # sentence-transformers 6 writes the newer key; older folders the first one.
+        "dimension": int(pooling.get("word_embedding_dimension") or pooling["embedding_dimension"]),
     }
 
 

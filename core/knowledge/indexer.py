@@ -163,13 +163,21 @@ class Indexer:
         embedder: Embedder | None = None,
         chunking: ChunkingConfig | None = None,
     ) -> None:
+        """``embedder`` None: the one the knowledge base's serving version was built with."""
         self.kb = kb
+        self._explicit = embedder is not None
         self.embedder = embedder or kb.embedder
         self.chunking = chunking or ChunkingConfig()
-        if kb.embedder_name and self.embedder.model_name != kb.embedder_name:
+        self._check_embedder()
+
+    def _check_embedder(self) -> None:
+        if not self._explicit:
+            self.embedder = self.kb.embedder  # a switch since construction is followed
+        elif self.kb.embedder_name and self.embedder.model_name != self.kb.embedder_name:
             raise EmbedderMismatch(
-                f"Knowledge base {kb.name!r} holds {kb.embedder_name} embeddings; indexing with "
-                f"{self.embedder.model_name} would mix two vector spaces. Use a new knowledge base."
+                f"Knowledge base {self.kb.name!r} holds {self.kb.embedder_name} embeddings; "
+                f"indexing with {self.embedder.model_name} would mix two vector spaces. "
+                "Use a new knowledge base, or re-embed it first (`cotrag kb reembed`)."
             )
 
     def run(
@@ -193,6 +201,8 @@ class Indexer:
         started = time.monotonic()
         n = _Counters()
         with self.kb.store.writing():
+            # Under the lock no version switch can happen until this run ends.
+            self._check_embedder()
             self.kb.reconcile()
             from core.knowledge.loaders import iter_files
 

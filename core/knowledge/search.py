@@ -122,15 +122,16 @@ def dense_search(kb: KnowledgeBase, query: str, k: int) -> list[Hit]:
     """Nearest passages by cosine similarity of embeddings."""
     if not query.strip():
         return []
-    total = kb.count()
+    collection, embedder = kb.serving()
+    total = int(collection.count())
     if total == 0:
         return []
     manifest = kb.manifest()
-    vector = kb.embedder.embed_query(query)
+    vector = embedder.embed_query(query)
     # Uncommitted chunks (a document being indexed by another process) are filtered
     # out below, so ask for a few more than needed.
     n = min(total, k + max(10, k))
-    got = kb.collection.query(
+    got = collection.query(
         query_embeddings=[vector],
         n_results=n,
         include=["documents", "metadatas", "distances"],

@@ -37,6 +37,7 @@ from core.errors import (
     KnowledgeBaseNotFound,
 )
 from core.knowledge.types import DocChunk, Hit
+from core.knowledge.versions import Version, VersionsFile
 from core.paths import DataLayout
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ MANIFEST_VERSION = 1
 _NAME_KEY = "cotrag_name"
 _EMBEDDER_KEY = "cotrag_embedder"
 _CREATED_KEY = "cotrag_created_at"
+_VERSION_OF_KEY = "cotrag_version_of"
 # Chroma pages through large collections; this keeps one page's memory modest.
 _PAGE = 2000
 
@@ -246,6 +248,8 @@ class KnowledgeStore:
         self._embedder = embedder
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._embedders: dict[str, Embedder] = {}
+        self._embedders_lock = threading.Lock()
 
     @property
     def embedder(self) -> Embedder:
@@ -254,6 +258,30 @@ class KnowledgeStore:
 
             self._embedder = default_embedder()
         return self._embedder
+
+    def embedder_for(self, name: str, needed_by: str = "") -> Embedder:
+        """The embedder named ``name`` (the bundled one or a tuned one), loaded once per store.
+
+        Raises EmbedderMissing, naming ``needed_by`` (a knowledge base), when its files are gone.
+        """
+        default = self.embedder
+        if not name or name == default.model_name:
+            return default
+        from core.knowledge import embedders
+
+        path = embedders.resolve(self.layout, name, needed_by=needed_by)
+        with self._embedders_lock:
+            found = self._embedders.get(name)
+            if found is None or found.model_path != path:
+                from core.knowledge.embedding import Embedder
+
+                found = Embedder(
+                    path,
+                    backend=default.requested_backend,
+                    cache_dir=default.cache_dir,
+                )
+                self._embedders[name] = found
+            return found
 
     @property
     def client(self) -> Any:
@@ -286,12 +314,21 @@ class KnowledgeStore:
         return self.layout.kb_state / kb_id
 
     def _ours(self) -> list[Any]:
+        """The knowledge bases' own collections (not the extra versions of their vectors)."""
         collections = []
         for col in self.client.list_collections():
             meta = col.metadata or {}
             if _NAME_KEY in meta:
                 collections.append(col)
         return collections
+
+    def _versions_of(self, kb_id: str) -> list[str]:
+        """Names of the version collections (2, 3, ...) a knowledge base has in Chroma."""
+        return [
+            col.name
+            for col in self.client.list_collections()
+            if (col.metadata or {}).get(_VERSION_OF_KEY) == kb_id
+        ]
 
     def _find(self, name: str) -> Any | None:
         for col in self._ours():
@@ -302,10 +339,14 @@ class KnowledgeStore:
     def list(self) -> list[KBInfo]:
         infos = []
         for col in self._ours():
-            manifest = ManifestFile(self.state_dir(col.name) / "manifest.json").read()
-            infos.append(
-                KBInfo(col.metadata[_NAME_KEY], col.name, len(manifest.documents), col.count())
-            )
+            kb = KnowledgeBase(self, col)
+            manifest = kb.manifest()
+            try:
+                chunks = kb.count()
+            except Exception:  # a damaged versions file: the list still shows the rest
+                log.exception("Cannot count the chunks of %s.", col.name)
+                chunks = 0
+            infos.append(KBInfo(col.metadata[_NAME_KEY], col.name, len(manifest.documents), chunks))
         return sorted(infos, key=lambda i: i.name.casefold())
 
     def create(self, name: str) -> KnowledgeBase:
@@ -358,6 +399,8 @@ class KnowledgeStore:
             col = self._find(name)
             if col is None:
                 raise KnowledgeBaseNotFound(name)
+            for extra in self._versions_of(col.name):
+                self.client.delete_collection(extra)
             self.client.delete_collection(col.name)
             shutil.rmtree(self.state_dir(col.name), ignore_errors=True)
             from core.knowledge.search import forget_index
@@ -392,21 +435,70 @@ class KnowledgeBase:
 
     def __init__(self, store: KnowledgeStore, collection: Any) -> None:
         self.store = store
-        self.collection = collection
+        self.base_collection = collection
+        """Version 1's collection, which also names the knowledge base."""
         self.id: str = collection.name
         self.manifest_file = ManifestFile(store.state_dir(self.id) / "manifest.json")
+        meta = collection.metadata or {}
+        self.versions_file = VersionsFile(
+            store.state_dir(self.id) / "versions.json", self.id, str(meta.get(_EMBEDDER_KEY, ""))
+        )
+        self._collections: dict[str, Any] = {collection.name: collection}
+        self._collections_lock = threading.Lock()
 
     # -- reading --
 
     @property
     def name(self) -> str:
-        meta = self.collection.metadata or {}
+        meta = self.base_collection.metadata or {}
         return str(meta.get(_NAME_KEY, self.id))
 
     @property
+    def active_version(self) -> Version:
+        return self.versions_file.read().current
+
+    @property
+    def collection(self) -> Any:
+        """The collection of the version that serves searches (and takes new documents)."""
+        return self.version_collection(self.active_version)
+
+    def version_collection(self, version: Version, create: bool = False) -> Any:
+        """The Chroma collection holding ``version``'s vectors (made when ``create``)."""
+        with self._collections_lock:
+            found = self._collections.get(version.collection)
+            if found is not None:
+                return found
+            client = self.store.client
+            if create:
+                found = client.get_or_create_collection(
+                    version.collection,
+                    metadata={
+                        _VERSION_OF_KEY: self.id,
+                        _EMBEDDER_KEY: version.embedder,
+                        _CREATED_KEY: _now(),
+                    },
+                    configuration={"hnsw": {"space": "cosine"}},
+                    embedding_function=None,
+                )
+            else:
+                found = client.get_collection(version.collection, embedding_function=None)
+            self._collections[version.collection] = found
+            return found
+
+    def forget_collection(self, name: str) -> None:
+        with self._collections_lock:
+            if name != self.id:
+                self._collections.pop(name, None)
+
+    def serving(self) -> tuple[Any, Embedder]:
+        """The active version's collection and embedder, read together (a switch between
+        the two reads would pair one embedder's query with another's vectors)."""
+        version = self.active_version
+        return self.version_collection(version), self.embedder_of(version)
+
+    @property
     def embedder_name(self) -> str:
-        meta = self.collection.metadata or {}
-        return str(meta.get(_EMBEDDER_KEY, ""))
+        return self.active_version.embedder
 
     @property
     def state_dir(self) -> Path:
@@ -414,13 +506,11 @@ class KnowledgeBase:
 
     @property
     def embedder(self) -> Embedder:
-        embedder = self.store.embedder
-        if self.embedder_name and embedder.model_name != self.embedder_name:
-            raise EmbedderMismatch(
-                f"Knowledge base {self.name!r} was indexed with {self.embedder_name}, not "
-                f"{embedder.model_name}; use that embedder or re-index into a new knowledge base."
-            )
-        return embedder
+        """The embedder of the version that serves (raises EmbedderMissing if it is gone)."""
+        return self.embedder_of(self.active_version)
+
+    def embedder_of(self, version: Version) -> Embedder:
+        return self.store.embedder_for(version.embedder, needed_by=self.name)
 
     def manifest(self) -> Manifest:
         return self.manifest_file.read()
@@ -673,6 +763,12 @@ def chunk_metadata(chunk: DocChunk, doc_hash: str) -> dict[str, str | int]:
 def embedding_text(chunk: DocChunk) -> str:
     """What gets embedded: the heading path helps a passage match questions about its topic."""
     return f"{chunk.heading}\n\n{chunk.text}" if chunk.heading else chunk.text
+
+
+def chunk_metadata_text(text: str, meta: dict[str, Any]) -> str:
+    """``embedding_text`` of a stored chunk (its text and Chroma metadata)."""
+    heading = str(meta.get("heading", "") or "")
+    return f"{heading}\n\n{text}" if heading else text
 
 
 def hit_from(chunk_id: str, text: str, meta: dict[str, Any], score: float, method: str) -> Hit:
