@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from core import __version__
 from core.cli.compare import add_compare_parser, cmd_compare
 from core.cli.dataset import add_dataset_parser, cmd_dataset
+from core.cli.embedders import add_embedder_parsers, cmd_embedders, cmd_train_embedder
 from core.cli.kb import cmd_index, cmd_kb, cmd_search
+from core.cli.kb_versions import add_version_parsers
 from core.cli.models import add_models_parser, cmd_models
 from core.cli.run import cmd_ask, cmd_config, cmd_eval
 from core.cli.train import add_train_parser, cmd_train
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p = kb_sub.add_parser("docs", help="list the documents of a knowledge base")
     p.add_argument("name")
+    add_version_parsers(kb_sub)
 
     p = sub.add_parser("index", help="index files and folders into a knowledge base")
     p.add_argument("paths", nargs="+")
@@ -101,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dataset_parser(sub)
     add_train_parser(sub)
+    add_embedder_parsers(sub)
     add_models_parser(sub)
     add_compare_parser(sub)
     sub.add_parser("config", help="print the effective settings")
@@ -116,6 +120,8 @@ _COMMANDS = {
     "config": cmd_config,
     "dataset": cmd_dataset,
     "train": cmd_train,
+    "train-embedder": cmd_train_embedder,
+    "embedders": cmd_embedders,
     "models": cmd_models,
     "compare": cmd_compare,
 }

@@ -156,7 +156,6 @@ def _need_run(args: argparse.Namespace) -> str:
 
 def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
     from core.training.preflight import check_job
-    from core.training.process import TrainProcess
 
     if args.resume:
         run = store.get(args.resume)
@@ -166,12 +165,22 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
             raise CotragError(
                 f"Run {run.name!r} is finished: its model is {run.summary()['model']}."
             )
+        if run.spec().kind == "embedder":
+            from core.cli.embedders import follow_embedder_run
+
+            return follow_embedder_run(ws, run, resume=True, as_json=args.json)
         check_job(ws.layout, run.spec(), lengths=False)
         resume = True
     else:
         if not args.dataset and not args.spec:
             raise CotragError("Name the dataset to train on: cotrag train --dataset NAME.")
         spec = build_spec(args)
+        if spec.kind == "embedder":
+            from core.cli.embedders import start_embedder_run
+
+            if args.where == "colab":
+                raise CotragError("Embedder runs train on this computer (--where local).")
+            return start_embedder_run(ws, spec, args.name, as_json=args.json)
         if args.where == "colab":
             from core.training.colab import check_gpu
 
@@ -197,24 +206,8 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
         if resume:
             raise CotragError("A Colab run starts afresh: resume runs on this computer only.")
         return _train_on_colab(ws, args, run)
-    proc = TrainProcess(run, ws.layout, resume=resume)
-    proc.start()
-    bar = ProgressLine(sys.stderr)
     started = time.monotonic()
-
-    try:
-        outcome = proc.wait(lambda e: print_event(e, bar, as_json=args.json))
-    except KeyboardInterrupt:
-        bar.clear()
-        print("\nCancelling: the worker writes a checkpoint and stops…", file=sys.stderr)
-        proc.cancel()
-        try:
-            outcome = proc.wait(lambda e: print_event(e, bar, as_json=args.json))
-        except KeyboardInterrupt:
-            proc.kill()
-            outcome = proc.wait()
-    bar.clear()
-    print(outcome.sentence(run.log_file), file=sys.stderr)
+    outcome = run_worker(ws, run, resume=resume, as_json=args.json)
     if outcome.state == "done":
         metrics = outcome.final.get("metrics", {})
         print(
@@ -229,6 +222,29 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
         print(f"Resume with: cotrag train --resume {run.name}", file=sys.stderr)
         return 130
     return 1
+
+
+def run_worker(ws: Workspace, run: Any, *, resume: bool, as_json: bool) -> Any:
+    """Start the worker for ``run`` and print its events until it ends (Ctrl-C cancels)."""
+    from core.training.process import TrainProcess
+
+    proc = TrainProcess(run, ws.layout, resume=resume)
+    proc.start()
+    bar = ProgressLine(sys.stderr)
+    try:
+        outcome = proc.wait(lambda e: print_event(e, bar, as_json=as_json))
+    except KeyboardInterrupt:
+        bar.clear()
+        print("\nCancelling: the worker writes a checkpoint and stops…", file=sys.stderr)
+        proc.cancel()
+        try:
+            outcome = proc.wait(lambda e: print_event(e, bar, as_json=as_json))
+        except KeyboardInterrupt:
+            proc.kill()
+            outcome = proc.wait()
+    bar.clear()
+    print(outcome.sentence(run.log_file), file=sys.stderr)
+    return outcome
 
 
 def print_event(event: dict[str, Any], bar: ProgressLine, *, as_json: bool) -> None:
@@ -258,7 +274,15 @@ def print_event(event: dict[str, Any], bar: ProgressLine, *, as_json: bool) -> N
         )
     elif kind == "eval":
         bar.clear()
-        print(f"  step {event['step']}: validation loss {event['loss']:.3f}", file=sys.stderr)
+        parts = []
+        if event.get("loss") is not None:
+            parts.append(f"validation loss {event['loss']:.3f}")
+        if event.get("recall"):
+            parts.append(
+                ", ".join(f"{k} {v:.3f}" for k, v in event["recall"].items())
+                + f" (among {event.get('passages', '?')} passages)"
+            )
+        print(f"  step {event['step']}: " + "; ".join(parts), file=sys.stderr)
     elif kind == "exporting":
         bar.clear()
         print(f"Exporting {event['what']} ({event['index']}/{event['total']})…", file=sys.stderr)

@@ -202,8 +202,11 @@ class RunStore:
         return name
 
     def _model_exists(self, name: str) -> bool:
+        from core.knowledge.embedders import embedders_dir
         from core.models.registry import ModelRegistry
 
+        if (embedders_dir(self.layout) / name).exists():
+            return True  # an embedder run's result takes the run's name too
         return ModelRegistry(self.layout).find(name) is not None
 
     def delete(self, name: str) -> None:

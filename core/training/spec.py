@@ -22,6 +22,7 @@ DTYPES = ("auto", "fp32", "bf16")
 SCHEDULES = ("cosine", "linear", "constant")
 STAGES = ("both", "search", "answer")
 TRACKERS = ("none", "mlflow", "tensorboard")
+KINDS = ("generator", "embedder")
 
 
 class SpecError(CotragError, ValueError):
@@ -36,9 +37,12 @@ class SpecError(CotragError, ValueError):
 class TrainSpec:
     dataset: str = ""
     """Dataset name (see `cotrag dataset list`)."""
+    kind: str = "generator"
+    """``generator`` (the model that reasons and searches) or ``embedder`` (the retriever's
+    sentence embedder, tuned on the dataset's questions and the chunks that answer them)."""
     base: str = "default"
     """``default`` (the bundled model), a GGUF file, a Hugging Face model folder, or a
-    registry name."""
+    registry name. For an embedder: ``default`` (the bundled MiniLM) or a tuned embedder."""
     method: str = "lora"
     """``lora`` (an adapter on frozen weights) or ``full`` (every weight; tiny models only)."""
     lora_r: int = 16
@@ -83,6 +87,16 @@ class TrainSpec:
     """Batch rows of similar length together (less padding, same masks)."""
     exports: list[str] = field(default_factory=lambda: ["lora", "q8_0"])
     tracking: str = "none"
+    negatives: int = 3
+    """Embedder runs: hard negatives per question (passages the search returned that do not
+    answer it), next to the other questions' answers in the batch."""
+    recall_k: int = 5
+    """Embedder runs: the k of the validation recall@k reported during the run."""
+    eval_passages: int = 1000
+    """Embedder runs: passages the validation questions are searched among (the held-out
+    documents' chunks, the retrieved distractors, then a sample of the rest)."""
+    kb: str = ""
+    """Embedder runs: the knowledge base the validation searches (default: the dataset's)."""
 
     # -- TOML ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +146,22 @@ class TrainSpec:
                 out.append(message)
 
         need(bool(self.dataset.strip()), "dataset is empty: choose a dataset to train on.")
+        need(self.kind in KINDS, f"kind is {self.kind!r}: use generator or embedder.")
+        if self.kind == "embedder":
+            need(
+                0 <= self.negatives <= 32,
+                f"negatives is {self.negatives}: use 0 to 32 hard negatives per question.",
+            )
+            need(1 <= self.recall_k <= 100, f"recall_k is {self.recall_k}: use 1 to 100.")
+            need(
+                self.eval_passages >= 20,
+                f"eval_passages is {self.eval_passages}: use 20 or more.",
+            )
+            need(
+                self.method == "full",
+                "method must be full for an embedder (every weight of the small encoder is "
+                'tuned); set method = "full".',
+            )
         need(self.method in ("lora", "full"), f"method is {self.method!r}: use lora or full.")
         need(self.lora_r >= 1, f"lora_r is {self.lora_r}: use 1 or more (8 to 64 is usual).")
         need(self.lora_alpha >= 1, f"lora_alpha is {self.lora_alpha}: use 1 or more.")
@@ -208,8 +238,28 @@ class TrainSpec:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
+    # The bundled MiniLM embedder on a CPU: a few minutes for a few hundred questions.
+    "embedder": {
+        "kind": "embedder",
+        "method": "full",
+        "learning_rate": 3e-5,
+        "epochs": 2.0,
+        "max_steps": 0,
+        "batch_size": 16,
+        "grad_accum": 1,
+        "warmup_steps": 5,
+        "schedule": "linear",
+        "weight_decay": 0.01,
+        "max_seq_len": 256,
+        "eval_every": 20,
+        "checkpoint_every": 20,
+        "negatives": 3,
+        "engine": "torch",
+        "exports": [],
+    },
     # Minutes on the bundled 135M model on a laptop CPU: a first tuned model to compare.
     "cpu-quick": {
+        "kind": "generator",
         "method": "lora",
         "lora_r": 16,
         "lora_alpha": 32,
@@ -228,6 +278,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The whole dataset, twice, every export: an hour or more on a CPU.
     "cpu-full": {
+        "kind": "generator",
         "method": "lora",
         "lora_r": 32,
         "lora_alpha": 64,
@@ -246,6 +297,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # unsloth on an NVIDIA GPU: 4-bit base, longer sequences, three epochs.
     "gpu-standard": {
+        "kind": "generator",
         "method": "lora",
         "lora_r": 16,
         "lora_alpha": 32,

@@ -143,6 +143,8 @@ def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool, gro
     from core.training.trainer import Job, train
 
     spec = run.spec()
+    if spec.kind == "embedder":
+        return _train_embedder(run, layout, emit, should_stop, resume)
     checked = check_job(layout, spec, lengths=False)
     base = checked.base
     job = Job(run, spec, layout, checked, emit, should_stop, resume=resume, group=group)
@@ -165,6 +167,24 @@ def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool, gro
     metrics = entry.info.get("metrics", {})
     run.write_state("done", model=entry.name)
     emit("done", model=entry.name, outputs=outputs, metrics=metrics)
+    return EXIT_DONE
+
+
+def _train_embedder(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool) -> int:
+    from core.training.embedder_data import check_embedder_job
+    from core.training.embedder_trainer import finish_embedder, train_embedder
+
+    emit("preparing", stage="data", message="Reading the dataset's questions and passages…")
+    checked = check_embedder_job(layout, run.spec())
+    outcome = train_embedder(run, checked, emit, should_stop, resume=resume)
+    if outcome.state == "cancelled":
+        checkpoint = str(run.latest_checkpoint() or "")
+        run.write_state("cancelled", step=outcome.step, checkpoint=checkpoint)
+        emit("cancelled", step=outcome.step, checkpoint=checkpoint)
+        return EXIT_CANCELLED
+    name, path, metrics = finish_embedder(layout, run, checked, outcome, emit)
+    run.write_state("done", model=name, embedder=name)
+    emit("done", model=name, kind="embedder", outputs={"embedder": str(path)}, metrics=metrics)
     return EXIT_DONE
 
 

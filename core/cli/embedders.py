@@ -1,0 +1,194 @@
+"""`cotrag train-embedder` and `cotrag embedders`: tune the retriever, list what is tuned."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from core.cli.terminal import confirm, format_eta
+from core.errors import CotragError
+
+if TYPE_CHECKING:
+    from core.training.runs import Run
+    from core.training.spec import TrainSpec
+    from core.workspace import Workspace
+
+
+def add_embedder_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "train-embedder",
+        help="tune the search's embedder on a dataset's questions (a child process)",
+        description="Tunes the sentence embedder on (question, gold chunk) pairs of a dataset, "
+        "with the passages the search wrongly returned as hard negatives, and reports recall@k "
+        "on the dataset's held-out documents before and after. The result is an embedder named "
+        "after the run: re-embed a knowledge base with it (`cotrag kb reembed KB --embedder RUN`).",
+    )
+    p.add_argument("--dataset", help="dataset to learn from")
+    p.add_argument(
+        "--kb", default="", help="knowledge base the validation searches (default: the dataset's)"
+    )
+    p.add_argument("--name", help="run name (also the tuned embedder's name)")
+    p.add_argument("--base", default=None, help="default (the bundled MiniLM) or a tuned embedder")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a spec field, e.g. --set epochs=1 --set batch_size=8",
+    )
+    p.add_argument("--resume", metavar="RUN", help="continue a cancelled or interrupted run")
+    p.add_argument("--json", action="store_true", help="print the events as JSON lines")
+
+    p = sub.add_parser("embedders", help="the embedders: bundled and tuned")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "delete"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-y", "--yes", action="store_true", help="delete without asking")
+
+
+def embedder_spec(args: argparse.Namespace) -> TrainSpec:
+    from core.cli.train import _coerce
+    from core.training.spec import SpecError, TrainSpec
+
+    spec = TrainSpec().with_preset("embedder")
+    spec = replace(spec, dataset=args.dataset or "", kb=args.kb or "")
+    if args.base:
+        spec = replace(spec, base=args.base)
+    changes: dict[str, Any] = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        if not sep or not hasattr(spec, field):
+            raise SpecError([f"--set {item!r}: use FIELD=VALUE with a spec field name."])
+        try:
+            changes[field] = _coerce(getattr(spec, field), value)
+        except ValueError as exc:
+            raise SpecError([f"--set {item!r}: {exc}."]) from exc
+    return replace(spec, **changes)
+
+
+def cmd_train_embedder(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.training.runs import RunStore
+
+    if args.resume:
+        run = RunStore(ws.layout).get(args.resume)
+        if run.spec().kind != "embedder":
+            raise CotragError(f"Run {run.name!r} tunes a generator: resume it with cotrag train.")
+        return follow_embedder_run(ws, run, resume=True, as_json=args.json)
+    if not args.dataset:
+        raise CotragError("Name the dataset to learn from: cotrag train-embedder --dataset NAME.")
+    return start_embedder_run(ws, embedder_spec(args), args.name, as_json=args.json)
+
+
+def start_embedder_run(ws: Workspace, spec: TrainSpec, name: str | None, *, as_json: bool) -> int:
+    from core.training.embedder_data import check_embedder_job
+    from core.training.runs import RunStore
+
+    print("Checking the job…", file=sys.stderr)
+    checked = check_embedder_job(ws.layout, spec)
+    store = RunStore(ws.layout)
+    name = name or store.unique_name(f"{spec.dataset}-embedder")
+    from core.knowledge.embedders import check_new_name
+
+    check_new_name(ws.layout, name)
+    run = store.create(name, spec)
+    skipped = ", ".join(f"{n} {why}" for why, n in checked.skipped.items())
+    print(
+        f"Run {name}: {len(checked.train)} training questions, {len(checked.validation)} "
+        f"held-out questions searched among {len(checked.corpus.ids)} passages"
+        + (f" (left out: {skipped})" if skipped else ""),
+        file=sys.stderr,
+    )
+    return follow_embedder_run(ws, run, resume=False, as_json=as_json)
+
+
+def follow_embedder_run(ws: Workspace, run: Run, *, resume: bool, as_json: bool) -> int:
+    from core.cli.train import run_worker
+
+    if run.state == "running":
+        raise CotragError(f"Run {run.name!r} is running already.")
+    if run.state == "done":
+        raise CotragError(f"Run {run.name!r} is finished: its embedder is {run.name}.")
+    started = time.monotonic()
+    outcome = run_worker(ws, run, resume=resume, as_json=as_json)
+    if outcome.state == "done":
+        metrics = outcome.final.get("metrics", {})
+        before, after = metrics.get("recall_before", {}), metrics.get("recall_after", {})
+        figures = "; ".join(f"{k} {before.get(k)} → {v}" for k, v in after.items())
+        print(
+            f"Took {format_eta(time.monotonic() - started)} (min:s). On "
+            f"{metrics.get('validation_questions')} held-out questions: {figures}.\n"
+            f"Use it: cotrag kb reembed KB --embedder {outcome.final.get('model')}",
+            file=sys.stderr,
+        )
+        return 0
+    if outcome.state == "cancelled":
+        print(f"Resume with: cotrag train-embedder --resume {run.name}", file=sys.stderr)
+        return 130
+    return 1
+
+
+def cmd_embedders(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.knowledge import embedders
+
+    if args.action == "list":
+        entries = embedders.list_embedders(ws.layout)
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {"name": e.name, "path": str(e.path), "bundled": e.bundled, **e.info}
+                        for e in entries
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        for e in entries:
+            metrics = e.info.get("metrics", {})
+            k = e.info.get("spec", {}).get("recall_k", 5)
+            recall = metrics.get(f"recall@{k}", {})
+            extra = (
+                f"  from {e.info.get('dataset', '?')}; recall@{k} {recall.get('before')} → {recall.get('after')}"
+                if recall
+                else ""
+            )
+            print(f"{e.name:28} {e.label if e.bundled else ''}{extra}")
+        return 0
+    if not args.name:
+        raise CotragError(f"`cotrag embedders {args.action}` needs an embedder name.")
+    if args.action == "show":
+        path = embedders.resolve(ws.layout, args.name)
+        print(
+            json.dumps(
+                {"name": args.name, "path": str(path), **embedders.read_info(path)}, indent=2
+            )
+        )
+        return 0
+    users = _kbs_using(ws, args.name)
+    if users:
+        raise CotragError(
+            f"Embedder {args.name!r} built vectors that {', '.join(users)} still "
+            "hold: remove those versions first (`cotrag kb versions KB`, then "
+            "`cotrag kb remove-version KB N`)."
+        )
+    if not args.yes and not confirm(f"Delete the embedder {args.name!r}?"):
+        return 1
+    embedders.delete(ws.layout, args.name)
+    print(f"Deleted embedder {args.name!r}.")
+    return 0
+
+
+def _kbs_using(ws: Workspace, name: str) -> list[str]:
+    out = []
+    for info in ws.store.list():
+        kb = ws.store.get(info.name)
+        if any(
+            v.embedder == name and v.state != "removed" for v in kb.versions_file.read().versions
+        ):
+            out.append(info.name)
+    return out
