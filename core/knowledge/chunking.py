@@ -13,10 +13,18 @@ exception: chunks are cut from its clean text (no HTML comments, link targets or
 link definitions, see :mod:`core.knowledge.cleaning`) and ``start``/``end`` are
 the original offsets that clean text came from. Nothing is prefixed; the store
 adds the heading to the text it embeds.
+
+What comes out depends on this code, the cleaning, the loaders' text extraction and
+the chunk settings; :func:`pipeline_fingerprint` names that combination. A knowledge
+base records it per document, and the indexer re-chunks a document whose fingerprint
+differs, even when its bytes did not change.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -33,6 +41,20 @@ _SENTENCE_BREAK = re.compile(r"(?<=[.!?;:…。！？])\s+|(?<=[.!?…][\"'”�
 _WORD_BREAK = re.compile(r"\s+")
 _SPLITTERS = (_PARAGRAPH_BREAK, _SENTENCE_BREAK, _WORD_BREAK)
 _WORD_START = re.compile(r"\s(?=\S)")
+
+PIPELINE_VERSION = 1
+"""Bump whenever a change to chunking, cleaning (``core.knowledge.cleaning``), the loaders'
+text extraction (``core.knowledge.loaders``) or the text the store embeds
+(``store.embedding_text``) changes what comes out for the same file: every knowledge
+base then re-chunks (and re-embeds) its documents on its next index run."""
+
+
+def pipeline_fingerprint(config: ChunkingConfig) -> str:
+    """A short stable hash of :data:`PIPELINE_VERSION` and the chunk settings."""
+    payload = json.dumps(
+        {"version": PIPELINE_VERSION, "chunking": dataclasses.asdict(config)}, sort_keys=True
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
 
 
 def chunk_document(doc: Document, config: ChunkingConfig) -> list[DocChunk]:

@@ -1,9 +1,15 @@
 """Index files into a knowledge base, idempotently, reporting progress as events.
 
-A file is keyed by its path and the sha256 of its bytes: an unchanged file is
-skipped, a changed one replaced (its new chunks become visible at the moment the
-old ones go), and a file that vanished from a folder being re-indexed is removed.
-Each document is committed all-or-nothing (see ``core.knowledge.store``).
+A file is keyed by its path and the sha256 of its bytes, and its chunks by the
+pipeline that made them (``core.knowledge.chunking.pipeline_fingerprint``: the
+cleaning/chunking code's version and the chunk settings). A file whose bytes and
+pipeline both match what is committed is skipped; a changed one, or an unchanged one
+whose pipeline differs (new chunk settings, a cleaner recipe, a knowledge base from
+before pipelines), is re-chunked and replaced: its new chunks, under new ids, become
+visible at the moment the old ones go. A file that vanished from a folder being
+re-indexed is removed. Each document is committed all-or-nothing (see
+``core.knowledge.store``), so a run killed at any point leaves each document's old
+chunks or its new ones visible, never a mix.
 
 Documents are processed in groups of about ``_GROUP_CHUNKS`` chunks: the group is
 announced in one manifest write, its texts are embedded together (sorted by length,
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from core.config import ChunkingConfig
 from core.errors import DocumentError
+from core.knowledge.chunking import pipeline_fingerprint
 from core.knowledge.store import EmbedderMismatch, KnowledgeBase, embedding_text
 from core.knowledge.types import DocChunk
 
@@ -42,6 +49,7 @@ _HASH_PROGRESS_EVERY_S = 0.25
 _GROUP_CHUNKS = 256
 # Chunks per embedding call: Progress (and a chance to cancel) comes after each one.
 _SUB_BATCH_CHUNKS = 64
+RECHUNK_REASON = "re-chunked: the cleaning or chunk settings changed"
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,8 @@ class _Todo:
     source: str
     doc_hash: str
     size: int
+    reason: str = ""
+    """Why an already indexed file is indexed again ("" for a new or changed file)."""
 
 
 @dataclass
@@ -168,6 +178,7 @@ class Indexer:
         self._explicit = embedder is not None
         self.embedder = embedder or kb.embedder
         self.chunking = chunking or ChunkingConfig()
+        self.pipeline = pipeline_fingerprint(self.chunking)
         self._check_embedder()
 
     def _check_embedder(self) -> None:
@@ -224,12 +235,14 @@ class Indexer:
                     yield n.fail(source, _unreadable_reason(exc))
                     continue
                 committed = manifest.documents.get(source)
-                if committed is not None and committed.doc_hash == doc_hash:
+                same_bytes = committed is not None and committed.doc_hash == doc_hash
+                if committed is not None and same_bytes and committed.pipeline == self.pipeline:
                     n.unchanged += 1
                     n.files_done += 1
                     yield FileDone(source, "unchanged", committed.chunks)
                 else:
-                    todo.append(_Todo(path, source, doc_hash, size))
+                    reason = RECHUNK_REASON if same_bytes else ""
+                    todo.append(_Todo(path, source, doc_hash, size, reason))
                 if time.monotonic() - last_report > _HASH_PROGRESS_EVERY_S:
                     last_report = time.monotonic()
                     yield Progress(n.files_done, total, 0, 0.0, None, source)
@@ -327,7 +340,7 @@ class Indexer:
         group_bytes = sum(g.item.size for g in group)
         pairs = [(g.item.source, g.item.doc_hash) for g in group]
         t0 = time.monotonic()
-        self.kb.begin_documents(pairs)
+        self.kb.begin_documents(pairs, pipeline=self.pipeline)
         committed = False
         failure = ""
         try:
@@ -337,7 +350,12 @@ class Indexer:
                     return
                 part = order[lo : lo + step]
                 vectors = self.embedder.embed([texts[i] for i in part])
-                self.kb.add_records([hashes[i] for i in part], [chunks[i] for i in part], vectors)
+                self.kb.add_records(
+                    [hashes[i] for i in part],
+                    [chunks[i] for i in part],
+                    vectors,
+                    pipeline=self.pipeline,
+                )
                 embedded += len(part)
                 meter.chunks_done += len(part)
                 meter.work_s += time.monotonic() - t0
@@ -348,7 +366,8 @@ class Indexer:
             if cancel.is_set():
                 return
             self.kb.commit_documents(
-                [(g.item.source, g.item.doc_hash, len(g.chunks)) for g in group]
+                [(g.item.source, g.item.doc_hash, len(g.chunks)) for g in group],
+                pipeline=self.pipeline,
             )
             committed = True
         except Exception as exc:
@@ -368,7 +387,7 @@ class Indexer:
                 n.fail(g.item.source, failure)
         for g in group:
             if committed:
-                yield FileDone(g.item.source, "indexed", len(g.chunks))
+                yield FileDone(g.item.source, "indexed", len(g.chunks), g.item.reason)
             else:
                 yield FileDone(g.item.source, "failed", 0, failure)
 
@@ -388,7 +407,7 @@ class Indexer:
 
     def _abort(self, pairs: list[tuple[str, str]]) -> None:
         try:
-            self.kb.abort_documents(pairs)
+            self.kb.abort_documents(pairs, pipeline=self.pipeline)
         except Exception:
             # The manifest still lists them as pending: the next open deletes the chunks.
             log.exception("Could not remove the partial chunks of %d documents", len(pairs))

@@ -140,7 +140,7 @@ def dense_search(kb: KnowledgeBase, query: str, k: int) -> list[Hit]:
     for cid, text, meta, dist in zip(
         got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True
     ):
-        if not manifest.is_committed(meta.get("source", ""), meta.get("doc_hash", "")):
+        if not manifest.commits(meta):  # (source, doc_hash, pipeline) committed
             continue
         # Chroma's cosine space reports distance = 1 - cosine similarity.
         hits.append(hit_from(cid, text, meta, 1.0 - float(dist), "dense"))

@@ -7,8 +7,21 @@ chunk and a name can be any text.
 Visibility is all-or-nothing per document: chunks are added to Chroma first and the
 document is *committed* afterwards by an atomic write of the knowledge base's
 manifest (``<data>/kb/<id>/manifest.json``). Readers only ever see chunks whose
-``(source, doc_hash)`` the manifest commits, and ``reconcile`` deletes the rest, so
-a run killed in the middle of a document leaves nothing half-visible.
+``(source, doc_hash, pipeline)`` the manifest commits, and ``reconcile`` deletes the
+rest, so a run killed in the middle of a document leaves nothing half-visible.
+
+A document version is its bytes (``doc_hash``) *and* the pipeline that cut them into
+chunks (``pipeline``: a fingerprint of the cleaning/chunking code and settings, see
+``core.knowledge.chunking.pipeline_fingerprint``). The pipeline is part of each chunk's
+id and metadata, so re-chunking an unchanged file under new settings writes new ids
+beside the old ones instead of overwriting them: until the commit (one manifest
+write) readers see only the old chunks, after it only the new ones, and whichever side
+lost is deleted then or, after a kill, from ``pending`` on the next open. Because a
+chunk id never gets a different text, the knowledge base's other versions of its
+vectors (``core.knowledge.reembed``) stay right by copying missing ids and deleting
+uncommitted ones. Chunks and manifests written before pipelines existed have no
+pipeline (``""``, ids without it): they stay visible as they are, and the next index run
+re-chunks their documents once.
 
 Opening Chroma reads (and may wait on) its SQLite file: callers must not open a
 store or a knowledge base on a GUI thread.
@@ -47,11 +60,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""2: documents and pending entries carry a pipeline (version 1 manifests read as "")."""
 _NAME_KEY = "cotrag_name"
 _EMBEDDER_KEY = "cotrag_embedder"
 _CREATED_KEY = "cotrag_created_at"
 _VERSION_OF_KEY = "cotrag_version_of"
+# A chunk's metadata key for its pipeline; chunks from before pipelines lack it.
+_PIPELINE_KEY = "pipeline"
 # Chroma pages through large collections; this keeps one page's memory modest.
 _PAGE = 2000
 
@@ -97,6 +113,12 @@ class DocInfo:
     chunks: int
     indexed_at: str
     """ISO 8601 time (UTC) the document was committed."""
+    pipeline: str = ""
+    """Fingerprint of the cleaning/chunking that made its chunks ("" before pipelines)."""
+
+
+DocKey = tuple[str, str, str]
+"""``(source, doc_hash, pipeline)``: one version of a document's chunks."""
 
 
 # -- manifest ---------------------------------------------------------------------------
@@ -106,25 +128,34 @@ class DocInfo:
 class Manifest:
     """What a knowledge base has committed, plus writes that may have been cut short.
 
-    ``pending`` lists ``(source, doc_hash)`` pairs whose chunks may exist in Chroma
-    without being committed (a document being added, or one being removed); a
-    crash leaves them there and the next open deletes their chunks.
+    ``pending`` lists ``(source, doc_hash, pipeline)`` versions whose chunks may exist
+    in Chroma without being committed (a document being added, or one being removed
+    or replaced); a crash leaves them there and the next open deletes their chunks.
     """
 
     revision: int = 0
     documents: dict[str, DocInfo] = field(default_factory=dict)
-    pending: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[DocKey] = field(default_factory=list)
 
-    def is_committed(self, source: str, doc_hash: str) -> bool:
+    def is_committed(self, source: str, doc_hash: str, pipeline: str) -> bool:
         doc = self.documents.get(source)
-        return doc is not None and doc.doc_hash == doc_hash
+        return doc is not None and doc.doc_hash == doc_hash and doc.pipeline == pipeline
+
+    def commits(self, meta: dict[str, Any]) -> bool:
+        """Whether a stored chunk (its Chroma metadata) belongs to a committed version."""
+        return self.is_committed(*chunk_key(meta))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": MANIFEST_VERSION,
             "revision": self.revision,
             "documents": {
-                src: {"doc_hash": d.doc_hash, "chunks": d.chunks, "indexed_at": d.indexed_at}
+                src: {
+                    "doc_hash": d.doc_hash,
+                    "pipeline": d.pipeline,
+                    "chunks": d.chunks,
+                    "indexed_at": d.indexed_at,
+                }
                 for src, d in self.documents.items()
             },
             "pending": [list(p) for p in self.pending],
@@ -133,10 +164,19 @@ class Manifest:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         docs = {
-            src: DocInfo(src, d["doc_hash"], int(d["chunks"]), str(d.get("indexed_at", "")))
+            src: DocInfo(
+                src,
+                d["doc_hash"],
+                int(d["chunks"]),
+                str(d.get("indexed_at", "")),
+                str(d.get("pipeline", "")),
+            )
             for src, d in data.get("documents", {}).items()
         }
-        pending = [(str(s), str(h)) for s, h in data.get("pending", [])]
+        # Version 1 wrote (source, doc_hash) pairs: those chunks have no pipeline.
+        pending = [
+            (str(p[0]), str(p[1]), str(p[2]) if len(p) > 2 else "") for p in data.get("pending", [])
+        ]
         return cls(int(data.get("revision", 0)), docs, pending)
 
 
@@ -527,7 +567,7 @@ class KnowledgeBase:
         if not got["ids"]:
             raise ChunkNotFound(chunk_id)
         meta = got["metadatas"][0]
-        if not self.manifest().is_committed(meta["source"], meta["doc_hash"]):
+        if not self.manifest().commits(meta):
             raise ChunkNotFound(chunk_id)
         return hit_from(chunk_id, got["documents"][0], meta, score=1.0, method="dense")
 
@@ -549,7 +589,7 @@ class KnowledgeBase:
             if not ids:
                 return
             for cid, text, meta in zip(ids, got["documents"], got["metadatas"], strict=True):
-                if manifest.is_committed(meta["source"], meta["doc_hash"]):
+                if manifest.commits(meta):
                     yield cid, text, meta
             offset += len(ids)
 
@@ -564,42 +604,54 @@ class KnowledgeBase:
             doc = manifest.documents.pop(source, None)
             if doc is None:
                 raise DocumentNotIndexed(source)
-            manifest.pending.append((source, doc.doc_hash))
+            key = (source, doc.doc_hash, doc.pipeline)
+            manifest.pending.append(key)
             manifest.revision += 1
             self.manifest_file.write(manifest)
-            self._delete_chunks(source, doc.doc_hash)
-            self._clear_pending(source, doc.doc_hash)
+            self._delete_chunks(*key)
+            self._clear_pending_many([key])
 
-    def begin_document(self, source: str, doc_hash: str) -> None:
+    # The write methods below take ``pipeline`` (the fingerprint of the chunking that
+    # made the chunks, one per call); "" writes records the way they were written before
+    # pipelines existed (ids without it, no metadata key).
+
+    def begin_document(self, source: str, doc_hash: str, *, pipeline: str = "") -> None:
         """Announce chunks about to be added, so a crash before commit gets cleaned up."""
-        self.begin_documents([(source, doc_hash)])
+        self.begin_documents([(source, doc_hash)], pipeline=pipeline)
 
-    def begin_documents(self, pairs: Sequence[tuple[str, str]]) -> None:
+    def begin_documents(self, pairs: Sequence[tuple[str, str]], *, pipeline: str = "") -> None:
         """``begin_document`` for many ``(source, doc_hash)`` pairs, in one manifest write."""
         with self.store.writing():
             manifest = self.manifest()
             known = set(manifest.pending)
             added = False
-            for pair in pairs:
-                pair = (pair[0], pair[1])
-                if pair not in known:
-                    manifest.pending.append(pair)
-                    known.add(pair)
+            for source, doc_hash in pairs:
+                key = (source, doc_hash, pipeline)
+                if key not in known:
+                    manifest.pending.append(key)
+                    known.add(key)
                     added = True
             if added:
                 self.manifest_file.write(manifest)
 
     def add_chunks(
-        self, doc_hash: str, chunks: Sequence[DocChunk], embeddings: Sequence[Sequence[float]]
+        self,
+        doc_hash: str,
+        chunks: Sequence[DocChunk],
+        embeddings: Sequence[Sequence[float]],
+        *,
+        pipeline: str = "",
     ) -> None:
         """Store chunks (not yet visible: the document is committed separately)."""
-        self.add_records([doc_hash] * len(chunks), chunks, embeddings)
+        self.add_records([doc_hash] * len(chunks), chunks, embeddings, pipeline=pipeline)
 
     def add_records(
         self,
         doc_hashes: Sequence[str],
         chunks: Sequence[DocChunk],
         embeddings: Sequence[Sequence[float]],
+        *,
+        pipeline: str = "",
     ) -> None:
         """``add_chunks`` for chunks of several documents: ``doc_hashes[i]`` is ``chunks[i]``'s."""
         if not chunks:
@@ -613,56 +665,70 @@ class KnowledgeBase:
                 hashes = doc_hashes[lo : lo + limit]
                 # upsert: a retry after a crash may meet its own earlier ids.
                 self.collection.upsert(
-                    ids=[chunk_id(c.source, h, c.index) for c, h in zip(part, hashes, strict=True)],
+                    ids=[
+                        chunk_id(c.source, h, c.index, pipeline)
+                        for c, h in zip(part, hashes, strict=True)
+                    ],
                     documents=[c.text for c in part],
                     embeddings=[list(e) for e in embeddings[lo : lo + limit]],
-                    metadatas=[chunk_metadata(c, h) for c, h in zip(part, hashes, strict=True)],
+                    metadatas=[
+                        chunk_metadata(c, h, pipeline) for c, h in zip(part, hashes, strict=True)
+                    ],
                 )
 
-    def commit_document(self, source: str, doc_hash: str, chunks: int) -> str | None:
+    def commit_document(
+        self, source: str, doc_hash: str, chunks: int, *, pipeline: str = ""
+    ) -> str | None:
         """Make a document visible, replacing its previous version. Returns the old hash."""
-        return self.commit_documents([(source, doc_hash, chunks)])[0]
+        return self.commit_documents([(source, doc_hash, chunks)], pipeline=pipeline)[0]
 
-    def commit_documents(self, items: Sequence[tuple[str, str, int]]) -> list[str | None]:
+    def commit_documents(
+        self, items: Sequence[tuple[str, str, int]], *, pipeline: str = ""
+    ) -> list[str | None]:
         """Make ``(source, doc_hash, chunks)`` documents visible at once, in one manifest write.
 
-        Each replaces its previous version. Returns the old hash of each (None if new or same).
+        Each replaces its previous version (other bytes, or the same bytes chunked by
+        another pipeline), whose chunks are then deleted. Returns the old hash of each
+        (None if new or the same bytes).
         """
         with self.store.writing():
             manifest = self.manifest()
             now = _now()
-            committing = {(source, doc_hash) for source, doc_hash, _ in items}
+            committing = {(source, doc_hash, pipeline) for source, doc_hash, _ in items}
             old_hashes: list[str | None] = []
-            replaced: list[tuple[str, str]] = []
+            replaced: list[DocKey] = []
             for source, doc_hash, chunks in items:
                 old = manifest.documents.get(source)
-                old_hash = old.doc_hash if old is not None and old.doc_hash != doc_hash else None
-                manifest.documents[source] = DocInfo(source, doc_hash, chunks, now)
-                old_hashes.append(old_hash)
-                if old_hash is not None:
-                    replaced.append((source, old_hash))
+                manifest.documents[source] = DocInfo(source, doc_hash, chunks, now, pipeline)
+                old_hash = old.doc_hash if old is not None else None
+                old_hashes.append(old_hash if old_hash != doc_hash else None)
+                if old is not None and (old.doc_hash, old.pipeline) != (doc_hash, pipeline):
+                    replaced.append((source, old.doc_hash, old.pipeline))
             manifest.pending = [p for p in manifest.pending if p not in committing]
             # A source committed twice in one call leaves only its last version visible.
             replaced = [p for p in replaced if not manifest.is_committed(*p)]
+            # Written with the commit: a kill before the deletes below leaves the replaced
+            # chunks flagged (and invisible), and the next open deletes them.
             manifest.pending.extend(p for p in replaced if p not in manifest.pending)
             manifest.revision += 1
             self.manifest_file.write(manifest)
-            for source, old_hash in replaced:
-                self._delete_chunks(source, old_hash)
+            for key in replaced:
+                self._delete_chunks(*key)
             self._clear_pending_many(replaced)
             return old_hashes
 
-    def abort_document(self, source: str, doc_hash: str) -> None:
+    def abort_document(self, source: str, doc_hash: str, *, pipeline: str = "") -> None:
         """Delete the chunks of a document that was not committed."""
-        self.abort_documents([(source, doc_hash)])
+        self.abort_documents([(source, doc_hash)], pipeline=pipeline)
 
-    def abort_documents(self, pairs: Sequence[tuple[str, str]]) -> None:
+    def abort_documents(self, pairs: Sequence[tuple[str, str]], *, pipeline: str = "") -> None:
         """Delete the chunks of documents that were not committed (one manifest write)."""
         with self.store.writing():
             manifest = self.manifest()
-            dropped = [(s, h) for s, h in pairs if not manifest.is_committed(s, h)]
-            for source, doc_hash in dropped:
-                self._delete_chunks(source, doc_hash)
+            keys = [(s, h, pipeline) for s, h in pairs]
+            dropped = [key for key in keys if not manifest.is_committed(*key)]
+            for key in dropped:
+                self._delete_chunks(*key)
             self._clear_pending_many(dropped)
 
     def reconcile_pending(self) -> int:
@@ -678,10 +744,10 @@ class KnowledgeBase:
             with self.store.writing():
                 manifest = self.manifest()
                 removed = 0
-                for source, doc_hash in list(manifest.pending):
-                    if not manifest.is_committed(source, doc_hash):
-                        removed += self._delete_chunks(source, doc_hash)
-                    self._clear_pending(source, doc_hash)
+                for key in list(manifest.pending):
+                    if not manifest.is_committed(*key):
+                        removed += self._delete_chunks(*key)
+                    self._clear_pending_many([key])
                 return removed
         except KnowledgeBaseBusy:
             return 0
@@ -699,7 +765,7 @@ class KnowledgeBase:
                 if not ids:
                     break
                 for cid, meta in zip(ids, got["metadatas"], strict=True):
-                    if not manifest.is_committed(meta.get("source", ""), meta.get("doc_hash", "")):
+                    if not manifest.commits(meta):
                         orphans.append(cid)
                 offset += len(ids)
             limit = self.max_batch_size()
@@ -713,19 +779,23 @@ class KnowledgeBase:
         getter = getattr(self.store.client, "get_max_batch_size", None)
         return int(getter()) if getter else 5000
 
-    def _delete_chunks(self, source: str, doc_hash: str) -> int:
+    def _delete_chunks(self, source: str, doc_hash: str, pipeline: str) -> int:
+        """Delete one version's chunks (the same bytes under another pipeline are kept)."""
         where = {"$and": [{"source": source}, {"doc_hash": doc_hash}]}
-        ids = self.collection.get(where=where, include=[])["ids"]
+        got = self.collection.get(where=where, include=["metadatas"])
+        # Filtered here, not in ``where``: chunks from before pipelines lack the key.
+        ids = [
+            cid
+            for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
+            if chunk_key(meta)[2] == pipeline
+        ]
         limit = self.max_batch_size()
         for lo in range(0, len(ids), limit):
             self.collection.delete(ids=ids[lo : lo + limit])
         return len(ids)
 
-    def _clear_pending(self, source: str, doc_hash: str) -> None:
-        self._clear_pending_many([(source, doc_hash)])
-
-    def _clear_pending_many(self, pairs: Sequence[tuple[str, str]]) -> None:
-        drop = set(pairs)
+    def _clear_pending_many(self, keys: Sequence[DocKey]) -> None:
+        drop = set(keys)
         if not drop:
             return
         manifest = self.manifest()
@@ -737,15 +807,19 @@ class KnowledgeBase:
 # -- chunk records ----------------------------------------------------------------------
 
 
-def chunk_id(source: str, doc_hash: str, index: int) -> str:
-    """Stable per (file, content, position): two files with equal bytes do not collide."""
+def chunk_id(source: str, doc_hash: str, index: int, pipeline: str = "") -> str:
+    """Stable per (file, content, pipeline, position): two files with equal bytes do not
+    collide, and the same file chunked another way gets other ids (never another text
+    under an id some version of the vectors already holds)."""
     import hashlib
 
     src = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()[:12]
-    return f"{src}-{doc_hash[:16]}-{index}"
+    if not pipeline:  # written before pipelines existed
+        return f"{src}-{doc_hash[:16]}-{index}"
+    return f"{src}-{doc_hash[:16]}-{pipeline}-{index}"
 
 
-def chunk_metadata(chunk: DocChunk, doc_hash: str) -> dict[str, str | int]:
+def chunk_metadata(chunk: DocChunk, doc_hash: str, pipeline: str = "") -> dict[str, str | int]:
     meta: dict[str, str | int] = {
         "source": chunk.source,
         "doc_hash": doc_hash,
@@ -754,14 +828,26 @@ def chunk_metadata(chunk: DocChunk, doc_hash: str) -> dict[str, str | int]:
         "end": chunk.end,
         "heading": chunk.heading,
     }
+    if pipeline:
+        meta[_PIPELINE_KEY] = pipeline
     # Chroma metadata cannot hold None: a missing key means "no page".
     if chunk.page is not None:
         meta["page"] = chunk.page
     return meta
 
 
+def chunk_key(meta: dict[str, Any]) -> DocKey:
+    """The document version a stored chunk belongs to, from its Chroma metadata."""
+    return (
+        str(meta.get("source", "")),
+        str(meta.get("doc_hash", "")),
+        str(meta.get(_PIPELINE_KEY, "")),
+    )
+
+
 def embedding_text(chunk: DocChunk) -> str:
     """What gets embedded: the heading path helps a passage match questions about its topic."""
+    # Changing this changes vectors under unchanged ids: bump chunking.PIPELINE_VERSION.
     return f"{chunk.heading}\n\n{chunk.text}" if chunk.heading else chunk.text
 
 
