@@ -37,7 +37,12 @@ def add_dataset_parser(sub: Any) -> None:
     p.add_argument("--teacher-model", default="", help="model name at an endpoint teacher")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--validation", type=float, default=0.1, help="share of documents held out")
-    p.add_argument("--kinds", default="", help="weights, e.g. lookup=2,default=1,howto=1")
+    p.add_argument(
+        "--kinds",
+        default="",
+        help="weights, e.g. lookup=2,default=1,howto=1,twohop=1 (a bare name weighs 1); "
+        "kinds: lookup, definition, default, behaviour, howto, twohop (two related chunks)",
+    )
     p.add_argument("--document", action="append", default=[], help="only this document")
     p.add_argument("--exclude", action="append", default=[], help="leave this document out")
     p.add_argument(

@@ -13,8 +13,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-KINDS = ("lookup", "definition", "default", "behaviour", "howto")
-"""Question kinds the answer-first path writes (two-hop needs a teacher that writes both)."""
+SINGLE_KINDS = ("lookup", "definition", "default", "behaviour", "howto")
+"""Question kinds about one chunk, which the answer-first candidates below make."""
+TWOHOP = "twohop"
+KINDS = (*SINGLE_KINDS, TWOHOP)
+"""Every question kind a dataset run can ask for: the single-chunk kinds, and bridge
+questions over two related chunks (:mod:`core.dataset.twohop`)."""
 
 MIN_SENTENCE_WORDS = 6
 MAX_SENTENCE_CHARS = 320

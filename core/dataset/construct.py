@@ -131,7 +131,7 @@ FOCUS = {
     "default": "the default value",
     "behaviour": "the option or setting that does this",
     "howto": "the command or step to use",
-    "two_hop": "the two facts the question combines",
+    "twohop": "the two facts the question combines",
     "imported": "the fact the question asks for",
 }
 
@@ -329,12 +329,160 @@ def construct_trace(
     if leave_out:
         retriever = WithoutDocument(retriever, leave_out)
     writer = TraceWriter(plan, count_tokens)
+    record = _run_writer(writer, retriever, config, plan.question)
+    return record, writer.gold_number if writer.vetted else None
+
+
+def _run_writer(
+    writer: TraceWriter, retriever: Retriever, config: AppConfig, question: str
+) -> RunRecord:
+    """The real loop with the writer as its model; the writer sees every retrieval."""
     agent = Agent(
         writer, retriever, config, grammar=False, first_query="model", model_id="constructed"
     )
-    record = RunRecord(question=plan.question, mode="loop")
-    for event in agent.run(plan.question):
+    record = RunRecord(question=question, mode="loop")
+    for event in agent.run(question):
         record.add(event)
         if isinstance(event, Retrieval):
             writer.saw(event)
-    return record, writer.gold_number if writer.vetted else None
+    return record
+
+
+# -- two hops ----------------------------------------------------------------------------
+
+
+@dataclass
+class TwoHopPlan:
+    """A bridge question: the first hop finds the chunk that names the term, the second
+    the chunk that states the answer about it."""
+
+    question: str
+    answer: str
+    term: str
+    """The bridge term as a search word (``save-exact``)."""
+    first_sentence: str
+    second_sentence: str
+    first_ids: frozenset[str]
+    """The first chunk and its verbatim copies: any of them is the first hop's find."""
+    second_ids: frozenset[str]
+    first_queries: list[str]
+    second_queries: list[str]
+    kind: str = "default"
+    """The kind of the fact asked for about the term (what the second hop looks for)."""
+
+
+class TwoHopWriter(TraceWriter):
+    """Plays a searcher that finds the term first, says what is still missing, and
+    searches again for the term's fact; ``<results>`` vets both passages."""
+
+    def __init__(self, plan: TwoHopPlan, count_tokens: Callable[[str], int], max_rounds: int):
+        single = TracePlan(
+            question=plan.question,
+            answer=plan.answer,
+            sentence=plan.second_sentence,
+            gold_id="",
+            kind=plan.kind,
+            queries=[*plan.first_queries, *plan.second_queries],
+        )
+        super().__init__(single, count_tokens)
+        self.hops = plan
+        self.max_rounds = max_rounds
+        self.queries_made = 0
+        self.second_queries_made = 0
+
+    def _shown_of(self, ids: frozenset[str]) -> int | None:
+        return next((n for n, h in sorted(self.shown.items()) if h.id in ids), None)
+
+    @property
+    def gold_numbers(self) -> list[int]:
+        first, second = self._shown_of(self.hops.first_ids), self._shown_of(self.hops.second_ids)
+        return [n for n in (first, second) if n is not None]
+
+    def _query(self, think: str, query: str) -> str:
+        self.queries_made += 1
+        return f"<think>{think}</think>\n<query>{query}</query>"
+
+    def next_move(self, call: int) -> str:
+        plan = self.hops
+        want = FOCUS.get(plan.kind, FOCUS["lookup"])
+        first, second = self._shown_of(plan.first_ids), self._shown_of(plan.second_ids)
+        can_search = self.queries_made < self.max_rounds
+        if call == 0:
+            think = (
+                "The question describes something without naming it. I first need the "
+                f"passage that names it, then {want} for it."
+            )
+            return self._query(think, plan.first_queries[0])
+        if first is None:
+            if can_search and self.queries_made < len(plan.first_queries):
+                think = (
+                    "None of the passages so far say what the question describes. I will "
+                    "search again with other words."
+                )
+                return self._query(think, plan.first_queries[self.queries_made])
+            return self._give_up("what the question describes")
+        hit = self.shown[first]
+        if self.second_queries_made == 0 and can_search:
+            quote = snippet(plan.first_sentence, plan.term, 90)
+            think = (
+                f"Passage {first} ({hit.label}) names it: {quote} So it is {plan.term}. "
+                f"Still missing: {want} for {plan.term}. I will search for {plan.term}."
+            )
+            self.second_queries_made += 1
+            return self._query(_plain(think, 3 * MAX_REASON_CHARS), plan.second_queries[0])
+        if second is None:
+            if can_search and self.second_queries_made < len(plan.second_queries):
+                think = (
+                    f"None of the passages give {want} for {plan.term} yet. I will search again."
+                )
+                query = plan.second_queries[self.second_queries_made]
+                self.second_queries_made += 1
+                return self._query(think, query)
+            return self._give_up(f"{want} for {plan.term}")
+        quote_first = snippet(plan.first_sentence, plan.term)
+        quote_second = snippet(plan.second_sentence, plan.answer)
+        think = (
+            f"Passage {second} ({self.shown[second].label}) gives {want} for {plan.term}: "
+            f"{quote_second} With passage {first}, that answers the question."
+        )
+        self.vetted = [first, second]
+        lines = [
+            f"[{first}] " + _plain(f"names {plan.term}: {quote_first}", MAX_REASON_CHARS),
+            f"[{second}] "
+            + _plain(f"gives {want} for {plan.term}: {quote_second}", MAX_REASON_CHARS),
+        ]
+        body = "\n".join(lines)
+        return (
+            f"<think>{_plain(think, 3 * MAX_REASON_CHARS)}</think>\n<results>\n{body}\n</results>"
+        )
+
+    def _give_up(self, missing: str) -> str:
+        self.concluded_empty = True
+        think = f"None of the passages give {missing}; the documents do not seem to say."
+        return f"<think>{think}</think>\n<results>\nnone\n</results>"
+
+    def answer(self) -> str:
+        if len(self.vetted) < 2:
+            return UNANSWERED
+        first, second = self.vetted
+        plan = self.hops
+        limit = MAX_SENTENCE_CHARS - 8
+        named = snippet(plan.first_sentence, plan.term, limit).rstrip(".")
+        if plan.kind == "default":
+            fact = f"The default value of {plan.term} is {plan.answer}"
+        else:
+            fact = snippet(plan.second_sentence, plan.answer, limit).rstrip(".")
+        return f"{named} [{first}]. {fact} [{second}]."
+
+
+def construct_twohop_trace(
+    plan: TwoHopPlan,
+    retriever: Retriever,
+    config: AppConfig,
+    count_tokens: Callable[[str], int],
+) -> tuple[RunRecord, list[int]]:
+    """Run the real loop with the two-hop writer; the record and the numbers of the two gold
+    passages (first hop, second hop), empty when a hop's chunk was never found."""
+    writer = TwoHopWriter(plan, count_tokens, config.loop.max_rounds)
+    record = _run_writer(writer, retriever, config, plan.question)
+    return record, writer.gold_numbers if len(writer.vetted) == 2 else []

@@ -19,12 +19,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.agent import prompts
-from core.agent.loop import Agent
+from core.agent.loop import Agent, seed_query
 from core.agent.prompts import render
 from core.agent.record import RunRecord
 from core.config import AppConfig
-from core.dataset.candidates import KINDS, Candidate, candidates, sentences
-from core.dataset.construct import STOPWORDS, UNANSWERED, TracePlan, construct_trace
+from core.dataset import twohop
+from core.dataset.candidates import KINDS, SINGLE_KINDS, TWOHOP, Candidate, candidates, sentences
+from core.dataset.construct import (
+    STOPWORDS,
+    UNANSWERED,
+    TracePlan,
+    TwoHopPlan,
+    construct_trace,
+    construct_twohop_trace,
+    keywords,
+)
 from core.dataset.storage import Dataset
 from core.dataset.teacher import Teacher, TeacherError
 from core.dataset.verify import Rejection, Verifier, contains, normalise, words
@@ -310,6 +319,8 @@ class Generator:
         self.kinds: Counter[str] = Counter()
         self.teacher_errors: Counter[str] = Counter()
         """Why a pair-writing teacher gave nothing for a chunk (the answer-first path ran)."""
+        self.used_seconds: set[str] = set()
+        """Answer chunks (and their copies) a kept two-hop question already asks about."""
 
     # -- helpers --
 
@@ -355,7 +366,10 @@ class Generator:
         answer must still be found in the chunk: verification checks it)."""
         if self.teacher is None or not self.teacher.writes_pairs:
             return None
-        kind = min((k for k, w in self.spec.kinds.items() if w > 0), key=self._surplus)
+        single = [k for k, w in self.spec.kinds.items() if w > 0 and k in SINGLE_KINDS]
+        if not single:
+            return None
+        kind = min(single, key=self._surplus)
         try:
             question, answer = self.teacher.pair(seed.text, seed.heading, kind)
         except TeacherError as exc:
@@ -379,6 +393,8 @@ class Generator:
         for example in kept:
             self.verifier.keep(str(example.get("question", "")))
             self.kinds[str(example.get("kind", ""))] += 1
+            if example.get("kind") == TWOHOP:
+                self.used_seconds.add(str(example.get("chunk_id", "")))
         return self.dataset.decided_seeds(), kept
 
     def run(self) -> Iterator[GenEvent]:
@@ -390,13 +406,27 @@ class Generator:
                 f"(at least {MIN_SEED_CHARS} characters) among the chosen documents."
             )
         done_chunks = {key.split("|", 1)[0] for key in decided}
-        accepted = len(kept)
-        rejected = len(self.dataset.rejections())
-        started = time.monotonic()
-        new = 0
-        for index, seed in enumerate(seeds, 1):
-            if accepted >= self.spec.count or (self.cancel is not None and self.cancel.is_set()):
+        pending = self._bridges(decided) if self.spec.kinds.get(TWOHOP, 0.0) > 0 else []
+        single = any(self.spec.kinds.get(k, 0.0) > 0 for k in SINGLE_KINDS)
+        self._count = [len(kept), len(self.dataset.rejections()), 0]
+        total = (len(seeds) if single else 0) + len(pending)
+        self._started = time.monotonic()
+        done = 0
+        for seed in seeds if single else [None]:
+            if self._stopped():
                 break
+            # Two-hop questions take their turn whenever they lag behind their share.
+            while pending and not self._stopped() and (not single or self._twohop_lags()):
+                bridge = pending.pop(0)
+                done += 1
+                if bridge.second_ids & self.used_seconds:
+                    continue  # one question per answer chunk: spread over the documents
+                yield from self._decide(
+                    self._twohop(bridge), bridge.key, TWOHOP, self._twohop_row(bridge)
+                )
+                yield self._progress(done, total)
+            if seed is None or self._stopped():
+                continue
             tries = 0
             found = self._ordered(list(candidates(seed.text)))
             # A chunk an earlier run decided costs the (maybe remote) teacher nothing again.
@@ -410,39 +440,203 @@ class Generator:
                 if key in decided:
                     continue
                 tries += 1
+                row = {"chunk_id": seed.chunk_id, "source": seed.source}
                 outcome = self._one(seed, candidate, key)
-                if isinstance(outcome, Rejection):
-                    rejected += 1
-                    self.dataset.append_rejection(
-                        {
-                            "seed_key": key,
-                            "reason": outcome.reason,
-                            "detail": outcome.detail,
-                            "chunk_id": seed.chunk_id,
-                            "source": seed.source,
-                            "kind": candidate.kind,
-                        }
-                    )
-                    yield Rejected(outcome.reason, outcome.detail)
-                    continue
-                self.dataset.append_example(outcome)
-                accepted += 1
-                new += 1
-                self.kinds[candidate.kind] += 1
-                yield Accepted(outcome)
-                break  # one example per chunk: spread over the knowledge base
-            elapsed = time.monotonic() - started
-            rate = new / elapsed * 60 if elapsed > 0 else 0.0
-            left = self.spec.count - accepted
-            yield Progress(
-                accepted,
-                rejected,
-                self.spec.count,
-                index,
-                len(seeds),
-                rate,
-                left / rate * 60 if rate > 0 and left > 0 else (0.0 if left <= 0 else None),
+                yield from self._decide(outcome, key, candidate.kind, row)
+                if not isinstance(outcome, Rejection):
+                    break  # one example per chunk: spread over the knowledge base
+            done += 1
+            yield self._progress(done, total)
+
+    def _stopped(self) -> bool:
+        return self._count[0] >= self.spec.count or (
+            self.cancel is not None and self.cancel.is_set()
+        )
+
+    def _decide(
+        self, outcome: dict[str, Any] | Rejection, key: str, kind: str, row: dict[str, Any]
+    ) -> Iterator[GenEvent]:
+        """Store an example or a rejection (before its event is yielded)."""
+        if isinstance(outcome, Rejection):
+            self._count[1] += 1
+            self.dataset.append_rejection(
+                {
+                    "seed_key": key,
+                    "reason": outcome.reason,
+                    "detail": outcome.detail,
+                    **row,
+                    "kind": kind,
+                }
             )
+            yield Rejected(outcome.reason, outcome.detail)
+            return
+        self.dataset.append_example(outcome)
+        self._count[0] += 1
+        self._count[2] += 1
+        self.kinds[kind] += 1
+        if kind == TWOHOP:
+            self.used_seconds.add(str(outcome["chunk_id"]))
+        yield Accepted(outcome)
+
+    def _progress(self, done: int, total: int) -> Progress:
+        accepted, rejected, new = self._count
+        elapsed = time.monotonic() - self._started
+        rate = new / elapsed * 60 if elapsed > 0 else 0.0
+        left = self.spec.count - accepted
+        return Progress(
+            accepted,
+            rejected,
+            self.spec.count,
+            done,
+            total,
+            rate,
+            left / rate * 60 if rate > 0 and left > 0 else (0.0 if left <= 0 else None),
+        )
+
+    # -- two hops --
+
+    def _twohop_lags(self) -> bool:
+        """True when two-hop questions lag furthest behind their share of the mix."""
+        others = [self._surplus(k) for k in SINGLE_KINDS if self.spec.kinds.get(k, 0.0) > 0]
+        return self._surplus(TWOHOP) < 0 and self._surplus(TWOHOP) <= min(others, default=0.0)
+
+    def _bridges(self, decided: set[str]) -> list[twohop.Bridge]:
+        parts = [
+            twohop.Part(
+                chunk_id,
+                text,
+                str(meta.get("source", "")),
+                str(meta.get("doc_hash", "")),
+                str(meta.get("heading", "")),
+            )
+            for chunk_id, text, meta in self.chunks
+            if self._chosen(str(meta.get("source", "")))
+        ]
+        limit = max(3, int(TOO_COMMON_SHARE * len(self.chunks)))
+        found = twohop.bridges(
+            parts,
+            seed=self.spec.seed,
+            split=lambda source: split_of(source, self.spec.seed, self.spec.validation_share),
+            common=lambda answer: self._document_frequency(answer) > limit,
+        )
+        return [b for b in found if b.key not in decided]
+
+    def _chosen(self, source: str) -> bool:
+        if self.spec.documents and not any(_same_doc(source, d) for d in self.spec.documents):
+            return False
+        return not any(_same_doc(source, d) for d in self.spec.exclude)
+
+    @staticmethod
+    def _twohop_row(bridge: twohop.Bridge) -> dict[str, Any]:
+        return {
+            "chunk_id": bridge.second.chunk_id,
+            "chunk_ids": [bridge.first.chunk_id, bridge.second.chunk_id],
+            "source": bridge.second.source,
+        }
+
+    def _bridge_question(self, bridge: twohop.Bridge) -> tuple[str, str, str]:
+        """A pair-writing teacher's bridge question when it passes the plausibility checks,
+        else the template's: ``(question, origin, why the teacher's was not used)``."""
+        write = getattr(self.teacher, "bridge_question", None)
+        failure = ""
+        if self.teacher is not None and self.teacher.writes_pairs and write is not None:
+            try:
+                question = write(
+                    twohop.first_quote(bridge), bridge.answer.sentence, bridge.answer.answer
+                )
+            except TeacherError as exc:
+                failure = exc.reason
+            else:
+                if not question.endswith("?"):
+                    failure = "not_a_question"
+                elif contains(question, bridge.answer.answer):
+                    failure = "answer_in_question"
+                elif contains(question, bridge.bare_term):
+                    failure = "bridge_in_question"
+                else:
+                    return question, "teacher", ""
+        return twohop.template_question(bridge), "template", failure
+
+    def _twohop(self, bridge: twohop.Bridge) -> dict[str, Any] | Rejection:
+        """Check a bridge question, trace both hops through the real retrieval, and build
+        the example (``chunk_id``: the answer's chunk; ``chunk_ids``: both)."""
+        question, question_origin, failure = self._bridge_question(bridge)
+        fact = bridge.answer
+        second_query = twohop.second_query(bridge)
+        rejection, rank = self.verifier.check_twohop(
+            question,
+            fact.answer,
+            term=bridge.bare_term,
+            first_text=bridge.first.text,
+            second_text=bridge.second.text,
+            first_ids=bridge.first_ids,
+            second_ids=bridge.second_ids,
+            second_query=second_query,
+        )
+        if rejection is not None:
+            return rejection
+        first_search = twohop.search_text(question)
+        first_queries = list(
+            {q.casefold(): q for q in (keywords(first_search), seed_query(question)) if q}.values()
+        )
+        plan = TwoHopPlan(
+            question=question,
+            answer=fact.answer,
+            term=bridge.term.strip("`"),
+            first_sentence=bridge.first_sentence,
+            second_sentence=fact.sentence,
+            first_ids=bridge.first_ids,
+            second_ids=bridge.second_ids,
+            first_queries=first_queries,
+            second_queries=list(
+                {q.casefold(): q for q in (second_query, bridge.bare_term)}.values()
+            ),
+            kind=fact.kind,
+        )
+        record, gold = construct_twohop_trace(plan, self.retriever, self.config, self.count_tokens)
+        if record.protocol_errors:
+            return Rejection("trace_protocol_error", record.protocol_errors[0].kind)
+        if len(gold) < 2:
+            return Rejection("trace_missed_gold", "no search of the trace found both chunks")
+        if not contains(record.answer, fact.answer):
+            return Rejection("trace_answer", "the answer lost the gold answer")
+        self.verifier.keep(question)
+        first_id, second_id = (record.passages[n].id for n in gold)
+        second = twohop.Part(
+            second_id,
+            bridge.second.text,
+            record.passages[gold[1]].source,
+            str(record.passages[gold[1]].extra.get("doc_hash", bridge.second.doc_hash)),
+            bridge.second.heading,
+        )
+        seed = Seed(second.chunk_id, second.text, second.source, second.doc_hash, second.heading)
+        example = self._example(
+            bridge.key,
+            seed,
+            question,
+            fact.answer,
+            fact.sentence,
+            TWOHOP,
+            question_origin,
+            failure,
+            rank,
+            record,
+            None,
+            unanswerable=False,
+            origin="constructed",
+        )
+        example["chunk_ids"] = [first_id, second_id]
+        example["gold_numbers"] = list(gold)
+        example["bridge"] = {
+            "term": bridge.term.strip("`"),
+            # As the first chunk writes it: a re-trace rebuilds the same question from it.
+            "written": bridge.term,
+            "chunk_id": first_id,
+            "source": record.passages[gold[0]].source,
+            "sentence": bridge.first_sentence,
+            "fact_kind": fact.kind,
+        }
+        return example
 
     def _one(self, seed: Seed, candidate: Candidate, key: str) -> dict[str, Any] | Rejection:
         """The teacher's question first; when it fails a check, the one built from the
@@ -672,6 +866,84 @@ class Generator:
                 left / (index / elapsed) if elapsed > 0 and left else 0.0,
             )
 
+    def retrace(self, examples: list[dict[str, Any]]) -> Iterator[GenEvent]:
+        """Another dataset's examples made again through today's retrieval: the same verified
+        question, answer, gold chunk and seed key (so the same unanswerable draw), a new trace
+        whose passages are what the search returns now (after a re-embed, say). An example
+        whose gold chunk is gone or whose checks now fail is rejected with its reason."""
+        decided, _ = self._resume()
+        by_id = {cid: (text, meta) for cid, text, meta in self.chunks}
+        accepted = rejected = 0
+        started = time.monotonic()
+        for index, example in enumerate(examples, 1):
+            if self.cancel is not None and self.cancel.is_set():
+                break
+            key = str(example.get("seed_key", ""))
+            if not key or key in decided:
+                continue
+            outcome = self._retraced(example, key, by_id)
+            if isinstance(outcome, Rejection):
+                rejected += 1
+                self.dataset.append_rejection(
+                    {
+                        "seed_key": key,
+                        "reason": outcome.reason,
+                        "detail": outcome.detail,
+                        "question": example.get("question", ""),
+                        "answer": example.get("answer", ""),
+                        "kind": example.get("kind", ""),
+                    }
+                )
+                yield Rejected(outcome.reason, outcome.detail)
+            else:
+                self.dataset.append_example(outcome)
+                accepted += 1
+                yield Accepted(outcome)
+            elapsed = time.monotonic() - started
+            left = len(examples) - index
+            yield Progress(
+                accepted,
+                rejected,
+                len(examples),
+                index,
+                len(examples),
+                (accepted + rejected) / elapsed * 60 if elapsed > 0 else 0.0,
+                left / (index / elapsed) if elapsed > 0 and left else 0.0,
+            )
+
+    def _retraced(
+        self,
+        example: dict[str, Any],
+        key: str,
+        by_id: dict[str, tuple[str, dict[str, Any]]],
+    ) -> dict[str, Any] | Rejection:
+        cid = str(example.get("chunk_id", ""))
+        try:
+            if example.get("kind") == TWOHOP:
+                return self._twohop(_bridge_of(example, by_id))
+            text, meta = by_id[cid]
+        except KeyError as exc:
+            return Rejection(
+                "gold_chunk_gone", f"chunk {exc.args[0]} is no longer in the knowledge base"
+            )
+        seed = Seed(
+            cid,
+            text,
+            str(meta.get("source", "")),
+            str(meta.get("doc_hash", "")),
+            str(meta.get("heading", "")),
+        )
+        return self._verified(
+            seed,
+            str(example["question"]),
+            str(example["answer"]),
+            str(example.get("sentence", "")),
+            str(example.get("kind", "lookup")),
+            key,
+            question_origin=str(example.get("question_origin", "template")),
+            teacher_failure=str(example.get("teacher_failure", "")),
+        )
+
     def _imported(self, pair: ImportedPair, key: str, k: int) -> dict[str, Any] | Rejection:
         hits = self.verifier.search(pair.question, k)
         gold = next((h for h in hits if contains(h.text, pair.answer)), None)
@@ -703,6 +975,44 @@ class Generator:
         if pair.cited:
             outcome = _with_cited(outcome, pair)
         return outcome
+
+
+def _bridge_of(
+    example: dict[str, Any], by_id: dict[str, tuple[str, dict[str, Any]]]
+) -> twohop.Bridge:
+    """A two-hop example's bridge, rebuilt from its record and today's chunks (KeyError: a
+    chunk it names is gone)."""
+
+    def part(cid: str) -> twohop.Part:
+        text, meta = by_id[cid]
+        return twohop.Part(
+            cid,
+            text,
+            str(meta.get("source", "")),
+            str(meta.get("doc_hash", "")),
+            str(meta.get("heading", "")),
+        )
+
+    def copies(text: str) -> frozenset[str]:
+        return frozenset(c for c, (t, _) in by_id.items() if t == text)
+
+    info = example.get("bridge") or {}
+    first = part(str((example.get("chunk_ids") or [info.get("chunk_id", "")])[0]))
+    second = part(str(example.get("chunk_id", "")))
+    fact = Candidate(
+        str(example.get("sentence", "")),
+        str(example["answer"]),
+        str(info.get("fact_kind", "lookup")),
+    )
+    return twohop.Bridge(
+        first,
+        str(info.get("sentence", "")),
+        str(info.get("written", info.get("term", ""))),
+        second,
+        fact,
+        copies(first.text),
+        copies(second.text),
+    )
 
 
 def _with_cited(example: dict[str, Any], pair: ImportedPair) -> dict[str, Any]:

@@ -5,6 +5,9 @@ Two ways to ask:
   the answer picked from it, and writes only the question (what a small model can do).
 - ``pair(passage, heading, kind)``: a stronger teacher writes the question *and* the
   answer, copied from the passage, as JSON.
+- ``bridge_question(first, second, answer)`` (optional, pair-writing teachers only): a
+  two-hop question whose answer needs both passages; without it, or when it fails the
+  checks, the bridge question is built from the two sentences.
 
 Either may fail: every failure is a :class:`TeacherError` whose ``reason`` is counted
 among the rejections and whose message is a sentence.
@@ -92,6 +95,28 @@ def pair_messages(passage: str, heading: str, kind: str) -> list[dict[str, str]]
     ]
 
 
+BRIDGE_SYSTEM = (
+    "You write one question for a reading test over documentation. The question must need "
+    "two passages: it describes a thing, called X, only by what the first passage says of "
+    "it (never by its name), and asks for the fact the second passage states about X. "
+    "Reply with the question only, on one line, ending with a question mark."
+)
+"""The bridge-question prompt (a question writer's prompt: no part of what a tuned model
+sees, like the ``dataset_*`` templates)."""
+
+
+def bridge_messages(first: str, second: str, answer: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": BRIDGE_SYSTEM},
+        {
+            "role": "user",
+            "content": f"First passage (X is the thing): {first}\n"
+            f"Second passage, about X: {second}\nAnswer (do not write it): {answer}\n"
+            "Question:",
+        },
+    ]
+
+
 def clean_question(text: str) -> str:
     """One line, up to the first question mark; a prefix such as ``Question:`` dropped."""
     line = " ".join(text.strip().split())
@@ -167,6 +192,17 @@ class BackendTeacher:
         prompt = self.backend.chat_prompt(pair_messages(passage, heading, kind))
         text, _ = self._complete(prompt, ("\n\n",), 160)
         return parse_pair(text)
+
+    def bridge_question(self, first: str, second: str, answer: str) -> str:
+        """A two-hop question (asked only of a model that writes pairs)."""
+        prompt = self.backend.chat_prompt(bridge_messages(first, second, answer))
+        text, finish = self._complete(prompt, ("\n",), 96)
+        if finish == "length":
+            raise TeacherError("unclosed_output", "The teacher's question never ended.")
+        question = clean_question(text)
+        if not question:
+            raise TeacherError("empty_output", "The teacher wrote no question.")
+        return question
 
 
 # -- an OpenAI-compatible endpoint ------------------------------------------------------
@@ -271,6 +307,13 @@ class HttpTeacher:
 
     def pair(self, passage: str, heading: str, kind: str) -> tuple[str, str]:
         return parse_pair(self._post(pair_messages(passage, heading, kind), 200))
+
+    def bridge_question(self, first: str, second: str, answer: str) -> str:
+        """A two-hop question: X described by the first passage, asked about by the second."""
+        question = clean_question(self._post(bridge_messages(first, second, answer), 96))
+        if not question:
+            raise TeacherError("empty_output", "The teacher wrote no question.")
+        return question
 
 
 def _retry_after(exc: urllib.error.HTTPError, default: float) -> float:

@@ -4,9 +4,12 @@ vetted, the answer holds the gold answer)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.agent import prompts
 from core.agent.parser import trace_errors
 from core.agent.record import RunRecord
+from core.dataset.candidates import TWOHOP
 from core.dataset.construct import UNANSWERED
 from core.dataset.storage import Dataset
 from core.dataset.verify import contains
@@ -49,6 +52,8 @@ def validate(dataset: Dataset) -> list[str]:
             problems.append(f"{where}: the gold passage is not among the passages shown")
         elif not set(gold) & set(record.results):
             problems.append(f"{where}: the results do not vet the gold passage")
+        if example["kind"] == TWOHOP:
+            problems.extend(f"{where}: {p}" for p in _twohop_problems(example, record, gold))
         if not contains(record.answer, str(example["answer"])):
             problems.append(f"{where}: the answer stage does not contain the answer")
         if example.get("template_version") not in (None, current):
@@ -56,4 +61,21 @@ def validate(dataset: Dataset) -> list[str]:
                 f"{where}: made with prompt templates {example['template_version']}, the app "
                 f"now uses {current}; regenerate so a tuned model sees today's wording"
             )
+    return problems
+
+
+def _twohop_problems(example: dict[str, Any], record: RunRecord, gold: list[int]) -> list[str]:
+    """A two-hop example cites both gold chunks, found by two searches at least."""
+    chunk_ids = [str(c) for c in example.get("chunk_ids", [])]
+    if len(chunk_ids) != 2 or chunk_ids[-1] != example["chunk_id"]:
+        return ["a two-hop example needs chunk_ids: the first hop's chunk, then chunk_id"]
+    problems = []
+    if [record.passages[n].id for n in gold if n in record.passages] != chunk_ids:
+        problems.append("the gold passages are not the two chunks of chunk_ids")
+    if not set(gold) <= set(record.results):
+        problems.append("the results do not vet both gold passages")
+    if len(record.retrievals) < 2:
+        problems.append("a two-hop trace needs two searches")
+    if not all(f"[{n}]" in record.answer for n in gold):
+        problems.append("the answer stage does not cite both gold passages")
     return problems
