@@ -14,6 +14,7 @@ from core.cli.embedders import add_embedder_parsers, cmd_embedders, cmd_train_em
 from core.cli.kb import cmd_index, cmd_kb, cmd_search
 from core.cli.kb_versions import add_version_parsers
 from core.cli.models import add_models_parser, cmd_models
+from core.cli.rounds import add_rounds_parser, cmd_train_rounds
 from core.cli.run import cmd_ask, cmd_config, cmd_eval
 from core.cli.train import add_train_parser, cmd_train
 from core.errors import CotragError
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_parser(sub)
     add_train_parser(sub)
     add_embedder_parsers(sub)
+    add_rounds_parser(sub)
     add_models_parser(sub)
     add_compare_parser(sub)
     sub.add_parser("config", help="print the effective settings")
@@ -122,6 +124,7 @@ _COMMANDS = {
     "train": cmd_train,
     "train-embedder": cmd_train_embedder,
     "embedders": cmd_embedders,
+    "train-rounds": cmd_train_rounds,
     "models": cmd_models,
     "compare": cmd_compare,
 }

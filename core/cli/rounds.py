@@ -1,0 +1,127 @@
+"""`cotrag train-rounds`: alternate tuning the embedder and the generator, N rounds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from core.cli.terminal import ProgressLine
+from core.errors import CotragError
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
+
+def add_rounds_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train-rounds",
+        help="alternate: tune the embedder, re-embed, re-trace the dataset, tune the generator",
+        description="Each round tunes the embedder on the dataset, re-embeds the knowledge base "
+        "with it, traces the dataset's questions again through the tuned search, and tunes the "
+        "generator on those traces; each round prints its recall and validation loss. Run the "
+        "same command again to continue a schedule that was stopped.",
+    )
+    p.add_argument("--dataset", required=True, help="the dataset of round 1")
+    p.add_argument("--kb", default="", help="knowledge base (default: the dataset's)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--name", help="schedule name (its runs are NAME-r1-embedder, …)")
+    p.add_argument("--base", default="default", help="the generator's base in round 1")
+    p.add_argument("--generator-preset", default="cpu-quick")
+    p.add_argument(
+        "--embedder-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override an embedder spec field (repeatable)",
+    )
+    p.add_argument(
+        "--generator-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a generator spec field (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print every event as a JSON line")
+
+
+def _overrides(items: list[str], preset: str) -> dict[str, Any]:
+    from core.cli.train import _coerce
+    from core.training.spec import SpecError, TrainSpec
+
+    spec = TrainSpec().with_preset(preset)
+    out: dict[str, Any] = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        if not sep or not hasattr(spec, field) or field in ("dataset", "base", "kind"):
+            raise SpecError(
+                [f"{item!r}: use FIELD=VALUE with a spec field name (not dataset, base or kind)."]
+            )
+        out[field] = _coerce(getattr(spec, field), value)
+    return out
+
+
+def cmd_train_rounds(ws: Workspace, args: argparse.Namespace) -> int:
+    from core.training.rounds import RoundsPlan, run_rounds
+
+    name = args.name or f"{args.dataset}-rounds"
+    plan = RoundsPlan(
+        name=name,
+        dataset=args.dataset,
+        kb=args.kb,
+        rounds=args.rounds,
+        base=args.base,
+        embedder=_overrides(args.embedder_set, "embedder"),
+        generator_preset=args.generator_preset,
+        generator=_overrides(args.generator_set, args.generator_preset),
+    )
+    cancel = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        cancel.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    bar = ProgressLine(sys.stderr)
+
+    def show(event: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(event, ensure_ascii=False), flush=True)
+            return
+        kind = event.get("event")
+        if kind == "round_step":
+            bar.clear()
+            print(f"Round {event['round']}: {event['step']}…", file=sys.stderr)
+        elif kind == "step":
+            bar.update(
+                int(event["step"]),
+                int(event["total"]),
+                f"{event.get('run')}: loss {event['loss']:.3f}",
+            )
+        elif kind == "reembed" and event.get("total"):
+            bar.update(int(event["done"]), int(event["total"]), f"re-embedding ({event['stage']})")
+        elif kind == "error":
+            bar.clear()
+            print(f"{event.get('message')} {event.get('fix', '')}", file=sys.stderr)
+        elif kind == "round_done":
+            bar.clear()
+            figures = {k: v for k, v in event.items() if k not in ("event",)}
+            print("  " + json.dumps(figures, ensure_ascii=False), file=sys.stderr)
+
+    try:
+        summaries = run_rounds(ws, plan, on_event=show, cancel=cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.clear()
+    if len(summaries) < plan.rounds:
+        if cancel.is_set():
+            print(f"Stopped; continue with the same command (--name {name}).", file=sys.stderr)
+            return 130
+        raise CotragError("The schedule stopped early; see the messages above.")
+    if not args.json:
+        print(json.dumps(summaries, indent=2, ensure_ascii=False))
+    return 0

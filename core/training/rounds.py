@@ -1,0 +1,308 @@
+"""Alternating rounds: tune the embedder, re-trace the dataset through it, tune the generator.
+
+One round, on a knowledge base and a dataset made from it:
+
+1. **embedder**: an embedder run on the dataset (round 1 starts from the bundled
+   MiniLM, later rounds from the previous round's embedder); its recall@k on the
+   held-out documents before and after is the round's retrieval figure;
+2. **re-embed**: the knowledge base gets a version with that embedder and switches
+   to it (the older versions stay: switching back undoes the whole schedule);
+3. **re-trace**: a new dataset ``<name>-r<N>`` holds the same verified questions
+   traced again, so each ``<query_res>`` shows what the tuned retriever returns;
+4. **generator**: a generator run on the re-traced dataset (round 1 from the chosen
+   base, later rounds from the previous round's tuned model); its validation loss
+   before and after is the round's generation figure.
+
+Every step is resumable and the schedule records what is done in
+``training/<name>.rounds.json``: running it again with the same name skips finished
+steps, resumes a cut-off training run from its checkpoint, continues a half-built
+version or a half re-traced dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import CotragError
+from core.training.spec import TrainSpec
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
+OnEvent = Callable[[dict[str, Any]], None]
+STEPS = ("embedder", "reembed", "retrace", "generator")
+
+
+class RoundsFailed(CotragError, RuntimeError):
+    pass
+
+
+@dataclass
+class RoundsPlan:
+    name: str
+    dataset: str
+    kb: str = ""
+    """Default: the dataset's knowledge base."""
+    rounds: int = 2
+    base: str = "default"
+    """The generator's base in round 1."""
+    embedder: dict[str, Any] = field(default_factory=dict)
+    """Spec fields over the ``embedder`` preset."""
+    generator_preset: str = "cpu-quick"
+    generator: dict[str, Any] = field(default_factory=dict)
+    """Spec fields over ``generator_preset``."""
+
+    def check(self) -> None:
+        from core.dataset.storage import check_name
+
+        check_name(self.name, "schedule")
+        if not 1 <= self.rounds <= 20:
+            raise RoundsFailed(f"rounds is {self.rounds}: use 1 to 20.")
+
+
+@dataclass
+class RoundsState:
+    plan: dict[str, Any]
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``"<round>:<step>"`` → what that step produced (names, figures)."""
+
+
+def state_file(ws: Workspace, name: str) -> Path:
+    return ws.layout.root / "training" / f"{name}.rounds.json"
+
+
+def load_state(ws: Workspace, name: str) -> RoundsState | None:
+    try:
+        data = json.loads(state_file(ws, name).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return RoundsState(data.get("plan", {}), data.get("done", {}))
+
+
+def _save(ws: Workspace, name: str, state: RoundsState) -> None:
+    path = state_file(ws, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_rounds(
+    ws: Workspace,
+    plan: RoundsPlan,
+    *,
+    on_event: OnEvent | None = None,
+    cancel: threading.Event | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or continue) the schedule; returns one summary per finished round."""
+    plan.check()
+    say = on_event or (lambda e: None)
+    cancel = cancel or threading.Event()
+    from core.dataset.storage import DatasetStore
+
+    source = DatasetStore(ws.layout.datasets).open(plan.dataset)
+    kb_name = plan.kb or str(source.meta.get("kb", ""))
+    if not kb_name:
+        raise RoundsFailed(f"Dataset {plan.dataset!r} names no knowledge base: give one.")
+    plan = replace(plan, kb=kb_name)
+    state = load_state(ws, plan.name) or RoundsState(asdict(plan))
+    _save(ws, plan.name, state)
+    dataset, embedder_base, generator_base = plan.dataset, "default", plan.base
+    summaries: list[dict[str, Any]] = []
+    for number in range(1, plan.rounds + 1):
+        figures: dict[str, Any] = {"round": number}
+        for step in STEPS:
+            if cancel.is_set():
+                return summaries
+            key = f"{number}:{step}"
+            found = state.done.get(key)
+            if found is None:
+                say({"event": "round_step", "round": number, "step": step})
+                found = _STEP[step](
+                    ws, plan, number, dataset, embedder_base, generator_base, say, cancel
+                )
+                if found is None:  # cancelled part-way: resumable
+                    return summaries
+                state.done[key] = found
+                _save(ws, plan.name, state)
+            figures.update(found)
+            if step == "embedder":
+                embedder_base = found["embedder"]
+            elif step == "retrace":
+                dataset = found["dataset"]
+            elif step == "generator":
+                generator_base = found["model"]
+        summaries.append(figures)
+        say({"event": "round_done", **figures})
+    return summaries
+
+
+# -- steps ------------------------------------------------------------------------------
+
+
+def _train(
+    ws: Workspace, name: str, spec: TrainSpec, say: OnEvent, cancel: threading.Event
+) -> dict[str, Any] | None:
+    """Run (or resume) one training run in the worker; its final event, or None if cancelled."""
+    from core.training.process import TrainProcess
+    from core.training.runs import RunStore
+
+    store = RunStore(ws.layout)
+    if store.exists(name):
+        run = store.get(name)
+        if run.state == "done":
+            return next(e for e in reversed(run.events()) if e.get("event") == "done")
+        resume = run.latest_checkpoint() is not None
+    else:
+        run = store.create(name, spec)
+        resume = False
+    proc = TrainProcess(run, ws.layout, resume=resume)
+    proc.start()
+    stopper = threading.Thread(target=_stop_on, args=(cancel, proc), daemon=True)
+    stopper.start()
+    outcome = proc.wait(lambda e: say({**e, "run": name}))
+    if outcome.state == "done":
+        return outcome.final
+    if outcome.state == "cancelled" or cancel.is_set():
+        return None
+    raise RoundsFailed(f"Run {name!r}: {outcome.sentence(run.log_file)}")
+
+
+def _stop_on(cancel: threading.Event, proc: Any) -> None:
+    while proc.proc is None or proc.proc.poll() is None:
+        if cancel.wait(0.5):
+            proc.cancel()
+            return
+
+
+def _embedder_step(
+    ws: Workspace,
+    plan: RoundsPlan,
+    number: int,
+    dataset: str,
+    embedder_base: str,
+    generator_base: str,
+    say: OnEvent,
+    cancel: threading.Event,
+) -> dict[str, Any] | None:
+    spec = TrainSpec(dataset=dataset).with_preset("embedder")
+    spec = replace(spec, base=embedder_base, kb=plan.kb, **plan.embedder)
+    name = f"{plan.name}-r{number}-embedder"
+    final = _train(ws, name, spec, say, cancel)
+    if final is None:
+        return None
+    metrics = final.get("metrics", {})
+    k = spec.recall_k
+    return {
+        "embedder": final["model"],
+        f"recall@{k}_before": metrics.get(f"recall@{k}", {}).get("before"),
+        f"recall@{k}_after": metrics.get(f"recall@{k}", {}).get("after"),
+    }
+
+
+def _reembed_step(
+    ws: Workspace,
+    plan: RoundsPlan,
+    number: int,
+    dataset: str,
+    embedder_base: str,
+    generator_base: str,
+    say: OnEvent,
+    cancel: threading.Event,
+) -> dict[str, Any] | None:
+    from core.knowledge import reembed
+
+    kb = ws.store.get(plan.kb)
+    started = time.monotonic()
+    if kb.embedder_name == embedder_base:
+        return {"version": kb.active_version.number, "reembed_s": 0.0}
+
+    def progress(p: Any) -> None:
+        say({"event": "reembed", "stage": p.stage, "done": p.done, "total": p.total})
+
+    result = reembed.reembed(kb, embedder_base, on_progress=progress, cancel=cancel)
+    if result.cancelled:
+        return None
+    return {"version": result.version.number, "reembed_s": round(time.monotonic() - started, 1)}
+
+
+def _retrace_step(
+    ws: Workspace,
+    plan: RoundsPlan,
+    number: int,
+    dataset: str,
+    embedder_base: str,
+    generator_base: str,
+    say: OnEvent,
+    cancel: threading.Event,
+) -> dict[str, Any] | None:
+    from core.dataset.generate import Accepted, GenerateSpec, Rejected
+    from core.dataset.service import generator
+    from core.dataset.storage import DatasetStore
+
+    source = DatasetStore(ws.layout.datasets).open(dataset)
+    known = {f.name for f in GenerateSpec.__dataclass_fields__.values()}
+    values = {k: v for k, v in dict(source.meta.get("spec", {})).items() if k in known}
+    values["kb"] = plan.kb
+    spec = GenerateSpec(**values)
+    name = f"{plan.name}-r{number}"
+    gen, target, _ = generator(ws, name, spec, None, cancel=cancel)
+    accepted = rejected = 0
+    reasons: dict[str, int] = {}
+    for event in gen.retrace(source.examples()):
+        if isinstance(event, Accepted):
+            accepted += 1
+        elif isinstance(event, Rejected):
+            rejected += 1
+            reasons[event.reason] = reasons.get(event.reason, 0) + 1
+        say({"event": "retrace", "accepted": accepted, "rejected": rejected})
+    if cancel.is_set():
+        return None
+    return {
+        "dataset": name,
+        "examples": len(target.examples()),
+        "retrace_rejected": dict(sorted(reasons.items())),
+    }
+
+
+def _generator_step(
+    ws: Workspace,
+    plan: RoundsPlan,
+    number: int,
+    dataset: str,
+    embedder_base: str,
+    generator_base: str,
+    say: OnEvent,
+    cancel: threading.Event,
+) -> dict[str, Any] | None:
+    spec = TrainSpec(dataset=dataset).with_preset(plan.generator_preset)
+    spec = replace(spec, base=generator_base, **plan.generator)
+    name = f"{plan.name}-r{number}-generator"
+    final = _train(ws, name, spec, say, cancel)
+    if final is None:
+        return None
+    from core.training.runs import RunStore
+
+    metrics = final.get("metrics", {})
+    evals = [e for e in RunStore(ws.layout).get(name).events() if e.get("event") == "eval"]
+    first = next((e.get("loss") for e in evals if e.get("step") == 0), None)
+    return {
+        "model": final["model"],
+        "eval_loss_before": first,
+        "eval_loss": metrics.get("eval_loss"),
+    }
+
+
+_STEP = {
+    "embedder": _embedder_step,
+    "reembed": _reembed_step,
+    "retrace": _retrace_step,
+    "generator": _generator_step,
+}
