@@ -128,6 +128,10 @@ class KnowledgeTab(QWidget):
         self.delete_button.clicked.connect(self.ask_delete)
         self.kb_info = QLabel("", self)
         self.kb_info.setObjectName("hint")
+        self.kb_info.setToolTip(
+            "The embedder whose vectors serve searches (Training tab: re-embed)"
+        )
+        self._serving = ""
         for w in (title, self.kb_combo, self.new_button, self.rename_button, self.delete_button):
             top.addWidget(w)
         top.addSpacing(12)
@@ -290,6 +294,19 @@ class KnowledgeTab(QWidget):
             latest="docs",
             on_result=self._got_documents,
         )
+        self._serving = ""
+        self._job(
+            lambda push, cancel: serving_text(self.ws, name),
+            "kb-serving",
+            latest="serving",
+            on_result=self._got_serving,
+            on_error=lambda message: log.info("No serving version for %s: %s", name, message),
+        )
+
+    def _got_serving(self, text: str) -> None:
+        self._serving = text
+        base = self.kb_info.text().split(" · searched with ")[0]
+        self.kb_info.setText(base + text if base else "")
 
     @Slot(object)
     def _got_documents(self, docs: list[Any]) -> None:
@@ -305,7 +322,7 @@ class KnowledgeTab(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, doc.source)
             self.documents.addItem(item)
         chunks = sum(d.chunks for d in docs)
-        self.kb_info.setText(f"{len(docs)} documents · {chunks} chunks")
+        self.kb_info.setText(f"{len(docs)} documents · {chunks} chunks{self._serving}")
         self.remove_button.setEnabled(bool(docs) and self._index_job is None)
 
     def create_kb(self, name: str) -> None:
@@ -569,6 +586,15 @@ class KnowledgeTab(QWidget):
         if paths:
             event.acceptProposedAction()
             self.index_paths(paths)
+
+
+def serving_text(ws: Workspace, name: str) -> str:
+    """`` · searched with <embedder> (vN)``: which version of ``name`` serves (opens the store)."""
+    from core.knowledge.embedders import BUNDLED_LABEL, bundled_name
+
+    version = ws.store.get(name).active_version
+    label = BUNDLED_LABEL if version.embedder == bundled_name() else version.embedder
+    return f" · searched with {label} (v{version.number})"
 
 
 def _colour(name: str) -> Any:

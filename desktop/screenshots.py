@@ -223,3 +223,43 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         window.close()
         QApplication.processEvents()
     return saved
+
+
+def render_training_embedder(
+    data_dir: Path, out: Path, *, steps: int = 6, reembed: bool = False
+) -> Path:
+    """The Training tab after an embedder run on a real data dir (one with a dataset whose
+    knowledge base exists): recall before and after, and the re-embed panel ready to use the
+    tuned embedder. Adds one run (and its embedder) to that data dir; with ``reembed`` the
+    knowledge base is re-embedded with it too (a new version, switched to)."""
+    from core.workspace import Workspace
+    from desktop.window import MainWindow
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cotrag-shots-") as tmp:
+        workspace = Workspace(data_dir)
+        settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(workspace, settings)
+        window.resize(1280, 820)
+        window.show()
+        train = window.training_tab
+        window.tabs.setCurrentWidget(train)
+        wait_until(lambda: not train.jobs.busy() and train.dataset_combo.count() > 0, 120)
+        train.set_kind("embedder")
+        train.max_steps.setValue(steps)
+        train.eval_every.setValue(max(1, steps // 2))
+        train.eval_passages.setValue(300)
+        train.start()
+        wait_until(lambda: train.running, 300)
+        wait_until(lambda: not train.running, 1800)
+        panel = train.reembed_panel
+        wait_until(lambda: not train.jobs.busy() and not panel.jobs.busy(), 120)
+        if reembed and panel.reembed_button.isEnabled():
+            panel.reembed()
+            wait_until(lambda: not panel.busy and not panel.jobs.busy(), 1800)
+        wait_until(lambda: False, 0.5)
+        _save(window, out)
+        window.close()
+        QApplication.processEvents()
+        workspace.close()
+    return out

@@ -45,9 +45,11 @@ from PySide6.QtWidgets import (
 from core.training.events import FINAL, parse_line
 from core.training.spec import EXPORTS, PRESETS, TrainSpec
 from core.workspace import Workspace
+from desktop import embedder_runs as er
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
 from desktop.loss_chart import LossChart
+from desktop.reembed_panel import ReembedPanel
 from desktop.tasks import Job, JobGroup, Push
 
 log = logging.getLogger(__name__)
@@ -94,8 +96,10 @@ class TrainingTab(QWidget):
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
+        self._lists: dict[str, list[Any]] = {"models": [], "embedders": []}
+        self._recall: dict[str, Any] = {"before": {}, "now": {}, "questions": 0, "k": 5}
         self._build()
-        self.apply_preset("cpu-quick")
+        self.set_kind("generator")
         self._show_where()
         self._set_running(False)
 
@@ -114,6 +118,17 @@ class TrainingTab(QWidget):
         title.setObjectName("sectionTitle")
         lcol.addWidget(title)
         pick = QFormLayout()
+        self.kind_combo = QComboBox(left)
+        for kind, label in er.JOB_KINDS:
+            self.kind_combo.addItem(label, kind)
+        self.kind_combo.setToolTip(
+            "Generator: LoRA on the model that writes the trace. Embedder: the sentence "
+            "embedder the search uses, tuned on the dataset's questions and their chunks"
+        )
+        self.kind_combo.currentIndexChanged.connect(
+            lambda _i: self.set_kind(str(self.kind_combo.currentData()))
+        )
+        pick.addRow("Job", self.kind_combo)
         self.dataset_combo = QComboBox(left)
         self.dataset_combo.setPlaceholderText("no dataset yet: make one in the Dataset tab")
         self.base_combo = QComboBox(left)
@@ -124,19 +139,12 @@ class TrainingTab(QWidget):
         base_row.addWidget(self.base_combo, 1)
         base_row.addWidget(self.base_button)
         self.preset_combo = QComboBox(left)
-        for name in PRESETS:
-            self.preset_combo.addItem(name, name)
-        self.preset_combo.setToolTip(
-            "cpu-quick: minutes on the bundled model; cpu-full: the whole dataset twice; "
-            "gpu-standard: unsloth on an NVIDIA GPU"
-        )
-        self.preset_combo.currentIndexChanged.connect(
-            lambda _i: self.apply_preset(str(self.preset_combo.currentData()))
-        )
+        self.preset_combo.currentIndexChanged.connect(self._preset_chosen)
         self.name_edit = QLineEdit(left)
         self.name_edit.setPlaceholderText("run name (also the tuned model's name)")
         pick.addRow("Dataset", self.dataset_combo)
-        pick.addRow("Base model", base_row)
+        self._base_label = QLabel("Base model", left)
+        pick.addRow(self._base_label, base_row)
         pick.addRow("Preset", self.preset_combo)
         pick.addRow("Name", self.name_edit)
         self.where_combo = QComboBox(left)
@@ -205,6 +213,16 @@ class TrainingTab(QWidget):
         self.eval_every = self._spin(form, "Validate every (steps)", 0, 100_000)
         self.checkpoint_every = self._spin(form, "Checkpoint every (steps)", 0, 100_000)
         self.seed = self._spin(form, "Seed", 0, 2**31 - 1)
+        self.negatives = self._spin(form, "Hard negatives", 0, 32)
+        self.negatives.setToolTip(
+            "Per question: passages the search returned that do not answer it, next to the "
+            "other questions' answers in the batch"
+        )
+        self.eval_passages = self._spin(form, "Recall among (passages)", 20, 1_000_000)
+        self.eval_passages.setToolTip(
+            "The held-out questions are searched among this many passages: the held-out "
+            "documents' chunks, the distractors, then a sample of the rest"
+        )
         self.mask_box = QCheckBox("No loss on passages and notes", form_host)
         self.mask_box.setToolTip(
             "Train only on what the model wrote: never on the retrieved passages, the loop's "
@@ -237,6 +255,12 @@ class TrainingTab(QWidget):
         for kind in ("none", "tensorboard", "mlflow"):
             self.tracking_combo.addItem(kind, kind)
         form.addRow("Tracking", self.tracking_combo)
+        self._form = form
+        self._generator_rows: list[QWidget] = [
+            self.lora_r, self.lora_alpha, self.lora_dropout, self.grad_accum, self.mask_box,
+            self.four_bit, self.checkpointing, self.engine_combo, exports, self.tracking_combo,
+        ]  # fmt: skip
+        self._embedder_rows: list[QWidget] = [self.negatives, self.eval_passages]
         scroll = QScrollArea(left)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -270,6 +294,15 @@ class TrainingTab(QWidget):
         self.status_label = QLabel("No run yet.", right)
         self.status_label.setObjectName("sectionTitle")
         rcol.addWidget(self.status_label)
+        self.recall_label = QLabel("", right)
+        self.recall_label.setObjectName("recallLine")
+        self.recall_label.setStyleSheet("font-weight: 600; color: #047857;")
+        self.recall_label.setToolTip(
+            "How often the chunk that answers a held-out question is among the first k found, "
+            "with the base embedder (before) and the tuned one"
+        )
+        self.recall_label.hide()
+        rcol.addWidget(self.recall_label)
         self.progress = QProgressBar(right)
         self.progress.setTextVisible(True)
         rcol.addWidget(self.progress)
@@ -280,6 +313,10 @@ class TrainingTab(QWidget):
         self.log_view.setMaximumBlockCount(2000)
         self.log_view.setPlaceholderText("What the training process says")
         rcol.addWidget(self.log_view, 2)
+        self.reembed_panel = ReembedPanel(self.ws, right)
+        self.reembed_panel.status_message.connect(self.status_message)
+        self.reembed_panel.hide()
+        rcol.addWidget(self.reembed_panel)
         history_title = QLabel("Runs", right)
         history_title.setObjectName("sectionTitle")
         rcol.addWidget(history_title)
@@ -289,7 +326,10 @@ class TrainingTab(QWidget):
         self.history.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.history.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.history.verticalHeader().hide()
-        self.history.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.history.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in range(1, len(HISTORY_COLUMNS)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.history.itemSelectionChanged.connect(self._on_history_selected)
         rcol.addWidget(self.history, 2)
         hrow = QHBoxLayout()
@@ -325,6 +365,86 @@ class TrainingTab(QWidget):
         form.addRow(label, spin)
         return spin
 
+    # -- the job kind ----------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return str(self.kind_combo.currentData() or "generator")
+
+    def set_kind(self, kind: str) -> None:
+        """Show the form of a generator or an embedder job: its presets, bases and rows."""
+        if self.kind_combo.currentData() != kind:
+            self.kind_combo.setCurrentIndex(max(0, self.kind_combo.findData(kind)))
+            return  # the combo's signal comes back here
+        embedder = kind == "embedder"
+        self.preset_combo.blockSignals(True)
+        self.preset_combo.clear()
+        for name, values in PRESETS.items():
+            if values.get("kind", "generator") == kind:
+                self.preset_combo.addItem(name, name)
+        self.preset_combo.blockSignals(False)
+        self.preset_combo.setToolTip(
+            "embedder: the bundled MiniLM, two passes over the questions on this computer"
+            if embedder
+            else "cpu-quick: minutes on the bundled model; cpu-full: the whole dataset twice; "
+            "gpu-standard: unsloth on an NVIDIA GPU"
+        )
+        if embedder and self.where != "local":
+            self.where_combo.setCurrentIndex(self.where_combo.findData("local"))
+        first = "cpu-quick" if not embedder else str(self.preset_combo.itemData(0))
+        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(first)))
+        self.apply_preset(str(self.preset_combo.currentData()))
+        for widget in self._generator_rows:
+            self._form.setRowVisible(widget, not embedder)
+        for widget in self._embedder_rows:
+            self._form.setRowVisible(widget, embedder)
+        # An embedder trains here, on the CPU or this computer's GPU: no Colab, no hub.
+        self._pick.setRowVisible(self.where_combo, not embedder)
+        self._show_where()
+        self.base_button.setVisible(not embedder)
+        self._base_label.setText("Base embedder" if embedder else "Base model")
+        self.name_edit.setPlaceholderText(
+            "run name (also the tuned embedder's name)"
+            if embedder
+            else "run name (also the tuned model's name)"
+        )
+        self.start_button.setText("Start tuning the embedder" if embedder else "Start training")
+        self._fill_bases()
+        self._show_panel()
+
+    def _preset_chosen(self, _index: int) -> None:
+        name = self.preset_combo.currentData()
+        if name:
+            self.apply_preset(str(name))
+
+    def _fill_bases(self) -> None:
+        base = self.base_combo.currentData()
+        self.base_combo.clear()
+        if self.kind == "embedder":
+            for name, label in self._lists["embedders"]:
+                self.base_combo.addItem(label, name)
+            if not self._lists["embedders"]:
+                self.base_combo.addItem("all-MiniLM-L6-v2 (bundled)", BUNDLED)
+        else:
+            self.base_combo.addItem("SmolLM2-135M (bundled)", BUNDLED)
+            for name in self._lists["models"]:
+                self.base_combo.addItem(name, name)
+            for path in self._other_bases():
+                self.base_combo.addItem(Path(path).name, path)
+        self.base_combo.setCurrentIndex(max(0, self.base_combo.findData(base)))
+
+    def _show_panel(self, run: dict[str, Any] | None = None) -> None:
+        """The re-embed panel shows with the embedder form and with a done embedder run."""
+        if run is not None and run.get("kind") == "embedder" and run.get("model"):
+            self.reembed_panel.set_embedder(str(run["model"]), str(run.get("kb", "")))
+        visible = (
+            self.kind == "embedder"
+            or (run or {}).get("kind") == "embedder"
+            or self.reembed_panel.busy  # a re-embed in progress stays in sight
+        )
+        if visible and not self.reembed_panel.isVisible():
+            self.reembed_panel.refresh()
+        self.reembed_panel.setVisible(visible)
+
     # -- the spec <-> the form ------------------------------------------------------
     def apply_preset(self, name: str) -> None:
         self.show_spec(TrainSpec().with_preset(name))
@@ -343,6 +463,8 @@ class TrainingTab(QWidget):
         self.eval_every.setValue(spec.eval_every)
         self.checkpoint_every.setValue(spec.checkpoint_every)
         self.seed.setValue(spec.seed)
+        self.negatives.setValue(spec.negatives)
+        self.eval_passages.setValue(spec.eval_passages)
         self.mask_box.setChecked(spec.mask_retrieved)
         self.four_bit.setChecked(spec.load_in_4bit)
         self.checkpointing.setChecked(spec.gradient_checkpointing)
@@ -358,24 +480,30 @@ class TrainingTab(QWidget):
         except ValueError:
             rate = float("nan")
         preset = str(self.preset_combo.currentData() or "cpu-quick")
-        spec = TrainSpec().with_preset(preset)
-        return replace(
-            spec,
+        spec = replace(
+            TrainSpec().with_preset(preset),
             dataset=str(self.dataset_combo.currentData() or ""),
             base=str(self.base_combo.currentData() or BUNDLED),
-            lora_r=self.lora_r.value(),
-            lora_alpha=self.lora_alpha.value(),
-            lora_dropout=self.lora_dropout.value(),
             learning_rate=rate if rate == rate else -1.0,
             epochs=self.epochs.value(),
             max_steps=self.max_steps.value(),
             batch_size=self.batch_size.value(),
-            grad_accum=self.grad_accum.value(),
             warmup_steps=self.warmup.value(),
             max_seq_len=self.max_seq_len.value(),
             eval_every=self.eval_every.value(),
             checkpoint_every=self.checkpoint_every.value(),
             seed=self.seed.value(),
+        )
+        if spec.kind == "embedder":  # the preset set the rest (full fine-tune, no exports)
+            return replace(
+                spec, negatives=self.negatives.value(), eval_passages=self.eval_passages.value()
+            )
+        return replace(
+            spec,
+            lora_r=self.lora_r.value(),
+            lora_alpha=self.lora_alpha.value(),
+            lora_dropout=self.lora_dropout.value(),
+            grad_accum=self.grad_accum.value(),
             mask_retrieved=self.mask_box.isChecked(),
             load_in_4bit=self.four_bit.isChecked(),
             gradient_checkpointing=self.checkpointing.isChecked(),
@@ -390,8 +518,13 @@ class TrainingTab(QWidget):
 
         def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
             from core.dataset.storage import DatasetStore
+            from core.knowledge.embedders import list_embedders
             from core.models.registry import ModelRegistry
             from core.training.colab import status as colab_status
+
+            def embs() -> list[Any]:
+                return list_embedders(self.ws.layout)
+
             from core.training.gpu_env import gpu_status
             from core.training.runs import RunStore
 
@@ -402,7 +535,8 @@ class TrainingTab(QWidget):
                     for e in ModelRegistry(self.ws.layout).list()
                     if e.kind != "bundled" and e.present and (e.merged_dir or e.default_gguf)
                 ],
-                "runs": [r.summary() for r in RunStore(self.ws.layout).runs()],
+                "embedders": [(e.name if not e.bundled else BUNDLED, e.label) for e in embs()],
+                "runs": [er.run_summary(r) for r in RunStore(self.ws.layout).runs()],
                 "gpu": gpu_status(self.ws.layout),
                 "colab": colab_status(self.ws.layout) if where == "colab" else None,
             }
@@ -416,18 +550,16 @@ class TrainingTab(QWidget):
             self.dataset_combo.addItem(name, name)
         index = self.dataset_combo.findData(want) if want else 0
         self.dataset_combo.setCurrentIndex(max(0, index) if data["datasets"] else -1)
-        base = self.base_combo.currentData()
-        self.base_combo.clear()
-        self.base_combo.addItem("SmolLM2-135M (bundled)", BUNDLED)
-        for name in data["models"]:
-            self.base_combo.addItem(name, name)
-        for path in self._other_bases():
-            self.base_combo.addItem(Path(path).name, path)
-        self.base_combo.setCurrentIndex(max(0, self.base_combo.findData(base)))
+        self._lists = {"models": data["models"], "embedders": data["embedders"]}
+        self._fill_bases()
+        if self.reembed_panel.isVisible() and not self.reembed_panel.busy:
+            self.reembed_panel.refresh()
         self._fill_history(data["runs"])
         gpu = data["gpu"]
         self.gpu_label.setText(gpu.sentence)
-        self.gpu_button.setVisible(gpu.nvidia and not gpu.env_ready and self.where == "local")
+        self.gpu_button.setVisible(
+            gpu.nvidia and not gpu.env_ready and self.where == "local" and self.kind != "embedder"
+        )
         colab = data.get("colab")
         if colab is not None:
             self.colab_label.setText(colab.sentence)
@@ -437,11 +569,14 @@ class TrainingTab(QWidget):
         return str(self.where_combo.currentData() or "local")
 
     def _show_where(self) -> None:
-        remote = self.where == "colab"
+        remote = self.where == "colab" and self.kind != "embedder"
         self._pick.setRowVisible(self._gpu_row, remote)
         self._pick.setRowVisible(self._push_row, remote)
         self._pick.setRowVisible(self.colab_label, remote)
-        self.gpu_label.setVisible(not remote)  # this computer's GPU: not what a Colab run uses
+        # This computer's GPU set-up (unsloth): not what a Colab run or an embedder uses.
+        self.gpu_label.setVisible(not remote and self.kind != "embedder")
+        if self.kind == "embedder":
+            self.gpu_button.hide()
         self.cancel_button.setToolTip(
             "Stop the remote run and release the Colab runtime"
             if remote
@@ -477,14 +612,13 @@ class TrainingTab(QWidget):
             row = self.history.rowCount()
             self.history.insertRow(row)
             loss = summary.get("loss")
-            eval_loss = summary.get("eval_loss")
             cells = [
                 summary["name"],
                 summary["state"],
                 f"{summary.get('step', 0)}/{summary.get('total', 0)}",
                 f"{loss:.3f}" if isinstance(loss, float | int) else "",
-                f"{eval_loss:.3f}" if isinstance(eval_loss, float | int) else "",
-                summary.get("model", ""),
+                er.validation_cell(summary),
+                er.model_cell(summary),
             ]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(str(text))
@@ -492,6 +626,8 @@ class TrainingTab(QWidget):
                     item.setData(Qt.ItemDataRole.UserRole, summary)
                 if col == 1 and summary.get("error"):
                     item.setToolTip(summary["error"])
+                if col == 4 and summary.get("kind") == "embedder":
+                    item.setToolTip("Recall@5 on the held-out questions: before → after tuning")
                 self.history.setItem(row, col, item)
             if summary["name"] == selected:
                 self.history.selectRow(row)
@@ -530,10 +666,14 @@ class TrainingTab(QWidget):
             return
         self.chart.clear()
         self.log_view.clear()
+        self._reset_recall()
         for event in run.events():
             self._show_event(event, live=False)
-        summary = run.summary()
+        summary = er.run_summary(run)
         self.status_label.setText(f"{name}: {summary['state']}")
+        if summary.get("kind") == "embedder" and summary.get("state") == "done":
+            summary["kb"] = self._run_kb(name)
+        self._show_panel(summary)
 
     # -- running ----------------------------------------------------------------------
     @property
@@ -572,6 +712,8 @@ class TrainingTab(QWidget):
             from core.training.preflight import check_job
             from core.training.runs import RunStore
 
+            if spec.kind == "embedder":
+                return self._check_embedder(spec, wanted)
             checked = check_job(self.ws.layout, spec)
             store = RunStore(self.ws.layout)
             name = wanted or store.unique_name(f"{spec.dataset}-tuned")
@@ -591,6 +733,8 @@ class TrainingTab(QWidget):
             self.show_error(message)
 
         where, gpu = self.where, str(self.gpu_combo.currentData())
+        if spec.kind == "embedder":
+            where = "local"  # an embedder trains on this computer
         push_repo = self.push_repo_edit.text().strip() or None
 
         def launch(result: tuple[str, str]) -> None:
@@ -600,6 +744,25 @@ class TrainingTab(QWidget):
                 self._launch(result[0], False, result[1])
 
         self.jobs.start(work, "training-check", on_result=launch, on_error=failed)
+
+    def _check_embedder(self, spec: TrainSpec, wanted: str) -> tuple[str, str]:
+        """(Worker thread) the embedder job's pairs and corpus; the run, created."""
+        from core.training.embedder_data import check_embedder_job
+        from core.training.runs import RunStore
+
+        checked = check_embedder_job(self.ws.layout, spec, self.ws.store)
+        store = RunStore(self.ws.layout)
+        name = wanted or store.unique_name(f"{spec.dataset}-embedder")
+        store.create(name, spec)
+        skipped = sum(checked.skipped.values())
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(checked.skipped.items()))
+        note = (
+            f"{len(checked.train)} training questions, {len(checked.validation)} held-out "
+            f"question{'s' if len(checked.validation) != 1 else ''} among "
+            f"{len(checked.corpus.ids)} passages"
+            + (f" ({skipped} left out: {why})" if skipped else "")
+        )
+        return name, note
 
     def _launch_remote(self, name: str, gpu: str, note: str, push_repo: str | None) -> None:
         """The run goes to a Colab runtime; its events come back like a local worker's."""
@@ -767,6 +930,7 @@ class TrainingTab(QWidget):
         if not resume:
             self.chart.clear()
             self.log_view.clear()
+            self._reset_recall()
         self.log_view.appendPlainText(f"Run {name}: {note}.")
         process = QProcess(self)
         process.setProgram(command[0])
@@ -809,6 +973,24 @@ class TrainingTab(QWidget):
             self.log_view.appendPlainText(str(event.get("message", "")))
             if live:
                 self.status_label.setText(f"{self.run_name}: {event.get('message', '')}")
+        elif kind == "started" and event.get("kind") == "embedder":
+            total = int(event.get("total", 0))
+            self.chart.total = total
+            self._recall["questions"] = int(event.get("rows_validation", 0))
+            self.log_view.appendPlainText(
+                f"Tuning the embedder {event.get('base', '')} on {event.get('device')} "
+                f"({event.get('engine')}"
+                + (f", {event['threads']} threads" if event.get("threads") else "")
+                + f"): {event.get('rows_train', '?')} training questions, "
+                f"{event.get('rows_validation', '?')} held-out among {event.get('corpus', '?')} "
+                f"passages, {total} steps"
+                + (f", from step {event['start_step']}" if event.get("start_step") else "")
+                + "."
+            )
+            if live:
+                self.progress.setRange(0, max(1, total))
+                self.progress.setValue(int(event.get("start_step", 0)))
+                self.refresh()
         elif kind == "started":
             total = int(event.get("total", 0))
             self.chart.total = total
@@ -834,6 +1016,14 @@ class TrainingTab(QWidget):
                     f"{event.get('tokens_per_s', 0):.0f} tokens/s · "
                     f"ETA {duration(float(event.get('eta_s', 0)))}"
                 )
+        elif kind == "eval" and "recall" in event:
+            # An embedder's validation: recall always, a loss only with enough questions.
+            if isinstance(event.get("loss"), float | int):
+                self.chart.add_eval(int(event["step"]), float(event["loss"]))
+            self.log_view.appendPlainText(er.eval_log_line(event))
+            key = "now" if self._recall["before"] else "before"
+            self._recall[key] = dict(event["recall"] or {})
+            self._show_recall(finished=False)
         elif kind == "eval":
             self.chart.add_eval(int(event["step"]), float(event["loss"]))
             self.log_view.appendPlainText(
@@ -847,6 +1037,19 @@ class TrainingTab(QWidget):
             )
             if live:
                 self.status_label.setText(f"{self.run_name}: exporting {event['what']}…")
+        elif kind == "done" and event.get("kind") == "embedder":
+            metrics = event.get("metrics", {})
+            self._recall["before"] = metrics.get("recall_before") or self._recall["before"]
+            self._recall["now"] = metrics.get("recall_after") or self._recall["now"]
+            self._recall["questions"] = (
+                metrics.get("validation_questions", 0) or self._recall["questions"]
+            )
+            self._show_recall(finished=True)
+            self.log_view.appendPlainText(
+                f"Done: the tuned embedder {event.get('model')} "
+                f"({er.recall_figures(metrics.get('recall_after') or {})}); re-embed a "
+                "knowledge base with it below to search with it."
+            )
         elif kind == "done":
             metrics = event.get("metrics", {})
             self.log_view.appendPlainText(
@@ -860,6 +1063,17 @@ class TrainingTab(QWidget):
             self.log_view.appendPlainText(f"Error: {event.get('message')} {event.get('fix', '')}")
         elif kind == "log":
             self.log_view.appendPlainText(str(event.get("message", "")))
+
+    def _reset_recall(self) -> None:
+        self._recall = {"before": {}, "now": {}, "questions": 0, "k": 5}
+        self.recall_label.hide()
+
+    def _show_recall(self, *, finished: bool) -> None:
+        r = self._recall
+        self.recall_label.setText(
+            er.recall_line(r["before"], r["now"], r["questions"], finished=finished, k=r["k"])
+        )
+        self.recall_label.show()
 
     @Slot(int, QProcess.ExitStatus)
     def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
@@ -881,7 +1095,17 @@ class TrainingTab(QWidget):
         self.status_label.setText(f"{self.run_name}: {outcome.state} after {elapsed}")
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if outcome.state == "done" else 0)
-        if outcome.state == "done":
+        embedder = self._final.get("kind") == "embedder"
+        if outcome.state == "done" and embedder:
+            model = str(self._final.get("model", self.run_name))
+            self.status_message.emit(
+                f"Done: the tuned embedder is {model}; re-embed a knowledge base with it to "
+                "search with it."
+            )
+            self._show_panel(
+                {"kind": "embedder", "model": model, "kb": self._run_kb(self.run_name)}
+            )
+        elif outcome.state == "done":
             self.status_message.emit(sentence)
             self.models_changed.emit()
         elif outcome.state == "cancelled":
@@ -893,6 +1117,19 @@ class TrainingTab(QWidget):
         self.process = None
         self._set_running(False)
         self.refresh()
+
+    def _run_kb(self, name: str) -> str:
+        """The knowledge base a run searched (its spec's, else its dataset's): two small files."""
+        from core.dataset.storage import DatasetStore
+        from core.training.runs import RunStore
+
+        try:
+            spec = RunStore(self.ws.layout).get(name).spec()
+            dataset = DatasetStore(self.ws.layout.datasets).open(spec.dataset)
+            return spec.kb or str(dataset.meta.get("kb", ""))
+        except Exception:  # the panel keeps the knowledge base it shows
+            log.debug("No knowledge base for %s", name, exc_info=True)
+            return ""
 
     @Slot(QProcess.ProcessError)
     def _on_process_error(self, error: QProcess.ProcessError) -> None:
@@ -996,4 +1233,5 @@ class TrainingTab(QWidget):
             if not self.process.waitForFinished(int(timeout * 1000)):
                 self.process.kill()
                 self.process.waitForFinished(5000)
+        self.reembed_panel.shutdown()
         self.jobs.shutdown()

@@ -72,6 +72,8 @@ class MainWindow(QMainWindow):
         self.training_tab.models_changed.connect(self.chat_tab.refresh_models)
         self.training_tab.models_changed.connect(self.compare_tab.refresh)
         self.training_tab.models_changed.connect(self.models_tab.refresh)
+        # A re-embed switched a knowledge base's version: its "searched with" label follows.
+        self.training_tab.reembed_panel.switched.connect(lambda _name: self.kb_tab.refresh())
         self.models_tab.models_changed.connect(self.chat_tab.refresh_models)
         self.models_tab.models_changed.connect(self.compare_tab.refresh)
         self.models_tab.models_changed.connect(self.dataset_tab.refresh_teachers)

@@ -1,0 +1,213 @@
+"""The Training tab's embedder job and the re-embed panel, for real: the worker tunes MiniLM
+on a tiny dataset through QProcess, and a small knowledge base is re-embedded with a second
+real embedder, switched back, cancelled half-way and resumed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from qt_helpers import IGNORED_QT_MESSAGES, settings_in
+from small_docs import indexed_workspace
+
+from core.knowledge import embedders
+from core.workspace import Workspace
+from desktop.reembed_panel import ReembedPanel
+from desktop.training_tab import TrainingTab
+
+pytestmark = [
+    pytest.mark.qt_log_level_fail("WARNING"),
+    pytest.mark.qt_log_ignore(*IGNORED_QT_MESSAGES),
+]
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second real embedder: the bundled MiniLM with its weights moved a little."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from core.knowledge.embedding import bundled_model_path
+
+    model = SentenceTransformer(str(bundled_model_path()), device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.02 * p.std())
+    folder = tmp_path_factory.mktemp("other") / "shifted"
+    model.save(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory, shifted: Path) -> Iterator[Workspace]:
+    """``docs`` indexed, a dataset ``qa`` with one document held out, and ``shifted``."""
+    from core.dataset.generate import GenerateSpec
+    from core.dataset.service import generator
+
+    workspace = indexed_workspace(tmp_path_factory.mktemp("gui-embedder"))
+    assert isinstance(workspace, Workspace)
+    spec = GenerateSpec(kb="docs", count=12, validation_share=0.0, unanswerable_share=0.0, seed=3)
+    gen, dataset, _ = generator(workspace, "qa", spec, None)
+    list(gen.run())
+    # Hold one document's questions out by hand: which generated questions pass the checks
+    # varies a little from run to run, the split must not.
+    examples = dataset.examples()
+    counts = Counter(str(e.get("source", "")) for e in examples)
+    held = min(counts, key=lambda s: (counts[s], s))
+    assert len(examples) - counts[held] >= 2, counts
+    dataset.rewrite_examples(
+        [{**e, "split": "validation" if e.get("source") == held else "train"} for e in examples]
+    )
+    shutil.copytree(shifted, embedders.embedders_dir(workspace.layout) / "shifted")
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type: ignore[no-untyped-def]
+    widget = TrainingTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(widget)
+    widget.resize(1280, 820)
+    widget.show()
+    widget.refresh()
+    qtbot.waitUntil(lambda: widget.dataset_combo.count() > 0, timeout=20_000)
+    yield widget
+    widget.shutdown()
+
+
+def test_the_job_kind_changes_the_spec_the_presets_the_bases_and_the_rows(  # type: ignore[no-untyped-def]
+    qtbot, tab: TrainingTab
+) -> None:
+    form, pick = tab._form, tab._pick
+    assert tab.spec().kind == "generator" and form.isRowVisible(tab.lora_r)
+    assert not form.isRowVisible(tab.negatives) and pick.isRowVisible(tab.where_combo)
+    tab.kind_combo.setCurrentIndex(tab.kind_combo.findData("embedder"))
+    spec = tab.spec()
+    assert spec.kind == "embedder" and spec.method == "full" and spec.exports == []
+    assert [tab.preset_combo.itemText(i) for i in range(tab.preset_combo.count())] == ["embedder"]
+    for row in (tab.lora_r, tab.grad_accum, tab.mask_box, tab.engine_combo, tab.tracking_combo):
+        assert not form.isRowVisible(row)
+    assert not pick.isRowVisible(tab.where_combo) and not tab.base_button.isVisible()
+    assert form.isRowVisible(tab.negatives)
+    assert "embedder" in tab.name_edit.placeholderText()
+    bases = [tab.base_combo.itemData(i) for i in range(tab.base_combo.count())]
+    assert bases == ["default", "shifted"]
+    tab.negatives.setValue(5)
+    tab.base_combo.setCurrentIndex(1)
+    assert tab.spec().negatives == 5 and tab.spec().base == "shifted"
+    assert tab.reembed_panel.isVisible()
+    tab.kind_combo.setCurrentIndex(tab.kind_combo.findData("generator"))
+    assert tab.spec().kind == "generator" and tab.spec().method == "lora"
+    assert form.isRowVisible(tab.lora_r) and not form.isRowVisible(tab.negatives)
+    assert tab.base_combo.itemData(0) == "default" and tab.base_combo.findData("shifted") < 0
+    assert not tab.reembed_panel.isVisible()
+
+
+def test_an_embedder_run_reports_recall_before_and_after(qtbot, tab: TrainingTab) -> None:  # type: ignore[no-untyped-def]
+    tab.set_kind("embedder")
+    tab.max_steps.setValue(4)
+    # Batches of one (the worker adds a second question): the held-out questions then make
+    # no validation batch, so the evals carry recall but no loss, which the chart must skip.
+    tab.batch_size.setValue(1)
+    tab.warmup.setValue(1)
+    tab.eval_every.setValue(2)
+    tab.checkpoint_every.setValue(0)
+    tab.eval_passages.setValue(20)
+    tab.start()
+    qtbot.waitUntil(lambda: tab.running, timeout=60_000)
+    log = tab.log_view.toPlainText()
+    # (how many of the generated questions are answerable with a gold chunk varies a little)
+    note = re.search(r"(\d+) training questions, (\d+) held-out questions? among \d+ passages", log)
+    assert note is not None, log
+    held = int(note.group(2))
+    qtbot.waitUntil(lambda: not tab.running, timeout=240_000)
+    assert "done" in tab.status_label.text(), tab.log_view.toPlainText()
+    log = tab.log_view.toPlainText()
+    assert "step 0: recall@1" in log and "step 2: recall@1" in log and "passages" in log
+    line = tab.recall_label.text()
+    assert tab.recall_label.isVisible()
+    assert line.startswith(f"Recall@5 on {held} held-out question") and "before →" in line
+    assert line.endswith("after")
+    assert tab.chart.eval == [] and len(tab.chart.train) == 4
+    # The tuned embedder is ready in the panel, for the dataset's knowledge base.
+    panel = tab.reembed_panel
+    assert panel.isVisible()
+    qtbot.waitUntil(lambda: panel.embedder == "qa-embedder", timeout=20_000)
+    assert panel.kb_name == "docs" and "Re-embed with qa-embedder" in panel.reembed_button.text()
+    # The history says it is an embedder and shows its recall; a click shows it again.
+    qtbot.waitUntil(lambda: tab.history.rowCount() >= 1, timeout=20_000)
+    row = next(
+        r for r in range(tab.history.rowCount()) if tab.history.item(r, 0).text() == "qa-embedder"
+    )
+    assert tab.history.item(row, 4).text().startswith("R@5 ")
+    assert tab.history.item(row, 5).text() == "qa-embedder (embedder)"
+    tab.set_kind("generator")
+    tab.history.selectRow(row)
+    assert tab.recall_label.text() == line and panel.isVisible()
+
+
+def test_the_panel_reembeds_switches_back_cancels_and_resumes(  # type: ignore[no-untyped-def]
+    qtbot, ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    panel = ReembedPanel(ws)
+    qtbot.addWidget(panel)
+    panel.resize(760, 330)
+    panel.show()
+    panel.set_embedder("shifted", "docs")
+    qtbot.waitUntil(
+        lambda: panel.table.rowCount() >= 1 and panel.embedder == "shifted", timeout=20_000
+    )
+    kb = ws.store.get("docs")
+    bundled = kb.embedder_name
+    before = [h.id for h in kb.search("which port does the proxy listen on", k=3, method="dense")]
+
+    def serving() -> str:
+        return next(
+            panel.table.item(r, 1).text()
+            for r in range(panel.table.rowCount())
+            if panel.table.item(r, 0).text() == "★"
+        )
+
+    # Cancel: the new version stays half-built, the old one serves, the button resumes.
+    panel.reembed()
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
+    assert "half-built" in panel.status_label.text()
+    assert kb.embedder_name == bundled
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 2, timeout=20_000)
+    assert serving() == "v1" and panel.table.item(1, 3).text() == "building"
+    assert panel.reembed_button.text() == "Resume re-embedding with shifted"
+    # Resume: complete, checked, switched; the undo is one click away.
+    panel.reembed()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=120_000)
+    assert not panel.banner.isVisible(), panel.banner.text()
+    assert (
+        kb.embedder_name == "shifted" and "now searches with shifted" in panel.status_label.text()
+    )
+    qtbot.waitUntil(lambda: serving() == "v2", timeout=20_000)
+    assert panel.selected_version() == 1 and panel.switch_button.isEnabled()
+    assert not panel.reembed_button.isEnabled()  # already served by shifted
+    panel.switch_selected()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
+    assert kb.embedder_name == bundled
+    qtbot.waitUntil(lambda: serving() == "v1", timeout=20_000)
+    after = [h.id for h in kb.search("which port does the proxy listen on", k=3, method="dense")]
+    assert after == before
+    # Removing the serving version is refused with the core's sentence.
+    panel.select_version(1)
+    panel.remove_selected()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=20_000)
+    assert panel.banner.isVisible() and "switch to another version first" in panel.banner.text()
+    # Removing another one asks first, then frees it.
+    monkeypatch.setattr("desktop.reembed_panel.confirm_destructive", lambda *a, **k: True)
+    panel.select_version(2)
+    panel.remove_selected()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: panel.table.item(1, 3).text() == "removed", timeout=20_000)
+    assert not panel.banner.isVisible()
+    panel.shutdown()
