@@ -89,7 +89,7 @@ def start_embedder_run(ws: Workspace, spec: TrainSpec, name: str | None, *, as_j
     from core.training.runs import RunStore
 
     print("Checking the job…", file=sys.stderr)
-    checked = check_embedder_job(ws.layout, spec)
+    checked = check_embedder_job(ws.layout, spec, ws.store)
     store = RunStore(ws.layout)
     name = name or store.unique_name(f"{spec.dataset}-embedder")
     from core.knowledge.embedders import check_new_name

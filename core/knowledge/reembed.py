@@ -291,6 +291,11 @@ def _activate(
                     "and re-embed again."
                 )
     current = kb.versions_file.read()
+    previous = current.current
+    if previous.state == "ready" and previous.number != version.number:
+        # It served every committed chunk until now: its count is known (version 1 has none
+        # recorded until the first switch away from it).
+        current.put(replace(previous, chunks=len(committed)))
     current.put(replace(version, state="ready", chunks=len(committed), done=len(committed)))
     current.active = version.number
     kb.versions_file.write(current)

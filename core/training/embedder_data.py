@@ -28,7 +28,7 @@ from core.training.spec import SpecError, TrainSpec
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from core.knowledge.store import KnowledgeBase
+    from core.knowledge.store import KnowledgeBase, KnowledgeStore
 
 
 @dataclass
@@ -200,8 +200,13 @@ def build_corpus(
     return Corpus(ids, texts, raw)
 
 
-def check_embedder_job(layout: DataLayout, spec: TrainSpec) -> EmbedderChecked:
-    """Raise SpecError with every problem, or return the pairs and the validation corpus."""
+def check_embedder_job(
+    layout: DataLayout, spec: TrainSpec, store: KnowledgeStore | None = None
+) -> EmbedderChecked:
+    """Raise SpecError with every problem, or return the pairs and the validation corpus.
+
+    ``store``: the caller's open store (the app's), so no second Chroma client is opened in
+    the same process; the worker, a process of its own, opens one."""
     problems = spec.problems()
     dataset: Dataset | None = None
     base_path: Path | None = None
@@ -223,7 +228,7 @@ def check_embedder_job(layout: DataLayout, spec: TrainSpec) -> EmbedderChecked:
         from core.knowledge.store import KnowledgeStore
 
         try:
-            kb = KnowledgeStore(layout).get(kb_name)
+            kb = (store or KnowledgeStore(layout)).get(kb_name)
         except CotragError as exc:
             if spec.kb:  # named on purpose: say so; the dataset's own may have been deleted
                 raise SpecError([f"kb: {exc}"]) from exc

@@ -236,7 +236,10 @@ def train_embedder(
     torch.set_num_threads(_threads(spec))
     torch.manual_seed(spec.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    emit("preparing", stage="model", message=f"Loading the embedder {checked.base_name}…")
+    from core.knowledge.embedders import BUNDLED_LABEL, bundled_name
+
+    label = BUNDLED_LABEL if checked.base_name == bundled_name() else checked.base_name
+    emit("preparing", stage="model", message=f"Loading the embedder {label}…")
     model = _load_sentence_transformer(checked.base_path, device)
     model.max_seq_length = min(int(model.max_seq_length or 256), spec.max_seq_len)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -256,7 +259,7 @@ def train_embedder(
         device=device,
         dtype="fp32",
         threads=_threads(spec),
-        base=checked.base_name,
+        base=label,
         rows_train=len(train_pairs),
         rows_validation=len(checked.validation),
         corpus=len(checked.corpus.ids),

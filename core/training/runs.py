@@ -147,7 +147,7 @@ class Run:
             "step": last.get("step", 0),
             "total": last.get("total", 0),
             "loss": last.get("loss"),
-            "eval_loss": evals[-1]["loss"] if evals else None,
+            "eval_loss": evals[-1].get("loss") if evals else None,
             "model": done.get("model", ""),
             "error": error.get("message", ""),
             "checkpoint": str(self.latest_checkpoint() or ""),
