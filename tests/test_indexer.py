@@ -190,8 +190,10 @@ def test_a_file_that_vanishes_mid_run_is_reported_and_the_rest_indexed(
     events = []
     for event in Indexer(kb, embedder, SMALL_CHUNKS).run([folder]):
         events.append(event)
-        if isinstance(event, FileDone) and Path(event.path).name == "alpha.md":
-            (folder / "sub" / "gamma.md").unlink()  # listed at the start, gone now
+        # Files are read a few ahead of the one being embedded: this is the last moment
+        # before any is read (listed and hashed at the start, gone now).
+        if isinstance(event, Progress) and event.current == "loading the embedding model":
+            (folder / "sub" / "gamma.md").unlink()
     assert statuses(events) == {"alpha.md": "indexed", "beta.txt": "indexed", "gamma.md": "failed"}
     assert "gamma.md" in summary(events).failures[0][0]
     assert names(kb) == ["alpha.md", "beta.txt"]

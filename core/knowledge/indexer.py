@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -49,6 +50,8 @@ _HASH_PROGRESS_EVERY_S = 0.25
 _GROUP_CHUNKS = 256
 # Chunks per embedding call: Progress (and a chance to cancel) comes after each one.
 _SUB_BATCH_CHUNKS = 64
+# Files loaded and chunked (on a second thread) ahead of the one being embedded.
+_LOOKAHEAD_FILES = 4
 RECHUNK_REASON = "re-chunked: the cleaning or chunk settings changed"
 
 
@@ -289,43 +292,61 @@ class Indexer:
         pos = 0
         target = 1  # grows to _GROUP_CHUNKS: the first files are done (and shown) quickly
         carry: _Loaded | None = None
-        while (pos < len(todo) or carry is not None) and not cancel.is_set():
-            group: list[_Loaded] = []
-            count = 0
-            if carry is not None:
-                group.append(carry)
-                count += len(carry.chunks)
-                carry = None
-            while pos < len(todo) and count < target:
+        # One thread loads and chunks the next files while this one embeds (the runtimes
+        # release the GIL in their matrix products, so the two overlap).
+        pool = ThreadPoolExecutor(1, thread_name_prefix="cotrag-load")
+        ahead: dict[int, Future[list[DocChunk]]] = {}
+
+        def prefetch(start: int) -> None:
+            for i in range(start, min(len(todo), start + _LOOKAHEAD_FILES)):
+                if i not in ahead:
+                    ahead[i] = pool.submit(self._chunks, todo[i])
+
+        try:
+            while (pos < len(todo) or carry is not None) and not cancel.is_set():
+                group: list[_Loaded] = []
+                count = 0
+                if carry is not None:
+                    group.append(carry)
+                    count += len(carry.chunks)
+                    carry = None
+                while pos < len(todo) and count < target:
+                    if cancel.is_set():
+                        return
+                    item = todo[pos]
+                    prefetch(pos)
+                    future = ahead.pop(pos)
+                    pos += 1
+                    yield meter.progress(n, item.source)
+                    t0 = time.monotonic()
+                    failed: FileDone | None = None
+                    try:
+                        loaded = _Loaded(item, future.result())
+                    except DocumentError as exc:
+                        failed = n.fail(item.source, exc.reason)
+                    except Exception as exc:
+                        log.exception("Indexing %s failed", item.source)
+                        failed = n.fail(
+                            item.source, f"Unexpected error: {type(exc).__name__}: {exc}"
+                        )
+                    meter.work_s += time.monotonic() - t0
+                    if failed is not None:
+                        meter.bytes_done += item.size
+                        yield failed
+                        continue
+                    if group and count + len(loaded.chunks) > _GROUP_CHUNKS:
+                        carry = loaded  # a big document starts the next group (or is one)
+                        break
+                    group.append(loaded)
+                    count += len(loaded.chunks)
                 if cancel.is_set():
                     return
-                item = todo[pos]
-                pos += 1
-                yield meter.progress(n, item.source)
-                t0 = time.monotonic()
-                failed: FileDone | None = None
-                try:
-                    loaded = _Loaded(item, self._chunks(item))
-                except DocumentError as exc:
-                    failed = n.fail(item.source, exc.reason)
-                except Exception as exc:
-                    log.exception("Indexing %s failed", item.source)
-                    failed = n.fail(item.source, f"Unexpected error: {type(exc).__name__}: {exc}")
-                meter.work_s += time.monotonic() - t0
-                if failed is not None:
-                    meter.bytes_done += item.size
-                    yield failed
-                    continue
-                if group and count + len(loaded.chunks) > _GROUP_CHUNKS:
-                    carry = loaded  # a big document starts the next group (or is one)
-                    break
-                group.append(loaded)
-                count += len(loaded.chunks)
-            if cancel.is_set():
-                return
-            if group:
-                yield from self._index_group(group, meter, n, cancel)
-            target = min(_GROUP_CHUNKS, target * 2)
+                if group:
+                    prefetch(pos)  # the next files load while this group embeds
+                    yield from self._index_group(group, meter, n, cancel)
+                target = min(_GROUP_CHUNKS, target * 2)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _index_group(
         self, group: list[_Loaded], meter: _Meter, n: _Counters, cancel: threading.Event
