@@ -89,8 +89,9 @@ def read_versions(ws: Workspace, kb_name: str) -> KbVersions:
             v.embedder,
             BUNDLED_LABEL if v.embedder == bundled else v.embedder,
             v.state,
-            v.chunks,
-            v.done,
+            kb.count() if v.number == current.active else v.chunks,
+            # A build's progress is what its collection holds so far.
+            kb.version_collection(v, create=True).count() if v.state == "building" else v.done,
             v.number == current.active,
         )
         for v in current.versions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,8 +21,21 @@ from core.workspace import Workspace
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    from collections import Counter
+
+    from core.dataset.storage import DatasetStore
+
     workspace = tiny_workspace(tmp_path_factory.mktemp("embedder"), examples=12)
     assert isinstance(workspace, Workspace)
+    # Hold out the document with the fewest questions, whatever the generator kept.
+    dataset = DatasetStore(workspace.layout.datasets).open("tiny")
+    examples = dataset.examples()
+    counts = Counter(str(e.get("source", "")) for e in examples)
+    held = min(counts, key=lambda s: (counts[s], s))
+    assert len(examples) - counts[held] >= 4, counts
+    dataset.rewrite_examples(
+        [{**e, "split": "validation" if e.get("source") == held else "train"} for e in examples]
+    )
     yield workspace
     workspace.close()
 
@@ -67,7 +81,7 @@ def test_a_tiny_run_lowers_the_loss_and_raises_recall_on_its_pairs(ws: Workspace
     assert checked.train and checked.corpus.ids
     # Searched among the training questions' own gold chunks and distractors.
     texts = [p.positive for p in checked.train] + [n for p in checked.train for n in p.negatives]
-    raws = [min(p.gold_texts) for p in checked.train] + [
+    raws = [p.positive_text for p in checked.train] + [
         t for p in checked.train for t in p.negative_texts
     ]
     ids = [f"p{i}" for i in range(len(texts))]
@@ -145,3 +159,43 @@ def test_bad_embedder_jobs_are_sentences(ws: Workspace) -> None:
         check_embedder_job(ws.layout, tiny_spec(method="lora"))
     with pytest.raises(SpecError, match="no-such-dataset"):
         check_embedder_job(ws.layout, tiny_spec(dataset="no-such-dataset"))
+
+
+def test_a_twin_of_the_answer_is_masked_not_pushed_away(ws: Workspace) -> None:
+    """Two questions whose gold chunks have the same text: neither is the other's negative."""
+    from sentence_transformers import SentenceTransformer
+
+    from core.training.embedder_data import Pair
+    from core.training.embedder_trainer import contrastive_loss, make_batch
+
+    text = "The backup service runs every night at 02:00."
+    plain = " ".join(text.split()).casefold()
+
+    def pair(question: str, cid: str) -> Pair:
+        return Pair(question, text, [], {cid}, {plain}, "a.md", [], plain)
+
+    model = SentenceTransformer(str(embedders.resolve(ws.layout, "")), device="cpu")
+    batch = make_batch(
+        [pair("when do backups run?", "a"), pair("what time is the backup?", "b")],
+        0,
+        [],
+        random.Random(0),
+    )
+    loss, _ = contrastive_loss(model, batch, "cpu")
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)  # each one's only candidate left is its own
+    other = Pair(
+        "how do I restore?",
+        "Run appctl restore.",
+        [],
+        {"c"},
+        {"run appctl restore."},
+        "b.md",
+        [],
+        "run appctl restore.",
+    )
+    loss, _ = contrastive_loss(
+        model,
+        make_batch([pair("when do backups run?", "a"), other], 0, [], random.Random(0)),
+        "cpu",
+    )
+    assert float(loss) > 0.0

@@ -211,3 +211,17 @@ def test_the_cli_reembeds_lists_versions_and_switches(
     assert main(["--data-dir", data, "embedders", "delete", "shifted", "-y"]) == 1
     assert "remove those versions first" in capsys.readouterr().err
     assert len(DOCS) == 3
+
+
+def test_without_switch_the_version_is_checked_ready_and_switch_serves_it(ws: Workspace) -> None:
+    kb = ws.store.get("docs")
+    before = results(kb)
+    result = reembed.reembed(kb, "shifted", switch=False)
+    assert not result.switched and result.version.state == "ready"
+    assert kb.active_version.number == 1 and results(kb) == before
+    versions = kb.versions_file.read()
+    assert versions.get(2).state == "ready" and versions.get(2).chunks == kb.count()  # type: ignore[union-attr]
+    reembed.switch_to(kb, 2)
+    assert kb.embedder_name == "shifted" and results(kb) != before
+    # The version that stopped serving has its chunk count recorded.
+    assert kb.versions_file.read().get(1).chunks == kb.count()  # type: ignore[union-attr]

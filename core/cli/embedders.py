@@ -51,24 +51,14 @@ def add_embedder_parsers(sub: Any) -> None:
 
 
 def embedder_spec(args: argparse.Namespace) -> TrainSpec:
-    from core.cli.train import _coerce
-    from core.training.spec import SpecError, TrainSpec
+    from core.cli.train import parse_sets
+    from core.training.spec import TrainSpec
 
     spec = TrainSpec().with_preset("embedder")
     spec = replace(spec, dataset=args.dataset or "", kb=args.kb or "")
     if args.base:
         spec = replace(spec, base=args.base)
-    changes: dict[str, Any] = {}
-    for item in args.set:
-        field, sep, value = item.partition("=")
-        field = field.strip()
-        if not sep or not hasattr(spec, field):
-            raise SpecError([f"--set {item!r}: use FIELD=VALUE with a spec field name."])
-        try:
-            changes[field] = _coerce(getattr(spec, field), value)
-        except ValueError as exc:
-            raise SpecError([f"--set {item!r}: {exc}."]) from exc
-    return replace(spec, **changes)
+    return replace(spec, **parse_sets(spec, args.set, ("kind",)))
 
 
 def cmd_train_embedder(ws: Workspace, args: argparse.Namespace) -> int:

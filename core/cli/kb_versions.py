@@ -58,7 +58,11 @@ def cmd_kb_versions(ws: Workspace, args: argparse.Namespace) -> int:
             count = (
                 f"{chunks} chunks"
                 if v.state == "ready"
-                else (f"{v.done} chunks so far" if v.state == "building" else "")
+                else (
+                    f"{kb.version_collection(v, create=True).count()} chunks so far"
+                    if v.state == "building"
+                    else ""
+                )
             )
             print(f"{mark} v{v.number}  {v.state:9} {v.embedder:28} {count:18} {v.created}")
         return 0
@@ -87,6 +91,7 @@ def cmd_kb_versions(ws: Workspace, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_sigint)
     bar = ProgressLine(sys.stderr)
+    serving = kb.active_version.number
     try:
         result = reembed.reembed(
             kb, embedder, on_progress=_printer(bar), cancel=cancel, switch=not args.no_switch
@@ -107,21 +112,12 @@ def cmd_kb_versions(ws: Workspace, args: argparse.Namespace) -> int:
         f"Embedded {result.embedded} chunks in {result.seconds:.0f} s ({rate:.0f}/s)."
         + (
             f" {kb.name!r} is now served by version {v.number} ({v.embedder}); switch back "
-            f"with: cotrag kb switch {args.name!r} {_previous(kb, v.number)}"
+            f"with: cotrag kb switch {args.name!r} {serving}"
             if result.switched
             else f" Version {v.number} is ready; switch with: cotrag kb switch {args.name!r} {v.number}"
         )
     )
     return 0
-
-
-def _previous(kb: Any, number: int) -> int:
-    ready = [
-        v.number
-        for v in kb.versions_file.read().versions
-        if v.state == "ready" and v.number != number
-    ]
-    return ready[-1] if ready else 1
 
 
 def _printer(bar: ProgressLine) -> Any:

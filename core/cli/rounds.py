@@ -49,20 +49,10 @@ def add_rounds_parser(sub: Any) -> None:
 
 
 def _overrides(items: list[str], preset: str) -> dict[str, Any]:
-    from core.cli.train import _coerce
-    from core.training.spec import SpecError, TrainSpec
+    from core.cli.train import parse_sets
+    from core.training.spec import TrainSpec
 
-    spec = TrainSpec().with_preset(preset)
-    out: dict[str, Any] = {}
-    for item in items:
-        field, sep, value = item.partition("=")
-        field = field.strip()
-        if not sep or not hasattr(spec, field) or field in ("dataset", "base", "kind"):
-            raise SpecError(
-                [f"{item!r}: use FIELD=VALUE with a spec field name (not dataset, base or kind)."]
-            )
-        out[field] = _coerce(getattr(spec, field), value)
-    return out
+    return parse_sets(TrainSpec().with_preset(preset), items, ("dataset", "base", "kind"))
 
 
 def cmd_train_rounds(ws: Workspace, args: argparse.Namespace) -> int:

@@ -82,10 +82,28 @@ def _coerce(spec_value: Any, text: str) -> Any:
     return text
 
 
+def parse_sets(spec: Any, items: list[str], forbidden: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``FIELD=VALUE`` overrides of ``spec``'s fields, each coerced to the field's type."""
+    from core.training.spec import SpecError
+
+    changes: dict[str, Any] = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        if not sep or not hasattr(spec, field) or field in forbidden:
+            extra = f" (not {', '.join(forbidden)})" if forbidden else ""
+            raise SpecError([f"--set {item!r}: use FIELD=VALUE with a spec field name{extra}."])
+        try:
+            changes[field] = _coerce(getattr(spec, field), value)
+        except ValueError as exc:
+            raise SpecError([f"--set {item!r}: {exc}."]) from exc
+    return changes
+
+
 def build_spec(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from core.training.spec import SpecError, TrainSpec
+    from core.training.spec import TrainSpec
 
     spec = TrainSpec.load(Path(args.spec)) if args.spec else TrainSpec()
     if args.preset:
@@ -94,17 +112,7 @@ def build_spec(args: argparse.Namespace) -> Any:
         spec = replace(spec, dataset=args.dataset)
     if args.base:
         spec = replace(spec, base=args.base)
-    changes: dict[str, Any] = {}
-    for item in args.set:
-        field, sep, value = item.partition("=")
-        field = field.strip()
-        if not sep or not hasattr(spec, field):
-            raise SpecError([f"--set {item!r}: use FIELD=VALUE with a spec field name."])
-        try:
-            changes[field] = _coerce(getattr(spec, field), value)
-        except ValueError as exc:
-            raise SpecError([f"--set {item!r}: {exc}."]) from exc
-    return replace(spec, **changes)
+    return replace(spec, **parse_sets(spec, args.set))
 
 
 def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:

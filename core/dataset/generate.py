@@ -557,10 +557,13 @@ class Generator:
                     return question, "teacher", ""
         return twohop.template_question(bridge), "template", failure
 
-    def _twohop(self, bridge: twohop.Bridge) -> dict[str, Any] | Rejection:
+    def _twohop(
+        self, bridge: twohop.Bridge, asked: tuple[str, str, str] | None = None
+    ) -> dict[str, Any] | Rejection:
         """Check a bridge question, trace both hops through the real retrieval, and build
-        the example (``chunk_id``: the answer's chunk; ``chunk_ids``: both)."""
-        question, question_origin, failure = self._bridge_question(bridge)
+        the example (``chunk_id``: the answer's chunk; ``chunk_ids``: both). ``asked``: the
+        question already written (question, origin, teacher failure), for a re-trace."""
+        question, question_origin, failure = asked or self._bridge_question(bridge)
         fact = bridge.answer
         second_query = twohop.second_query(bridge)
         rejection, rank = self.verifier.check_twohop(
@@ -873,6 +876,9 @@ class Generator:
         whose gold chunk is gone or whose checks now fail is rejected with its reason."""
         decided, _ = self._resume()
         by_id = {cid: (text, meta) for cid, text, meta in self.chunks}
+        by_text = {
+            (str(meta.get("source", "")), normalise(text)): cid for cid, text, meta in self.chunks
+        }
         accepted = rejected = 0
         started = time.monotonic()
         for index, example in enumerate(examples, 1):
@@ -881,7 +887,7 @@ class Generator:
             key = str(example.get("seed_key", ""))
             if not key or key in decided:
                 continue
-            outcome = self._retraced(example, key, by_id)
+            outcome = self._retraced(_relinked(example, by_id, by_text), key, by_id)
             if isinstance(outcome, Rejection):
                 rejected += 1
                 self.dataset.append_rejection(
@@ -920,7 +926,15 @@ class Generator:
         cid = str(example.get("chunk_id", ""))
         try:
             if example.get("kind") == TWOHOP:
-                return self._twohop(_bridge_of(example, by_id))
+                asked = (
+                    str(example["question"]),
+                    str(example.get("question_origin", "template")),
+                    str(example.get("teacher_failure", "")),
+                )
+                found = self._twohop(_bridge_of(example, by_id), asked)
+                if not isinstance(found, Rejection):
+                    found["seed_key"] = key  # the source example's, so a re-run skips it
+                return found
             text, meta = by_id[cid]
         except KeyError as exc:
             return Rejection(
@@ -975,6 +989,32 @@ class Generator:
         if pair.cited:
             outcome = _with_cited(outcome, pair)
         return outcome
+
+
+def _relinked(
+    example: dict[str, Any],
+    by_id: dict[str, tuple[str, dict[str, Any]]],
+    by_text: dict[tuple[str, str], str],
+) -> dict[str, Any]:
+    """The example with gold chunk ids that no longer exist (the document was re-chunked
+    since, under new ids) replaced by today's chunk with the same source and text."""
+    shown = {
+        str(h.get("id", "")): h
+        for r in (example.get("record") or {}).get("retrievals", [])
+        for h in r.get("hits", [])
+    }
+
+    def now(cid: str) -> str:
+        if cid in by_id or cid not in shown:
+            return cid
+        hit = shown[cid]
+        return by_text.get((str(hit.get("source", "")), normalise(str(hit.get("text", "")))), cid)
+
+    out = dict(example)
+    out["chunk_id"] = now(str(example.get("chunk_id", "")))
+    if example.get("chunk_ids"):
+        out["chunk_ids"] = [now(str(c)) for c in example["chunk_ids"]]
+    return out
 
 
 def _bridge_of(

@@ -90,16 +90,15 @@ def reembed(
     embedded = _fill(kb, version, embedder, report, cancel, "embedding")
     if cancel.is_set():
         return ReembedResult(version, False, True, embedded, time.monotonic() - started)
-    if not switch:
-        return ReembedResult(version, False, False, embedded, time.monotonic() - started)
     with _write_lock(kb, report, cancel):
         if cancel.is_set():
             return ReembedResult(version, False, True, embedded, time.monotonic() - started)
         embedded += _fill(kb, version, embedder, report, cancel, "catching up")
         if cancel.is_set():
             return ReembedResult(version, False, True, embedded, time.monotonic() - started)
-        version = _activate(kb, version, embedder, report)
-    return ReembedResult(version, True, False, embedded, time.monotonic() - started)
+        # Without ``switch`` the version is checked and marked ready; switch_to serves it.
+        version = _activate(kb, version, embedder, report, make_active=switch)
+    return ReembedResult(version, switch, False, embedded, time.monotonic() - started)
 
 
 def switch_to(
@@ -125,6 +124,8 @@ def switch_to(
         return found
     embedder = kb.embedder_of(found)
     with _write_lock(kb, report, cancel):
+        if cancel.is_set():
+            raise ReembedFailed("Switching was cancelled; the serving version did not change.")
         _fill(kb, found, embedder, report, cancel, "catching up")
         if cancel.is_set():
             raise ReembedFailed("Switching was cancelled; the serving version did not change.")
@@ -210,7 +211,8 @@ def _fill(
     committed: set[str] = set()
     embedded = 0
     batch: list[tuple[str, str, dict[str, Any]]] = []
-    last_saved = time.monotonic()
+    # versions.json is only written under the write lock (a read-modify-write here could
+    # undo a switch made meanwhile): a build's progress is its collection's count.
 
     def flush() -> None:
         nonlocal embedded, done
@@ -236,12 +238,7 @@ def _fill(
         if len(batch) >= BATCH:
             flush()
             report(ReembedProgress(stage, min(done, total), total))
-            if time.monotonic() - last_saved > 5.0 and version.state == "building":
-                kb.versions_file.update(version.number, done=done)
-                last_saved = time.monotonic()
             if cancel.is_set():
-                if version.state == "building":
-                    kb.versions_file.update(version.number, done=done)
                 return embedded
     if batch:
         flush()
@@ -249,8 +246,6 @@ def _fill(
     limit = kb.max_batch_size()
     for lo in range(0, len(stale), limit):
         target.delete(ids=stale[lo : lo + limit])
-    if version.state == "building":
-        kb.versions_file.update(version.number, done=len(committed))
     report(ReembedProgress(stage, len(committed), len(committed)))
     return embedded
 
@@ -260,24 +255,36 @@ def _serving_chunks(kb: KnowledgeBase) -> Iterator[tuple[str, str, dict[str, Any
 
 
 def _activate(
-    kb: KnowledgeBase, version: Version, embedder: Embedder, report: OnProgress
+    kb: KnowledgeBase,
+    version: Version,
+    embedder: Embedder,
+    report: OnProgress,
+    *,
+    make_active: bool = True,
 ) -> Version:
-    """Check ``version`` against the committed chunks, then make it serve (caller holds the lock)."""
+    """Check ``version`` against the committed chunks, then mark it ready and (``make_active``)
+    make it serve. The caller holds the write lock."""
     from core.knowledge.store import chunk_metadata_text
 
-    committed = [(cid, text, meta) for cid, text, meta in _serving_chunks(kb)]
+    expected = sum(d.chunks for d in kb.manifest().documents.values())
+    step = max(1, expected // CHECK_SAMPLES)
     target = kb.version_collection(version)
-    report(ReembedProgress("checking", 0, len(committed)))
+    report(ReembedProgress("checking", 0, expected))
     have = _target_ids(target)
-    lacking = [cid for cid, _, _ in committed if cid not in have]
+    # One pass, keeping only ids and a few samples: a big knowledge base's texts stay on disk.
+    count = lacking = 0
+    sample: list[tuple[str, str, dict[str, Any]]] = []
+    for cid, text, meta in _serving_chunks(kb):
+        if count % step == 0 and len(sample) < CHECK_SAMPLES:
+            sample.append((cid, text, meta))
+        count += 1
+        lacking += cid not in have
     if lacking:
         raise ReembedFailed(
-            f"Version {version.number} lacks {len(lacking)} of {len(committed)} chunks after "
+            f"Version {version.number} lacks {lacking} of {count} chunks after "
             "re-embedding; it was not switched to. Run the re-embed again to finish it."
         )
-    if committed:
-        step = max(1, len(committed) // CHECK_SAMPLES)
-        sample = committed[::step][:CHECK_SAMPLES]
+    if sample:
         vectors = embedder.embed([chunk_metadata_text(text, meta) for _, text, meta in sample])
         got = target.query(
             query_embeddings=vectors, n_results=min(3, len(have)), include=["documents"]
@@ -292,15 +299,17 @@ def _activate(
                 )
     current = kb.versions_file.read()
     previous = current.current
-    if previous.state == "ready" and previous.number != version.number:
+    if make_active and previous.state == "ready" and previous.number != version.number:
         # It served every committed chunk until now: its count is known (version 1 has none
         # recorded until the first switch away from it).
-        current.put(replace(previous, chunks=len(committed)))
-    current.put(replace(version, state="ready", chunks=len(committed), done=len(committed)))
-    current.active = version.number
+        current.put(replace(previous, chunks=count))
+    ready = replace(version, state="ready", chunks=count, done=count)
+    current.put(ready)
+    if make_active:
+        current.active = version.number
+        log.info("%s now served by version %d (%s).", kb.name, version.number, version.embedder)
     kb.versions_file.write(current)
-    log.info("%s now served by version %d (%s).", kb.name, version.number, version.embedder)
-    return current.current
+    return ready
 
 
 class _write_lock:

@@ -186,15 +186,16 @@ class ManifestFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._cached: Manifest | None = None
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
 
-    def _stat(self) -> tuple[int, int] | None:
+    def _stat(self) -> tuple[int, int, int] | None:
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        # The inode changes with every rename-into-place, even within one mtime tick.
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def read(self) -> Manifest:
         with self._lock:
@@ -217,7 +218,8 @@ class ManifestFile:
         """Atomic: temp file + fsync + rename, so a crash leaves the old or the new one."""
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
+            # A name of its own per writer: two processes never write into one temp file.
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
                 with open(tmp, "w", encoding="utf-8") as fh:
                     json.dump(manifest.to_json(), fh, indent=1)
@@ -580,11 +582,10 @@ class KnowledgeBase:
     def iter_chunks(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """Every committed chunk as ``(id, text, metadata)``, paged."""
         manifest = self.manifest()
+        collection = self.collection  # one version throughout, even if a switch comes meanwhile
         offset = 0
         while True:
-            got = self.collection.get(
-                include=["documents", "metadatas"], limit=_PAGE, offset=offset
-            )
+            got = collection.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
             ids = got["ids"]
             if not ids:
                 return

@@ -91,15 +91,16 @@ class VersionsFile:
         self.path = path
         self._first = Version(1, kb_id, first_embedder, "ready")
         self._cached: Versions | None = None
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
 
-    def _stat(self) -> tuple[int, int] | None:
+    def _stat(self) -> tuple[int, int, int] | None:
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        # The inode changes with every rename-into-place, even within one mtime tick.
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def read(self) -> Versions:
         with self._lock:
@@ -118,7 +119,8 @@ class VersionsFile:
     def write(self, versions: Versions) -> None:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
+            # A name of its own per writer: two processes never write into one temp file.
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
                 with open(tmp, "w", encoding="utf-8") as fh:
                     json.dump(versions.to_json(), fh, indent=1)

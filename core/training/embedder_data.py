@@ -42,6 +42,8 @@ class Pair:
     source: str
     negative_texts: list[str] = field(default_factory=list)
     """Normalised raw texts of ``negatives``."""
+    positive_text: str = ""
+    """Normalised raw text of ``positive``."""
 
 
 @dataclass
@@ -90,14 +92,14 @@ def pair_of(example: dict[str, Any], kb: KnowledgeBase | None) -> Pair | str:
     for h in hits:
         if h.get("number") in gold_numbers and h.get("id"):
             gold_ids.add(str(h["id"]))
-    positive = ""
+    positive = positive_text = ""
     gold_texts: set[str] = set()
     for h in hits:
         if h.get("id") in gold_ids:
             text = _indexed_text(str(h.get("text", "")), str(h.get("heading", "")))
             gold_texts.add(_norm(str(h.get("text", ""))))
             if not positive and str(example.get("chunk_id", "")) in ("", h.get("id")):
-                positive = text
+                positive, positive_text = text, _norm(str(h.get("text", "")))
     if not positive and kb is not None and example.get("chunk_id"):
         from core.knowledge.store import ChunkNotFound
 
@@ -105,8 +107,8 @@ def pair_of(example: dict[str, Any], kb: KnowledgeBase | None) -> Pair | str:
             hit = kb.get_chunk(str(example["chunk_id"]))
         except ChunkNotFound:
             return "gold chunk no longer indexed"
-        positive = _indexed_text(hit.text, hit.heading)
-        gold_texts.add(_norm(hit.text))
+        positive, positive_text = _indexed_text(hit.text, hit.heading), _norm(hit.text)
+        gold_texts.add(positive_text)
     if not positive:
         return "gold chunk not found"
     negatives: list[str] = []
@@ -127,6 +129,7 @@ def pair_of(example: dict[str, Any], kb: KnowledgeBase | None) -> Pair | str:
         gold_texts,
         str(example.get("source", "")),
         negative_texts,
+        positive_text,
     )
 
 
@@ -184,7 +187,7 @@ def build_corpus(
                 rest.append(entry)
     for n, pair in enumerate(validation):
         gold_id = min(pair.gold_ids) if pair.gold_ids else f"gold-{n}"
-        add(gold_id, pair.positive, min(pair.gold_texts) if pair.gold_texts else "")
+        add(gold_id, pair.positive, pair.positive_text)
         for m, (neg, plain) in enumerate(zip(pair.negatives, pair.negative_texts, strict=True)):
             add(f"neg-{n}-{m}", neg, plain)
     random.Random(seed).shuffle(rest)
@@ -196,7 +199,7 @@ def build_corpus(
         for n, pair in enumerate(pairs):
             if len(ids) >= size:
                 break
-            add(f"train-{n}", pair.positive, min(pair.gold_texts) if pair.gold_texts else "")
+            add(f"train-{n}", pair.positive, pair.positive_text)
     return Corpus(ids, texts, raw)
 
 

@@ -1,8 +1,9 @@
 """Tune the retriever's sentence embedder on a dataset: the worker's second job kind.
 
-sentence-transformers' MultipleNegativesRankingLoss over (question, gold chunk, hard
-negatives): each question must score its own chunk above the other questions'
-chunks in the batch and above the passages the search wrongly returned for it. The
+The loss of sentence-transformers' MultipleNegativesRankingLoss over (question, gold chunk,
+hard negatives): each question must score its own chunk above the other questions'
+chunks in the batch and above the passages the search wrongly returned for it; a
+candidate with the same text as one of the question's own gold chunks is masked. The
 loop is ours (not ``SentenceTransformerTrainer``) so it speaks the worker's events,
 stops between steps on Cancel, and checkpoints in the run folder like a generator
 run: ``step``, ``eval`` (validation loss and recall@1/k/10 on held-out documents),
@@ -100,42 +101,71 @@ def recall_at(
     return {f"recall@{k}": round(found[k] / len(pairs), 4) for k in ks}
 
 
-def _batch_columns(
-    pairs: list[Pair], n_neg: int, pool: list[tuple[str, str]], rng: random.Random
-) -> list[list[str]]:
-    """[questions, positives, negatives 1..n]: every column as long as the batch.
+@dataclass
+class Batch:
+    questions: list[Pair]
+    columns: list[list[str]]
+    """[questions, positives, negatives 1..n]: every column as long as the batch."""
+    plain: list[list[str]]
+    """Normalised raw texts of the candidate columns (positives, negatives), to mask twins."""
 
-    A question with fewer hard negatives than ``n_neg`` gets random passages from the
-    other questions' gold chunks (never a twin of its own)."""
+
+def make_batch(
+    pairs: list[Pair], n_neg: int, pool: list[tuple[str, str]], rng: random.Random
+) -> Batch:
+    """A question with fewer hard negatives than ``n_neg`` gets random passages from the other
+    questions' gold chunks (a twin of its own answer is masked out of its loss anyway)."""
     columns: list[list[str]] = [[p.question for p in pairs], [p.positive for p in pairs]]
+    plain: list[list[str]] = [[p.positive_text for p in pairs]]
     for j in range(n_neg):
-        column = []
+        column, texts = [], []
         for p in pairs:
             if j < len(p.negatives):
                 column.append(p.negatives[j])
+                texts.append(p.negative_texts[j])
                 continue
             for _ in range(20):
-                text, plain = rng.choice(pool)
-                if plain not in p.gold_texts:
+                text, raw = rng.choice(pool)
+                if raw not in p.gold_texts:
                     break
             column.append(text)
+            texts.append(raw)
         columns.append(column)
-    return columns
+        plain.append(texts)
+    return Batch(pairs, columns, plain)
 
 
-def contrastive_loss(model: Any, columns: list[list[str]], device: str) -> tuple[Any, int]:
-    """MultipleNegativesRankingLoss (sentence-transformers) for one batch; and its tokens."""
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+def contrastive_loss(model: Any, batch: Batch, device: str) -> tuple[Any, int]:
+    """The loss of sentence-transformers' MultipleNegativesRankingLoss (cross-entropy over
+    scaled cosine similarities; each question's own positive is the target, every other
+    candidate in the batch a negative), with one change: a candidate whose text is one of
+    the question's gold texts (another question's copy of the same chunk; documentation
+    repeats itself) is masked, not pushed away. Returns the loss and the batch's tokens."""
+    import torch
+    import torch.nn.functional as F
 
-    loss_fn = MultipleNegativesRankingLoss(model, scale=SCALE)
-    features = []
     tokens = 0
-    for texts in columns:
-        feats = getattr(model, "preprocess", model.tokenize)(texts)
+    embeddings = []
+    tokenize = getattr(model, "preprocess", model.tokenize)
+    for texts in batch.columns:
+        feats = tokenize(texts)
         feats = {k: v.to(device) if hasattr(v, "to") else v for k, v in feats.items()}
         tokens += int(feats["attention_mask"].sum())
-        features.append(feats)
-    return loss_fn(features, None), tokens
+        embeddings.append(F.normalize(model(feats)["sentence_embedding"], dim=-1))
+    queries, candidates = embeddings[0], torch.cat(embeddings[1:])
+    scores = queries @ candidates.T * SCALE
+    plain = [t for column in batch.plain for t in column]
+    size = len(batch.questions)
+    mask = torch.tensor(
+        [
+            [j != i and plain[j] in pair.gold_texts for j in range(len(plain))]
+            for i, pair in enumerate(batch.questions)
+        ],
+        device=scores.device,
+    )
+    scores = scores.masked_fill(mask, float("-inf"))
+    target = torch.arange(size, device=scores.device)
+    return F.cross_entropy(scores, target), tokens
 
 
 def validation_loss(model: Any, pairs: list[Pair], spec: TrainSpec, device: str) -> float | None:
@@ -144,7 +174,7 @@ def validation_loss(model: Any, pairs: list[Pair], spec: TrainSpec, device: str)
     if len(pairs) < 2:
         return None
     rng = random.Random(spec.seed)
-    pool = [(p.positive, min(p.gold_texts) if p.gold_texts else "") for p in pairs]
+    pool = [(p.positive, p.positive_text) for p in pairs]
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -153,9 +183,7 @@ def validation_loss(model: Any, pairs: list[Pair], spec: TrainSpec, device: str)
             part = pairs[lo : lo + spec.batch_size]
             if len(part) < 2:
                 continue
-            loss, _ = contrastive_loss(
-                model, _batch_columns(part, spec.negatives, pool, rng), device
-            )
+            loss, _ = contrastive_loss(model, make_batch(part, spec.negatives, pool, rng), device)
             total += float(loss) * len(part)
             count += len(part)
     if was_training:
@@ -251,7 +279,7 @@ def train_embedder(
     if checkpoint is not None:
         step = _load_checkpoint(checkpoint, model, optimizer)
     per_epoch = max(1, math.ceil(len(train_pairs) / spec.batch_size))
-    pool = [(p.positive, min(p.gold_texts) if p.gold_texts else "") for p in train_pairs]
+    pool = [(p.positive, p.positive_text) for p in train_pairs]
     emit(
         "started",
         kind="embedder",
@@ -300,15 +328,16 @@ def train_embedder(
         batch = [
             train_pairs[i] for i in order[within * spec.batch_size : (within + 1) * spec.batch_size]
         ]
-        if len(batch) < 2:  # a last batch of one has no in-batch negatives: take the next epoch's
-            batch = batch + [
-                train_pairs[i] for i in _order(len(train_pairs), spec.seed, epoch + 1)[:1]
-            ]
+        if len(batch) < 2:  # a last batch of one has no in-batch negatives: borrow another
+            other = next(
+                train_pairs[i]
+                for i in _order(len(train_pairs), spec.seed, epoch + 1)
+                if train_pairs[i] is not batch[0]
+            )
+            batch = [*batch, other]
         for g in optimizer.param_groups:
             g["lr"] = spec.learning_rate * lr_factor(spec, step, total)
-        loss, tokens = contrastive_loss(
-            model, _batch_columns(batch, spec.negatives, pool, rng), device
-        )
+        loss, tokens = contrastive_loss(model, make_batch(batch, spec.negatives, pool, rng), device)
         loss.backward()
         if spec.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)

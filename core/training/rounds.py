@@ -158,7 +158,10 @@ def _train(
     if store.exists(name):
         run = store.get(name)
         if run.state == "done":
-            return next(e for e in reversed(run.events()) if e.get("event") == "done")
+            final = [e for e in run.events() if e.get("event") == "done"]
+            if not final:
+                raise RoundsFailed(f"Run {name!r} says done but recorded no result.")
+            return final[-1]
         resume = run.latest_checkpoint() is not None
     else:
         run = store.create(name, spec)
@@ -247,7 +250,9 @@ def _retrace_step(
     from core.dataset.service import generator
     from core.dataset.storage import DatasetStore
 
-    source = DatasetStore(ws.layout.datasets).open(dataset)
+    # Always the schedule's own dataset: re-tracing the last round's would let each round's
+    # rejections add up.
+    source = DatasetStore(ws.layout.datasets).open(plan.dataset)
     known = {f.name for f in GenerateSpec.__dataclass_fields__.values()}
     values = {k: v for k, v in dict(source.meta.get("spec", {})).items() if k in known}
     values["kb"] = plan.kb

@@ -171,9 +171,23 @@ def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool, gro
 
 
 def _train_embedder(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool) -> int:
+    from core.knowledge import embedders
     from core.training.embedder_data import check_embedder_job
     from core.training.embedder_trainer import finish_embedder, train_embedder
 
+    installed = embedders.embedders_dir(layout) / run.name
+    info = embedders.read_info(installed)
+    if info.get("run") == run.name and not embedders.missing_files(installed):
+        # Killed after the embedder was installed, before the run said so: it is done.
+        run.write_state("done", model=run.name, embedder=run.name)
+        emit(
+            "done",
+            model=run.name,
+            kind="embedder",
+            outputs={"embedder": str(installed)},
+            metrics=info.get("metrics", {}),
+        )
+        return EXIT_DONE
     emit("preparing", stage="data", message="Reading the dataset's questions and passages…")
     checked = check_embedder_job(layout, run.spec())
     outcome = train_embedder(run, checked, emit, should_stop, resume=resume)
