@@ -1,6 +1,7 @@
 """The seeded first round against rag and the model-first loop, paired per question.
 
     python bench/loop_modes.py [--corpus DIR] [--qa FILE.jsonl] [--limit N] [--model GGUF]
+                               [--penalties PRESENCE,FREQUENCY,NGRAM]
 
 On the same knowledge base and the same questions, in one run:
 - rag: one search with the question, then the answer stage;
@@ -10,6 +11,10 @@ On the same knowledge base and the same questions, in one run:
 Prints accuracy, recall@k (any passage shown contains an expected answer), mean
 rounds, protocol-error rate and seconds per question, then the paired comparison
 (questions where the seeded loop wins, ties and loses against rag).
+
+With ``--penalties`` every mode also runs with those generation penalties (presence,
+frequency, no-repeat n-gram size; e.g. 0.5,0.3,4) on the same questions, and each is
+compared, paired, with the same mode without them.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ def main() -> None:
     parser.add_argument(
         "--modes", default="rag,model,question", help="which of rag, model, question to run"
     )
+    parser.add_argument(
+        "--penalties", default="", help="PRESENCE,FREQUENCY,NGRAM: also run every mode with them"
+    )
     args = parser.parse_args()
     wanted = {"rag": MODES[0], "model": MODES[1], "question": MODES[2]}
     modes = [wanted[m.strip()] for m in args.modes.split(",") if m.strip()]
@@ -71,17 +79,32 @@ def main() -> None:
             flush=True,
         )
         base = ws.agent("bench", model=args.model)
+        configs = {"": ws.config}
+        if args.penalties:
+            import copy
+
+            presence, frequency, ngram = (x.strip() for x in args.penalties.split(","))
+            penalised = copy.deepcopy(ws.config)
+            penalised.generation.presence_penalty = float(presence)
+            penalised.generation.frequency_penalty = float(frequency)
+            penalised.generation.no_repeat_ngram = int(ngram)
+            configs[f" +penalties {args.penalties}"] = penalised
+        modes = [
+            (label + suffix, mode, first) for label, mode, first in modes for suffix in configs
+        ]
         agents = {
-            label: Agent(
+            label + suffix: Agent(
                 base.backend,
                 base.retriever,
-                ws.config,
+                config,
                 grammar=base.grammar,
                 first_query=first,  # type: ignore[arg-type]
                 model_id=base.model_id,
             )
-            for label, _, first in modes
+            for label, _, first in modes[:: len(configs)]
+            for suffix, config in configs.items()
         }
+        modes = [(label, mode, first) for label, mode, first in modes]
         results: dict[str, list] = {label: [] for label, _, _ in modes}
         started = time.perf_counter()
         for n, item in enumerate(items, 1):
@@ -109,6 +132,14 @@ def main() -> None:
         )
     print()
     print(table(rows))
+    if len(configs) > 1:
+        suffix = next(s for s in configs if s)
+        print("\npaired, with penalties vs without (per question):")
+        for label in [m[0] for m in modes if not m[0].endswith(suffix)]:
+            plain, penal = results[label], results[label + suffix]
+            better = sum(p.correct and not q.correct for p, q in zip(penal, plain, strict=True))
+            worse = sum(q.correct and not p.correct for p, q in zip(penal, plain, strict=True))
+            print(f"  {label}: accuracy better on {better}, worse on {worse}")
     if MODES[0][0] not in results or MODES[2][0] not in results:
         print(f"\n{elapsed:.0f} s in all")
         return
