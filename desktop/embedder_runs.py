@@ -12,7 +12,37 @@ from typing import Any
 JOB_KINDS = (
     ("generator", "Generator (the model that reasons and searches)"),
     ("embedder", "Embedder (the search's embedder)"),
+    ("alternating", "Alternating rounds (embedder, then generator)"),
 )
+
+
+def round_line(event: dict[str, Any]) -> str:
+    """A schedule event of ``core.training.rounds`` as a log line ('' for others)."""
+    kind = event.get("event")
+    if kind == "round_step":
+        what = {
+            "embedder": "tuning the embedder",
+            "reembed": "re-embedding the knowledge base with it",
+            "retrace": "tracing the questions again through the tuned search",
+            "generator": "tuning the generator on the new traces",
+        }.get(str(event.get("step")), str(event.get("step")))
+        return f"Round {event.get('round')}: {what}…"
+    if kind == "round_done":
+        recall = next(
+            (
+                f"{k[:-7]} {event[k]} → {event.get(k[:-7] + '_after')}"
+                for k in event
+                if k.endswith("_before") and k.startswith("recall")
+            ),
+            "",
+        )
+        loss = event.get("eval_loss")
+        return (
+            f"Round {event.get('round')} done: embedder {event.get('embedder')} ({recall}), "
+            f"{event.get('examples')} re-traced examples, model {event.get('model')}"
+            + (f" (validation loss {loss:.3f})" if isinstance(loss, float | int) else "")
+        )
+    return ""
 
 
 def main_k(recall: dict[str, Any], wanted: int = 5) -> str:

@@ -87,6 +87,8 @@ class TrainingTab(QWidget):
         self.jobs = JobGroup(self, self.show_error)
         self.process: QProcess | None = None
         self.remote: Job | None = None
+        self._rounds = False
+        """``remote`` drives an alternating schedule here (not a Colab run)."""
         """A run on Colab: a background job driving the `colab` CLI."""
         self.run_name = ""
         self._buffer = ""
@@ -217,6 +219,12 @@ class TrainingTab(QWidget):
         self.negatives.setToolTip(
             "Per question: passages the search returned that do not answer it, next to the "
             "other questions' answers in the batch"
+        )
+        self.rounds_spin = self._spin(form, "Rounds", 1, 20)
+        self.rounds_spin.setValue(2)
+        self.rounds_spin.setToolTip(
+            "Each round: tune the embedder, re-embed the knowledge base, trace the questions "
+            "again through the tuned search, tune the generator on those traces"
         )
         self.eval_passages = self._spin(form, "Recall among (passages)", 20, 1_000_000)
         self.eval_passages.setToolTip(
@@ -376,10 +384,11 @@ class TrainingTab(QWidget):
             self.kind_combo.setCurrentIndex(max(0, self.kind_combo.findData(kind)))
             return  # the combo's signal comes back here
         embedder = kind == "embedder"
+        rounds = kind == "alternating"  # the form holds the generator's settings
         self.preset_combo.blockSignals(True)
         self.preset_combo.clear()
         for name, values in PRESETS.items():
-            if values.get("kind", "generator") == kind:
+            if values.get("kind", "generator") == ("generator" if rounds else kind):
                 self.preset_combo.addItem(name, name)
         self.preset_combo.blockSignals(False)
         self.preset_combo.setToolTip(
@@ -388,7 +397,7 @@ class TrainingTab(QWidget):
             else "cpu-quick: minutes on the bundled model; cpu-full: the whole dataset twice; "
             "gpu-standard: unsloth on an NVIDIA GPU"
         )
-        if embedder and self.where != "local":
+        if (embedder or rounds) and self.where != "local":
             self.where_combo.setCurrentIndex(self.where_combo.findData("local"))
         first = "cpu-quick" if not embedder else str(self.preset_combo.itemData(0))
         self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(first)))
@@ -397,17 +406,26 @@ class TrainingTab(QWidget):
             self._form.setRowVisible(widget, not embedder)
         for widget in self._embedder_rows:
             self._form.setRowVisible(widget, embedder)
+        self._form.setRowVisible(self.rounds_spin, rounds)
         # An embedder trains here, on the CPU or this computer's GPU: no Colab, no hub.
-        self._pick.setRowVisible(self.where_combo, not embedder)
+        self._pick.setRowVisible(self.where_combo, not (embedder or rounds))
         self._show_where()
         self.base_button.setVisible(not embedder)
         self._base_label.setText("Base embedder" if embedder else "Base model")
         self.name_edit.setPlaceholderText(
             "run name (also the tuned embedder's name)"
             if embedder
-            else "run name (also the tuned model's name)"
+            else (
+                "schedule name (its runs: NAME-r1-embedder, NAME-r1-generator, …)"
+                if rounds
+                else "run name (also the tuned model's name)"
+            )
         )
-        self.start_button.setText("Start tuning the embedder" if embedder else "Start training")
+        self.start_button.setText(
+            "Start tuning the embedder"
+            if embedder
+            else ("Start the rounds" if rounds else "Start training")
+        )
         self._fill_bases()
         self._show_panel()
 
@@ -569,7 +587,7 @@ class TrainingTab(QWidget):
         return str(self.where_combo.currentData() or "local")
 
     def _show_where(self) -> None:
-        remote = self.where == "colab" and self.kind != "embedder"
+        remote = self.where == "colab" and self.kind == "generator"
         self._pick.setRowVisible(self._gpu_row, remote)
         self._pick.setRowVisible(self._push_row, remote)
         self._pick.setRowVisible(self.colab_label, remote)
@@ -705,6 +723,9 @@ class TrainingTab(QWidget):
         self.hide_error()
         spec = self.spec()
         wanted = self.name_edit.text().strip()
+        if self.kind == "alternating":
+            self._start_rounds(spec, wanted)
+            return
         self.start_button.setEnabled(False)
         self.status_label.setText("Checking the job…")
 
@@ -744,6 +765,71 @@ class TrainingTab(QWidget):
                 self._launch(result[0], False, result[1])
 
         self.jobs.start(work, "training-check", on_result=launch, on_error=failed)
+
+    def _start_rounds(self, spec: TrainSpec, wanted: str) -> None:
+        """The alternating schedule, driven from a background job (each training step is a
+        worker process of its own); the same name again continues a stopped schedule."""
+        from dataclasses import asdict
+
+        from core.training.rounds import RoundsPlan, run_rounds
+
+        if not spec.dataset:
+            self.show_error("Choose a dataset first: the rounds start from it.")
+            return
+        embedder_only = {"negatives", "recall_k", "eval_passages", "kb"}
+        generator = {
+            k: v
+            for k, v in asdict(spec).items()
+            if k not in ("dataset", "base", "kind") and k not in embedder_only
+        }
+        plan = RoundsPlan(
+            name=wanted or f"{spec.dataset}-rounds",
+            dataset=spec.dataset,
+            rounds=self.rounds_spin.value(),
+            base=spec.base,
+            generator_preset=str(self.preset_combo.currentData() or "cpu-quick"),
+            generator=generator,
+        )
+        self.run_name = plan.name
+        self._final = {}
+        self._cancelled = False
+        self._started = time.monotonic()
+        self.chart.clear()
+        self.log_view.clear()
+        self.log_view.appendPlainText(
+            f"Schedule {plan.name}: {plan.rounds} rounds on {plan.dataset} (each: tune the "
+            "embedder, re-embed, re-trace the questions, tune the generator)."
+        )
+        ws = self.ws
+
+        def work(push: Push, cancel: threading.Event) -> list[dict[str, Any]]:
+            return run_rounds(ws, plan, on_event=push, cancel=cancel)
+
+        def done(summaries: list[dict[str, Any]]) -> None:
+            elapsed = duration(time.monotonic() - self._started)
+            self.progress.setRange(0, 1)
+            finished = len(summaries) == plan.rounds
+            self.progress.setValue(1 if finished else 0)
+            self.status_label.setText(
+                f"{plan.name}: {len(summaries)} of {plan.rounds} rounds after {elapsed}"
+                + ("" if finished else " (stopped: Start with the same name continues)")
+            )
+            if summaries:
+                self.models_changed.emit()
+                self.reembed_panel.refresh()
+
+        self.remote = self.jobs.start(
+            work,
+            "training-rounds",
+            on_items=self._remote_items,
+            on_result=done,
+            on_error=self._remote_failed,
+            on_finished=self._remote_finished,
+        )
+        self._rounds = True
+        self._set_running(True)
+        self.status_label.setText(f"{plan.name}: starting round 1…")
+        self.progress.setRange(0, 0)
 
     def _check_embedder(self, spec: TrainSpec, wanted: str) -> tuple[str, str]:
         """(Worker thread) the embedder job's pairs and corpus; the run, created."""
@@ -812,6 +898,15 @@ class TrainingTab(QWidget):
 
     def _remote_items(self, items: list[object]) -> None:
         for item in items:
+            if isinstance(item, dict) and item.get("run"):
+                self.run_name = str(item["run"])  # a schedule's current run
+            line = er.round_line(item) if isinstance(item, dict) else ""
+            if line:
+                self.log_view.appendPlainText(line)
+                self.status_label.setText(line)
+                if isinstance(item, dict) and item.get("step") in ("embedder", "generator"):
+                    self.chart.clear()
+                continue
             if isinstance(item, dict):
                 if item.get("event") in FINAL:
                     self._final = item
@@ -843,6 +938,7 @@ class TrainingTab(QWidget):
 
     def _remote_finished(self) -> None:
         self.remote = None
+        self._rounds = False
         self._set_running(False)
         self.refresh()
 
@@ -1149,7 +1245,11 @@ class TrainingTab(QWidget):
         if self.remote is not None:
             self._cancelled = True
             self.remote.cancel()
-            self.status_label.setText(f"{self.run_name}: stopping the Colab runtime…")
+            self.status_label.setText(
+                f"{self.run_name}: stopping (a checkpoint first)…"
+                if self._rounds
+                else f"{self.run_name}: stopping the Colab runtime…"
+            )
             self.cancel_button.setEnabled(False)
             return
         if self.process is None:

@@ -211,3 +211,31 @@ def test_the_panel_reembeds_switches_back_cancels_and_resumes(  # type: ignore[n
     qtbot.waitUntil(lambda: panel.table.item(1, 3).text() == "removed", timeout=20_000)
     assert not panel.banner.isVisible()
     panel.shutdown()
+
+
+def test_alternating_rounds_start_from_the_tab_and_stop_on_cancel(  # type: ignore[no-untyped-def]
+    qtbot, tab: TrainingTab, ws: Workspace
+) -> None:
+    from core.training.rounds import load_state
+
+    tab.set_kind("alternating")
+    form = tab._form
+    assert form.isRowVisible(tab.rounds_spin) and form.isRowVisible(tab.lora_r)
+    assert not form.isRowVisible(tab.negatives) and not tab._pick.isRowVisible(tab.where_combo)
+    assert tab.spec().kind == "generator"  # the form holds the generator step's settings
+    assert tab.start_button.text() == "Start the rounds"
+    tab.rounds_spin.setValue(1)
+    tab.name_edit.setText("gui-rounds")
+    tab.start()
+    assert tab.running
+    # The first step starts a real embedder run; Cancel stops it (a checkpoint, then exit).
+    qtbot.waitUntil(
+        lambda: "Round 1: tuning the embedder" in tab.log_view.toPlainText(), timeout=60_000
+    )
+    qtbot.waitUntil(lambda: tab.run_name == "gui-rounds-r1-embedder", timeout=120_000)
+    tab.cancel()
+    qtbot.waitUntil(lambda: not tab.running, timeout=240_000)
+    assert "0 of 1 rounds" in tab.status_label.text() and "continues" in tab.status_label.text()
+    state = load_state(ws, "gui-rounds")
+    assert state is not None and state.done == {}
+    tab.set_kind("generator")
