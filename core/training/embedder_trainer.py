@@ -206,14 +206,11 @@ def _order(n: int, seed: int, epoch: int) -> list[int]:
 def _save_checkpoint(run: Run, model: Any, optimizer: Any, step: int) -> Path:
     import torch
 
-    from core.training.trainer import KEEP_CHECKPOINTS
+    from core.training.trainer import write_checkpoint
 
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
-    final = run.checkpoints / f"step-{step:06d}"
-    tmp = run.checkpoints / f".step-{step:06d}.part"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(
+    return write_checkpoint(
+        run,
+        step,
         {
             "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(),
@@ -221,16 +218,7 @@ def _save_checkpoint(run: Run, model: Any, optimizer: Any, step: int) -> Path:
             "rng": torch.get_rng_state(),
             "kind": "embedder",
         },
-        tmp / "trainer.pt",
     )
-    with open(tmp / "trainer.pt", "rb") as f:
-        os.fsync(f.fileno())
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    done = sorted(p for p in run.checkpoints.iterdir() if p.name.startswith("step-"))
-    for old in done[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def _load_checkpoint(path: Path, model: Any, optimizer: Any) -> int:

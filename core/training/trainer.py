@@ -309,10 +309,9 @@ def trainable_state(model: Any) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(
-    run: Run, loaded: Loaded, optimizer: Any, step: int, micro: int, extra: dict[str, Any]
-) -> Path:
-    """Written under a temp name and renamed: a kill never leaves a half checkpoint."""
+def write_checkpoint(run: Run, step: int, state: dict[str, Any]) -> Path:
+    """``state`` as ``checkpoints/step-NNNNNN/trainer.pt``, written under a temp name, synced
+    and renamed: a kill never leaves a half checkpoint. Keeps the last KEEP_CHECKPOINTS."""
     import torch
 
     run.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -320,7 +319,25 @@ def save_checkpoint(
     tmp = run.checkpoints / f".step-{step:06d}.part"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    torch.save(
+    torch.save(state, tmp / "trainer.pt")
+    with open(tmp / "trainer.pt", "rb") as f:
+        os.fsync(f.fileno())
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    done = sorted(p for p in run.checkpoints.iterdir() if p.name.startswith("step-"))
+    for old in done[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_checkpoint(
+    run: Run, loaded: Loaded, optimizer: Any, step: int, micro: int, extra: dict[str, Any]
+) -> Path:
+    import torch
+
+    return write_checkpoint(
+        run,
+        step,
         {
             "trainable": trainable_state(loaded.model),
             "optimizer": optimizer.state_dict(),
@@ -330,16 +347,7 @@ def save_checkpoint(
             "python_rng": random.getstate(),
             **extra,
         },
-        tmp / "trainer.pt",
     )
-    with open(tmp / "trainer.pt", "rb") as f:
-        os.fsync(f.fileno())
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    done = sorted(p for p in run.checkpoints.iterdir() if p.name.startswith("step-"))
-    for old in done[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def load_checkpoint(path: Path, loaded: Loaded, optimizer: Any) -> dict[str, Any]:
