@@ -9,7 +9,6 @@ name continues where it stopped (decided seeds are skipped).
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 import threading
 import time
@@ -34,6 +33,7 @@ from core.dataset.construct import (
     construct_twohop_trace,
     keywords,
 )
+from core.dataset.spread import spread_over_documents
 from core.dataset.storage import Dataset
 from core.dataset.teacher import Teacher, TeacherError
 from core.dataset.verify import Rejection, Verifier, contains, normalise, words
@@ -141,20 +141,7 @@ def seeds_from(chunks: list[tuple[str, str, dict[str, Any]]], spec: GenerateSpec
                 chunk_id, text, source, str(meta.get("doc_hash", "")), str(meta.get("heading", ""))
             )
         )
-    rng = random.Random(spec.seed)
-    order = sorted(by_doc)
-    rng.shuffle(order)
-    for source in order:
-        by_doc[source].sort(key=lambda s: s.chunk_id)
-        rng.shuffle(by_doc[source])
-    spread: list[Seed] = []
-    depth = 0
-    while True:
-        layer = [by_doc[s][depth] for s in order if depth < len(by_doc[s])]
-        if not layer:
-            return spread
-        spread.extend(layer)
-        depth += 1
+    return spread_over_documents(by_doc, spec.seed, lambda s: s.chunk_id)
 
 
 def _same_doc(source: str, wanted: str) -> bool:

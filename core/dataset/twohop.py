@@ -17,7 +17,6 @@ and the pairs are ordered by the seed alone.
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from core.dataset.candidates import (
     sentences,
 )
 from core.dataset.construct import STOPWORDS, keywords
+from core.dataset.spread import spread_over_documents
 from core.dataset.verify import contains, normalise
 
 MAX_NAMED_TEXTS = 2
@@ -251,20 +251,7 @@ def bridges(
             # The rarest term: the most specific link.
             options.sort(key=lambda o: (o[0], o[1]))
             by_doc.setdefault(first.source, []).append(options[0][2])
-    rng = random.Random(seed)
-    order = sorted(by_doc)
-    rng.shuffle(order)
-    for source in order:
-        by_doc[source].sort(key=lambda b: b.key)
-        rng.shuffle(by_doc[source])
-    spread: list[Bridge] = []
-    depth = 0
-    while True:
-        layer = [by_doc[s][depth] for s in order if depth < len(by_doc[s])]
-        if not layer:
-            return spread
-        spread.extend(layer)
-        depth += 1
+    return spread_over_documents(by_doc, seed, lambda b: b.key)
 
 
 def _window(text: str, marker: str, limit: int) -> str:
