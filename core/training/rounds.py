@@ -22,7 +22,6 @@ version or a half re-traced dataset.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -87,11 +86,11 @@ def load_state(ws: Workspace, name: str) -> RoundsState | None:
 
 
 def _save(ws: Workspace, name: str, state: RoundsState) -> None:
+    from core.dataset.storage import write_atomic
+
     path = state_file(ws, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(asdict(state), indent=1))
 
 
 def run_rounds(
@@ -126,7 +125,7 @@ def run_rounds(
             if found is None:
                 say({"event": "round_step", "round": number, "step": step})
                 found = _STEP[step](
-                    ws, plan, number, dataset, embedder_base, generator_base, say, cancel
+                    _Round(ws, plan, number, dataset, embedder_base, generator_base, say, cancel)
                 )
                 if found is None:  # cancelled part-way: resumable
                     return summaries
@@ -145,6 +144,21 @@ def run_rounds(
 
 
 # -- steps ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What a step of round ``number`` works from."""
+
+    ws: Workspace
+    plan: RoundsPlan
+    number: int
+    dataset: str
+    """The dataset the round's embedder trains on (the last re-traced one)."""
+    embedder_base: str
+    generator_base: str
+    say: OnEvent
+    cancel: threading.Event
 
 
 def _train(
@@ -185,20 +199,11 @@ def _stop_on(cancel: threading.Event, proc: Any) -> None:
             return
 
 
-def _embedder_step(
-    ws: Workspace,
-    plan: RoundsPlan,
-    number: int,
-    dataset: str,
-    embedder_base: str,
-    generator_base: str,
-    say: OnEvent,
-    cancel: threading.Event,
-) -> dict[str, Any] | None:
-    spec = TrainSpec(dataset=dataset).with_preset("embedder")
-    spec = replace(spec, base=embedder_base, kb=plan.kb, **plan.embedder)
-    name = f"{plan.name}-r{number}-embedder"
-    final = _train(ws, name, spec, say, cancel)
+def _embedder_step(r: _Round) -> dict[str, Any] | None:
+    spec = TrainSpec(dataset=r.dataset).with_preset("embedder")
+    spec = replace(spec, base=r.embedder_base, kb=r.plan.kb, **r.plan.embedder)
+    name = f"{r.plan.name}-r{r.number}-embedder"
+    final = _train(r.ws, name, spec, r.say, r.cancel)
     if final is None:
         return None
     metrics = final.get("metrics", {})
@@ -210,55 +215,37 @@ def _embedder_step(
     }
 
 
-def _reembed_step(
-    ws: Workspace,
-    plan: RoundsPlan,
-    number: int,
-    dataset: str,
-    embedder_base: str,
-    generator_base: str,
-    say: OnEvent,
-    cancel: threading.Event,
-) -> dict[str, Any] | None:
+def _reembed_step(r: _Round) -> dict[str, Any] | None:
     from core.knowledge import reembed
 
-    kb = ws.store.get(plan.kb)
+    kb = r.ws.store.get(r.plan.kb)
     started = time.monotonic()
-    if kb.embedder_name == embedder_base:
+    if kb.embedder_name == r.embedder_base:
         return {"version": kb.active_version.number, "reembed_s": 0.0}
 
     def progress(p: Any) -> None:
-        say({"event": "reembed", "stage": p.stage, "done": p.done, "total": p.total})
+        r.say({"event": "reembed", "stage": p.stage, "done": p.done, "total": p.total})
 
-    result = reembed.reembed(kb, embedder_base, on_progress=progress, cancel=cancel)
+    result = reembed.reembed(kb, r.embedder_base, on_progress=progress, cancel=r.cancel)
     if result.cancelled:
         return None
     return {"version": result.version.number, "reembed_s": round(time.monotonic() - started, 1)}
 
 
-def _retrace_step(
-    ws: Workspace,
-    plan: RoundsPlan,
-    number: int,
-    dataset: str,
-    embedder_base: str,
-    generator_base: str,
-    say: OnEvent,
-    cancel: threading.Event,
-) -> dict[str, Any] | None:
+def _retrace_step(r: _Round) -> dict[str, Any] | None:
     from core.dataset.generate import Accepted, GenerateSpec, Rejected
     from core.dataset.service import generator
     from core.dataset.storage import DatasetStore
 
     # Always the schedule's own dataset: re-tracing the last round's would let each round's
     # rejections add up.
-    source = DatasetStore(ws.layout.datasets).open(plan.dataset)
+    source = DatasetStore(r.ws.layout.datasets).open(r.plan.dataset)
     known = {f.name for f in GenerateSpec.__dataclass_fields__.values()}
     values = {k: v for k, v in dict(source.meta.get("spec", {})).items() if k in known}
-    values["kb"] = plan.kb
+    values["kb"] = r.plan.kb
     spec = GenerateSpec(**values)
-    name = f"{plan.name}-r{number}"
-    gen, target, _ = generator(ws, name, spec, None, cancel=cancel)
+    name = f"{r.plan.name}-r{r.number}"
+    gen, target, _ = generator(r.ws, name, spec, None, cancel=r.cancel)
     accepted = rejected = 0
     reasons: dict[str, int] = {}
     for event in gen.retrace(source.examples()):
@@ -267,8 +254,8 @@ def _retrace_step(
         elif isinstance(event, Rejected):
             rejected += 1
             reasons[event.reason] = reasons.get(event.reason, 0) + 1
-        say({"event": "retrace", "accepted": accepted, "rejected": rejected})
-    if cancel.is_set():
+        r.say({"event": "retrace", "accepted": accepted, "rejected": rejected})
+    if r.cancel.is_set():
         return None
     return {
         "dataset": name,
@@ -277,26 +264,17 @@ def _retrace_step(
     }
 
 
-def _generator_step(
-    ws: Workspace,
-    plan: RoundsPlan,
-    number: int,
-    dataset: str,
-    embedder_base: str,
-    generator_base: str,
-    say: OnEvent,
-    cancel: threading.Event,
-) -> dict[str, Any] | None:
-    spec = TrainSpec(dataset=dataset).with_preset(plan.generator_preset)
-    spec = replace(spec, base=generator_base, **plan.generator)
-    name = f"{plan.name}-r{number}-generator"
-    final = _train(ws, name, spec, say, cancel)
+def _generator_step(r: _Round) -> dict[str, Any] | None:
+    spec = TrainSpec(dataset=r.dataset).with_preset(r.plan.generator_preset)
+    spec = replace(spec, base=r.generator_base, **r.plan.generator)
+    name = f"{r.plan.name}-r{r.number}-generator"
+    final = _train(r.ws, name, spec, r.say, r.cancel)
     if final is None:
         return None
     from core.training.runs import RunStore
 
     metrics = final.get("metrics", {})
-    evals = [e for e in RunStore(ws.layout).get(name).events() if e.get("event") == "eval"]
+    evals = [e for e in RunStore(r.ws.layout).get(name).events() if e.get("event") == "eval"]
     first = next((e.get("loss") for e in evals if e.get("step") == 0), None)
     return {
         "model": final["model"],
