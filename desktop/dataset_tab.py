@@ -35,13 +35,13 @@ from PySide6.QtWidgets import (
 )
 
 from core.agent.record import RunRecord
+from core.durations import time_left
 from core.dataset.candidates import KINDS
 from core.dataset.editing import ResultEntry
 from core.workspace import Workspace
 from desktop.bar_chart import BarChart
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
-from desktop.kb_tab import format_eta
 from desktop.passage_dialog import PassageDialog
 from desktop.replay import events_from_record
 from desktop.tasks import Job, JobGroup, Push
@@ -761,7 +761,7 @@ class DatasetTab(QWidget):
                 self.progress_label.setText(
                     f"{event.accepted} of {event.target} accepted · {event.rejected} rejected · "
                     f"{event.per_minute:.0f} per minute · "
-                    + (format_eta(event.eta_s) if event.accepted < event.target else "done")
+                    + (time_left(event.eta_s) if event.accepted < event.target else "done")
                 )
 
     def _on_gen_done(self, report: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from core.models.hub import HubClient
 from core.models.pull import PullPlan, PullProgress, discard_pull, run_pull
 from core.models.registry import ModelEntry
 from core.workspace import Workspace
+from core.durations import clock
 from desktop.confirm import confirm_destructive
 from desktop.tasks import Job, JobGroup
 
@@ -37,14 +38,6 @@ def format_bytes(n: float) -> str:
     if n >= MB:
         return f"{n / MB:.1f} MB"
     return f"{n / 1e3:.0f} KB" if n >= 1e3 else f"{int(n)} B"
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "–"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}:{secs:02d}"
 
 
 class DownloadRow(QFrame):
@@ -124,7 +117,7 @@ class DownloadRow(QFrame):
         self.bar.setValue(int(1000 * done / total) if total else 0)
         self._done_text = f"{format_bytes(done)} of {format_bytes(total)}"
         if self.state == "running":
-            speed = f" · {rate / MB:.1f} MB/s · {format_eta(eta)} left" if rate > 0 else ""
+            speed = f" · {rate / MB:.1f} MB/s · {clock(eta)} left" if rate > 0 else ""
             extra = f" · {file}" if file and self.plan.kind == "folder" else ""
             self.detail.setText(f"{self._done_text}{speed}{extra}")
 

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.durations import time_left
 from core.knowledge.types import Hit
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
@@ -50,15 +51,6 @@ STATUS_COLOURS = {
 
 def local_paths(urls: list[QUrl]) -> list[Path]:
     return [Path(u.toLocalFile()) for u in urls if u.isLocalFile() and u.toLocalFile()]
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "estimating time left…"
-    whole = max(0, round(seconds))
-    if whole < 60:
-        return f"about {whole} s left"
-    return f"about {whole // 60} min {whole % 60:02d} s left"
 
 
 class DropZone(QFrame):
@@ -479,7 +471,7 @@ class KnowledgeTab(QWidget):
             rate = f"{p.chunks_per_s:.0f} chunks/s · " if p.chunks_per_s else ""
             self.progress_label.setText(
                 f"{p.files_done} of {p.files_total} files · {p.chunks_done} chunks · "
-                f"{rate}{format_eta(p.eta_s)}"
+                f"{rate}{time_left(p.eta_s)}"
             )
             self.progress_label.setToolTip(p.current)
 

@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.cli.terminal import confirm, format_eta, progress_bar
+from core.cli.terminal import confirm, progress_bar
+from core.durations import clock
 from core.errors import CotragError
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def _run(events: Any, cancel: threading.Event, quiet: bool) -> tuple[int, int]:
                     sys.stderr.write(
                         f"\r[{progress_bar(event.accepted, event.target)}] {event.accepted}/"
                         f"{event.target} accepted, {event.rejected} rejected, "
-                        f"{event.per_minute:.0f}/min, ETA {format_eta(event.eta_s)}   "
+                        f"{event.per_minute:.0f}/min, ETA {clock(event.eta_s, '--:--')}   "
                     )
                     sys.stderr.flush()
     finally:

@@ -9,7 +9,8 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from core.cli.terminal import confirm, format_eta
+from core.cli.terminal import confirm
+from core.durations import clock
 from core.errors import CotragError
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def follow_embedder_run(ws: Workspace, run: Run, *, resume: bool, as_json: bool)
         before, after = metrics.get("recall_before", {}), metrics.get("recall_after", {})
         figures = "; ".join(f"{k} {before.get(k)} → {v}" for k, v in after.items())
         print(
-            f"Took {format_eta(time.monotonic() - started)} (min:s). On "
+            f"Took {clock(time.monotonic() - started, '--:--')} (min:s). On "
             f"{metrics.get('validation_questions')} held-out questions: {figures}.\n"
             f"Use it: cotrag kb reembed KB --embedder {outcome.final.get('model')}",
             file=sys.stderr,

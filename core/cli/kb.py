@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.cli.terminal import format_eta, progress_bar
+from core.cli.terminal import progress_bar
+from core.durations import clock
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -113,7 +114,7 @@ def cmd_index(ws: Workspace, args: argparse.Namespace) -> int:
                         f"[{progress_bar(event.files_done, event.files_total)}] "
                         f"{event.files_done}/{event.files_total} files  "
                         f"{event.chunks_done} chunks  {event.chunks_per_s:.1f} chunks/s  "
-                        f"ETA {format_eta(event.eta_s)}  {Path(event.current).name}"
+                        f"ETA {clock(event.eta_s, '--:--')}  {Path(event.current).name}"
                     )
                     print("\r" + line[: cols - 1].ljust(cols - 1), end="", file=sys.stderr)
             elif isinstance(event, FileDone):

@@ -13,7 +13,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from core.cli.terminal import ProgressLine, confirm, format_eta
+from core.cli.terminal import ProgressLine, confirm
+from core.durations import clock
 from core.errors import CotragError
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ def _pull(ws: Workspace, args: argparse.Namespace) -> int:
         line.update(
             int(p.done / 1e6),
             max(1, int(p.total / 1e6)),
-            f"MB  {rate:5.1f} MB/s  {format_eta(p.eta_s)} left  {p.file}",
+            f"MB  {rate:5.1f} MB/s  {clock(p.eta_s, '--:--')} left  {p.file}",
         )
 
     try:

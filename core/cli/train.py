@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.cli.terminal import ProgressLine, confirm, format_eta
+from core.cli.terminal import ProgressLine, confirm
+from core.durations import clock
 from core.errors import CotragError
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
     if outcome.state == "done":
         metrics = outcome.final.get("metrics", {})
         print(
-            f"Took {format_eta(time.monotonic() - started)} (min:s); final loss "
+            f"Took {clock(time.monotonic() - started, '--:--')} (min:s); final loss "
             f"{metrics.get('final_loss')}, "
             f"validation loss {metrics.get('eval_loss')}. Ask it: cotrag ask --model "
             f'{outcome.final.get("model")} "…"',
@@ -274,7 +275,7 @@ def print_event(event: dict[str, Any], bar: ProgressLine, *, as_json: bool) -> N
             file=sys.stderr,
         )
     elif kind == "step":
-        eta = format_eta(float(event.get("eta_s", 0)))
+        eta = clock(float(event.get("eta_s", 0)), "--:--")
         bar.update(
             int(event["step"]),
             int(event["total"]),

@@ -22,7 +22,8 @@ from typing import Any
 
 from core.agent.events import Span
 from core.agent.record import RunRecord
-from core.dataset.storage import Dataset, write_atomic
+from core.dataset.storage import Dataset
+from core.fileio import write_atomic
 
 FORMATS = ("chat", "chatml", "instruction", "qa")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CotragError
-
-_NAME_RE = re.compile(r"^[\w][\w .-]{0,63}$", re.UNICODE)
-
+from core.fileio import write_atomic
+from core.names import check_name
 
 class DatasetNotFound(CotragError, FileNotFoundError):
     pass
@@ -110,15 +108,6 @@ class Dataset:
             return False
         os.replace(backup, self.examples_file)
         return True
-
-
-def check_name(name: str, what: str) -> None:
-    """A name that is also a folder name on every platform (datasets, runs, models)."""
-    if not _NAME_RE.match(name) or name.strip() != name or name.endswith(".part"):
-        raise CotragError(
-            f"{name!r} is not a usable {what} name: use letters, digits, spaces, '.', "
-            "'_' or '-' (at most 64)."
-        )
 
 
 class DatasetStore:
@@ -245,15 +234,3 @@ def _cut_torn_tail(path: Path) -> None:
         f.seek(0)
         data = f.read()
         f.truncate(data.rfind(b"\n") + 1)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

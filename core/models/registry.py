@@ -371,7 +371,7 @@ class ModelRegistry:
     def _write_record(self, name: str, info: dict[str, Any]) -> ModelEntry:
         from datetime import UTC, datetime
 
-        from core.dataset.storage import check_name
+        from core.names import check_name
 
         check_name(name, "model")
         if name == "default":
@@ -388,7 +388,7 @@ class ModelRegistry:
 
     def reserve(self, name: str) -> Path:
         """A fresh folder for a tuned model being written (``<name>.part``)."""
-        from core.dataset.storage import check_name
+        from core.names import check_name
 
         check_name(name, "model")
         if (self.tuned_root / name / MODEL_FILE).exists() or (

@@ -59,7 +59,7 @@ class RoundsPlan:
     """Spec fields over ``generator_preset``."""
 
     def check(self) -> None:
-        from core.dataset.storage import check_name
+        from core.names import check_name
 
         check_name(self.name, "schedule")
         if not 1 <= self.rounds <= 20:
@@ -86,7 +86,7 @@ def load_state(ws: Workspace, name: str) -> RoundsState | None:
 
 
 def _save(ws: Workspace, name: str, state: RoundsState) -> None:
-    from core.dataset.storage import write_atomic
+    from core.fileio import write_atomic
 
     path = state_file(ws, name)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.dataset.storage import check_name
+from core.names import check_name
 from core.errors import CotragError
 from core.paths import DataLayout
 from core.training.spec import TrainSpec
