@@ -22,7 +22,8 @@ from core.agent.parser import trace_errors
 from core.agent.record import RunRecord
 from core.dataset import export as exporting
 from core.dataset.candidates import candidates
-from core.dataset.generate import Accepted, EmptyKnowledgeBase, GenerateSpec, Generator, split_of
+from core.dataset.draws import split_of
+from core.dataset.generate import Accepted, EmptyKnowledgeBase, GenerateSpec, Generator
 from core.dataset.service import datasets, generator
 from core.dataset.storage import DatasetStore
 from core.dataset.teacher import BackendTeacher

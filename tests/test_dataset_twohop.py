@@ -20,7 +20,8 @@ from core.agent.record import RunRecord
 from core.dataset import export as exporting
 from core.dataset import twohop
 from core.dataset.candidates import KINDS, TWOHOP
-from core.dataset.generate import Accepted, GenerateSpec, Rejected, split_of
+from core.dataset.draws import split_of
+from core.dataset.generate import Accepted, GenerateSpec, Rejected
 from core.dataset.service import generator
 from core.dataset.validate import validate
 from core.dataset.verify import Verifier

@@ -33,6 +33,8 @@ from core.dataset.construct import (
     construct_twohop_trace,
     keywords,
 )
+from core.dataset.draws import keyed_share, split_of
+from core.dataset.editing import EditRejected, edited, renumber_citations
 from core.dataset.spread import spread_over_documents
 from core.dataset.storage import Dataset
 from core.dataset.teacher import Teacher, TeacherError
@@ -146,18 +148,6 @@ def seeds_from(chunks: list[tuple[str, str, dict[str, Any]]], spec: GenerateSpec
 
 def _same_doc(source: str, wanted: str) -> bool:
     return source == wanted or source.endswith("/" + wanted.lstrip("/"))
-
-
-def _share(key: str, seed: int) -> float:
-    """A number in [0, 1) fixed by the key and the seed."""
-    digest = hashlib.sha256(f"{seed}|{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def split_of(source: str, seed: int, share: float) -> str:
-    """Deterministic by document: no document has examples in both splits."""
-    digest = hashlib.sha256(f"{seed}:{source}".encode()).digest()
-    return "validation" if int.from_bytes(digest[:8], "big") / 2**64 < share else "train"
 
 
 _DEFAULT_SUBJECT_RE = re.compile(
@@ -686,7 +676,7 @@ class Generator:
         index = seed.chunk_id.rsplit("-", 1)[-1]
         where = f"{seed.doc_hash}:{index}"
         unanswerable = (
-            _share(key.replace(seed.chunk_id, where, 1), self.spec.seed)
+            keyed_share(key.replace(seed.chunk_id, where, 1), self.spec.seed)
             < self.spec.unanswerable_share
         )
         written = None if unanswerable else self._teacher_trace(question, answer, seed.chunk_id)
@@ -1046,8 +1036,6 @@ def _with_cited(example: dict[str, Any], pair: ImportedPair) -> dict[str, Any]:
     """The example with the user's own cited answer as its answer stage, its ``[n]``
     renumbered onto the new trace's passages; where it does not fit (it cites a passage
     the new trace does not vet), the constructed answer stays and ``cited_note`` says why."""
-    from core.dataset.editing import EditRejected, edited, renumber_citations
-
     cited = pair.cited
     if pair.cited_chunks:
         record = RunRecord.from_dict(example["record"])
