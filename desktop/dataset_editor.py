@@ -64,6 +64,13 @@ class ExampleEditor(QWidget):
         ecol.addLayout(erow)
         self.last_dialog: PassageDialog | None = None
 
+    def enable(self, selected: int, *, generating: bool, has: bool) -> None:
+        """Edits need one example selected (a delete: some), undo a dataset; none while a run
+        writes the dataset."""
+        self.save_button.setEnabled(selected == 1 and not generating)
+        self.remove_button.setEnabled(selected > 0 and not generating)
+        self.undo_button.setEnabled(has and not generating)
+
     def _results_table(self) -> QTableWidget:
         table = QTableWidget(0, len(RESULT_COLUMNS), self)
         table.setHorizontalHeaderLabels(RESULT_COLUMNS)

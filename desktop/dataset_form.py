@@ -204,6 +204,18 @@ class GeneratePanel(QWidget):
             )
         return GenerateRequest(name, spec, teacher, url, model, self.endpoint_key.text())
 
+    def enable(self, *, generating: bool, model_busy: bool, has: bool) -> None:
+        """The buttons a user may press: ``has`` a dataset open, a run ``generating``, the
+        model busy elsewhere (the chat)."""
+        self.generate_button.setEnabled(not generating and not model_busy)
+        self.generate_button.setToolTip(
+            "Wait for the chat's answer: the model runs one thing at a time" if model_busy else ""
+        )
+        self.cancel_button.setEnabled(generating)
+        self.export_button.setEnabled(has and not generating)
+        self.delete_button.setEnabled(has and not generating)
+        self.import_button.setEnabled(not generating and not model_busy)
+
     def set_running(self, on: bool) -> None:
         """While a run goes, its settings and the dataset list are not to be changed."""
         for w in (

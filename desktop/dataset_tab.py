@@ -175,23 +175,9 @@ class DatasetTab(TabView):
         return self._model_busy
 
     def _update_buttons(self) -> None:
-        form, editor = self.form, self.editor
-        generating = self.generating
-        form.generate_button.setEnabled(not generating and not self._model_busy)
-        form.generate_button.setToolTip(
-            "Wait for the chat's answer: the model runs one thing at a time"
-            if self._model_busy
-            else ""
-        )
-        form.cancel_button.setEnabled(generating)
         has = bool(self.current_name)
-        form.export_button.setEnabled(has and not generating)
-        form.delete_button.setEnabled(has and not generating)
-        form.import_button.setEnabled(not generating and not self._model_busy)
-        selected = self.examples.selected_ids()
-        editor.save_button.setEnabled(len(selected) == 1 and not generating)
-        editor.remove_button.setEnabled(bool(selected) and not generating)
-        editor.undo_button.setEnabled(has and not generating)
+        self.form.enable(generating=self.generating, model_busy=self._model_busy, has=has)
+        self.editor.enable(len(self.examples.selected_ids()), generating=self.generating, has=has)
 
     def _set_generating(self, on: bool) -> None:
         self.form.set_running(on)
