@@ -60,8 +60,8 @@ def indexed_workspace(root: object) -> object:
 def tiny_workspace(root: object, examples: int = 6) -> object:
     """:func:`indexed_workspace` plus a dataset ``tiny`` of template-question traces (no
     model needed to make them)."""
-    from core.dataset.generate import GenerateSpec
     from core.dataset.service import generator
+    from core.dataset.spec import GenerateSpec
 
     workspace = indexed_workspace(root)
     spec = GenerateSpec(

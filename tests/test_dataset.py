@@ -22,8 +22,13 @@ from core.agent.parser import trace_errors
 from core.agent.record import RunRecord
 from core.dataset import export as exporting
 from core.dataset.candidates import candidates
-from core.dataset.generate import Accepted, EmptyKnowledgeBase, GenerateSpec, Generator, split_of
+from core.dataset.draws import split_of
+from core.dataset.generate import Generator
+from core.dataset.pairs import ImportedPair
+from core.dataset.progress import Accepted, Rejected
+from core.dataset.questions import template_question
 from core.dataset.service import datasets, generator
+from core.dataset.spec import EmptyKnowledgeBase, GenerateSpec
 from core.dataset.storage import DatasetStore
 from core.dataset.teacher import BackendTeacher
 from core.dataset.validate import validate
@@ -231,8 +236,6 @@ def test_the_generator_checks_its_spec() -> None:
 
 
 def test_imported_pairs_get_traces_through_the_real_retrieval(ws: Workspace) -> None:
-    from core.dataset.generate import ImportedPair, Rejected
-
     pairs = [
         ImportedPair("Which port does the reverse proxy listen on by default?", "8443"),
         ImportedPair("Which signal reloads the proxy routes?", "SIGHUP"),
@@ -292,8 +295,6 @@ def test_the_cli_generates_shows_validates_and_exports(
 
 
 def test_template_questions_take_the_sentence_shape_and_never_hold_the_answer() -> None:
-    from core.dataset.generate import template_question
-
     made = {
         c.answer: template_question(c, "Backups > Schedule")
         for text in DOCS.values()
@@ -370,8 +371,6 @@ def test_unanswerable_examples_leave_the_document_out_and_say_so(ws: Workspace) 
 
 
 def test_a_teacher_trace_is_kept_when_right_and_constructed_when_wrong(ws: Workspace) -> None:
-    from core.dataset.generate import ImportedPair
-
     good = [
         "<think>I need the port.</think>\n<query>reverse proxy port default</query>",
         "<think>Passage 1 says it.</think>\n<results>\n[1] gives the port\n</results>",

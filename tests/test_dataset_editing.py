@@ -23,8 +23,8 @@ from core.dataset.editing import (
     replace_example,
     results_entries,
 )
-from core.dataset.generate import GenerateSpec
 from core.dataset.service import datasets, generator
+from core.dataset.spec import GenerateSpec
 from core.dataset.storage import Dataset
 from core.dataset.validate import validate
 from core.workspace import Workspace

@@ -20,8 +20,10 @@ from core.agent.record import RunRecord
 from core.dataset import export as exporting
 from core.dataset import twohop
 from core.dataset.candidates import KINDS, TWOHOP
-from core.dataset.generate import Accepted, GenerateSpec, Rejected, split_of
+from core.dataset.draws import split_of
+from core.dataset.progress import Accepted, Rejected
 from core.dataset.service import generator
+from core.dataset.spec import GenerateSpec, kind_weights
 from core.dataset.validate import validate
 from core.dataset.verify import Verifier
 from core.workspace import Workspace
@@ -210,11 +212,9 @@ def test_verification_rejects_a_broken_bridge_with_its_reason(ws: Workspace) -> 
 
 
 def test_twohop_is_a_kind_the_spec_the_cli_and_the_tab_list(ws: Workspace) -> None:
-    from core.cli.dataset import _kinds
-
     assert TWOHOP in KINDS
     assert GenerateSpec(kb="docs").kinds[TWOHOP] > 0  # on by default
-    assert _kinds("twohop") == {**{k: 0.0 for k in KINDS}, TWOHOP: 1.0}
+    assert kind_weights("twohop") == {**{k: 0.0 for k in KINDS}, TWOHOP: 1.0}
 
 
 def test_a_mixed_run_holds_twohop_and_single_chunk_examples(ws: Workspace) -> None:

@@ -57,73 +57,75 @@ def tab(qtbot, data_dir: Path, tmp_path: Path) -> Iterator[DatasetTab]:  # type:
 
 
 def generate(qtbot, tab: DatasetTab, name: str, count: int) -> None:  # type: ignore[no-untyped-def]
-    tab.name_edit.setText(name)
-    tab.count_spin.setValue(count)
-    tab.teacher_combo.setCurrentIndex(tab.teacher_combo.findData("none"))
-    tab.generate_button.click()
-    assert not tab.generate_button.isEnabled() and tab.cancel_button.isEnabled()
-    qtbot.waitUntil(lambda: tab._gen_job is None and not tab.busy(), timeout=120_000)
+    tab.form.name_edit.setText(name)
+    tab.form.count_spin.setValue(count)
+    tab.form.teacher_combo.setCurrentIndex(tab.form.teacher_combo.findData("none"))
+    tab.form.generate_button.click()
+    assert not tab.form.generate_button.isEnabled() and tab.form.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: not tab.generating and not tab.busy(), timeout=120_000)
 
 
 def test_generate_shows_examples_their_trace_and_the_report(qtbot, tab: DatasetTab) -> None:  # type: ignore[no-untyped-def]
     generate(qtbot, tab, "manuals", 3)
-    assert tab.table.rowCount() >= 2
-    assert "accepted" in tab.progress_label.text() or "examples" in tab.progress_label.text()
-    assert tab.dataset_list.count() == 1
-    tab.table.selectRow(0)
-    tags = [getattr(w, "tag", type(w).__name__) for w in tab.trace.blocks]
+    assert tab.examples.table.rowCount() >= 2
+    assert (
+        "accepted" in tab.form.progress_label.text() or "examples" in tab.form.progress_label.text()
+    )
+    assert tab.form.dataset_list.count() == 1
+    tab.examples.table.selectRow(0)
+    tags = [getattr(w, "tag", type(w).__name__) for w in tab.editor.trace.blocks]
     assert tags[:4] == ["QLabel", "think", "query", "PassagesWidget"]
     assert "results" in tags and "answer" in tags
-    assert tab.edit_question.text() == tab.table.item(0, 0).text()
-    assert "examples" in tab.report_summary.text()
-    assert tab.charts["kinds"].values
+    assert tab.editor.edit_question.text() == tab.examples.table.item(0, 0).text()
+    assert "examples" in tab.report.summary.text()
+    assert tab.report.charts["kinds"].values
 
 
 def test_edit_delete_and_undo(qtbot, tab: DatasetTab, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     generate(qtbot, tab, "edits", 2)
     file = data_dir / "datasets" / "edits" / "examples.jsonl"
     before = file.read_text("utf-8")
-    tab.table.selectRow(0)
-    answer = tab.edit_answer.text()
-    tab.edit_question.setText("Which value should I look for here, in my own words?")
-    tab.save_button.click()
+    tab.examples.table.selectRow(0)
+    answer = tab.editor.edit_answer.text()
+    tab.editor.edit_question.setText("Which value should I look for here, in my own words?")
+    tab.editor.save_button.click()
     qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
     first = json.loads(file.read_text("utf-8").splitlines()[0])
     assert first["question"].startswith("Which value should I look for")
     assert first["status"] == "edited" and first["answer"] == answer
     assert first["record"]["messages"]["search"][1]["content"] == first["question"]
     # An edit that would break the example is refused with a sentence.
-    tab.table.selectRow(0)
-    tab.edit_cited.setPlainText("Something else entirely.")
-    tab.save_button.click()
-    assert "must contain the short answer" in tab.error_banner.text()
-    tab.table.selectRow(0)
-    tab.remove_button.click()
+    tab.examples.table.selectRow(0)
+    tab.editor.edit_cited.setPlainText("Something else entirely.")
+    tab.editor.save_button.click()
+    assert "must contain the short answer" in tab.banner.text()
+    tab.examples.table.selectRow(0)
+    tab.editor.remove_button.click()
     qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
     assert len(file.read_text("utf-8").splitlines()) == len(before.splitlines()) - 1
-    tab.undo_button.click()
+    tab.editor.undo_button.click()
     qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
     assert json.loads(file.read_text("utf-8").splitlines()[0])["status"] == "edited"
 
 
 def test_a_missing_name_or_knowledge_base_is_a_sentence(tab: DatasetTab) -> None:
-    tab.name_edit.setText("")
+    tab.form.name_edit.setText("")
     tab.generate()
-    assert "name" in tab.error_banner.text()
+    assert "name" in tab.banner.text()
     tab.set_knowledge_bases([], "")
-    tab.name_edit.setText("x")
+    tab.form.name_edit.setText("x")
     tab.generate()
-    assert "knowledge base" in tab.error_banner.text()
+    assert "knowledge base" in tab.banner.text()
 
 
 def test_generate_waits_while_the_chat_uses_the_model(tab: DatasetTab) -> None:
     tab.set_model_busy(True)
-    assert not tab.generate_button.isEnabled()
-    tab.name_edit.setText("x")
+    assert not tab.form.generate_button.isEnabled()
+    tab.form.name_edit.setText("x")
     tab.generate()
-    assert "chat is using the model" in tab.error_banner.text() and tab._gen_job is None
+    assert "chat is using the model" in tab.banner.text() and not tab.generating
     tab.set_model_busy(False)
-    assert tab.generate_button.isEnabled()
+    assert tab.form.generate_button.isEnabled()
 
 
 def test_export_writes_rows_and_a_card(qtbot, tab: DatasetTab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -136,13 +138,15 @@ def test_export_writes_rows_and_a_card(qtbot, tab: DatasetTab, tmp_path: Path) -
 
 
 def test_cancel_keeps_what_was_accepted(qtbot, tab: DatasetTab, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    tab.name_edit.setText("cancelled")
-    tab.count_spin.setValue(50)
-    tab.teacher_combo.setCurrentIndex(tab.teacher_combo.findData("none"))
+    tab.form.name_edit.setText("cancelled")
+    tab.form.count_spin.setValue(50)
+    tab.form.teacher_combo.setCurrentIndex(tab.form.teacher_combo.findData("none"))
     tab.generate()
-    qtbot.waitUntil(lambda: tab.table.rowCount() >= 1 or tab._gen_job is None, timeout=60_000)
-    tab.cancel_button.click()
-    qtbot.waitUntil(lambda: tab._gen_job is None and not tab.busy(), timeout=60_000)
+    qtbot.waitUntil(
+        lambda: tab.examples.table.rowCount() >= 1 or not tab.generating, timeout=60_000
+    )
+    tab.form.cancel_button.click()
+    qtbot.waitUntil(lambda: not tab.generating and not tab.busy(), timeout=60_000)
     lines = (data_dir / "datasets" / "cancelled" / "examples.jsonl").read_text("utf-8")
     assert len(lines.splitlines()) >= 1
-    assert tab.generate_button.isEnabled() and not tab.cancel_button.isEnabled()
+    assert tab.form.generate_button.isEnabled() and not tab.form.cancel_button.isEnabled()

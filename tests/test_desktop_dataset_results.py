@@ -31,21 +31,29 @@ def tab(qtbot, tmp_path: Path) -> Iterator[DatasetTab]:  # type: ignore[no-untyp
     widget.show()
     widget.set_knowledge_bases(["docs"], "docs")
     widget.refresh(select="tiny")
-    qtbot.waitUntil(lambda: widget.table.rowCount() == 4 and not widget.busy(), timeout=20_000)
+    qtbot.waitUntil(
+        lambda: widget.examples.table.rowCount() == 4 and not widget.busy(), timeout=20_000
+    )
     yield widget
     widget.shutdown()
     ws.close()
 
 
 def select(tab: DatasetTab, answer: str) -> int:
-    row = next(r for r in range(tab.table.rowCount()) if tab.table.item(r, 1).text() == answer)
-    tab.table.selectRow(row)
+    row = next(
+        r
+        for r in range(tab.examples.table.rowCount())
+        if tab.examples.table.item(r, 1).text() == answer
+    )
+    tab.examples.table.selectRow(row)
     return row
 
 
 def results_row(tab: DatasetTab, label: str) -> int:
     return next(
-        r for r in range(tab.edit_results.rowCount()) if tab.edit_results.item(r, 1).text() == label
+        r
+        for r in range(tab.editor.edit_results.rowCount())
+        if tab.editor.edit_results.item(r, 1).text() == label
     )
 
 
@@ -53,7 +61,7 @@ def test_results_are_shown_ticked_with_their_reasons_and_the_other_passages_unti
     tab: DatasetTab,
 ) -> None:
     select(tab, "reverse proxy")
-    table = tab.edit_results
+    table = tab.editor.edit_results
     assert table.rowCount() == 4  # every passage the trace showed
     assert table.item(0, 1).text() == "proxy.md#0"
     assert table.item(0, 0).checkState() == Qt.CheckState.Checked
@@ -61,8 +69,8 @@ def test_results_are_shown_ticked_with_their_reasons_and_the_other_passages_unti
     assert all(table.item(r, 0).checkState() == Qt.CheckState.Unchecked for r in range(1, 4))
     assert not table.item(0, 1).flags() & Qt.ItemFlag.ItemIsEditable
     assert table.item(0, 2).flags() & Qt.ItemFlag.ItemIsEditable
-    tab.table.clearSelection()
-    assert tab.edit_results.rowCount() == 0
+    tab.examples.table.clearSelection()
+    assert tab.editor.edit_results.rowCount() == 0
 
 
 def test_ticking_a_passage_saves_the_results_in_the_trace_and_undo_brings_it_back(
@@ -74,11 +82,11 @@ def test_ticking_a_passage_saves_the_results_in_the_trace_and_undo_brings_it_bac
     before = file.read_text("utf-8")
     select(tab, "reverse proxy")
     row = results_row(tab, "proxy.md#1")
-    number = int(tab.edit_results.item(row, 0).data(Qt.ItemDataRole.UserRole))
-    tab.edit_results.item(row, 0).setCheckState(Qt.CheckState.Checked)
-    tab.edit_results.item(row, 2).setText("it says how the proxy checks its backends")
-    tab.save_button.click()
-    qtbot.waitUntil(lambda: not tab.busy() and tab.table.rowCount() == 4, timeout=20_000)
+    number = int(tab.editor.edit_results.item(row, 0).data(Qt.ItemDataRole.UserRole))
+    tab.editor.edit_results.item(row, 0).setCheckState(Qt.CheckState.Checked)
+    tab.editor.edit_results.item(row, 2).setText("it says how the proxy checks its backends")
+    tab.editor.save_button.click()
+    qtbot.waitUntil(lambda: not tab.busy() and tab.examples.table.rowCount() == 4, timeout=20_000)
     saved = next(
         json.loads(line)
         for line in file.read_text("utf-8").splitlines()
@@ -91,12 +99,12 @@ def test_ticking_a_passage_saves_the_results_in_the_trace_and_undo_brings_it_bac
     assert saved["status"] == "edited"
     # The trace view shows the new vetted passages when the example is opened again.
     select(tab, "reverse proxy")
-    assert tab.edit_results.item(1, 1).text() == "proxy.md#1"
-    assert tab.edit_results.item(1, 0).checkState() == Qt.CheckState.Checked
-    results = tab.trace.block_widgets("results")
+    assert tab.editor.edit_results.item(1, 1).text() == "proxy.md#1"
+    assert tab.editor.edit_results.item(1, 0).checkState() == Qt.CheckState.Checked
+    results = tab.editor.trace.block_widgets("results")
     assert results and "checks its backends" in results[-1].text()
-    tab.undo_button.click()
-    qtbot.waitUntil(lambda: not tab.busy() and tab.table.rowCount() == 4, timeout=20_000)
+    tab.editor.undo_button.click()
+    qtbot.waitUntil(lambda: not tab.busy() and tab.examples.table.rowCount() == 4, timeout=20_000)
     assert file.read_text("utf-8") == before
 
 
@@ -106,13 +114,15 @@ def test_results_without_the_answer_are_refused_and_nothing_is_written(
     file = tmp_path / "data" / "datasets" / "tiny" / "examples.jsonl"
     before = file.read_text("utf-8")
     select(tab, "reverse proxy")
-    tab.edit_results.item(0, 0).setCheckState(Qt.CheckState.Unchecked)
-    tab.edit_results.item(results_row(tab, "proxy.md#1"), 0).setCheckState(Qt.CheckState.Checked)
-    tab.save_button.click()
-    assert "contains the answer “reverse proxy”" in tab.error_banner.text()
-    tab.edit_results.item(0, 0).setCheckState(Qt.CheckState.Checked)
-    tab.edit_results.item(0, 2).setText("see [2]")
-    tab.save_button.click()
-    assert "must not contain '<', '[' or ']'" in tab.error_banner.text()
+    tab.editor.edit_results.item(0, 0).setCheckState(Qt.CheckState.Unchecked)
+    tab.editor.edit_results.item(results_row(tab, "proxy.md#1"), 0).setCheckState(
+        Qt.CheckState.Checked
+    )
+    tab.editor.save_button.click()
+    assert "contains the answer “reverse proxy”" in tab.banner.text()
+    tab.editor.edit_results.item(0, 0).setCheckState(Qt.CheckState.Checked)
+    tab.editor.edit_results.item(0, 2).setText("see [2]")
+    tab.editor.save_button.click()
+    assert "must not contain '<', '[' or ']'" in tab.banner.text()
     assert file.read_text("utf-8") == before
     assert not (file.parent / "examples.jsonl.bak").exists()

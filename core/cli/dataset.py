@@ -13,11 +13,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.cli.terminal import confirm, progress_bar
+from core.conversations import ConversationDamaged, ConversationStore, feedback_of
+from core.dataset import export as exporting
+from core.dataset import service
+from core.dataset.from_chat import pairs_from_conversations
+from core.dataset.importing import load_pairs
+from core.dataset.pairs import ImportedPair, imported_before, pair_key
+from core.dataset.progress import Accepted, GenEvent, Progress, Rejected
+from core.dataset.spec import GenerateSpec, kind_weights
+from core.dataset.storage import Dataset
+from core.dataset.teacher import LICENCE_NOTICE
+from core.dataset.validate import validate
 from core.durations import clock
 from core.errors import CotragError
 
 if TYPE_CHECKING:
-    from core.dataset.generate import GenEvent, ImportedPair
     from core.workspace import Workspace
 
 
@@ -95,25 +105,8 @@ def add_dataset_parser(sub: Any) -> None:
     p.add_argument("--card", action="store_true", help="also write a dataset card (.md)")
 
 
-def _kinds(text: str) -> dict[str, float]:
-    from core.dataset.candidates import KINDS
-
-    if not text:
-        return {k: 1.0 for k in KINDS}
-    weights = {k: 0.0 for k in KINDS}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        try:
-            weights[name.strip()] = float(value or 1)
-        except ValueError as exc:
-            raise CotragError(f"--kinds: {part!r} is not NAME=WEIGHT") from exc
-    return weights
-
-
 def _run(events: Any, cancel: threading.Event, quiet: bool) -> tuple[int, int]:
     """Print progress; Ctrl-C stops after the current example (nothing accepted is lost)."""
-    from core.dataset.generate import Accepted, Progress, Rejected
-
     interactive = sys.stderr.isatty() and not quiet
     previous = signal.getsignal(signal.SIGINT)
 
@@ -179,9 +172,6 @@ def _import_pairs(ws: Workspace, args: argparse.Namespace) -> list[ImportedPair]
     if args.file and args.conversations:
         raise CotragError("Import a file or --conversations, not both at once.")
     if args.conversations:
-        from core.conversations import ConversationStore
-        from core.dataset.from_chat import pairs_from_conversations
-
         store = ConversationStore(ws.layout.conversations)
         found = pairs_from_conversations(store, list(args.conversations), args.kb)
         for warning in found.warnings:
@@ -204,15 +194,11 @@ def _import_pairs(ws: Workspace, args: argparse.Namespace) -> list[ImportedPair]
             "Name a file of QA pairs to import, or --conversations ID … (or all) to import "
             "saved chat conversations."
         )
-    from core.dataset.importing import load_pairs
-
     return load_pairs(Path(args.file))
 
 
-def _print_cited_notes(dataset: Any, pairs: list[ImportedPair]) -> None:
+def _print_cited_notes(dataset: Dataset, pairs: list[ImportedPair]) -> None:
     """Say which corrected cited answers could not be the answer stage, and why."""
-    from core.dataset.generate import pair_key
-
     keys = {pair_key(pair) for pair in pairs if pair.cited}
     for example in dataset.examples():
         if example.get("seed_key") in keys and example.get("cited_note"):
@@ -223,8 +209,6 @@ def _print_cited_notes(dataset: Any, pairs: list[ImportedPair]) -> None:
 
 
 def _list_conversations(ws: Workspace) -> int:
-    from core.conversations import ConversationDamaged, ConversationStore, feedback_of
-
     store = ConversationStore(ws.layout.conversations)
     ids = store.ids()
     if not ids:
@@ -245,14 +229,9 @@ def _list_conversations(ws: Workspace) -> int:
 
 
 def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.dataset import export as exporting
-    from core.dataset import service
-
     store = service.datasets(ws)
     command = args.dataset_command
     if command in ("generate", "import"):
-        from core.dataset.generate import GenerateSpec
-
         if not args.kb:
             raise CotragError("Name a knowledge base with --kb NAME (or `cotrag kb use NAME`).")
         cancel = threading.Event()
@@ -262,7 +241,7 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
                 count=args.count,
                 seed=args.seed,
                 validation_share=args.validation,
-                kinds=_kinds(args.kinds),
+                kinds=kind_weights(args.kinds),
                 documents=list(args.document),
                 exclude=list(args.exclude),
                 teacher_traces=args.teacher_traces,
@@ -270,8 +249,6 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
             )
             teacher = service.make_teacher(ws, args.teacher, args.teacher_model)
             if teacher is not None and teacher.writes_pairs:
-                from core.dataset.teacher import LICENCE_NOTICE
-
                 print(f"Note: {LICENCE_NOTICE}", file=sys.stderr)
             gen, dataset, created = service.generator(ws, args.name, spec, teacher, cancel=cancel)
             if not created:
@@ -279,13 +256,9 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
             events = gen.run()
         else:
             pairs = _import_pairs(ws, args)
-            spec = GenerateSpec(kb=args.kb, count=len(pairs))
-            gen, dataset, _ = service.generator(ws, args.name, spec, None, cancel=cancel)
+            gen, dataset = service.importer(ws, args.name, args.kb, pairs, cancel=cancel)
             if args.conversations:
-                from core.dataset.generate import pair_key
-
-                decided = dataset.decided_seeds()
-                earlier = sum(pair_key(pair) in decided for pair in pairs)
+                earlier = imported_before(pairs, dataset.decided_seeds())
                 if earlier:
                     print(f"{earlier} of these were imported into {args.name!r} before.")
             events = gen.run_pairs(pairs)
@@ -304,12 +277,11 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
     if command == "conversations":
         return _list_conversations(ws)
     if command == "list":
-        names = store.names()
-        if not names:
+        found = service.summaries(ws)
+        if not found:
             print("No datasets yet. Make one with: cotrag dataset generate --kb KB --name NAME")
-        for name in names:
-            dataset = store.open(name)
-            print(f"{name}  {len(dataset.examples()):>6} examples  (from {dataset.meta.get('kb')})")
+        for summary in found:
+            print(f"{summary.name}  {summary.examples:>6} examples  (from {summary.kb})")
         return 0
     dataset = store.open(args.name)
     if command == "show":
@@ -331,8 +303,6 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
             _print_report(report)
         return 0
     if command == "validate":
-        from core.dataset.validate import validate
-
         problems = validate(dataset)
         for problem in problems:
             print(problem)
@@ -347,11 +317,11 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
         return 0
     if command == "export":
         out = Path(args.out)
-        written = exporting.export(dataset, args.format, out, args.split)
+        written, card_path = service.export_to(
+            dataset, args.format, out, args.split, card=args.card
+        )
         print(f"Wrote {written} rows ({args.format}) to {out}.")
-        if args.card:
-            card_path = out.with_suffix(".md")
-            card_path.write_text(exporting.card(dataset, exporting.report(dataset)), "utf-8")
+        if card_path is not None:
             print(f"Wrote the dataset card to {card_path}.")
         return 0
     raise CotragError(f"unknown dataset command {command!r}")

@@ -25,6 +25,8 @@ from core.agent import prompts
 from core.agent.grammar import MAX_REASON_CHARS
 from core.agent.parser import bracket_citations, results_numbers, trace_errors
 from core.agent.record import RunRecord
+from core.dataset.candidates import sentences
+from core.dataset.draws import split_of
 from core.dataset.storage import Dataset
 from core.dataset.verify import contains
 from core.knowledge.types import Hit
@@ -149,9 +151,6 @@ def _moved_source(
 ) -> None:
     """The source chunk is now the passage ``number``: the example's source fields and its
     split follow it (a document's examples all stay in one split)."""
-    from core.dataset.candidates import sentences
-    from core.dataset.generate import split_of
-
     if hit.source != out.get("source"):
         out["split"] = split_of(
             hit.source, int(meta.get("seed", 0)), float(meta.get("validation_share", 0.0))

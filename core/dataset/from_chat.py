@@ -5,7 +5,7 @@ corrected answer where the turn holds one (``correction``), else the model's fin
 without its ``[n]`` citations. A turn rated thumbs-down without a correction, and a turn
 without an answer (stopped, failed, retriever mode), is skipped and counted with its
 reason. The pairs then go through the same checks and real retrieval as pairs from a file
-(:meth:`core.dataset.generate.Generator.run_pairs`), so a wrong model answer is rejected
+(:func:`core.dataset.pairs.run_pairs`), so a wrong model answer is rejected
 with its reason like any other import.
 """
 
@@ -25,7 +25,7 @@ from core.conversations import (
     correction_of,
     feedback_of,
 )
-from core.dataset.generate import ImportedPair
+from core.dataset.pairs import ImportedPair
 from core.errors import CotragError
 
 ALL = "all"

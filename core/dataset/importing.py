@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.dataset.generate import ImportedPair
+from core.dataset.pairs import ImportedPair
 from core.errors import CotragError
 
 MAX_LINE_BYTES = 1_000_000

@@ -1,20 +1,35 @@
 """Wires a dataset run to a workspace: the knowledge base, its search, the teacher, the
-student's tokenizer. The CLI and the Dataset tab both start here."""
+student's tokenizer; and the dataset flows a caller asks for (list, import, edit, export).
+The CLI and the Dataset tab both start here."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.agent import prompts
-from core.dataset.generate import GenerateSpec, Generator, spec_dict
+from core.dataset import export as exporting
+from core.dataset.editing import ResultEntry, edited, replace_example
+from core.dataset.generate import Generator
+from core.dataset.pairs import ImportedPair
+from core.dataset.spec import GenerateSpec, spec_dict
 from core.dataset.storage import Dataset, DatasetStore
-from core.dataset.teacher import BackendTeacher, HttpTeacher, Teacher, api_key_for
+from core.dataset.teacher import (
+    BackendTeacher,
+    HttpTeacher,
+    Teacher,
+    api_key_for,
+    store_api_key,
+)
 from core.errors import CotragError
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 TEACHER_NONE = "none"
 TEACHER_BUNDLED = "bundled"
@@ -22,6 +37,23 @@ TEACHER_BUNDLED = "bundled"
 
 def datasets(ws: Workspace) -> DatasetStore:
     return DatasetStore(ws.layout.datasets)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    name: str
+    examples: int
+    kb: str
+
+
+def summaries(ws: Workspace) -> list[DatasetSummary]:
+    """Each dataset with its number of examples and the knowledge base it was made from."""
+    store = datasets(ws)
+    out = []
+    for name in store.names():
+        dataset = store.open(name)
+        out.append(DatasetSummary(name, len(dataset.examples()), str(dataset.meta.get("kb", ""))))
+    return out
 
 
 def make_teacher(ws: Workspace, ref: str, model_name: str = "") -> Teacher | None:
@@ -41,6 +73,17 @@ def make_teacher(ws: Workspace, ref: str, model_name: str = "") -> Teacher | Non
         return BackendTeacher(ws.backend(None), name="bundled SmolLM2-135M-Instruct")
     path = Path(ref).expanduser()
     return BackendTeacher(ws.backend(str(path)), name=path.name, writes_pairs=True)
+
+
+def endpoint_teacher(url: str, model: str, api_key: str) -> Teacher:
+    """A teacher at an OpenAI-compatible endpoint typed into a form; a key typed with it is
+    kept in the OS keyring for the next run (a keyring that refuses is only logged)."""
+    if api_key:
+        try:
+            store_api_key(url, api_key)
+        except CotragError as exc:
+            log.warning("%s", exc)
+    return HttpTeacher(url, model or "default", api_key=api_key)
 
 
 def generator(
@@ -87,3 +130,52 @@ def generator(
         cancel=cancel,
     )
     return gen, dataset, created
+
+
+def importer(
+    ws: Workspace,
+    name: str,
+    kb: str,
+    pairs: list[ImportedPair],
+    *,
+    cancel: threading.Event | None = None,
+) -> tuple[Generator, Dataset]:
+    """A generator that traces ``pairs`` through knowledge base ``kb`` into dataset ``name``
+    (its ``run_pairs(pairs)`` yields the events)."""
+    gen, dataset, _ = generator(
+        ws, name, GenerateSpec(kb=kb, count=len(pairs)), None, cancel=cancel
+    )
+    return gen, dataset
+
+
+def save_edit(
+    ws: Workspace,
+    name: str,
+    example: dict[str, Any],
+    *,
+    question: str,
+    answer: str,
+    cited: str,
+    results: list[ResultEntry] | None = None,
+) -> dict[str, Any]:
+    """Replace ``example`` in dataset ``name`` by its hand edit (EditRejected: it would break
+    the example; nothing is written)."""
+    dataset = datasets(ws).open(name)
+    new = edited(
+        example, question=question, answer=answer, cited=cited, results=results, meta=dataset.meta
+    )
+    replace_example(dataset, new)
+    return new
+
+
+def export_to(
+    dataset: Dataset, fmt: str, out: Path, split: str = "", *, card: bool = True
+) -> tuple[int, Path | None]:
+    """Write the dataset's training rows in ``fmt`` to ``out`` and, with ``card``, its
+    dataset card beside it (``.md``): the number of rows and the card's path."""
+    written = exporting.export(dataset, fmt, out, split)
+    if not card:
+        return written, None
+    card_path = out.with_suffix(".md")
+    card_path.write_text(exporting.card(dataset, exporting.report(dataset)), "utf-8")
+    return written, card_path

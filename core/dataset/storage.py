@@ -25,6 +25,7 @@ from core.errors import CotragError
 from core.fileio import write_atomic
 from core.names import check_name
 
+
 class DatasetNotFound(CotragError, FileNotFoundError):
     pass
 

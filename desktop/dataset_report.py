@@ -1,0 +1,57 @@
+"""The Dataset tab's quality report: how many examples and from where, why candidates were
+rejected, who wrote the questions and traces, rounds and trace lengths, as bar charts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from desktop.bar_chart import BarChart
+
+
+class QualityReport(QScrollArea):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        inner = QWidget(self)
+        rcol = QVBoxLayout(inner)
+        rcol.setContentsMargins(10, 10, 10, 10)
+        self.summary = QLabel("", inner)
+        self.summary.setWordWrap(True)
+        rcol.addWidget(self.summary)
+        self.charts = {
+            "kinds": BarChart("Kinds", "#3b82f6", inner),
+            "rejections": BarChart("Rejected, by reason", "#f97316", inner),
+            "origins": BarChart("Questions written by · traces", "#8b5cf6", inner),
+            "rounds": BarChart("Search rounds per trace", "#10b981", inner),
+            "trace_tokens": BarChart("Trace length (≈tokens)", "#64748b", inner),
+        }
+        for chart in self.charts.values():
+            rcol.addWidget(chart)
+            rcol.addSpacing(6)
+        rcol.addStretch(1)
+        self.setWidget(inner)
+
+    def show_report(self, report: dict[str, Any]) -> None:
+        splits = report.get("splits", {})
+        self.summary.setText(
+            f"<b>{report['examples']}</b> examples ({splits.get('train', 0)} train, "
+            f"{splits.get('validation', 0)} validation) from {report['documents']} documents. "
+            f"<b>{report['rejected']}</b> candidates rejected; acceptance "
+            f"{report['acceptance_rate']:.0%}."
+        )
+        self.charts["kinds"].set_values(report.get("kinds", {}))
+        self.charts["rejections"].set_values(
+            sorted(report.get("rejections", {}).items(), key=lambda kv: -kv[1])
+        )
+        origins = [(f"questions: {k}", v) for k, v in report.get("question_origins", {}).items()]
+        origins += [(f"traces: {k}", v) for k, v in report.get("trace_origins", {}).items()]
+        self.charts["origins"].set_values(origins)
+        self.charts["rounds"].set_values(
+            [
+                (f"{k} round{'s' if str(k) != '1' else ''}", v)
+                for k, v in report.get("rounds", {}).items()
+            ]
+        )
+        self.charts["trace_tokens"].set_values(report.get("trace_tokens", {}))
