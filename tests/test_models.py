@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -69,15 +70,8 @@ def hub() -> HubServer:
 
 
 @pytest.fixture
-def env(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    # conftest switches the hub library offline for the suite; these tests talk to it.
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    hub.faults.reset()
+def env(hub: HubServer, tmp_path: Path, use_hub: Callable[[HubServer], Path]) -> Path:
+    use_hub(hub)
     return tmp_path / "data"
 
 
