@@ -42,8 +42,8 @@ def main() -> None:
     qa_path = args.qa or default_qa()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
+    from core.compare.evaluation import contains_any, load_qa
     from core.config import ChunkingConfig
-    from core.evaluation import contains_any, load_qa
     from core.knowledge.chunking import chunk_document
     from core.knowledge.embedding import Embedder, bundled_model_path
     from core.knowledge.indexer import Indexer, IndexSummary

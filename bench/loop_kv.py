@@ -37,7 +37,7 @@ def main() -> None:
 
     from core.agent.events import Finished
     from core.agent.loop import Agent
-    from core.evaluation import load_qa
+    from core.compare.evaluation import load_qa
     from core.knowledge.indexer import Indexer
     from core.workspace import Workspace
 

@@ -58,7 +58,7 @@ def main() -> None:
     corpus = args.corpus or default_corpus()
 
     from core.agent.loop import Agent
-    from core.evaluation import evaluate_item, load_qa
+    from core.compare.evaluation import evaluate_item, load_qa
     from core.knowledge.indexer import Indexer
     from core.llm.llamacpp import default_threads
     from core.workspace import Workspace

@@ -32,7 +32,7 @@ def main() -> None:
     corpus = args.corpus or default_corpus()
     qa_path = args.qa or default_qa()
 
-    from core.evaluation import contains_any, load_qa
+    from core.compare.evaluation import contains_any, load_qa
     from core.knowledge.indexer import Indexer
     from core.workspace import Workspace
 

@@ -54,7 +54,7 @@ def gold_recall(kb: Any, pairs: list[Any], method: str) -> dict[int, float]:
 
 
 def qa_recall(kb: Any, items: list[Any], method: str) -> dict[int, float]:
-    from core.evaluation import contains_any
+    from core.compare.evaluation import contains_any
 
     found = dict.fromkeys(KS, 0)
     for item in items:
@@ -91,9 +91,9 @@ def main() -> None:
     args = parser.parse_args()
     corpus = args.corpus or default_corpus()
 
+    from core.compare.evaluation import load_qa
     from core.dataset.generate import GenerateSpec
     from core.dataset.service import generator
-    from core.evaluation import load_qa
     from core.knowledge import reembed
     from core.knowledge.indexer import Indexer
     from core.training.embedder_data import split_pairs

@@ -82,8 +82,8 @@ def main() -> None:
     model = args.model or _train(ws, dataset, args)
     items = _items(args)
     ws.config.generation.temperature = 0.0
-    from core.comparison import Side, compare
-    from core.evaluation import evaluate
+    from core.compare.evaluation import evaluate
+    from core.compare.pairs import Side, compare
 
     def agent_for(side: Side) -> Any:
         return ws.agent(kb, model=None if side.model == "default" else side.model)
@@ -133,7 +133,7 @@ def main() -> None:
             ]
         )
     print(table(rows))
-    from core.comparison import Comparison
+    from core.compare.pairs import Comparison
 
     vs_rag = Comparison(Side(model, "loop"), Side("default", "rag"), kb, [tuned_loop, rag])
     for title, comparison in (
@@ -173,7 +173,7 @@ def main() -> None:
 
 
 def _items(args: argparse.Namespace) -> list[Any]:
-    from core.evaluation import load_qa
+    from core.compare.evaluation import load_qa
 
     items = load_qa(args.qa or default_qa())
     return items[: args.limit] if args.limit else items

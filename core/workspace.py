@@ -12,18 +12,22 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from core.agent.loop import Agent
 from core.config import AppConfig, load_config, save_config
 from core.errors import ConfigError
+from core.knowledge.embedding import Embedder, default_embedder
+from core.knowledge.store import KnowledgeBase, KnowledgeStore
+from core.knowledge.types import Hit
+from core.llm.base import Backend
+from core.llm.registry import (
+    create_backend,
+    default_model_path,
+    model_is_tuned,
+    model_needs_grammar,
+)
+from core.models.registry import ModelRegistry
 from core.paths import DataLayout
-
-if TYPE_CHECKING:
-    from core.agent.loop import Agent
-    from core.knowledge.embedding import Embedder
-    from core.knowledge.store import KnowledgeBase, KnowledgeStore
-    from core.knowledge.types import Hit
-    from core.llm.base import Backend
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +73,6 @@ class Workspace:
         embedder = self.embedder  # not under the lock below: it takes the same lock
         with self._lock:
             if self._store is None:
-                from core.knowledge.store import KnowledgeStore
-
                 self._store = KnowledgeStore(self.layout, self.config.store, embedder=embedder)
             return self._store
 
@@ -80,8 +82,6 @@ class Workspace:
         here, loaded on first use)."""
         with self._lock:
             if self._embedder is None:
-                from core.knowledge.embedding import default_embedder
-
                 self._embedder = default_embedder(self.config.embedding.backend)
             return self._embedder
 
@@ -92,9 +92,6 @@ class Workspace:
     def model_path(self, model: str | None = None) -> Path:
         """The file an engine loads: ``model`` (a path, ``default``, a tuned model's name or
         ``name:variant``), else the configured model, else the bundled one."""
-        from core.llm.registry import default_model_path
-        from core.models.registry import ModelRegistry
-
         chosen = ModelRegistry(self.layout).resolve(model or self.config.model)
         return Path(chosen).expanduser() if chosen else default_model_path()
 
@@ -119,8 +116,6 @@ class Workspace:
                 stale = self._backends.pop(key)
                 backend = None
             if backend is None:
-                from core.llm.registry import create_backend
-
                 backend = create_backend(path, generation)
                 self._backends[key] = backend
             elif getattr(backend, "config", generation) is not generation:
@@ -141,9 +136,6 @@ class Workspace:
         first_query: str | None = None,
     ) -> Agent:
         """``first_query`` overrides ``loop.first_query`` (question, model or auto)."""
-        from core.agent.loop import Agent
-        from core.llm.registry import model_is_tuned, model_needs_grammar
-
         path = self.model_path(model)
         backend = self.backend(model)
         if grammar is None:

@@ -21,11 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.durations import clock
+from core.models import service
 from core.models.hub import HubClient
-from core.models.pull import PullPlan, PullProgress, discard_pull, run_pull
+from core.models.pull import PullPlan, PullProgress
 from core.models.registry import ModelEntry
 from core.workspace import Workspace
-from core.durations import clock
 from desktop.confirm import confirm_destructive
 from desktop.tasks import Job, JobGroup
 
@@ -135,11 +136,10 @@ class DownloadRow(QFrame):
         self._set_state("running")
         self.detail.setText(f"{self._done_text} · connecting…")
         client = self.client_factory()
-        plan = self.plan
-        layout = self.ws.layout
+        ws, plan = self.ws, self.plan
 
         def work(push: Callable[[object], None], cancel: threading.Event) -> ModelEntry:
-            return run_pull(client, plan, layout, progress=push, cancel=cancel)
+            return service.run(ws, client, plan, progress=push, cancel=cancel)
 
         self.job = self.jobs.start(
             work,
@@ -177,7 +177,7 @@ class DownloadRow(QFrame):
         job = self.job
         if job is not None:
             job.cancel()
-        client_factory, plan, layout = self.client_factory, self.plan, self.ws.layout
+        client_factory, ws, plan = self.client_factory, self.ws, self.plan
         self.pause_button.setEnabled(False)
         self.cancel_button.setEnabled(False)
         self.detail.setText("Cancelling: deleting the partial download…")
@@ -185,7 +185,7 @@ class DownloadRow(QFrame):
         def work(_push: Callable[[object], None], _cancel: threading.Event) -> None:
             if job is not None:
                 job.wait(60)
-            discard_pull(client_factory(), plan, layout)
+            service.discard(ws, client_factory(), plan)
 
         self.jobs.start(
             work,

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.hub_server import HubServer
 
 # Nothing in the test suite may reach a model hub, and Qt runs headless.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,3 +27,25 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     folder.mkdir()
     monkeypatch.setenv("COTRAG_DATA_DIR", str(folder))
     yield folder
+
+
+# -- models fixtures --
+
+
+@pytest.fixture
+def use_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[HubServer], Path]:
+    """Point the app's hub client at a loopback hub, anonymously and online, with a fresh
+    hub cache (returned) and the hub's faults cleared."""
+    from huggingface_hub import constants
+
+    def point(hub: HubServer) -> Path:
+        cache = tmp_path / "hub-cache"
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        # The suite runs the hub library offline; a loopback hub is the one exception.
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        hub.faults.reset()
+        return cache
+
+    return point

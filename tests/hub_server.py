@@ -46,7 +46,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,11 @@ class Faults:
     """Answer 200 with the whole file even when a Range was asked (as some proxies do)."""
     only: str | None = None
     """Apply to this file path only (None: every file)."""
+
+    def reset(self) -> None:
+        """Back to a well-behaved hub (what a test sets up before it starts)."""
+        for f in fields(self):
+            setattr(self, f.name, f.default)
 
 
 @dataclass

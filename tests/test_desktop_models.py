@@ -4,7 +4,7 @@ migration of models once added by hand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from core.llm.registry import default_model_path
 from core.models.pull import pending_pulls
 from core.models.registry import ModelRegistry
 from core.workspace import Workspace
-from desktop import models_tab as models_tab_module
+from desktop import models_installed
 from desktop.chat_tab import ChatTab
 from desktop.models_tab import ModelsTab
 from tests.hub_server import HubServer, Repo
@@ -42,16 +42,15 @@ def hub() -> Iterator[HubServer]:
 
 
 @pytest.fixture
-def ws(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(models_tab_module, "confirm_destructive", lambda *a, **k: True)
+def ws(
+    hub: HubServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    use_hub: Callable[[HubServer], Path],
+) -> Iterator[Workspace]:
+    use_hub(hub)
+    monkeypatch.setattr(models_installed, "confirm_destructive", lambda *a, **k: True)
     monkeypatch.setattr("desktop.download_row.confirm_destructive", lambda *a, **k: True)
-    hub.faults.__init__()  # type: ignore[misc]
     workspace = Workspace(tmp_path / "data")
     yield workspace
     workspace.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from core.cli import main as cli_main
 from core.config import GenerationConfig
 from core.errors import CotragError, DownloadCancelled, ModelNotFound
 from core.llm.registry import default_model_path
+from core.models import service as models_service
 from core.models.client import hub_client
 from core.models.facts import inspect_model
 from core.models.pull import bytes_on_disk, pending_pulls, plan_pull, run_pull
@@ -68,15 +70,8 @@ def hub() -> HubServer:
 
 
 @pytest.fixture
-def env(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    # conftest switches the hub library offline for the suite; these tests talk to it.
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    hub.faults.__init__()  # type: ignore[misc]
+def env(hub: HubServer, tmp_path: Path, use_hub: Callable[[HubServer], Path]) -> Path:
+    use_hub(hub)
     return tmp_path / "data"
 
 
@@ -238,6 +233,51 @@ def test_pull_paused_then_resumed_lists_what_is_on_disk(env: Path, hub: HubServe
     refetched = hub.bytes_served("org/smol-GGUF", "smol.Q4_1.gguf") - served_before
     assert refetched <= size - on_disk + size // 100
     assert entry.present and pending_pulls(ws.layout) == []
+
+
+def test_the_service_resumes_a_paused_pull_and_discards_one(
+    env: Path, hub: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = hub_client()
+    ws = Workspace(env)
+    prepared = models_service.prepare_pull(ws, client, "org/smol-GGUF", "smol.Q4_1.gguf")
+    assert not prepared.resumed and prepared.plan.files == ["smol.Q4_1.gguf"]
+    size = prepared.plan.total_bytes
+    hub.faults.throttle_bps = 20_000_000
+    cancel = threading.Event()
+
+    def progress(p: object) -> None:
+        if getattr(p, "done", 0) > size // 4:
+            cancel.set()
+
+    with pytest.raises(DownloadCancelled):
+        models_service.run(ws, client, prepared.plan, progress=progress, cancel=cancel)
+    [paused] = models_service.paused(ws, hub_client)
+    assert size // 4 <= paused.on_disk < size
+    again = models_service.prepare_pull(ws, client, "org/smol-GGUF", name="mine")
+    assert again.resumed and again.plan.id == prepared.plan.id and again.plan.name == "mine"
+    assert models_service.resume_command(again.plan).endswith("org/smol-GGUF smol.Q4_1.gguf")
+    assert models_service.discard_paused(ws, client, "org/smol-GGUF") == 1
+    assert models_service.paused(ws, hub_client) == []
+    assert not list((env.parent / "hub-cache").rglob("*.incomplete"))
+    hub.faults.reset()
+    assert run_cli(env, "models", "pull", "org/smol-GGUF", "--discard") == 1
+    assert "No paused pull of org/smol-GGUF" in capsys.readouterr().err
+
+
+def test_deleting_the_default_model_makes_the_bundled_one_the_default(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "data")
+    entry = models_service.add_local(ws, default_model_path(), "mine")
+    models_service.set_default(ws, entry.name)
+    assert Workspace(tmp_path / "data").config.model == "mine"
+    assert models_service.default_name(ws) == "mine"
+    deleted = models_service.delete(ws, "mine")
+    assert deleted.was_default and "stays" in deleted.message
+    assert Workspace(tmp_path / "data").config.model == ""
+    with pytest.raises(ModelNotFound, match="No model named"):
+        models_service.delete(ws, "mine")
+    with pytest.raises(CotragError, match="cannot be deleted"):
+        models_service.delete(ws, "default")
 
 
 def test_missing_repo_and_file_are_sentences(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.comparison import Side, mcnemar_exact
+from core.compare.pairs import Side, mcnemar_exact
 from core.training.events import format_event, parse_line
 from core.training.spec import PRESETS, SpecError, TrainSpec
 from core.training.worker import classify

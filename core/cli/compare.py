@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from core.workspace import Workspace
+from core.cli.run import write_report
+from core.compare.evaluation import ItemResult
+from core.compare.pairs import Side
+from core.compare.service import CompareRequest, compare_models, load_items
+from core.errors import CotragError
+from core.workspace import Workspace
 
 
 def add_compare_parser(sub: Any) -> None:
@@ -35,53 +39,21 @@ def add_compare_parser(sub: Any) -> None:
     p.add_argument("--out", help="write the full report here (JSON)")
 
 
-def load_items(ws: Workspace, qa: str) -> list[Any]:
-    from core.comparison import dataset_questions
-    from core.dataset.service import datasets
-    from core.evaluation import QAFileError, load_qa
-
-    if qa.startswith("dataset:"):
-        name = qa.split(":", 1)[1]
-        items = dataset_questions(datasets(ws).open(name).examples())
-        if not items:
-            raise QAFileError(
-                f"Dataset {name!r} has no validation examples with an answer: use a QA file."
-            )
-        return items
-    return load_qa(Path(qa))
-
-
 def cmd_compare(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.comparison import Side, compare
-    from core.errors import CotragError
-
     if len(args.model) != 2:
         raise CotragError("Give --model exactly twice: the model A and the model B.")
     a, b = (Side.parse(m, args.mode) for m in args.model)
     items = load_items(ws, args.qa)
     if args.limit:
         items = items[: args.limit]
-    kb = args.kb or ws.config.kb
-    if any(s.mode != "closed" for s in (a, b)):
-        if not kb:
-            raise CotragError("Name a knowledge base with --kb NAME.")
-        ws.store.get(kb)
+    request = CompareRequest(a, b, kb=args.kb or ws.config.kb or "", first_query=args.first_query)
 
-    def agent_for(side: Side) -> Any:
-        model = None if side.model == "default" else side.model
-        return ws.agent(
-            kb if side.mode != "closed" else None, model=model, first_query=args.first_query
-        )
-
-    def release(side: Side) -> None:
-        ws.release(None if side.model == "default" else side.model)
-
-    def on_item(side: int, index: int, result: Any) -> None:
+    def on_item(side: int, index: int, result: ItemResult) -> None:
         mark = "✓" if result.correct else "✗"
         label = (a, b)[side].label
         print(f"[{label} {index + 1}/{len(items)}] {mark} {result.id}", file=sys.stderr)
 
-    result = compare(agent_for, a, b, items, kb=kb or "", release=release, on_item=on_item)
+    result = compare_models(ws, request, items, on_item=on_item)
     table = result.table
     sa, sb = (r.summary for r in result.reports)
     rows = [
@@ -100,7 +72,5 @@ def cmd_compare(ws: Workspace, args: argparse.Namespace) -> int:
         f"McNemar exact p = {table['mcnemar_p']}"
     )
     if args.out:
-        from core.cli.run import write_report
-
         write_report(Path(args.out), result.to_dict())
     return 0

@@ -11,16 +11,18 @@ import getpass
 import json
 import sys
 import threading
-from typing import TYPE_CHECKING
+from dataclasses import asdict
+from pathlib import Path
 
 from core.cli.terminal import ProgressLine, confirm
 from core.durations import clock
-from core.errors import CotragError
-
-if TYPE_CHECKING:
-    from core.models.hub import HubClient
-    from core.models.registry import ModelEntry
-    from core.workspace import Workspace
+from core.errors import CotragError, DownloadCancelled
+from core.models import service
+from core.models.client import hub_client
+from core.models.pull import PullProgress
+from core.models.registry import ModelEntry
+from core.models.token import clear_token, set_token
+from core.workspace import Workspace
 
 
 def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,49 +63,32 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     msub.add_parser("logout", help="remove the hub access token from the keyring")
 
 
-def hub_client() -> HubClient:
-    from core.models.client import hub_client as make
-
-    return make()
-
-
 def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.models.registry import ModelRegistry
-
-    registry = ModelRegistry(ws.layout)
     command = args.models_command
     if command == "list":
-        return _list(ws, registry.list(), args.json)
+        return _list(ws, service.installed(ws), args.json)
     if command == "show":
-        entry = registry.find(args.name)
-        if entry is None:
-            raise CotragError(f"No model named {args.name!r} (see `cotrag models list`).")
+        entry = service.find(ws, args.name)
         print(json.dumps(_as_dict(entry, ws), indent=2, ensure_ascii=False))
         return 0
     if command == "delete":
-        if registry.find(args.name) is None:
-            raise CotragError(f"No model named {args.name!r} (see `cotrag models list`).")
+        service.find(ws, args.name)
         if not args.yes and not confirm(f"Delete the model {args.name!r} and its files?"):
             return 1
-        print(registry.delete(args.name))
-        if ws.config.model.split(":", 1)[0] == args.name:
-            ws.config.model = ""
-            ws.save_config()
+        deleted = service.delete(ws, args.name)
+        print(deleted.message)
+        if deleted.was_default:
             print("The default is the bundled model again.")
         return 0
     if command == "default":
         if not args.name:
             print(ws.config.model or "default")
             return 0
-        ws.model_path(args.name)  # a name that does not resolve fails here, saving nothing
-        ws.config.model = "" if args.name == "default" else args.name
-        ws.save_config()
+        service.set_default(ws, args.name)
         print(f"The default model is now {args.name}.")
         return 0
     if command == "add":
-        from pathlib import Path
-
-        entry = registry.add_local(Path(args.path), args.name)
+        entry = service.add_local(ws, Path(args.path), args.name)
         print(f"Added {entry.name}: {entry.format}, {entry.size_bytes / 1e6:.0f} MB.")
         return 0
     if command == "search":
@@ -115,8 +100,6 @@ def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
     if command == "pending":
         return _pending(ws)
     if command == "login":
-        from core.models.token import set_token
-
         token = getpass.getpass("Hub access token (input hidden): ").strip()
         if not token:
             raise CotragError("No token given: nothing changed.")
@@ -124,8 +107,6 @@ def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
         print("Token kept in the OS keyring.")
         return 0
     if command == "logout":
-        from core.models.token import clear_token
-
         clear_token()
         print("Token removed from the OS keyring.")
         return 0
@@ -143,7 +124,7 @@ def _as_dict(entry: ModelEntry, ws: Workspace) -> dict[str, object]:
         "chat_template": entry.chat_template,
         "lineage": entry.lineage,
         "present": entry.present,
-        "default": (ws.config.model or "default") == entry.name,
+        "default": service.default_name(ws) == entry.name,
         "reference": entry.reference if entry.present else "",
         "variants": {k: str(v) for k, v in entry.variants.items()},
         "info": entry.info,
@@ -154,7 +135,7 @@ def _list(ws: Workspace, entries: list[ModelEntry], as_json: bool) -> int:
     if as_json:
         print(json.dumps([_as_dict(e, ws) for e in entries], indent=2, ensure_ascii=False))
         return 0
-    default = ws.config.model or "default"
+    default = service.default_name(ws)
     print(f"  {'NAME':30} {'KIND':7} {'FORMAT':7} {'SIZE':>9}  {'QUANT':14} {'LICENCE':12} FROM")
     for e in entries:
         mark = "*" if e.name == default else " "
@@ -169,10 +150,10 @@ def _list(ws: Workspace, entries: list[ModelEntry], as_json: bool) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    models = hub_client().search(args.text, library=args.library, sort=args.sort, limit=args.limit)
+    models = service.search(
+        hub_client(), args.text, library=args.library, sort=args.sort, limit=args.limit
+    )
     if args.json:
-        from dataclasses import asdict
-
         print(json.dumps([asdict(m) for m in models], indent=2))
         return 0
     if not models:
@@ -187,15 +168,16 @@ def _search(args: argparse.Namespace) -> int:
 
 def _files(ws: Workspace, args: argparse.Namespace) -> int:
     client = hub_client()
-    repo = client.files(args.repo, revision=args.revision)
     if args.json:
-        from dataclasses import asdict
-
-        print(json.dumps(asdict(repo), indent=2))
+        print(json.dumps(asdict(client.files(args.repo, revision=args.revision)), indent=2))
         return 0
+    listing = service.repo_files(
+        ws, client, args.repo, revision=args.revision, weigh=service.is_large
+    )
+    repo = listing.repo
     print(f"{repo.repo_id} at {repo.commit[:10]} · licence {repo.licence or 'not stated'}")
     for f in repo.files:
-        warnings = client.fit_warnings(f, dest=ws.layout.models) if f.size > 50e6 else []
+        warnings = listing.warnings.get(f.path, [])
         quant = f.quantization or ""
         warn = f"  ! {warnings[0]}" if warnings else ""
         print(f"  {f.path:60} {f.size / 1e6:10,.1f} MB  {f.format:11} {quant:8}{warn}")
@@ -203,44 +185,26 @@ def _files(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _pull(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.errors import DownloadCancelled
-    from core.models.pull import discard_pull, pending_pulls, plan_pull, run_pull
-
     client = hub_client()
-    resumed = [
-        p
-        for p in pending_pulls(ws.layout)
-        if p.repo_id == args.repo and (not args.file or p.files[0] == args.file)
-    ]
     if args.discard:
-        if not resumed:
+        if not service.discard_paused(ws, client, args.repo, args.file):
             raise CotragError(f"No paused pull of {args.repo} (see `cotrag models pending`).")
-        for plan in resumed:
-            discard_pull(client, plan, ws.layout)
         print(f"Dropped the paused pull of {args.repo} and its partial files.")
         return 0
-    if resumed:
-        plan = resumed[0]
-        if args.name and args.name != plan.name:
-            plan.name = args.name  # a clash found on the first try can be mended here
+    prepared = service.prepare_pull(
+        ws, client, args.repo, args.file, revision=args.revision, name=args.name
+    )
+    plan = prepared.plan
+    if prepared.resumed:
         print(f"Resuming the pull of {plan.repo_id} ({', '.join(plan.files[:3])}).")
-    else:
-        plan = plan_pull(client, args.repo, args.file, revision=args.revision, name=args.name)
-        if plan.note:
-            print(f"{plan.repo_id}: {plan.note}.")
-    if plan.kind == "gguf":
-        from core.models.hub import HubFile
-
-        size_file = HubFile(plan.files[0], plan.total_bytes, None, None, "gguf", None)
-        for warning in client.fit_warnings(size_file, dest=ws.layout.models):
-            print(f"warning: {warning}", file=sys.stderr)
+    elif plan.note:
+        print(f"{plan.repo_id}: {plan.note}.")
+    for warning in prepared.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     line = ProgressLine(sys.stderr)
     cancel = threading.Event()
 
-    def show(p: object) -> None:
-        from core.models.pull import PullProgress
-
-        assert isinstance(p, PullProgress)
+    def show(p: PullProgress) -> None:
         rate = p.bytes_per_s / 1e6
         line.update(
             int(p.done / 1e6),
@@ -249,15 +213,11 @@ def _pull(ws: Workspace, args: argparse.Namespace) -> int:
         )
 
     try:
-        entry = run_pull(client, plan, ws.layout, progress=show, cancel=cancel)
+        entry = service.run(ws, client, plan, progress=show, cancel=cancel)
     except KeyboardInterrupt:
         cancel.set()
         line.clear()
-        print(
-            f"\nPaused; resume with: cotrag models pull {plan.repo_id}"
-            + (f" {plan.files[0]}" if plan.kind == "gguf" else ""),
-            file=sys.stderr,
-        )
+        print(f"\nPaused; resume with: {service.resume_command(plan)}", file=sys.stderr)
         return 130
     except DownloadCancelled:
         line.clear()
@@ -270,18 +230,14 @@ def _pull(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _pending(ws: Workspace) -> int:
-    from core.models.pull import bytes_on_disk, pending_pulls
-
-    plans = pending_pulls(ws.layout)
-    if not plans:
+    pulls = service.paused(ws, hub_client)
+    if not pulls:
         print("No paused pulls.")
         return 0
-    client = hub_client()
-    for plan in plans:
-        done = bytes_on_disk(client, plan, ws.layout)
+    for pull in pulls:
+        plan = pull.plan
         print(
-            f"{plan.repo_id:40} {plan.files[0]:40} {done / 1e6:,.0f} of "
-            f"{plan.total_bytes / 1e6:,.0f} MB  (cotrag models pull {plan.repo_id}"
-            + (f" {plan.files[0]})" if plan.kind == "gguf" else ")")
+            f"{plan.repo_id:40} {plan.files[0]:40} {pull.on_disk / 1e6:,.0f} of "
+            f"{plan.total_bytes / 1e6:,.0f} MB  ({service.resume_command(plan)})"
         )
     return 0

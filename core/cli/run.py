@@ -124,22 +124,13 @@ def cmd_ask(ws: Workspace, args: argparse.Namespace) -> int:
 
 # -- eval ----------------------------------------------------------------------------
 def cmd_eval(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.evaluation import evaluate, load_qa
+    from core.compare.evaluation import load_qa
+    from core.compare.service import evaluate_questions
 
     items = load_qa(Path(args.qa))
     if args.limit:
         items = items[: args.limit]
     _apply_loop_overrides(ws, args)
-    kb_name = args.kb if args.mode != "closed" else None
-    if kb_name:
-        ws.store.get(kb_name)
-    agent = ws.agent(
-        kb_name,
-        model=args.model,
-        grammar=_grammar_choice(args),
-        method=args.method,
-        first_query=args.first_query,
-    )
 
     def on_item(index: int, result: Any) -> None:
         mark = "✓" if result.correct else "✗"
@@ -151,12 +142,15 @@ def cmd_eval(ws: Workspace, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    report = evaluate(
-        agent,
+    report = evaluate_questions(
+        ws,
         items,
         mode=args.mode,
-        kb=kb_name or "",
-        model=str(ws.model_path(args.model)),
+        kb=args.kb,
+        model=args.model,
+        grammar=_grammar_choice(args),
+        method=args.method,
+        first_query=args.first_query,
         on_item=on_item,
     )
     summary = report.summary

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from core.errors import CotragError
 from core.models.hub import HubClient
+from core.models.token import get_token
 
 
 def hub_client() -> HubClient:
-    from core.models.token import get_token
-
     try:
         token = get_token()
     except CotragError:  # no usable keyring: anonymous, public repositories only

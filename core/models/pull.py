@@ -13,7 +13,6 @@ resumes where its files stopped (each file resumes by itself, see ``download``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -23,7 +22,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.errors import CotragError
-from core.models.hub import HubClient, HubFile, RepoFiles
+from core.fileio import write_atomic, write_json_atomic
+from core.models.download import (
+    DownloadProgress,
+    discard_partial,
+    download_file,
+    pending_downloads,
+)
+from core.models.hub import HubClient, HubFile, RepoFiles, total_ram
 from core.models.registry import ModelEntry, ModelRegistry
 from core.paths import DataLayout
 
@@ -116,8 +122,6 @@ def plan_pull(
     ggufs = [f for f in repo.files if _is_model_gguf(f)]
     if ggufs:
         if memory_bytes is None:
-            from core.models.hub import total_ram
-
             memory_bytes = total_ram()
         chosen, note = choose_gguf(ggufs, memory_bytes)
         return _gguf_plan(repo, revision, chosen, by_path, name, note)
@@ -249,9 +253,7 @@ def downloads_dir(layout: DataLayout) -> Path:
 
 def remember(layout: DataLayout, plan: PullPlan) -> Path:
     path = pulls_dir(layout) / f"{plan.id}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(plan.to_dict(), indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, plan.to_dict(), indent=2)
     return path
 
 
@@ -274,8 +276,6 @@ def bytes_on_disk(client: HubClient, plan: PullPlan, layout: DataLayout) -> int:
     """How much of the pull is already downloaded (complete files and partial ones);
     read from the disk only, so it works offline."""
     from huggingface_hub import try_to_load_from_cache
-
-    from core.models.download import pending_downloads
 
     partial = {
         p.filename: p.done
@@ -308,8 +308,6 @@ def run_pull(
     Cancel raises DownloadCancelled and keeps what was downloaded: the pull stays listed
     in :func:`pending_pulls` until it finishes or :func:`discard_pull` drops it.
     """
-    from core.models.download import DownloadProgress, download_file
-
     if plan.name:  # before the download, not after it: the name must be free
         existing = ModelRegistry(layout).find(plan.name)
         same = existing is not None and existing.info.get("repo") == plan.repo_id
@@ -380,8 +378,6 @@ def run_pull(
 def discard_pull(client: HubClient, plan: PullPlan, layout: DataLayout) -> None:
     """Drop a pull that will not be finished: its partial files and its journal.
     Files that finished downloading stay in the hub cache (other tools may share them)."""
-    from core.models.download import discard_partial
-
     try:
         for filename in plan.files:
             discard_partial(
@@ -402,11 +398,7 @@ def _write_ref(target: Path, plan: PullPlan) -> None:
         return
     for parent in target.parents:
         if parent.name == "snapshots":
-            ref = parent.parent / "refs" / plan.revision
-            ref.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ref.with_name(f".{ref.name}.tmp")
-            tmp.write_text(plan.commit, encoding="utf-8")
-            os.replace(tmp, ref)
+            write_atomic(parent.parent / "refs" / plan.revision, plan.commit)
             return
 
 

@@ -18,13 +18,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.errors import CotragError, ModelNotFound
+from core.fileio import write_json_atomic
+from core.llm.registry import default_model_path
 from core.models.facts import ModelFacts, inspect_model
+from core.names import check_name
 from core.paths import DataLayout
 
 MODEL_FILE = "model.json"
@@ -60,8 +65,6 @@ class ModelEntry:
     def variants(self) -> dict[str, Path]:
         """The runnable GGUF files by variant name, those that exist."""
         if self.kind == "bundled":
-            from core.llm.registry import default_model_path
-
             return {"q4_1": default_model_path()}
         if self.kind in ("pulled", "added"):
             path = self.path
@@ -317,8 +320,6 @@ class ModelRegistry:
 
     def unique_name(self, wanted: str) -> str:
         """``wanted`` made a valid, unused name (``-2``, ``-3`` … appended when taken)."""
-        import re
-
         base = re.sub(r"[^A-Za-z0-9._ -]+", "-", wanted).strip(" .-")[:60] or "model"
         name, n = base, 2
         while self.find(name) is not None or name == "default":
@@ -369,27 +370,19 @@ class ModelRegistry:
             )
 
     def _write_record(self, name: str, info: dict[str, Any]) -> ModelEntry:
-        from datetime import UTC, datetime
-
-        from core.names import check_name
-
         check_name(name, "model")
         if name == "default":
             raise CotragError("'default' names the bundled model: choose another name.")
         record = self.library_root / f"{name}.json"
         self.check_free(name, str(info.get("path", "")))
         info = {"name": name, "added": datetime.now(UTC).isoformat(timespec="seconds"), **info}
-        tmp = record.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
-        os.replace(tmp, record)
+        write_json_atomic(record, info, indent=2)
         return ModelEntry(name, str(info["kind"]), None, info)
 
     # -- tuned models -------------------------------------------------------------------
 
     def reserve(self, name: str) -> Path:
         """A fresh folder for a tuned model being written (``<name>.part``)."""
-        from core.names import check_name
-
         check_name(name, "model")
         if (self.tuned_root / name / MODEL_FILE).exists() or (
             self.library_root / f"{name}.json"
@@ -402,9 +395,7 @@ class ModelRegistry:
 
     def commit(self, part: Path, name: str, info: dict[str, Any]) -> ModelEntry:
         """Write model.json and move the folder into place (the model appears at once)."""
-        (part / MODEL_FILE).write_text(
-            json.dumps({"name": name, **info}, ensure_ascii=False, indent=2), encoding="utf-8"
-        )
+        write_json_atomic(part / MODEL_FILE, {"name": name, **info}, indent=2)
         final = self.tuned_root / name
         if final.exists():
             shutil.rmtree(final)

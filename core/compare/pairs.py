@@ -1,4 +1,4 @@
-"""Two models on the same questions, paired per question: `cotrag compare` and the Compare view.
+"""Two models on the same questions, paired per question (`cotrag compare`, the Compare tab).
 
 For each question both answers are scored (an expected string in the answer), and
 the pairs are counted: both right, only A, only B, neither. McNemar's exact test on
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from math import comb
 from typing import Any
 
-from core.evaluation import EvalReport, ItemResult, QAFileError, QAItem, evaluate
+from core.compare.evaluation import EvalReport, ItemResult, QAFileError, QAItem, evaluate
 
 MODES = ("loop", "rag", "closed")
 
@@ -143,19 +143,3 @@ def compare(
         if cancel is not None and cancel.is_set():
             break
     return result
-
-
-def dataset_questions(examples: list[dict[str, Any]], split: str = "validation") -> list[QAItem]:
-    """QA items from a dataset's examples (its validation split by default): the
-    question, and the answer the trace was verified against."""
-    items: list[QAItem] = []
-    for example in examples:
-        if split and example.get("split") != split:
-            continue
-        if example.get("unanswerable"):
-            continue
-        answer = str(example.get("answer", "")).strip()
-        question = str(example.get("question", "")).strip()
-        if answer and question:
-            items.append(QAItem(str(example.get("id", len(items))), question, [answer]))
-    return items

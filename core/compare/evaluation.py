@@ -1,8 +1,10 @@
-"""`cotrag eval`: accuracy, retrieval recall@k, rounds, protocol errors, cost per question."""
+"""One model on a set of questions (`cotrag eval`): QA files, each answer scored, and the
+report: accuracy, retrieval recall@k, rounds, protocol errors, cost per question."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -10,10 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.agent.record import RunRecord
 from core.errors import CotragError
 
 if TYPE_CHECKING:
     from core.agent.loop import Agent
+
+log = logging.getLogger(__name__)
 
 
 class QAFileError(CotragError, ValueError):
@@ -126,8 +131,6 @@ class EvalReport:
 
 
 def evaluate_item(agent: Agent, item: QAItem, mode: str) -> ItemResult:
-    from core.agent.record import RunRecord
-
     record = RunRecord(question=item.question, mode=mode)
     started = time.perf_counter()
     error = ""
@@ -135,9 +138,7 @@ def evaluate_item(agent: Agent, item: QAItem, mode: str) -> ItemResult:
         for event in agent.run(item.question, mode=mode):  # type: ignore[arg-type]
             record.add(event)
     except Exception as exc:  # one bad question must not end the evaluation
-        import logging
-
-        logging.getLogger(__name__).exception("eval item %s failed", item.id)
+        log.exception("eval item %s failed", item.id)
         error = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
     data = record.to_dict()
