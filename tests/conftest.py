@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from core.workspace import Workspace
+
 # Nothing in the test suite may reach a model hub, and Qt runs headless.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -23,3 +25,12 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     folder.mkdir()
     monkeypatch.setenv("COTRAG_DATA_DIR", str(folder))
     yield folder
+
+
+@pytest.fixture
+def ws(data_dir: Path) -> Iterator[Workspace]:
+    """A workspace on the empty data dir, closed after the test (a test file that needs one
+    with documents indexed, or shared by its tests, defines its own ``ws``)."""
+    workspace = Workspace(data_dir)
+    yield workspace
+    workspace.close()
