@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
-from core.agent.events import RunStats
+from core.agent.events import Finished, RunStats
 from core.conversations import FEEDBACK_DOWN, FEEDBACK_UP
 
 
@@ -56,6 +56,11 @@ class ChatFooter(QWidget):
 
     def set_text(self, text: str) -> None:
         self.label.setText(text)
+
+    def show_finished(self, event: Finished) -> None:
+        """The figures of a run that ended (``Stopped.`` first when the user stopped it)."""
+        text = format_stats(event.stats)
+        self.set_text(f"Stopped. {text}" if event.reason == "cancelled" else text)
 
     def show_feedback(self, on: bool, feedback: str = "") -> None:
         """The thumbs and Add to dataset… show for an answer; ``feedback`` is checked."""

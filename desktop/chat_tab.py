@@ -1,8 +1,5 @@
-"""Chat tab: ask a question, watch the live trace, keep the conversation.
-
-The tab lays out its panels (conversations, toolbar, trace, ask box, footer) and wires
-them to the core's chat flow (``core.chat``), which `cotrag ask` runs too.
-"""
+"""Chat tab: ask a question, watch the live trace, keep the conversation. It lays out its
+panels and asks through ``core.chat``, the flow `cotrag ask` runs too."""
 
 from __future__ import annotations
 
@@ -208,10 +205,7 @@ class ChatTab(TabView):
 
     @Slot(object)
     def _on_run_finished(self, event: Finished) -> None:
-        text = format_stats(event.stats)
-        if event.reason == "cancelled":
-            text = "Stopped. " + text
-        self.footer.set_text(text)
+        self.footer.show_finished(event)
         if event.reason == "error" and event.error:
             self.show_error(event.error)
 

@@ -19,18 +19,18 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty data dir, also exported as COTRAG_DATA_DIR for code that reads the env."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    monkeypatch.setenv("COTRAG_DATA_DIR", str(folder))
-    yield folder
-
-
-@pytest.fixture
 def ws(data_dir: Path) -> Iterator[Workspace]:
     """A workspace on the empty data dir, closed after the test (a test file that needs one
     with documents indexed, or shared by its tests, defines its own ``ws``)."""
     workspace = Workspace(data_dir)
     yield workspace
     workspace.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty data dir, also exported as COTRAG_DATA_DIR for code that reads the env."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("COTRAG_DATA_DIR", str(folder))
+    yield folder
