@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+import tomli_w
+
 from core.errors import ConfigError
+from core.fileio import write_atomic
 
 SCHEMA_VERSION = 1
 
@@ -226,12 +228,4 @@ def load_config(path: Path) -> AppConfig:
 
 def save_config(config: AppConfig, path: Path) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a config."""
-    import tomli_w
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    try:
-        tmp.write_text(tomli_w.dumps(config.to_dict()), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, tomli_w.dumps(config.to_dict()))

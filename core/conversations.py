@@ -9,7 +9,6 @@ replaces the model's when the turn becomes a training example).
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CotragError
+from core.fileio import write_json_atomic
 
 
 class ConversationNotFound(CotragError, FileNotFoundError):
@@ -111,7 +111,8 @@ class ConversationStore:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, conv_id: str) -> Path:
+    def path(self, conv_id: str) -> Path:
+        """The file of conversation ``conv_id`` (an id that could leave the folder is refused)."""
         if not _ID_RE.match(conv_id):
             raise ConversationNotFound(f"No conversation {conv_id!r}.")
         return self.folder / f"{conv_id}.json"
@@ -128,17 +129,12 @@ class ConversationStore:
         return conv
 
     def save(self, conv: Conversation) -> Path:
-        path = self._path(conv.id)
-        tmp = path.with_suffix(".json.tmp")
-        try:
-            tmp.write_text(json.dumps(conv.to_dict(), ensure_ascii=False, indent=1), "utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        path = self.path(conv.id)
+        write_json_atomic(path, conv.to_dict(), indent=1)
         return path
 
     def load(self, conv_id: str) -> Conversation:
-        path = self._path(conv_id)
+        path = self.path(conv_id)
         try:
             return Conversation.from_dict(json.loads(path.read_text("utf-8")))
         except FileNotFoundError as exc:
@@ -165,12 +161,12 @@ class ConversationStore:
         return sorted(items, key=lambda c: c.created, reverse=True)
 
     def delete(self, conv_id: str) -> None:
-        path = self._path(conv_id)
+        path = self.path(conv_id)
         if not path.exists():
             raise ConversationNotFound(f"No conversation {conv_id!r}.")
         path.unlink()
 
     def export(self, conv_id: str, target: Path) -> Path:
         conv = self.load(conv_id)
-        target.write_text(json.dumps(conv.to_dict(), ensure_ascii=False, indent=2), "utf-8")
+        write_json_atomic(target, conv.to_dict(), indent=2)
         return target

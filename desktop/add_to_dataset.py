@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.turn_to_dataset import DUPLICATE, TurnToDataset
+
 REJECTION_SENTENCES = {
     "answer_not_found": "no passage that searching the question finds contains that answer; "
     "check the answer's wording against the document",
@@ -31,6 +33,15 @@ REJECTION_SENTENCES = {
 
 def rejection_sentence(reason: str, detail: str) -> str:
     return REJECTION_SENTENCES.get(reason, f"{reason}: {detail}")
+
+
+def outcome_sentence(dataset: str, outcome: TurnToDataset) -> str:
+    """What became of a question sent to ``dataset``, as the window says it."""
+    if outcome.added:
+        return f"Added to dataset {dataset}."
+    if outcome.reason == DUPLICATE:
+        return "Not added: this question is in the dataset already."
+    return f"Not added: {rejection_sentence(outcome.reason, outcome.detail)}."
 
 
 class AddToDatasetDialog(QDialog):

@@ -1,4 +1,5 @@
-"""Chat tab: ask a question, watch the live trace, keep the conversation."""
+"""Chat tab: ask a question, watch the live trace, keep the conversation. It lays out its
+panels and asks through ``core.chat``, the flow `cotrag ask` runs too."""
 
 from __future__ import annotations
 
@@ -6,79 +7,39 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeyEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
-    QListWidgetItem,
-    QPlainTextEdit,
-    QPushButton,
-    QSplitter,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QWidget
 
-from core.agent.events import Finished, RunStats, Token
+from core.agent.events import Finished
+from core.agent.record import RunRecord
+from core.chat import Question, ask, keep_turn
 from core.conversations import Conversation, ConversationStore
+from core.dataset.service import datasets
 from core.knowledge.types import Hit
+from core.turn_to_dataset import TurnToDataset, add_turn_to_dataset
 from core.workspace import Workspace
+from desktop.add_to_dataset import AddToDatasetDialog, outcome_sentence
+from desktop.chat_ask import AskBox
+from desktop.chat_conversations import ConversationList
+from desktop.chat_footer import ChatFooter, format_stats
+from desktop.chat_toolbar import ChatToolbar
 from desktop.confirm import confirm_destructive
-from desktop.error_banner import ErrorBanner
 from desktop.passage_dialog import PassageDialog
-from desktop.replay import events_from_record
+from desktop.scaffold import TabView, column, splitter
 from desktop.tasks import Job, JobGroup, Push
 from desktop.trace_view import TraceView
 
 log = logging.getLogger(__name__)
 
-MODES = [
-    ("loop", "Reason & search (loop)"),
-    ("rag", "Search once, then answer (rag)"),
-    ("closed", "No documents (closed book)"),
-]
 
-
-def format_stats(stats: RunStats) -> str:
-    parts = [
-        f"{stats.tokens_per_s:.1f} tokens/s",
-        f"{stats.rounds} round{'s' if stats.rounds != 1 else ''}",
-        f"{stats.cached_tokens} prompt tokens reused from cache",
-        f"{stats.prompt_tokens} evaluated",
-        f"{stats.seconds:.1f} s",
-    ]
-    if stats.protocol_errors:
-        parts.append(f"{stats.protocol_errors} protocol error(s)")
-    return " · ".join(parts)
-
-
-class QuestionBox(QPlainTextEdit):
-    """Enter asks; Shift+Enter starts a new line."""
-
-    submitted = Signal()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-            self.submitted.emit()
-            return
-        super().keyPressEvent(event)
-
-
-class ChatTab(QWidget):
-    status_message = Signal(str)
-    error = Signal(str)
+class ChatTab(TabView):
     run_state_changed = Signal(bool)
     models_added = Signal()
+    """A model file was added from the chat (the Models tab lists it too)."""
     open_models = Signal()
     """The user wants the Models tab (to search the hub and pull a model)."""
-    """A model file was added from the chat (the Models tab lists it too)."""
 
     def __init__(
         self, workspace: Workspace, settings: QSettings, parent: QWidget | None = None
@@ -88,15 +49,13 @@ class ChatTab(QWidget):
         self.settings = settings
         self.conversations = ConversationStore(workspace.layout.conversations)
         self.conversation: Conversation | None = None
-        self._job: Job | None = None
         self.jobs = JobGroup(self, self.show_error)
+        self._job: Job | None = None
         self._run_started = 0.0
-        self._run_tokens = 0
-        self.last_record: dict[str, Any] | None = None
         self._model_busy = False
         self.setAcceptDrops(True)
         self._build()
-        self._fill_models()
+        self.toolbar.refresh_models()
         self.refresh_conversations()
         self._set_running(False)
 
@@ -104,243 +63,95 @@ class ChatTab(QWidget):
     def _build(self) -> None:
         root = QHBoxLayout(self)
         root.setContentsMargins(0, 0, 0, 0)
-        split = QSplitter(Qt.Orientation.Horizontal, self)
-        self.splitter = split
-        root.addWidget(split)
+        self.splitter = splitter(self)
+        root.addWidget(self.splitter)
 
-        side = QWidget(split)
-        side.setObjectName("chatSide")
-        scol = QVBoxLayout(side)
-        scol.setContentsMargins(12, 12, 6, 12)
-        title = QLabel("Conversations", side)
-        title.setObjectName("sectionTitle")
-        scol.addWidget(title)
-        self.conv_list = QListWidget(side)
-        self.conv_list.itemClicked.connect(self._on_conversation_clicked)
-        self.conv_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.conv_list.setTextElideMode(Qt.TextElideMode.ElideRight)
-        scol.addWidget(self.conv_list, 1)
-        self.conv_hint = QLabel("Every question you ask is saved here with its full trace.", side)
-        self.conv_hint.setObjectName("hint")
-        self.conv_hint.setWordWrap(True)
-        scol.addWidget(self.conv_hint)
-        brow = QHBoxLayout()
-        self.new_conv_button = QPushButton("New", side)
-        self.export_button = QPushButton("Export…", side)
-        self.delete_conv_button = QPushButton("Delete", side)
-        self.delete_conv_button.setObjectName("danger")
-        self.new_conv_button.clicked.connect(self.new_conversation)
-        self.export_button.clicked.connect(self.export_conversation)
-        self.delete_conv_button.clicked.connect(self.delete_conversation)
-        for b in (self.new_conv_button, self.export_button, self.delete_conv_button):
-            brow.addWidget(b)
-        scol.addLayout(brow)
+        self.side = ConversationList(self.splitter)
+        self.side.opened.connect(self.open_conversation)
+        self.side.new_button.clicked.connect(self.new_conversation)
+        self.side.export_button.clicked.connect(self.export_conversation)
+        self.side.delete_button.clicked.connect(self.delete_conversation)
 
-        main = QWidget(split)
-        mcol = QVBoxLayout(main)
-        mcol.setContentsMargins(6, 12, 12, 8)
+        main, mcol = column(self.splitter, (6, 12, 12, 8))
         mcol.setSpacing(8)
-        bar = QHBoxLayout()
-        self.kb_combo = QComboBox(main)
-        self.kb_combo.setMinimumWidth(160)
-        self.kb_combo.setPlaceholderText("no knowledge base")
-        self.kb_combo.setToolTip("The knowledge base the model searches")
-        self.model_combo = QComboBox(main)
-        self.model_combo.setMinimumWidth(200)
-        self.model_combo.setToolTip(
-            "The generator model: GGUF (llama.cpp), Hugging Face folder (transformers), MLX"
-        )
-        self.add_model_button = QPushButton("Add model…", main)
-        self.add_model_button.setToolTip("Add a local .gguf file (or drop one on this tab)")
-        self.add_model_button.clicked.connect(self.choose_model)
-        self.get_models_button = QPushButton("Get models…", main)
-        self.get_models_button.setToolTip("Search the Hugging Face hub and pull a model")
-        self.get_models_button.clicked.connect(self.open_models)
-        self.mode_combo = QComboBox(main)
-        for key, label in MODES:
-            self.mode_combo.addItem(label, key)
-        for text, widget in (("Knowledge base", self.kb_combo), ("Model", self.model_combo)):
-            lab = QLabel(text, main)
-            lab.setObjectName("hint")
-            bar.addWidget(lab)
-            bar.addWidget(widget)
-        bar.addWidget(self.add_model_button)
-        bar.addWidget(self.get_models_button)
-        lab = QLabel("Mode", main)
-        lab.setObjectName("hint")
-        bar.addWidget(lab)
-        bar.addWidget(self.mode_combo)
-        bar.addStretch(1)
-        mcol.addLayout(bar)
-
+        self.toolbar = ChatToolbar(self.ws, main)
+        self.toolbar.model_added.connect(self._on_model_added)
+        self.toolbar.failed.connect(self.show_error)
+        self.toolbar.get_models_button.clicked.connect(self.open_models)
+        mcol.addWidget(self.toolbar)
         self.trace = TraceView(main)
         self.trace.passage_requested.connect(self.open_passage)
         self.trace.run_finished.connect(self._on_run_finished)
         mcol.addWidget(self.trace, 1)
-
-        self.error_banner = ErrorBanner(main)
-        mcol.addWidget(self.error_banner)
-
-        ask = QHBoxLayout()
-        self.question = QuestionBox(main)
-        self.question.setObjectName("questionBox")
-        self.question.setPlaceholderText("Ask a question about your documents…  (Enter to ask)")
-        self.question.setFixedHeight(64)
-        self.question.submitted.connect(self.ask)
-        self.ask_button = QPushButton("Ask", main)
-        self.ask_button.setObjectName("primary")
-        self.ask_button.setMinimumHeight(34)
-        self.ask_button.clicked.connect(self.ask)
-        self.stop_button = QPushButton("Stop", main)
-        self.stop_button.setMinimumHeight(34)
-        self.stop_button.clicked.connect(self.stop)
+        mcol.addWidget(self.banner)
+        self.ask_box = AskBox(main)
+        self.ask_box.question.submitted.connect(self.ask)
+        self.ask_box.ask_button.clicked.connect(self.ask)
+        self.ask_box.stop_button.clicked.connect(self.stop)
         QShortcut(QKeySequence("Esc"), self, self.stop)
-        buttons = QVBoxLayout()
-        buttons.addWidget(self.ask_button)
-        buttons.addWidget(self.stop_button)
-        ask.addWidget(self.question, 1)
-        ask.addLayout(buttons)
-        mcol.addLayout(ask)
-        foot = QHBoxLayout()
-        self.footer = QLabel("", main)
-        self.footer.setObjectName("footer")
-        foot.addWidget(self.footer, 1)
-        self.thumb_up = QToolButton(main)
-        self.thumb_up.setText("✓ Good")
-        self.thumb_up.setToolTip("A good answer")
-        self.thumb_down = QToolButton(main)
-        self.thumb_down.setText("✗ Bad")
-        self.thumb_down.setToolTip("A bad answer")
-        for button, value in ((self.thumb_up, "up"), (self.thumb_down, "down")):
-            button.setCheckable(True)
-            button.setAutoRaise(True)
-            button.clicked.connect(lambda _on, v=value: self.set_feedback(v))
-            foot.addWidget(button)
-        self.add_dataset_button = QPushButton("Add to dataset…", main)
-        self.add_dataset_button.setToolTip("Make this question a training example")
-        self.add_dataset_button.clicked.connect(self.ask_add_to_dataset)
-        foot.addWidget(self.add_dataset_button)
-        mcol.addLayout(foot)
+        mcol.addWidget(self.ask_box)
+        self.footer = ChatFooter(main)
+        self.footer.feedback_clicked.connect(self.set_feedback)
+        self.footer.add_dataset_button.clicked.connect(self.ask_add_to_dataset)
+        mcol.addWidget(self.footer)
         self._show_feedback(False)
 
-        split.addWidget(side)
-        split.addWidget(main)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 4)
-        split.setSizes([220, 900])
+        self.splitter.addWidget(self.side)
+        self.splitter.addWidget(main)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 4)
+        self.splitter.setSizes([220, 900])
 
     # -- models -------------------------------------------------------------------
-    def _fill_models(self, select: str | None = None) -> None:
-        """The registry's runnable models: bundled, pulled, added, tuned (and the
-        configured model when it is a path the registry does not know)."""
-        from core.models.registry import ModelRegistry
-
-        self.model_combo.clear()
-        self.model_combo.addItem("SmolLM2-135M (bundled)", "")
-        registry = ModelRegistry(self.ws.layout)
-        for entry in [*registry.library(), *registry.tuned()]:
-            if not entry.present or (entry.kind == "tuned" and not entry.variants):
-                continue
-            label = {"pulled": "hub", "added": entry.format, "tuned": "tuned"}[entry.kind]
-            self.model_combo.addItem(f"{entry.name} ({label})", entry.name)
-            tip = entry.describe()
-            if entry.kind == "tuned":
-                tip += f"; runs {entry.default_variant}"
-            self.model_combo.setItemData(
-                self.model_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
-            )
-        configured = self.ws.config.model
-        if configured and self.model_combo.findData(configured) < 0:
-            self.model_combo.addItem(Path(configured).name, configured)
-            self.model_combo.setItemData(
-                self.model_combo.count() - 1, configured, Qt.ItemDataRole.ToolTipRole
-            )
-        want = select if select is not None else configured
-        index = self.model_combo.findData(want) if want else 0
-        self.model_combo.setCurrentIndex(max(0, index))
-
     def refresh_models(self) -> None:
         """Re-read the models (a run or a pull just registered one); keeps the choice."""
-        self._fill_models(select=self.model_combo.currentData() or "")
+        self.toolbar.refresh_models(select=self.toolbar.model or "")
 
-    def add_model(self, path: Path) -> None:
-        from core.errors import CotragError
-        from core.models.registry import ModelRegistry
-
-        if path.suffix.lower() != ".gguf" or not path.is_file():
-            self.show_error(f"{path.name} is not a .gguf model file; choose a GGUF file.")
-            return
-        try:
-            entry = ModelRegistry(self.ws.layout).add_local(path)
-        except CotragError as exc:
-            self.show_error(str(exc))
-            return
-        self._fill_models(select=entry.name)
+    @Slot(Path)
+    def _on_model_added(self, path: Path) -> None:
         self.models_added.emit()
         self.status_message.emit(f"Added model {path.name}.")
 
-    @Slot()
-    def choose_model(self) -> None:
-        file, _ = QFileDialog.getOpenFileName(
-            self, "Add a GGUF model", "", "GGUF models (*.gguf);;All files (*)"
-        )
-        if file:
-            self.add_model(Path(file))
-
     @property
-    def model(self) -> str | None:
-        return self.model_combo.currentData() or None
+    def model_combo(self) -> QComboBox:
+        """The model picker (a test or the window reads what it offers)."""
+        return self.toolbar.model_combo
 
-    # -- knowledge bases ----------------------------------------------------------
     @Slot(list, str)
     def set_knowledge_bases(self, names: list[str], current: str) -> None:
-        keep = self.kb_combo.currentText()
-        self.kb_combo.clear()
-        self.kb_combo.addItems(names)
-        chosen = keep if keep in names else current
-        if chosen:
-            self.kb_combo.setCurrentText(chosen)
+        self.toolbar.set_knowledge_bases(names, current)
 
     # -- running ------------------------------------------------------------------
     @property
     def running(self) -> bool:
         return self._job is not None
 
+    @property
+    def current_job(self) -> Job | None:
+        """The run in progress (None when no question is being answered)."""
+        return self._job
+
     def _set_running(self, on: bool) -> None:
-        self.ask_button.setEnabled(not on and not self._model_busy)
-        self.stop_button.setEnabled(on)
-        self.question.setReadOnly(on)
-        for w in (
-            self.kb_combo,
-            self.model_combo,
-            self.mode_combo,
-            self.add_model_button,
-            self.conv_list,
-            self.new_conv_button,
-            self.delete_conv_button,
-        ):
-            w.setEnabled(not on)
+        self.ask_box.set_state(running=on, model_busy=self._model_busy)
+        self.toolbar.set_enabled_for_run(on)
+        self.side.set_enabled_for_run(on)
         self.run_state_changed.emit(on)
 
     @Slot(bool)
     def set_model_busy(self, busy: bool) -> None:
         """A dataset is being generated with the model: one stream at a time."""
         self._model_busy = busy
-        self.ask_button.setEnabled(not busy and not self.running)
-        self.ask_button.setToolTip(
-            "Wait for the dataset run: the model runs one thing at a time" if busy else ""
-        )
+        self.ask_box.set_state(running=self.running, model_busy=busy)
 
     @Slot()
     def ask(self, question: str | None = None) -> None:
-        text = (question if isinstance(question, str) else self.question.toPlainText()).strip()
+        text = question.strip() if isinstance(question, str) else self.ask_box.text()
         if not text or self.running:
             return
         if self._model_busy:
             self.show_error("A dataset is being generated with the model; ask when it is done.")
             return
-        mode = str(self.mode_combo.currentData())
-        kb = self.kb_combo.currentText()
+        mode, kb, model = self.toolbar.mode, self.toolbar.kb, self.toolbar.model
         if mode != "closed" and not kb:
             self.show_error(
                 "Choose a knowledge base first (build one in the Knowledge base tab), "
@@ -348,31 +159,26 @@ class ChatTab(QWidget):
             )
             return
         self.hide_error()
-        model = self.model
         if self.conversation is None:
             self.conversation = self.conversations.new(text, kb=kb, model=model or "")
-        self.question.clear()
+        self.ask_box.question.clear()
         self.trace.add_question(text)
         self._run_started = time.monotonic()
-        self._run_tokens = 0
-        self.footer.setText("Loading the model…")
+        self.footer.set_text("Loading the model…")
+        request = Question(text, mode=mode, kb=kb, model=model)
 
-        def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
-            from core.agent.record import RunRecord
-
-            agent = self.ws.agent(kb if mode != "closed" else None, model=model)
-            record = RunRecord(question=text, mode=mode)
+        def work(push: Push, cancel: threading.Event) -> RunRecord:
+            asking = ask(self.ws, request, cancel)
             try:
-                for event in agent.run(text, mode=mode, cancel=cancel):  # type: ignore[arg-type]
-                    record.add(event)
+                for event in asking:
                     push(event)
             except Exception:
-                if not record.finished:
+                if not asking.record.finished:
                     raise
                 # The run failed after it streamed: the trace on screen is kept (and saved)
                 # with its error; Finished already carried the sentence to show.
                 log.exception("the run failed after streaming")
-            return record.to_dict()
+            return asking.record
 
         self._job = self.jobs.start(
             work,
@@ -388,35 +194,32 @@ class ChatTab(QWidget):
     def stop(self) -> None:
         if self._job is not None:
             self._job.cancel()
-            self.footer.setText("Stopping…")
+            self.footer.set_text("Stopping…")
 
     @Slot(list)
     def _on_events(self, events: list[object]) -> None:
         self.trace.handle(events)
-        self._run_tokens += sum(1 for e in events if isinstance(e, Token))
         if self.running and not any(isinstance(e, Finished) for e in events):
             elapsed = time.monotonic() - self._run_started
-            self.footer.setText(f"Generating… {elapsed:.1f} s")
+            self.footer.set_text(f"Generating… {elapsed:.1f} s")
 
     @Slot(object)
     def _on_run_finished(self, event: Finished) -> None:
-        text = format_stats(event.stats)
-        if event.reason == "cancelled":
-            text = "Stopped. " + text
-        self.footer.setText(text)
+        self.footer.show_finished(event)
         if event.reason == "error" and event.error:
             self.show_error(event.error)
 
     @Slot(object)
-    def _on_record(self, record: dict[str, Any]) -> None:
-        self.last_record = record
+    def _on_record(self, record: RunRecord) -> None:
         conv = self.conversation
         if conv is None:
             return
-        conv.turns.append(record)
-        self._save_conversation()
+        try:
+            keep_turn(self.conversations, record, conv)
+        except OSError as exc:
+            self._save_failed(exc)
         self.refresh_conversations(select=conv.id)
-        self._show_feedback(bool(record.get("answer")) and record.get("mode") != "closed")
+        self._show_feedback(bool(record.answer) and record.mode != "closed")
 
     def _save_conversation(self) -> None:
         if self.conversation is None:
@@ -424,32 +227,43 @@ class ChatTab(QWidget):
         try:
             self.conversations.save(self.conversation)
         except OSError as exc:
-            log.exception("saving conversation failed")
-            self.show_error(f"The conversation could not be saved ({exc}); check the disk.")
+            self._save_failed(exc)
+
+    def _save_failed(self, exc: OSError) -> None:
+        log.exception("saving conversation failed")
+        self.show_error(f"The conversation could not be saved ({exc}); check the disk.")
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.footer.set_text("")
+        self.show_error(message)
+
+    @Slot()
+    def _on_job_finished(self) -> None:
+        self._job = None
+        self._set_running(False)
+        self.ask_box.question.setFocus()
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        self.jobs.shutdown(timeout)
 
     # -- feedback and "Add to dataset" --------------------------------------------
     def _show_feedback(self, on: bool) -> None:
-        for widget in (self.thumb_up, self.thumb_down, self.add_dataset_button):
-            widget.setVisible(on)
         turn = self.conversation.turns[-1] if on and self.conversation else {}
-        self.thumb_up.setChecked(turn.get("feedback") == "up")
-        self.thumb_down.setChecked(turn.get("feedback") == "down")
+        self.footer.show_feedback(on, str(turn.get("feedback", "")))
 
+    @Slot(str)
     def set_feedback(self, value: str) -> None:
         """Thumbs up or down on the last answer (clicking the same one again clears it)."""
         if self.conversation is None or not self.conversation.turns:
             return
         turn = self.conversation.turns[-1]
         turn["feedback"] = "" if turn.get("feedback") == value else value
-        self.thumb_up.setChecked(turn["feedback"] == "up")
-        self.thumb_down.setChecked(turn["feedback"] == "down")
+        self.footer.set_feedback(turn["feedback"])
         self._save_conversation()
 
     @Slot()
     def ask_add_to_dataset(self) -> None:
-        from core.dataset.service import datasets
-        from desktop.add_to_dataset import AddToDatasetDialog
-
         if self.conversation is None or not self.conversation.turns:
             return
         turn = self.conversation.turns[-1]
@@ -459,68 +273,32 @@ class ChatTab(QWidget):
             datasets(self.ws).names(),
             self,
         )
-        self.add_dialog = dialog
         if dialog.exec():
             self.add_to_dataset(*dialog.values())
 
     def add_to_dataset(self, name: str, answer: str, cited: str) -> None:
         """Trace the last question through the knowledge base into dataset ``name``."""
-        from desktop.add_to_dataset import rejection_sentence
-
         conv = self.conversation
         if conv is None or not conv.turns:
             return
-        turn = conv.turns[-1]
-        question, kb = str(turn.get("question", "")), conv.kb or self.kb_combo.currentText()
+        turn, kb = conv.turns[-1], conv.kb or self.toolbar.kb
         if not kb:
             self.show_error("This conversation has no knowledge base to find the answer in.")
             return
 
-        def work(push: Push, cancel: threading.Event) -> str:
-            from core.conversations import set_correction
-            from core.dataset import service
-            from core.dataset.editing import edited, replace_example
-            from core.dataset.generate import Accepted, GenerateSpec, ImportedPair, Rejected
+        def work(push: Push, cancel: threading.Event) -> TurnToDataset:
+            return add_turn_to_dataset(
+                self.ws, turn, kb=kb, dataset=name, answer=answer, cited=cited, cancel=cancel
+            )
 
-            spec = GenerateSpec(kb=kb, count=1, unanswerable_share=0.0)
-            gen, dataset, _ = service.generator(self.ws, name, spec, None, cancel=cancel)
-            for event in gen.run_pairs([ImportedPair(question, answer)]):
-                if isinstance(event, Rejected):
-                    return f"Not added: {rejection_sentence(event.reason, event.detail)}."
-                if isinstance(event, Accepted):
-                    example = event.example
-                    if cited and cited != example["record"]["answer"]:
-                        example = edited(example, question=question, answer=answer, cited=cited)
-                        replace_example(dataset, example)
-                    turn["dataset"] = name
-                    # The answer the user confirmed (or typed) is the turn's correction, so
-                    # a later `cotrag dataset import --conversations` uses it too.
-                    set_correction(turn, answer, cited)
-                    return f"Added to dataset {name}."
-            return "Not added: this question is in the dataset already."
-
-        def done(message: str) -> None:
-            if message.startswith("Not added"):
-                self.show_error(message)
-            else:
-                self._save_conversation()
-                self.status_message.emit(message)
+        def done(outcome: TurnToDataset) -> None:
+            if not outcome.added:
+                self.show_error(outcome_sentence(name, outcome))
+                return
+            self._save_conversation()
+            self.status_message.emit(outcome_sentence(name, outcome))
 
         self.jobs.start(work, "add-to-dataset", on_result=done)
-
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        self.footer.setText("")
-        self.show_error(message)
-
-    @Slot()
-    def _on_job_finished(self) -> None:
-        self._job = None
-        self._set_running(False)
-        self.question.setFocus()
-
-    def shutdown(self, timeout: float = 15.0) -> None:
-        self.jobs.shutdown(timeout)
 
     # -- passages -----------------------------------------------------------------
     @Slot(object)
@@ -533,27 +311,11 @@ class ChatTab(QWidget):
 
     # -- conversations ------------------------------------------------------------
     def refresh_conversations(self, select: str = "") -> None:
-        self.conv_list.clear()
-        saved = self.conversations.list()
-        self.conv_hint.setVisible(not saved)
-        for conv in saved:
-            when = time.strftime("%d %b %H:%M", time.localtime(conv.created))
-            turns = len(conv.turns)
-            item = QListWidgetItem(f"{conv.title}\n{when} · {turns} question{'s' * (turns != 1)}")
-            item.setData(Qt.ItemDataRole.UserRole, conv.id)
-            item.setToolTip(conv.title)
-            self.conv_list.addItem(item)
-            if conv.id == select:
-                item.setSelected(True)
-                self.conv_list.setCurrentItem(item)
+        self.side.show_conversations(self.conversations.list(), select)
 
-    @Slot(QListWidgetItem)
-    def _on_conversation_clicked(self, item: QListWidgetItem) -> None:
-        conv_id = item.data(Qt.ItemDataRole.UserRole)
-        if conv_id:
-            self.open_conversation(str(conv_id))
-
+    @Slot(str)
     def open_conversation(self, conv_id: str) -> None:
+        """Show a saved conversation, every question with its trace, as it was asked."""
         try:
             conv = self.conversations.load(conv_id)
         except Exception as exc:  # a damaged file must not take the window down
@@ -563,19 +325,12 @@ class ChatTab(QWidget):
         self.conversation = conv
         self.trace.clear()
         self.hide_error()
-        last: Finished | None = None
-        for turn in conv.turns:
-            try:
-                events = events_from_record(turn)
-            except (KeyError, ValueError, TypeError) as exc:
-                self.show_error(f"One question in this conversation could not be shown ({exc}).")
-                continue
-            self.trace.add_question(str(turn.get("question", "")))
-            self.trace.handle(list(events))
-            last = next((e for e in reversed(events) if isinstance(e, Finished)), last)
+        last, damaged = self.trace.show_saved(conv.turns)
+        for problem in damaged:
+            self.show_error(f"One question in this conversation could not be shown ({problem}).")
         if conv.kb:
-            self.kb_combo.setCurrentText(conv.kb)
-        self.footer.setText(format_stats(last.stats) if last else "")
+            self.toolbar.kb_combo.setCurrentText(conv.kb)
+        self.footer.set_text(format_stats(last.stats) if last else "")
         final = conv.turns[-1] if conv.turns else {}
         self._show_feedback(bool(final.get("answer")) and final.get("mode") != "closed")
 
@@ -584,10 +339,10 @@ class ChatTab(QWidget):
         self.conversation = None
         self._show_feedback(False)
         self.trace.clear()
-        self.footer.setText("")
+        self.footer.set_text("")
         self.hide_error()
-        self.conv_list.clearSelection()
-        self.question.setFocus()
+        self.side.list.clearSelection()
+        self.ask_box.question.setFocus()
 
     @Slot()
     def delete_conversation(self) -> None:
@@ -631,15 +386,6 @@ class ChatTab(QWidget):
             return
         self.status_message.emit(f"Exported to {target}.")
 
-    # -- errors -------------------------------------------------------------------
-    @Slot(str)
-    def show_error(self, message: str) -> None:
-        self.error_banner.show_message(message)
-        self.error.emit(message)
-
-    def hide_error(self) -> None:
-        self.error_banner.hide()
-
     # -- dropping a model ---------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         urls = event.mimeData().urls()
@@ -649,5 +395,5 @@ class ChatTab(QWidget):
     def dropEvent(self, event: QDropEvent) -> None:
         for url in event.mimeData().urls():
             if isinstance(url, QUrl) and url.isLocalFile():
-                self.add_model(Path(url.toLocalFile()))
+                self.toolbar.add_model(Path(url.toLocalFile()))
         event.acceptProposedAction()

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from core.workspace import Workspace
+
 if TYPE_CHECKING:
     from tests.hub_server import HubServer
 
@@ -18,6 +20,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+@pytest.fixture
+def ws(data_dir: Path) -> Iterator[Workspace]:
+    """A workspace on the empty data dir, closed after the test (a test file that needs one
+    with documents indexed, or shared by its tests, defines its own ``ws``)."""
+    workspace = Workspace(data_dir)
+    yield workspace
+    workspace.close()
 
 
 @pytest.fixture

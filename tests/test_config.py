@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,26 @@ def test_cli_import_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_two_writers_at_once_never_share_a_temp_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    failures: list[BaseException] = []
+
+    def save_many(rounds: int) -> None:
+        config = AppConfig()
+        config.loop.max_rounds = rounds
+        try:
+            for _ in range(50):
+                save_config(config, path)
+        except BaseException as exc:  # a shared temp file fails one of the renames
+            failures.append(exc)
+
+    threads = [threading.Thread(target=save_many, args=(n,)) for n in (2, 3, 4, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert load_config(path).loop.max_rounds in (2, 3, 4, 5)
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,26 @@ def test_ids_cannot_escape_the_folder(tmp_path: Path) -> None:
     store = ConversationStore(tmp_path / "c")
     with pytest.raises(ConversationNotFound):
         store.load("../../etc/passwd")
+
+
+def test_two_writers_at_once_never_share_a_temp_file(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    conv = store.new("Saved from two places")
+    conv.turns.append({"question": "q", "answer": "a"})
+    failures: list[BaseException] = []
+
+    def save_many() -> None:
+        try:
+            for _ in range(50):
+                store.save(conv)
+        except BaseException as exc:  # a shared temp file fails one of the renames
+            failures.append(exc)
+
+    threads = [threading.Thread(target=save_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert store.load(conv.id).turns == conv.turns
+    assert [p.name for p in tmp_path.iterdir()] == [f"{conv.id}.json"]

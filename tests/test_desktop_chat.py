@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 from fakes import KeywordRetriever, ScriptedBackend, ScriptedSession
+from PySide6.QtCore import Qt, QUrl
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 
 from core.agent.loop import Agent
 from core.config import load_config
+from core.knowledge.indexer import Indexer
 from core.llm.base import Chunk, StreamRequest
 from core.workspace import Workspace
 from desktop.chat_tab import ChatTab
@@ -67,13 +69,6 @@ def use_backend(monkeypatch: pytest.MonkeyPatch, ws: Workspace, backend: object)
 
 
 @pytest.fixture
-def ws(data_dir: Path) -> Iterator[Workspace]:
-    workspace = Workspace(data_dir)
-    yield workspace
-    workspace.close()
-
-
-@pytest.fixture
 def chat(qtbot, ws: Workspace, tmp_path: Path) -> ChatTab:  # type: ignore[no-untyped-def]
     tab = ChatTab(ws, settings_in(tmp_path))
     qtbot.addWidget(tab)
@@ -83,6 +78,13 @@ def chat(qtbot, ws: Workspace, tmp_path: Path) -> ChatTab:  # type: ignore[no-un
     return tab
 
 
+def click_conversation(qtbot, chat: ChatTab, row: int) -> None:  # type: ignore[no-untyped-def]
+    """Open a listed conversation as the user does: a click on its row."""
+    listing = chat.side.list
+    rect = listing.visualItemRect(listing.item(row))
+    qtbot.mouseClick(listing.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
 def test_ask_shows_the_trace_in_order_with_clickable_citations_and_saves_it(
     qtbot,
     chat: ChatTab,
@@ -90,19 +92,17 @@ def test_ask_shows_the_trace_in_order_with_clickable_citations_and_saves_it(
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     use_backend(monkeypatch, ws, ScriptedBackend(SCRIPT))
-    chat.question.setPlainText("How hot should green tea water be?")
-    chat.ask_button.click()
-    assert not chat.ask_button.isEnabled() and chat.stop_button.isEnabled()
+    chat.ask_box.question.setPlainText("How hot should green tea water be?")
+    chat.ask_box.ask_button.click()
+    assert not chat.ask_box.ask_button.isEnabled() and chat.ask_box.stop_button.isEnabled()
     qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
-    assert chat.ask_button.isEnabled() and not chat.stop_button.isEnabled()
+    assert chat.ask_box.ask_button.isEnabled() and not chat.ask_box.stop_button.isEnabled()
 
     trace = chat.trace
     tags = [getattr(w, "tag", type(w).__name__) for w in trace.blocks]
     assert tags == ["QLabel", "think", "query", "PassagesWidget", "think", "results", "answer"]
     assert "70 to 80 degrees" in trace.block_widgets("answer")[0].text()
     assert "tokens/s" in chat.footer.text() and "1 round" in chat.footer.text()
-
-    from PySide6.QtCore import QUrl
 
     trace.block_widgets("answer")[0].body.anchorClicked.emit(QUrl("cite:1"))
     dialog = chat.findChild(PassageDialog)
@@ -117,10 +117,10 @@ def test_ask_shows_the_trace_in_order_with_clickable_citations_and_saves_it(
         saved["turns"][0]["answer"].startswith("Brew it")
         and "<query_res>" in (saved["turns"][0]["trace"])
     )
-    assert chat.conv_list.count() == 1
+    assert chat.side.ids() == [saved["id"]]
     chat.new_conversation()
     assert trace.blocks == [] and trace.empty_label.isVisibleTo(trace)
-    chat._on_conversation_clicked(chat.conv_list.item(0))
+    click_conversation(qtbot, chat, 0)
     tags_again = [getattr(w, "tag", type(w).__name__) for w in chat.trace.blocks]
     assert tags_again == tags
     assert 'href="cite:1"' in chat.trace.block_widgets("answer")[0].body.toHtml()
@@ -130,7 +130,7 @@ def test_ask_shows_the_trace_in_order_with_clickable_citations_and_saves_it(
     )
     assert json.loads(Path(target).read_text("utf-8"))["id"] == saved["id"]
     chat.delete_current()
-    assert chat.conv_list.count() == 0 and not list(ws.layout.conversations.glob("*.json"))
+    assert chat.side.ids() == [] and not list(ws.layout.conversations.glob("*.json"))
 
 
 def test_stop_ends_the_run_and_re_enables_the_controls(
@@ -145,9 +145,9 @@ def test_stop_ends_the_run_and_re_enables_the_controls(
     use_backend(monkeypatch, ws, SlowBackend([long_think, *SCRIPT]))
     chat.ask("How hot should green tea water be?")
     qtbot.waitUntil(lambda: len(chat.trace.block_widgets("think")) == 1, timeout=10_000)
-    qtbot.mouseClick(chat.stop_button, _left())
+    qtbot.mouseClick(chat.ask_box.stop_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not chat.running, timeout=10_000)
-    assert chat.ask_button.isEnabled() and not chat.question.isReadOnly()
+    assert chat.ask_box.ask_button.isEnabled() and not chat.ask_box.question.isReadOnly()
     assert chat.footer.text().startswith("Stopped.")
     assert not chat.trace.block_widgets("answer")
 
@@ -159,9 +159,9 @@ def test_a_failure_is_a_sentence_in_the_window(
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     chat.set_knowledge_bases([], "")
-    chat.kb_combo.setCurrentIndex(-1)
+    chat.toolbar.kb_combo.setCurrentIndex(-1)
     chat.ask("anything")
-    assert chat.error_banner.isVisibleTo(chat) and "knowledge base" in chat.error_banner.text()
+    assert chat.banner.isVisibleTo(chat) and "knowledge base" in chat.banner.text()
     assert not chat.running
 
 
@@ -179,15 +179,18 @@ def test_closing_the_window_during_a_run_exits_cleanly(
     window = MainWindow(ws, settings)
     qtbot.addWidget(window)
     window.show()
+    # The window's own start-up reading (the knowledge bases) is over: what is timed is
+    # closing during the chat's run.
+    qtbot.waitUntil(lambda: not window.kb_tab.busy(), timeout=60_000)
     window.chat_tab.set_knowledge_bases(["Tea"], "Tea")
     window.chat_tab.ask("How hot?")
     qtbot.waitUntil(lambda: bool(window.chat_tab.trace.blocks[1:]), timeout=10_000)
-    job = window.chat_tab._job
-    assert job is not None and job._thread is not None
+    job = window.chat_tab.current_job
+    assert job is not None and job.running
     started = time.monotonic()
     window.close()
     assert time.monotonic() - started < 5
-    assert not job._thread.is_alive()
+    assert job.wait(timeout=0)  # its thread has ended
     assert settings.value("window/geometry") is not None
 
 
@@ -233,18 +236,12 @@ def test_asking_the_bundled_model_streams_a_trace_to_the_end(
     chat.trace.run_finished.connect(finished.append)
     chat.ask("How hot should green tea water be?")
     qtbot.waitUntil(lambda: not chat.running, timeout=120_000)
-    assert finished and finished[0].reason == "answered", chat.error_banner.text()  # type: ignore[attr-defined]
+    assert finished and finished[0].reason == "answered", chat.banner.text()  # type: ignore[attr-defined]
     tags = [b.tag for b in chat.trace.block_widgets()]
     assert tags[0] == "think" and tags[-1] == "answer"
     assert "results" in tags
     assert chat.trace.block_widgets("answer")[0].finished
     assert "tokens/s" in chat.footer.text()
-
-
-def _left():  # type: ignore[no-untyped-def]
-    from PySide6.QtCore import Qt
-
-    return Qt.MouseButton.LeftButton
 
 
 class FailingSession(ScriptedSession):
@@ -272,7 +269,7 @@ def test_a_run_that_fails_after_streaming_keeps_its_trace_and_is_saved(
     use_backend(monkeypatch, ws, FailingBackend(SCRIPT))
     chat.ask("How hot should green tea water be?")
     qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
-    assert "out of memory" in chat.error_banner.text()
+    assert "out of memory" in chat.banner.text()
     assert chat.trace.block_widgets("results")  # still on screen
     files = list(ws.layout.conversations.glob("*.json"))
     assert len(files) == 1
@@ -299,15 +296,13 @@ def test_a_citation_opens_the_passage_of_its_own_question(
     qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
     first_answer, second_answer = chat.trace.block_widgets("answer")
 
-    from PySide6.QtCore import QUrl
-
     for widget, source in ((first_answer, "tea.md"), (second_answer, "bike.txt")):
         widget.body.anchorClicked.emit(QUrl("cite:1"))
         dialog = chat.last_dialog
         assert isinstance(dialog, PassageDialog) and dialog.hit.source == source
         dialog.close()
     # Reopened from disk, the same holds.
-    chat._on_conversation_clicked(chat.conv_list.item(0))
+    click_conversation(qtbot, chat, 0)
     first_answer, second_answer = chat.trace.block_widgets("answer")
     first_answer.body.anchorClicked.emit(QUrl("cite:1"))
     assert chat.last_dialog.hit.source == "tea.md"
@@ -345,7 +340,7 @@ def test_the_seeded_search_shows_as_the_apps_and_errors_stay_in_place_when_reope
     assert live[1] == "SEARCH · THE APP SEARCHED WITH YOUR QUESTION"
     assert "ProtocolErrorRow" in live and "NOTE FROM THE APP" in live
     assert live.index("ProtocolErrorRow") < live.index("NOTE FROM THE APP")
-    chat._on_conversation_clicked(chat.conv_list.item(0))
+    click_conversation(qtbot, chat, 0)
     assert drawn() == live
 
 
@@ -356,8 +351,6 @@ def test_thumbs_and_add_to_dataset_turn_a_question_into_an_example(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    from core.knowledge.indexer import Indexer
-
     docs = tmp_path / "docs"
     docs.mkdir()
     for name, text in PASSAGES.items():
@@ -365,17 +358,17 @@ def test_thumbs_and_add_to_dataset_turn_a_question_into_an_example(
     kb = ws.store.create("Tea")
     list(Indexer(kb, ws.embedder, ws.config.chunking).run([docs]))
     use_backend(monkeypatch, ws, ScriptedBackend(SCRIPT))
-    assert not chat.add_dataset_button.isVisibleTo(chat)
+    assert not chat.footer.add_dataset_button.isVisibleTo(chat)
     chat.ask("How hot should green tea water be?")
     qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
-    assert chat.add_dataset_button.isVisibleTo(chat)
-    chat.thumb_up.click()
+    assert chat.footer.add_dataset_button.isVisibleTo(chat)
+    chat.footer.thumb_up.click()
     saved = json.loads(next(ws.layout.conversations.glob("*.json")).read_text("utf-8"))
     assert saved["turns"][0]["feedback"] == "up"
 
     chat.add_to_dataset("from-chat", "purple", "")
     qtbot.waitUntil(lambda: not chat.jobs.busy(), timeout=60_000)
-    assert "Not added: no passage" in chat.error_banner.text()
+    assert "Not added: no passage" in chat.banner.text()
 
     chat.add_to_dataset("from-chat", "70 to 80 degrees", "Brew it at 70 to 80 degrees [1].")
     qtbot.waitUntil(lambda: not chat.jobs.busy(), timeout=60_000)

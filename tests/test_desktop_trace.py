@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from PySide6.QtCore import Qt, QUrl
 from qt_helpers import IGNORED_QT_MESSAGES
 
 from core.agent.events import (
@@ -23,7 +24,8 @@ from core.agent.record import RunRecord
 from core.knowledge.types import Hit
 from desktop.replay import events_from_record
 from desktop.tasks import Job
-from desktop.trace_view import TraceView, link_citations
+from desktop.trace_blocks import link_citations
+from desktop.trace_view import TraceView
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -102,11 +104,11 @@ def test_an_open_block_streams_as_plain_text_before_it_is_rendered(view: TraceVi
 def test_clicking_a_citation_or_a_card_opens_that_passage(view: TraceView, qtbot) -> None:  # type: ignore[no-untyped-def]
     view.handle(sample_run())
     with qtbot.waitSignal(view.passage_requested) as signal:
-        view.block_widgets("answer")[0].body.anchorClicked.emit(_url("cite:1"))
+        view.block_widgets("answer")[0].body.anchorClicked.emit(QUrl("cite:1"))
     assert signal.args == [TEA]
     card = view.passage_widgets()[0].cards[1]
     with qtbot.waitSignal(view.passage_requested) as signal:
-        qtbot.mouseClick(card, _left())
+        qtbot.mouseClick(card, Qt.MouseButton.LeftButton)
     assert signal.args == [BIKE]
 
 
@@ -114,9 +116,9 @@ def test_thinking_can_be_collapsed(view: TraceView, qtbot) -> None:  # type: ign
     view.handle(sample_run())
     think = view.block_widgets("think")[0]
     assert not think.collapsed
-    qtbot.mouseClick(think.toggle, _left())
+    qtbot.mouseClick(think.toggle, Qt.MouseButton.LeftButton)
     assert think.collapsed and think.body.isHidden()
-    qtbot.mouseClick(think.toggle, _left())
+    qtbot.mouseClick(think.toggle, Qt.MouseButton.LeftButton)
     assert not think.collapsed
     assert view.block_widgets("query")[0].toggle.isHidden()
 
@@ -179,15 +181,3 @@ def test_a_failing_worker_reports_a_sentence(qtbot) -> None:  # type: ignore[no-
     with qtbot.waitSignal(job.failed, timeout=5000) as signal:
         job.start()
     assert "disk full" in signal.args[0] and "log file" in signal.args[0]
-
-
-def _url(text: str):  # type: ignore[no-untyped-def]
-    from PySide6.QtCore import QUrl
-
-    return QUrl(text)
-
-
-def _left():  # type: ignore[no-untyped-def]
-    from PySide6.QtCore import Qt
-
-    return Qt.MouseButton.LeftButton

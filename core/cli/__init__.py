@@ -18,6 +18,8 @@ from core.cli.rounds import add_rounds_parser, cmd_train_rounds
 from core.cli.run import cmd_ask, cmd_config, cmd_eval
 from core.cli.train import add_train_parser, cmd_train
 from core.errors import CotragError
+from core.training.worker import main as worker_main
+from core.workspace import Workspace, setup_logging
 
 log = logging.getLogger("cotrag.cli")
 
@@ -133,12 +135,8 @@ _COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     if given[:1] == ["--train-worker"]:  # the frozen build's training worker
-        from core.training.worker import main as worker_main
-
         return worker_main(given[1:])
     args = build_parser().parse_args(given)
-    from core.workspace import Workspace, setup_logging
-
     try:
         ws = Workspace(args.data_dir)
     except CotragError as exc:

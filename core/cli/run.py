@@ -7,12 +7,16 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from core.cli.terminal import Painter, want_colour
+import tomli_w
 
-if TYPE_CHECKING:
-    from core.workspace import Workspace
+from core.chat import Question, ask, keep_turn
+from core.cli.terminal import Painter, paint_event, want_colour
+from core.compare.evaluation import load_qa
+from core.compare.service import evaluate_questions
+from core.conversations import ConversationStore
+from core.workspace import Workspace
 
 
 # -- ask -----------------------------------------------------------------------------
@@ -29,104 +33,43 @@ def _grammar_choice(args: argparse.Namespace) -> bool | None:
 
 
 def cmd_ask(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.agent.events import (
-        Answer,
-        BlockEnd,
-        BlockStart,
-        Finished,
-        ProtocolError,
-        Retrieval,
-        Token,
-    )
-    from core.agent.record import RunRecord
-
     _apply_loop_overrides(ws, args)
     kb_name = args.kb if args.mode != "closed" else None
     if kb_name:
         ws.store.get(kb_name)  # a clear error before the model loads
-    agent = ws.agent(
-        kb_name,
+    question = Question(
+        args.question,
+        mode=args.mode,
+        kb=kb_name or "",
         model=args.model,
+        retriever_only=args.retriever_only,
         grammar=_grammar_choice(args),
         method=args.method,
         first_query=args.first_query,
     )
     cancel = threading.Event()
-    record = RunRecord(question=args.question, mode=args.mode)
+    asking = ask(ws, question, cancel)
     painter = Painter(sys.stdout, want_colour(args.color, sys.stdout))
-    show = not args.json
     try:
-        for event in agent.run(
-            args.question, mode=args.mode, retriever_only=args.retriever_only, cancel=cancel
-        ):
-            record.add(event)
-            if not show:
-                continue
-            if isinstance(event, BlockStart):
-                if event.tag == "answer":
-                    painter.write("\n── answer ──\n", "answer")
-                elif event.tag != "query_res":
-                    painter.write(f"<{event.tag}>", event.tag)
-            elif isinstance(event, Token):
-                # The passages are shown from the Retrieval event, as a readable list.
-                if event.tag != "query_res":
-                    painter.write(event.text, event.tag)
-            elif isinstance(event, BlockEnd):
-                if event.tag == "query_res":
-                    # Passages were shown from the Retrieval event; a note is shown as is.
-                    if event.kind != "passages":
-                        painter.write(f"<query_res>\n{event.text}\n</query_res>\n", "query_res")
-                elif event.tag != "answer":
-                    painter.write(f"</{event.tag}>", event.tag)
-                    if event.kind == "seed":
-                        painter.write("   (the app searched with your question)", "think")
-                    painter.write("\n", event.tag)
-            elif isinstance(event, Retrieval):
-                painter.write("<query_res>\n", "query_res")
-                for number, hit in zip(event.numbers, event.hits, strict=False):
-                    snippet = " ".join(hit.text.split())[:160]
-                    painter.write(
-                        f"  [{number}] {hit.label} ({hit.score:.3f}) {snippet}…\n", "query_res"
-                    )
-                painter.write("</query_res>\n", "query_res")
-            elif isinstance(event, ProtocolError):
-                painter.write(f"\n[protocol error: {event.kind}: {event.detail}]\n", "error")
-            elif isinstance(event, Answer):
-                painter.write("\n")
-                if event.citations:
-                    painter.write(
-                        "cited: " + ", ".join(f"[{n}]" for n in event.citations) + "\n", "results"
-                    )
-            elif isinstance(event, Finished):
-                s = event.stats
-                painter.write(
-                    f"\n── {event.reason}: {s.rounds} rounds, {s.completion_tokens} tokens at "
-                    f"{s.tokens_per_s:.1f} tok/s, {s.prompt_tokens} prompt tokens evaluated, "
-                    f"{s.cached_tokens} reused from cache, {s.seconds:.1f} s ──\n",
-                    "think",
-                )
+        for event in asking:
+            if not args.json:
+                paint_event(painter, event)
     except KeyboardInterrupt:
         cancel.set()
         print("\nCancelled.", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(record.to_dict(), ensure_ascii=False, indent=2))
+        print(json.dumps(asking.record.to_dict(), ensure_ascii=False, indent=2))
     if args.save:
-        from core.conversations import ConversationStore
-
         store = ConversationStore(ws.layout.conversations)
-        conv = store.new(args.question, kb=kb_name or "", model=str(ws.model_path(args.model)))
-        conv.turns.append(record.to_dict())
-        path = store.save(conv)
-        print(f"Saved conversation to {path}", file=sys.stderr)
+        model = str(ws.model_path(args.model))
+        conv = keep_turn(store, asking.record, kb=kb_name or "", model=model)
+        print(f"Saved conversation to {store.path(conv.id)}", file=sys.stderr)
     return 0
 
 
 # -- eval ----------------------------------------------------------------------------
 def cmd_eval(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.compare.evaluation import load_qa
-    from core.compare.service import evaluate_questions
-
     items = load_qa(Path(args.qa))
     if args.limit:
         items = items[: args.limit]
@@ -169,8 +112,6 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
 
 # -- config --------------------------------------------------------------------------
 def cmd_config(ws: Workspace, args: argparse.Namespace) -> int:
-    import tomli_w
-
     print(f"# {ws.layout.config_file}")
     print(tomli_w.dumps(ws.config.to_dict()))
     return 0

@@ -1,4 +1,4 @@
-"""Terminal output for the CLI: tag colours, progress bars, times, confirmations."""
+"""Terminal output for the CLI: the live trace in tag colours, progress bars, confirmations."""
 
 from __future__ import annotations
 
@@ -6,6 +6,16 @@ import os
 import sys
 from typing import TextIO
 
+from core.agent.events import (
+    Answer,
+    BlockEnd,
+    BlockStart,
+    Event,
+    Finished,
+    ProtocolError,
+    Retrieval,
+    Token,
+)
 from core.errors import CotragError
 
 _COLOURS = {
@@ -32,6 +42,51 @@ class Painter:
         else:
             self.stream.write(text)
         self.stream.flush()
+
+
+def paint_event(painter: Painter, event: Event) -> None:
+    """One event of the tag loop, as the live trace of `cotrag ask` shows it."""
+    if isinstance(event, BlockStart):
+        if event.tag == "answer":
+            painter.write("\n── answer ──\n", "answer")
+        elif event.tag != "query_res":
+            painter.write(f"<{event.tag}>", event.tag)
+    elif isinstance(event, Token):
+        # The passages are shown from the Retrieval event, as a readable list.
+        if event.tag != "query_res":
+            painter.write(event.text, event.tag)
+    elif isinstance(event, BlockEnd):
+        if event.tag == "query_res":
+            # Passages were shown from the Retrieval event; a note is shown as is.
+            if event.kind != "passages":
+                painter.write(f"<query_res>\n{event.text}\n</query_res>\n", "query_res")
+        elif event.tag != "answer":
+            painter.write(f"</{event.tag}>", event.tag)
+            if event.kind == "seed":
+                painter.write("   (the app searched with your question)", "think")
+            painter.write("\n", event.tag)
+    elif isinstance(event, Retrieval):
+        painter.write("<query_res>\n", "query_res")
+        for number, hit in zip(event.numbers, event.hits, strict=False):
+            snippet = " ".join(hit.text.split())[:160]
+            painter.write(f"  [{number}] {hit.label} ({hit.score:.3f}) {snippet}…\n", "query_res")
+        painter.write("</query_res>\n", "query_res")
+    elif isinstance(event, ProtocolError):
+        painter.write(f"\n[protocol error: {event.kind}: {event.detail}]\n", "error")
+    elif isinstance(event, Answer):
+        painter.write("\n")
+        if event.citations:
+            painter.write(
+                "cited: " + ", ".join(f"[{n}]" for n in event.citations) + "\n", "results"
+            )
+    elif isinstance(event, Finished):
+        s = event.stats
+        painter.write(
+            f"\n── {event.reason}: {s.rounds} rounds, {s.completion_tokens} tokens at "
+            f"{s.tokens_per_s:.1f} tok/s, {s.prompt_tokens} prompt tokens evaluated, "
+            f"{s.cached_tokens} reused from cache, {s.seconds:.1f} s ──\n",
+            "think",
+        )
 
 
 def want_colour(choice: str, stream: TextIO) -> bool:

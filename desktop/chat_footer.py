@@ -1,0 +1,73 @@
+"""The Chat tab's footer: the last run's figures, thumbs up or down, Add to dataset…."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
+
+from core.agent.events import Finished, RunStats
+from core.conversations import FEEDBACK_DOWN, FEEDBACK_UP
+
+
+def format_stats(stats: RunStats) -> str:
+    parts = [
+        f"{stats.tokens_per_s:.1f} tokens/s",
+        f"{stats.rounds} round{'s' if stats.rounds != 1 else ''}",
+        f"{stats.cached_tokens} prompt tokens reused from cache",
+        f"{stats.prompt_tokens} evaluated",
+        f"{stats.seconds:.1f} s",
+    ]
+    if stats.protocol_errors:
+        parts.append(f"{stats.protocol_errors} protocol error(s)")
+    return " · ".join(parts)
+
+
+class ChatFooter(QWidget):
+    """What the last run did; once it answered, what the user thinks of the answer."""
+
+    feedback_clicked = Signal(str)
+    """``up`` or ``down``: a thumb was clicked."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(8)  # the spacing of the tab's column it sits in
+        self.label = QLabel("", self)
+        self.label.setObjectName("footer")
+        row.addWidget(self.label, 1)
+        self.thumb_up = QToolButton(self)
+        self.thumb_up.setText("✓ Good")
+        self.thumb_up.setToolTip("A good answer")
+        self.thumb_down = QToolButton(self)
+        self.thumb_down.setText("✗ Bad")
+        self.thumb_down.setToolTip("A bad answer")
+        for button, value in ((self.thumb_up, FEEDBACK_UP), (self.thumb_down, FEEDBACK_DOWN)):
+            button.setCheckable(True)
+            button.setAutoRaise(True)
+            button.clicked.connect(lambda _on, v=value: self.feedback_clicked.emit(v))
+            row.addWidget(button)
+        self.add_dataset_button = QPushButton("Add to dataset…", self)
+        self.add_dataset_button.setToolTip("Make this question a training example")
+        row.addWidget(self.add_dataset_button)
+
+    def text(self) -> str:
+        return self.label.text()
+
+    def set_text(self, text: str) -> None:
+        self.label.setText(text)
+
+    def show_finished(self, event: Finished) -> None:
+        """The figures of a run that ended (``Stopped.`` first when the user stopped it)."""
+        text = format_stats(event.stats)
+        self.set_text(f"Stopped. {text}" if event.reason == "cancelled" else text)
+
+    def show_feedback(self, on: bool, feedback: str = "") -> None:
+        """The thumbs and Add to dataset… show for an answer; ``feedback`` is checked."""
+        for widget in (self.thumb_up, self.thumb_down, self.add_dataset_button):
+            widget.setVisible(on)
+        self.set_feedback(feedback)
+
+    def set_feedback(self, feedback: str) -> None:
+        self.thumb_up.setChecked(feedback == FEEDBACK_UP)
+        self.thumb_down.setChecked(feedback == FEEDBACK_DOWN)

@@ -1,0 +1,86 @@
+"""The passages a search returned, as cards: number, source, heading, score; a click opens
+the whole passage."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from core.knowledge.types import Hit
+
+
+class PassageCard(QFrame):
+    """A retrieved passage: number, source, heading, score; click to read it whole."""
+
+    clicked = Signal(object)
+
+    def __init__(self, number: int, hit: Hit, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.number = number
+        self.hit = hit
+        self.setObjectName("passageCard")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setToolTip("Click to read the whole passage")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 8)
+        layout.setSpacing(2)
+        top = QHBoxLayout()
+        name = hit.source.replace("\\", "/").rsplit("/", 1)[-1]
+        label = QLabel(f"<b>[{number}]</b>&nbsp; {html.escape(name)} #{hit.chunk_index}", self)
+        label.setObjectName("cardSource")
+        score = QLabel(f"{hit.method} {hit.score:.3f}", self)
+        score.setObjectName("cardScore")
+        top.addWidget(label)
+        top.addStretch(1)
+        top.addWidget(score)
+        layout.addLayout(top)
+        if hit.heading:
+            heading = QLabel(hit.heading, self)
+            heading.setObjectName("cardHeading")
+            heading.setTextFormat(Qt.TextFormat.PlainText)
+            layout.addWidget(heading)
+        snippet = " ".join(hit.text.split())
+        if len(snippet) > 220:
+            snippet = snippet[:220].rsplit(" ", 1)[0] + " …"
+        text = QLabel(snippet, self)
+        text.setObjectName("cardText")
+        text.setWordWrap(True)
+        text.setTextFormat(Qt.TextFormat.PlainText)
+        layout.addWidget(text)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        event.accept()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit(self.hit)
+        event.accept()
+
+
+class PassagesWidget(QFrame):
+    """The passages a search returned (the loop's <query_res>), as cards."""
+
+    passage_clicked = Signal(object)
+
+    def __init__(self, query: str, numbered: list[tuple[int, Hit]], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("block_query_res")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 10)
+        layout.setSpacing(6)
+        title = QLabel(f"PASSAGES · {len(numbered)} found", self)
+        title.setObjectName("blockTitle")
+        layout.addWidget(title)
+        self.cards: list[PassageCard] = []
+        if not numbered:
+            empty = QLabel("The search found nothing.", self)
+            empty.setObjectName("cardText")
+            layout.addWidget(empty)
+        for number, hit in numbered:
+            card = PassageCard(number, hit, self)
+            card.clicked.connect(self.passage_clicked)
+            layout.addWidget(card)
+            self.cards.append(card)
