@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.turn_to_dataset import DUPLICATE, TurnToDataset
+from core.dataset.chat_turn import DUPLICATE, TurnToDataset
 
 REJECTION_SENTENCES = {
     "answer_not_found": "no passage that searching the question finds contains that answer; "

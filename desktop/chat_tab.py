@@ -16,9 +16,9 @@ from core.agent.events import Finished
 from core.agent.record import RunRecord
 from core.chat import Question, ask, keep_turn
 from core.conversations import Conversation, ConversationStore
+from core.dataset.chat_turn import TurnToDataset, add_turn_to_dataset
 from core.dataset.service import datasets
 from core.knowledge.types import Hit
-from core.turn_to_dataset import TurnToDataset, add_turn_to_dataset
 from core.workspace import Workspace
 from desktop.add_to_dataset import AddToDatasetDialog, outcome_sentence
 from desktop.chat_ask import AskBox
