@@ -21,7 +21,8 @@ from core.paths import DataLayout
 if TYPE_CHECKING:
     from core.agent.loop import Agent
     from core.knowledge.embedding import Embedder
-    from core.knowledge.store import KnowledgeBase, KnowledgeStore
+    from core.knowledge.knowledge_base import KnowledgeBase
+    from core.knowledge.store import KnowledgeStore
     from core.knowledge.types import Hit
     from core.llm.base import Backend
 
