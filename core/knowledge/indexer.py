@@ -8,12 +8,12 @@ whose pipeline differs (new chunk settings, a cleaner recipe, a knowledge base f
 before pipelines), is re-chunked and replaced: its new chunks, under new ids, become
 visible at the moment the old ones go. A file that vanished from a folder being
 re-indexed is removed. Each document is committed all-or-nothing (see
-``core.knowledge.store``), so a run killed at any point leaves each document's old
+``core.knowledge.knowledge_base``), so a run killed at any point leaves each document's old
 chunks or its new ones visible, never a mix.
 
 Documents are processed in groups of about ``_GROUP_CHUNKS`` chunks: the group is
 announced in one manifest write, its texts are embedded together (sorted by length,
-so batches pad little) in sub-batches of ``_SUB_BATCH_CHUNKS``, and it is committed in
+so batches pad little) in sub-batches of ``SUB_BATCH_CHUNKS``, and it is committed in
 one manifest write. The first groups are smaller (1, 2, 4, ... chunks) so the first
 files finish, and can be reported, as soon as possible.
 """
