@@ -9,7 +9,6 @@ versions stay until removed, so "Switch to" on the previous one is the undo.
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
@@ -33,11 +32,9 @@ from core.knowledge.versions import Version
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
-from desktop.scaffold import section_title
+from desktop.scaffold import hint, section_title
 from desktop.tasks import Job, JobGroup, Push
 from desktop.version_table import VersionTable
-
-log = logging.getLogger(__name__)
 
 STAGE_WORDS = {
     "embedding": "Embedding the chunks",
@@ -106,9 +103,7 @@ class ReembedPanel(QFrame):
         run_row.addWidget(self.progress, 1)
         run_row.addWidget(self.cancel_button)
         col.addLayout(run_row)
-        self.status_label = QLabel("", self)
-        self.status_label.setObjectName("hint")
-        self.status_label.setWordWrap(True)
+        self.status_label = hint("", self)
         col.addWidget(self.status_label)
         grid = QGridLayout()
         self.table = VersionTable(self)
@@ -159,6 +154,8 @@ class ReembedPanel(QFrame):
             self.kb_combo.addItem(name, name)
         self.kb_combo.setCurrentIndex(max(0, self.kb_combo.findData(kb)) if data["kbs"] else -1)
         self.kb_combo.blockSignals(False)
+        if self.versions is not None and self.versions.kb != self.kb_name:
+            self.versions = None  # another knowledge base's: its rows come with load_versions
         self._update_buttons()  # the button names the embedder now shown, at once
         self.load_versions()
 
