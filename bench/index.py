@@ -48,7 +48,8 @@ def main() -> None:
     from core.knowledge.embedding import Embedder, bundled_model_path
     from core.knowledge.indexer import Indexer, IndexSummary
     from core.knowledge.loaders import iter_files, load_document
-    from core.knowledge.store import KnowledgeStore, embedding_text
+    from core.knowledge.records import embedding_text
+    from core.knowledge.store import KnowledgeStore
     from core.paths import DataLayout
 
     chunking = ChunkingConfig()

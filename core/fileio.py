@@ -62,6 +62,9 @@ class CachedJsonFile(Generic[T]):
 
     ``parse`` turns the JSON into a value (``None`` when the file is missing), ``dump``
     turns a value back into JSON, ``copy`` keeps callers from mutating the cached value.
+    ``damaged``, when given, turns the error of a file that cannot be parsed (``ValueError``,
+    ``KeyError``, ``TypeError``) into the value to use instead, cached like a good one until
+    the file changes; without it, that error propagates.
     """
 
     def __init__(
@@ -70,11 +73,13 @@ class CachedJsonFile(Generic[T]):
         parse: Callable[[Any | None], T],
         dump: Callable[[T], Any],
         copy: Callable[[T], T],
+        damaged: Callable[[Exception], T] | None = None,
     ) -> None:
         self.path = path
         self._parse = parse
         self._dump = dump
         self._copy = copy
+        self._damaged = damaged
         self._cached: T | None = None
         self._stamp: FileStamp | None = None
         self._lock = threading.Lock()
@@ -84,9 +89,17 @@ class CachedJsonFile(Generic[T]):
         with self._lock:
             stamp = file_stamp(self.path)
             if self._cached is None or stamp != self._stamp:
-                raw = None if stamp is None else json.loads(self.path.read_text("utf-8"))
-                self._cached, self._stamp = self._parse(raw), stamp
+                self._cached, self._stamp = self._load(stamp), stamp
             return self._copy(self._cached)
+
+    def _load(self, stamp: FileStamp | None) -> T:
+        try:
+            raw = None if stamp is None else json.loads(self.path.read_text("utf-8"))
+            return self._parse(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            if self._damaged is None:
+                raise
+            return self._damaged(exc)
 
     def write(self, value: T) -> None:
         with self._lock:

@@ -17,7 +17,8 @@ from core.agent.loop import Agent
 from core.config import AppConfig, load_config, save_config
 from core.errors import ConfigError
 from core.knowledge.embedding import Embedder, default_embedder
-from core.knowledge.store import KnowledgeBase, KnowledgeStore
+from core.knowledge.knowledge_base import KnowledgeBase
+from core.knowledge.store import KnowledgeStore
 from core.knowledge.types import Hit
 from core.llm.base import Backend
 from core.llm.registry import (

@@ -1,4 +1,9 @@
-"""Knowledge-base tab: pick a knowledge base, drop documents on it, watch them index, search it."""
+"""Knowledge-base tab: pick a knowledge base, drop documents on it, watch them index, search it.
+
+The tab is a view: it lays out its panels (``kb_indexing``, ``kb_documents``,
+``kb_search``), runs ``core.knowledge.service`` calls off the GUI thread and renders
+what comes back.
+"""
 
 from __future__ import annotations
 
@@ -7,85 +12,40 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
-    QFrame,
     QHBoxLayout,
-    QHeaderView,
     QInputDialog,
     QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QProgressBar,
     QPushButton,
-    QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from core.durations import time_left
+from core.knowledge import service
+from core.knowledge.indexer import FileDone, IndexEvent, IndexSummary, Progress
+from core.knowledge.manifest import DocInfo
+from core.knowledge.store import KBInfo
 from core.knowledge.types import Hit
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
-from desktop.error_banner import ErrorBanner
-from desktop.passage_dialog import PassageDialog
+from desktop.kb_documents import DocumentsPanel
+from desktop.kb_indexing import DropZone, IndexProgress, local_paths, summary_sentence
+from desktop.kb_search import SearchPanel
+from desktop.scaffold import TabView, section_title, splitter
 from desktop.tasks import Job, JobGroup, Push
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KB_NAME = "My documents"
-STATUS_COLOURS = {
-    "indexed": "#047857",
-    "unchanged": "#64748b",
-    "failed": "#b91c1c",
-    "removed": "#9a3412",
-}
 
 
-def local_paths(urls: list[QUrl]) -> list[Path]:
-    return [Path(u.toLocalFile()) for u in urls if u.isLocalFile() and u.toLocalFile()]
-
-
-class DropZone(QFrame):
-    """The visible target; the whole tab accepts drops, this shows where and how."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("dropZone")
-        self.setProperty("hover", False)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(18, 14, 18, 14)
-        self.text = QLabel(
-            "<b>Drop files or folders anywhere here</b> to index them.<br>"
-            "<span style='color:#64748b'>PDF, Word, Markdown, HTML, reStructuredText and plain "
-            "text. Unchanged files are skipped.</span>",
-            self,
-        )
-        self.text.setObjectName("dropText")
-        layout.addWidget(self.text, 1)
-        self.add_files = QPushButton("Add files…", self)
-        self.add_folder = QPushButton("Add folder…", self)
-        layout.addWidget(self.add_files)
-        layout.addWidget(self.add_folder)
-
-    def set_hover(self, on: bool) -> None:
-        self.setProperty("hover", on)
-        self.style().unpolish(self)
-        self.style().polish(self)
-
-
-class KnowledgeTab(QWidget):
+class KnowledgeTab(TabView):
     knowledge_bases_changed = Signal(list, str)
     """All knowledge-base names and the current one."""
-    status_message = Signal(str)
-    error = Signal(str)
 
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,8 +53,11 @@ class KnowledgeTab(QWidget):
         self.setAcceptDrops(True)
         self.jobs = JobGroup(self, self.show_error)
         self._index_job: Job | None = None
+        self._index_kb = ""
         self._names: list[str] = []
+        self._infos: dict[str, KBInfo] = {}
         self._pending_select = ""
+        self._serving = ""
         self._build()
         self._set_indexing(False)
 
@@ -105,8 +68,7 @@ class KnowledgeTab(QWidget):
         root.setSpacing(10)
 
         top = QHBoxLayout()
-        title = QLabel("Knowledge base", self)
-        title.setObjectName("sectionTitle")
+        title = section_title("Knowledge base", self)
         self.kb_combo = QComboBox(self)
         self.kb_combo.setMinimumWidth(240)
         self.kb_combo.setPlaceholderText("No knowledge base yet")
@@ -123,7 +85,6 @@ class KnowledgeTab(QWidget):
         self.kb_info.setToolTip(
             "The embedder whose vectors serve searches (Training tab: re-embed)"
         )
-        self._serving = ""
         for w in (title, self.kb_combo, self.new_button, self.rename_button, self.delete_button):
             top.addWidget(w)
         top.addSpacing(12)
@@ -136,91 +97,29 @@ class KnowledgeTab(QWidget):
         self.drop_zone.add_folder.clicked.connect(self.choose_folder)
         root.addWidget(self.drop_zone)
 
-        self.progress_row = QWidget(self)
-        prow = QHBoxLayout(self.progress_row)
-        prow.setContentsMargins(0, 0, 0, 0)
-        self.progress = QProgressBar(self.progress_row)
-        self.progress.setTextVisible(False)
-        self.progress_label = QLabel("", self.progress_row)
-        self.progress_label.setObjectName("hint")
-        self.cancel_button = QPushButton("Cancel", self.progress_row)
-        self.cancel_button.clicked.connect(self.cancel_indexing)
-        prow.addWidget(self.progress, 2)
-        prow.addWidget(self.progress_label, 3)
-        prow.addWidget(self.cancel_button)
+        self.progress_row = IndexProgress(self)
+        self.progress_row.cancel_button.clicked.connect(self.cancel_indexing)
         root.addWidget(self.progress_row)
+        root.addWidget(self.banner)
 
-        self.error_banner = ErrorBanner(self)
-        root.addWidget(self.error_banner)
-
-        split = QSplitter(Qt.Orientation.Horizontal, self)
-        left = QWidget(split)
-        lcol = QVBoxLayout(left)
-        lcol.setContentsMargins(0, 0, 0, 0)
-        docs_head = QHBoxLayout()
-        docs_title = QLabel("Documents", left)
-        docs_title.setObjectName("sectionTitle")
-        self.remove_button = QPushButton("Remove document", left)
-        self.remove_button.clicked.connect(self.remove_selected_document)
-        docs_head.addWidget(docs_title)
-        docs_head.addStretch(1)
-        docs_head.addWidget(self.remove_button)
-        lcol.addLayout(docs_head)
-        self.documents = QListWidget(left)
-        self.documents.setAlternatingRowColors(True)
-        self.documents.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        lcol.addWidget(self.documents, 3)
-        run_title = QLabel("Last indexing run", left)
-        run_title.setObjectName("sectionTitle")
-        lcol.addWidget(run_title)
-        self.files = QTableWidget(0, 4, left)
-        self.files.setHorizontalHeaderLabels(["File", "Status", "Chunks", "Reason"])
-        self.files.verticalHeader().hide()
-        self.files.setAlternatingRowColors(True)
-        self.files.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.files.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        header = self.files.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        self.files.setColumnWidth(0, 220)
-        self.files.setColumnWidth(1, 80)
-        self.files.setColumnWidth(2, 60)
-        lcol.addWidget(self.files, 2)
-
-        right = QWidget(split)
-        rcol = QVBoxLayout(right)
-        rcol.setContentsMargins(0, 0, 0, 0)
-        search_title = QLabel("Try a search", right)
-        search_title.setObjectName("sectionTitle")
-        rcol.addWidget(search_title)
-        srow = QHBoxLayout()
-        self.search_box = QLineEdit(right)
-        self.search_box.setPlaceholderText("Type what you are looking for…")
-        self.search_box.setClearButtonEnabled(True)
-        self.search_box.returnPressed.connect(self.search)
-        self.method_combo = QComboBox(right)
-        self.method_combo.addItems(["hybrid", "dense", "bm25"])
-        self.method_combo.setToolTip("dense: meaning · bm25: keywords · hybrid: both, fused")
-        self.search_button = QPushButton("Search", right)
-        self.search_button.clicked.connect(self.search)
-        srow.addWidget(self.search_box, 1)
-        srow.addWidget(self.method_combo)
-        srow.addWidget(self.search_button)
-        rcol.addLayout(srow)
-        self.hits = QListWidget(right)
-        self.hits.setWordWrap(True)
-        self.hits.setAlternatingRowColors(True)
-        self.hits.itemActivated.connect(self._open_hit)
-        self.hits.itemClicked.connect(self._open_hit)
-        rcol.addWidget(self.hits, 1)
-        hint = QLabel("Click a result to read the whole passage.", right)
-        hint.setObjectName("hint")
-        rcol.addWidget(hint)
-        split.addWidget(left)
-        split.addWidget(right)
+        split = splitter(self)
+        self.documents_panel = DocumentsPanel(split)
+        self.documents_panel.remove_button.clicked.connect(self.remove_selected_document)
+        self.search_panel = SearchPanel(split)
+        self.search_panel.search_box.returnPressed.connect(self.search)
+        self.search_panel.search_button.clicked.connect(self.search)
+        split.addWidget(self.documents_panel)
+        split.addWidget(self.search_panel)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         root.addWidget(split, 1)
+        # What the panels show, by the names a caller (and a test) reads them.
+        self.documents = self.documents_panel.documents
+        self.remove_button = self.documents_panel.remove_button
+        self.files = self.documents_panel.files
+        self.search_box = self.search_panel.search_box
+        self.search_button = self.search_panel.search_button
+        self.hits = self.search_panel.hits
 
     # -- jobs ---------------------------------------------------------------------
     def _job(self, work: Any, name: str, *, latest: str = "", **callbacks: Any) -> Job:
@@ -228,6 +127,11 @@ class KnowledgeTab(QWidget):
 
     def busy(self) -> bool:
         return self.jobs.busy()
+
+    @property
+    def indexing(self) -> bool:
+        """Whether an indexing run is going on (its Cancel is shown)."""
+        return self._index_job is not None
 
     def shutdown(self, timeout: float = 15.0) -> None:
         """Cancel everything and wait for the workers (called when the window closes)."""
@@ -241,10 +145,12 @@ class KnowledgeTab(QWidget):
     def refresh(self, select: str = "") -> None:
         """Reload the list of knowledge bases (opening the store happens in a worker)."""
         self._pending_select = select or self.current_kb
-        self._job(lambda push, cancel: self.ws.store.list(), "kb-list", on_result=self._got_list)
+        self._job(
+            lambda push, cancel: service.list_kbs(self.ws), "kb-list", on_result=self._got_list
+        )
 
     @Slot(object)
-    def _got_list(self, infos: list[Any]) -> None:
+    def _got_list(self, infos: list[KBInfo]) -> None:
         self._names = [i.name for i in infos]
         self._infos = {i.name: i for i in infos}
         want = self._pending_select if self._pending_select in self._names else ""
@@ -264,14 +170,13 @@ class KnowledgeTab(QWidget):
         has = bool(name)
         for w in (self.rename_button, self.delete_button, self.search_button):
             w.setEnabled(has and self._index_job is None)
-        info = getattr(self, "_infos", {}).get(name)
+        info = self._infos.get(name)
         self.kb_info.setText(f"{info.documents} documents · {info.chunks} chunks" if info else "")
         self.hits.clear()
         if not has:
-            self.documents.clear()
-            item = QListWidgetItem("No knowledge base yet: drop documents above to create one.")
-            item.setFlags(Qt.ItemFlag.NoItemFlags)
-            self.documents.addItem(item)
+            self.documents_panel.show_placeholder(
+                "No knowledge base yet: drop documents above to create one."
+            )
             return
         self.load_documents()
         self.knowledge_bases_changed.emit(list(self._names), name)
@@ -281,7 +186,7 @@ class KnowledgeTab(QWidget):
         if not name:
             return
         self._job(
-            lambda push, cancel: self.ws.store.get(name).documents(),
+            lambda push, cancel: service.documents(self.ws, name),
             "kb-docs",
             latest="docs",
             on_result=self._got_documents,
@@ -301,25 +206,15 @@ class KnowledgeTab(QWidget):
         self.kb_info.setText(base + text if base else "")
 
     @Slot(object)
-    def _got_documents(self, docs: list[Any]) -> None:
-        self.documents.clear()
-        if not docs:
-            item = QListWidgetItem("No documents yet: drop files or folders above.")
-            item.setFlags(Qt.ItemFlag.NoItemFlags)
-            self.documents.addItem(item)
-        for doc in docs:
-            name = Path(doc.source).name
-            item = QListWidgetItem(f"{name}   ·  {doc.chunks} chunks")
-            item.setToolTip(f"{doc.source}\nindexed {doc.indexed_at}")
-            item.setData(Qt.ItemDataRole.UserRole, doc.source)
-            self.documents.addItem(item)
+    def _got_documents(self, docs: list[DocInfo]) -> None:
+        self.documents_panel.show_documents(docs)
         chunks = sum(d.chunks for d in docs)
         self.kb_info.setText(f"{len(docs)} documents · {chunks} chunks{self._serving}")
         self.remove_button.setEnabled(bool(docs) and self._index_job is None)
 
     def create_kb(self, name: str) -> None:
         self._job(
-            lambda push, cancel: self.ws.store.create(name).name,
+            lambda push, cancel: service.create(self.ws, name),
             "kb-create",
             on_result=lambda created: self.refresh(select=created),
         )
@@ -341,7 +236,7 @@ class KnowledgeTab(QWidget):
 
     def rename_kb(self, old: str, new: str) -> None:
         def work(push: Push, cancel: threading.Event) -> str:
-            self.ws.store.rename(old, new)
+            service.rename(self.ws, old, new)
             return new
 
         self._job(work, "kb-rename", on_result=lambda n: self.refresh(select=n))
@@ -361,28 +256,22 @@ class KnowledgeTab(QWidget):
 
     def delete_kb(self, name: str) -> None:
         self._job(
-            lambda push, cancel: self.ws.store.delete(name),
+            lambda push, cancel: service.delete(self.ws, name),
             "kb-delete",
             on_result=lambda _: self.refresh(),
         )
 
     @Slot()
     def remove_selected_document(self) -> None:
-        sources = [
-            i.data(Qt.ItemDataRole.UserRole)
-            for i in self.documents.selectedItems()
-            if i.data(Qt.ItemDataRole.UserRole)
-        ]
+        sources = self.documents_panel.selected_sources()
         name = self.current_kb
         if not sources or not name:
             return
-
-        def work(push: Push, cancel: threading.Event) -> None:
-            kb = self.ws.store.get(name)
-            for source in sources:
-                kb.remove_document(source)
-
-        self._job(work, "kb-remove", on_result=lambda _: self.refresh(select=name))
+        self._job(
+            lambda push, cancel: service.remove_documents(self.ws, name, sources),
+            "kb-remove",
+            on_result=lambda _: self.refresh(select=name),
+        )
 
     # -- indexing -----------------------------------------------------------------
     @Slot()
@@ -405,20 +294,12 @@ class KnowledgeTab(QWidget):
         self.hide_error()
         self.files.setRowCount(0)
         self._set_indexing(True)
-        self.progress.setRange(0, 0)
-        self.progress_label.setText("Reading files…")
-        chunking = self.ws.config.chunking
+        self.progress_row.start()
 
-        def work(push: Push, cancel: threading.Event) -> Any:
-            from core.errors import KnowledgeBaseNotFound
-            from core.knowledge.indexer import Indexer, IndexSummary
-
-            try:
-                kb = self.ws.store.get(name)
-            except KnowledgeBaseNotFound:
-                kb = self.ws.store.create(name)
+        def work(push: Push, cancel: threading.Event) -> IndexSummary | None:
+            kb, _created = service.open_kb(self.ws, name)
             summary = None
-            for event in Indexer(kb, None, chunking).run(paths, cancel=cancel):
+            for event in service.index(self.ws, kb, paths, cancel=cancel):
                 push(event)
                 if isinstance(event, IndexSummary):
                     summary = event
@@ -437,12 +318,11 @@ class KnowledgeTab(QWidget):
     def cancel_indexing(self) -> None:
         if self._index_job is not None:
             self._index_job.cancel()
-            self.progress_label.setText("Cancelling after the current batch…")
-            self.cancel_button.setEnabled(False)
+            self.progress_row.cancelling()
 
     def _set_indexing(self, on: bool) -> None:
         self.progress_row.setVisible(on)
-        self.cancel_button.setEnabled(on)
+        self.progress_row.cancel_button.setEnabled(on)
         for w in (
             self.kb_combo,
             self.new_button,
@@ -455,75 +335,38 @@ class KnowledgeTab(QWidget):
             w.setEnabled(not on)
 
     @Slot(list)
-    def _on_index_events(self, events: list[object]) -> None:
-        from core.knowledge.indexer import FileDone, Progress
-
+    def _on_index_events(self, events: list[IndexEvent]) -> None:
         last_progress = None
         for event in events:
             if isinstance(event, FileDone):
-                self._add_file_row(event)
+                self.files.add(event)
             elif isinstance(event, Progress):
                 last_progress = event
         if last_progress is not None:
-            p = last_progress
-            self.progress.setRange(0, max(1, p.files_total))
-            self.progress.setValue(p.files_done)
-            rate = f"{p.chunks_per_s:.0f} chunks/s · " if p.chunks_per_s else ""
-            self.progress_label.setText(
-                f"{p.files_done} of {p.files_total} files · {p.chunks_done} chunks · "
-                f"{rate}{time_left(p.eta_s)}"
-            )
-            self.progress_label.setToolTip(p.current)
-
-    def _add_file_row(self, event: Any) -> None:
-        row = self.files.rowCount()
-        self.files.insertRow(row)
-        name = QTableWidgetItem(Path(event.path).name)
-        name.setToolTip(event.path)
-        status = QTableWidgetItem(event.status)
-        status.setForeground(_colour(STATUS_COLOURS.get(event.status, "#1f2937")))
-        chunks = QTableWidgetItem(str(event.chunks) if event.chunks else "")
-        chunks.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        reason = QTableWidgetItem(event.reason)
-        reason.setToolTip(event.reason)
-        for col, item in enumerate((name, status, chunks, reason)):
-            self.files.setItem(row, col, item)
-        self.files.scrollToBottom()
+            self.progress_row.show_progress(last_progress)
 
     @Slot(object)
-    def _on_index_done(self, summary: Any) -> None:
-        if summary is None:
-            return
-        parts = [f"{summary.indexed} indexed", f"{summary.unchanged} unchanged"]
-        if summary.removed:
-            parts.append(f"{summary.removed} removed")
-        if summary.failed:
-            parts.append(f"{summary.failed} failed (see the table)")
-        verb = "Cancelled" if summary.cancelled else "Done"
-        self.status_message.emit(
-            f"{verb}: "
-            + ", ".join(parts)
-            + f" · {summary.chunks} chunks in {summary.seconds:.1f} s"
-        )
+    def _on_index_done(self, summary: IndexSummary | None) -> None:
+        if summary is not None:
+            self.status_message.emit(summary_sentence(summary))
 
     @Slot()
     def _on_index_finished(self) -> None:
         self._index_job = None
         self._set_indexing(False)
-        self.refresh(select=getattr(self, "_index_kb", ""))
+        self.refresh(select=self._index_kb)
 
     # -- search -------------------------------------------------------------------
     @Slot()
     def search(self) -> None:
-        query = self.search_box.text().strip()
-        name = self.current_kb
+        query, name = self.search_panel.query, self.current_kb
         if not query or not name:
             return
-        method = self.method_combo.currentText()
+        method = self.search_panel.method
         k = max(5, self.ws.config.retrieval.k)
         self.hits.clear()
         self._job(
-            lambda push, cancel: self.ws.store.get(name).search(query, k=k, method=method),
+            lambda push, cancel: service.search(self.ws, name, query, k=k, method=method),
             "kb-search",
             latest="search",
             on_result=self._got_hits,
@@ -531,37 +374,7 @@ class KnowledgeTab(QWidget):
 
     @Slot(object)
     def _got_hits(self, hits: list[Hit]) -> None:
-        self.hits.clear()
-        if not hits:
-            item = QListWidgetItem("Nothing found.")
-            item.setFlags(Qt.ItemFlag.NoItemFlags)
-            self.hits.addItem(item)
-        for hit in hits:
-            snippet = " ".join(hit.text.split())
-            if len(snippet) > 160:
-                snippet = snippet[:160].rsplit(" ", 1)[0] + " …"
-            where = hit.label + (f"  ›  {hit.heading}" if hit.heading else "")
-            item = QListWidgetItem(f"{where}     {hit.method} {hit.score:.3f}\n{snippet}")
-            item.setData(Qt.ItemDataRole.UserRole, hit)
-            item.setToolTip(hit.source)
-            self.hits.addItem(item)
-
-    @Slot(QListWidgetItem)
-    def _open_hit(self, item: QListWidgetItem) -> None:
-        hit = item.data(Qt.ItemDataRole.UserRole)
-        if isinstance(hit, Hit):
-            dialog = PassageDialog(hit, self)
-            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            dialog.open()
-
-    # -- errors -------------------------------------------------------------------
-    @Slot(str)
-    def show_error(self, message: str) -> None:
-        self.error_banner.show_message(message)
-        self.error.emit(message)
-
-    def hide_error(self) -> None:
-        self.error_banner.hide()
+        self.search_panel.show_hits(hits)
 
     # -- drag and drop ------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -582,14 +395,5 @@ class KnowledgeTab(QWidget):
 
 def serving_text(ws: Workspace, name: str) -> str:
     """`` · searched with <embedder> (vN)``: which version of ``name`` serves (opens the store)."""
-    from core.knowledge.embedders import BUNDLED_LABEL, bundled_name
-
-    version = ws.store.get(name).active_version
-    label = BUNDLED_LABEL if version.embedder == bundled_name() else version.embedder
-    return f" · searched with {label} (v{version.number})"
-
-
-def _colour(name: str) -> Any:
-    from PySide6.QtGui import QColor
-
-    return QColor(name)
+    version = service.serving(ws, name)
+    return f" · searched with {service.embedder_label(version.embedder)} (v{version.number})"

@@ -9,95 +9,39 @@ versions stay until removed, so "Switch to" on the previous one is the undo.
 
 from __future__ import annotations
 
-import logging
 import threading
-from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from core.knowledge import service
+from core.knowledge.reembed import ReembedProgress, ReembedResult
+from core.knowledge.service import KbVersions, VersionRow
+from core.knowledge.versions import Version
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
 from desktop.error_banner import ErrorBanner
+from desktop.scaffold import hint, section_title
 from desktop.tasks import Job, JobGroup, Push
+from desktop.version_table import VersionTable
 
-log = logging.getLogger(__name__)
-
-VERSION_COLUMNS = ["", "Version", "Embedder", "State", "Chunks"]
 STAGE_WORDS = {
     "embedding": "Embedding the chunks",
     "waiting": "Waiting for an indexing run to finish",
     "catching up": "Catching up with documents added meanwhile",
     "checking": "Checking the new version",
 }
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    number: int
-    embedder: str
-    label: str
-    """The embedder as a person reads it (the bundled one by its model name)."""
-    state: str
-    chunks: int
-    done: int
-    serving: bool
-
-
-@dataclass(frozen=True)
-class KbVersions:
-    kb: str
-    rows: list[VersionRow]
-    total: int
-    """Chunks the knowledge base holds (what a re-embed has to embed)."""
-
-    @property
-    def serving(self) -> VersionRow | None:
-        return next((r for r in self.rows if r.serving), None)
-
-    def building(self, embedder: str) -> VersionRow | None:
-        return next(
-            (r for r in self.rows if r.state == "building" and r.embedder == embedder), None
-        )
-
-
-def read_versions(ws: Workspace, kb_name: str) -> KbVersions:
-    """A knowledge base's versions, for the table (run off the GUI thread: it opens the store)."""
-    from core.knowledge.embedders import BUNDLED_LABEL, bundled_name
-
-    kb = ws.store.get(kb_name)
-    current = kb.versions_file.read()
-    bundled = bundled_name()
-    rows = [
-        VersionRow(
-            v.number,
-            v.embedder,
-            BUNDLED_LABEL if v.embedder == bundled else v.embedder,
-            v.state,
-            kb.count() if v.number == current.active else v.chunks,
-            # A build's progress is what its collection holds so far.
-            kb.version_collection(v, create=True).count() if v.state == "building" else v.done,
-            v.number == current.active,
-        )
-        for v in current.versions
-    ]
-    total = sum(d.chunks for d in kb.manifest().documents.values())
-    return KbVersions(kb_name, rows, total)
 
 
 class ReembedPanel(QFrame):
@@ -128,9 +72,7 @@ class ReembedPanel(QFrame):
         col = QVBoxLayout(self)
         col.setContentsMargins(10, 8, 10, 8)
         col.setSpacing(6)
-        title = QLabel("Search with the tuned embedder", self)
-        title.setObjectName("sectionTitle")
-        col.addWidget(title)
+        col.addWidget(section_title("Search with the tuned embedder", self))
         self.banner = ErrorBanner(self)
         col.addWidget(self.banner)
         pick = QHBoxLayout()
@@ -161,23 +103,10 @@ class ReembedPanel(QFrame):
         run_row.addWidget(self.progress, 1)
         run_row.addWidget(self.cancel_button)
         col.addLayout(run_row)
-        self.status_label = QLabel("", self)
-        self.status_label.setObjectName("hint")
-        self.status_label.setWordWrap(True)
+        self.status_label = hint("", self)
         col.addWidget(self.status_label)
         grid = QGridLayout()
-        self.table = QTableWidget(0, len(VERSION_COLUMNS), self)
-        self.table.setHorizontalHeaderLabels(VERSION_COLUMNS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        for c in (0, 1, 3, 4):
-            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setMaximumHeight(130)
-        self.table.setToolTip("★ marks the version that serves searches")
+        self.table = VersionTable(self)
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.switch_button = QPushButton("Switch to", self)
         self.switch_button.setToolTip(
@@ -199,11 +128,9 @@ class ReembedPanel(QFrame):
         """Re-read the knowledge bases and the embedders (in the background)."""
 
         def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
-            from core.knowledge.embedders import list_embedders
-
             return {
-                "kbs": [info.name for info in self.ws.store.list()],
-                "embedders": [(e.name, e.label) for e in list_embedders(self.ws.layout)],
+                "kbs": [info.name for info in service.list_kbs(self.ws)],
+                "embedders": [(e.name, e.label) for e in service.embedders(self.ws)],
             }
 
         self.jobs.start(work, "reembed-lists", latest="lists", on_result=self._got_lists)
@@ -227,6 +154,9 @@ class ReembedPanel(QFrame):
             self.kb_combo.addItem(name, name)
         self.kb_combo.setCurrentIndex(max(0, self.kb_combo.findData(kb)) if data["kbs"] else -1)
         self.kb_combo.blockSignals(False)
+        if self.versions is not None and self.versions.kb != self.kb_name:
+            self.versions = None  # another knowledge base's: its rows come with load_versions
+        self._update_buttons()  # the button names the embedder now shown, at once
         self.load_versions()
 
     def _kb_chosen(self, _index: int) -> None:
@@ -265,7 +195,7 @@ class ReembedPanel(QFrame):
             return
 
         def work(push: Push, cancel: threading.Event) -> KbVersions:
-            return read_versions(self.ws, name)
+            return service.versions(self.ws, name)
 
         self.jobs.start(work, "kb-versions", latest="versions", on_result=self._got_versions)
 
@@ -273,48 +203,15 @@ class ReembedPanel(QFrame):
         if versions.kb != self.kb_name:
             return
         self.versions = versions
-        selected = self.selected_version()
-        self.table.setRowCount(0)
-        for row in versions.rows:
-            r = self.table.rowCount()
-            self.table.insertRow(r)
-            chunks = row.chunks if row.state == "ready" else row.done
-            cells = [
-                "★" if row.serving else "",
-                f"v{row.number}",
-                row.label,
-                "serving" if row.serving else row.state,
-                f"{chunks}" + (f"/{versions.total}" if row.state == "building" else ""),
-            ]
-            for c, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if c == 0:
-                    item.setData(Qt.ItemDataRole.UserRole, row.number)
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                if row.serving:
-                    font = item.font()
-                    font.setBold(True)
-                    item.setFont(font)
-                self.table.setItem(r, c, item)
-            if row.number == (self._select_next or selected):
-                self.table.selectRow(r)
+        self.table.show_versions(versions, self._select_next or self.selected_version())
         self._select_next = 0
         self._update_buttons()
 
     def selected_version(self) -> int:
-        rows = self.table.selectionModel().selectedRows()
-        if not rows:
-            return 0
-        item = self.table.item(rows[0].row(), 0)
-        value = item.data(Qt.ItemDataRole.UserRole) if item else None
-        return int(value) if isinstance(value, int) else 0
+        return self.table.selected_version()
 
     def select_version(self, number: int) -> None:
-        for r in range(self.table.rowCount()):
-            item = self.table.item(r, 0)
-            if item is not None and item.data(Qt.ItemDataRole.UserRole) == number:
-                self.table.selectRow(r)
-                return
+        self.table.select_version(number)
 
     def _row(self, number: int) -> VersionRow | None:
         if self.versions is None:
@@ -358,8 +255,6 @@ class ReembedPanel(QFrame):
         self.embedder_combo.setEnabled(not self.busy)
 
     def _progress(self, items: list[object]) -> None:
-        from core.knowledge.reembed import ReembedProgress
-
         last = [i for i in items if isinstance(i, ReembedProgress)]
         if not last:
             return
@@ -410,13 +305,10 @@ class ReembedPanel(QFrame):
             return
         old = self.versions.serving if self.versions else None
 
-        def work(push: Push, cancel: threading.Event) -> object:
-            from core.knowledge.reembed import reembed
+        def work(push: Push, cancel: threading.Event) -> ReembedResult:
+            return service.reembed(self.ws, kb_name, embedder, on_progress=push, cancel=cancel)
 
-            kb = self.ws.store.get(kb_name)
-            return reembed(kb, embedder, on_progress=push, cancel=cancel)
-
-        def done(result: Any) -> None:
+        def done(result: ReembedResult) -> None:
             v = result.version
             if result.cancelled:
                 self.status_label.setText(
@@ -454,12 +346,10 @@ class ReembedPanel(QFrame):
             return
         old = self.versions.serving if self.versions else None
 
-        def work(push: Push, cancel: threading.Event) -> object:
-            from core.knowledge.reembed import switch_to
+        def work(push: Push, cancel: threading.Event) -> Version:
+            return service.switch(self.ws, kb_name, number, on_progress=push, cancel=cancel)
 
-            return switch_to(self.ws.store.get(kb_name), number, on_progress=push, cancel=cancel)
-
-        def done(version: Any) -> None:
+        def done(version: Version) -> None:
             self._full = True
             undo = f" Switch to v{old.number} to undo." if old and old.number != number else ""
             sentence = f"{kb_name} searches with {row.label} again (version {number}).{undo}"
@@ -488,12 +378,10 @@ class ReembedPanel(QFrame):
         ):
             return
 
-        def work(push: Push, cancel: threading.Event) -> object:
-            from core.knowledge.reembed import remove_version
+        def work(push: Push, cancel: threading.Event) -> Version:
+            return service.remove_version(self.ws, kb_name, number)
 
-            return remove_version(self.ws.store.get(kb_name), number)
-
-        def done(version: Any) -> None:
+        def done(version: Version) -> None:
             self.status_label.setText(f"Removed version {number} of {kb_name}.")
 
         self._start(work, "kb-remove-version", done)

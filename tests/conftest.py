@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from core.knowledge.embedding import Embedder, default_embedder
+from core.knowledge.knowledge_base import KnowledgeBase
+from core.knowledge.store import KnowledgeStore
+from core.paths import DataLayout
 from core.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -60,3 +64,28 @@ def use_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[HubSer
         return cache
 
     return point
+
+
+# -- knowledge fixtures --
+# The real store on a throwaway data dir, with the bundled embedder (loaded once per process).
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return default_embedder()
+
+
+@pytest.fixture
+def layout(data_dir: Path) -> DataLayout:
+    return DataLayout(data_dir)
+
+
+@pytest.fixture
+def store(layout: DataLayout, embedder: Embedder) -> KnowledgeStore:
+    return KnowledgeStore(layout, embedder=embedder)
+
+
+@pytest.fixture
+def kb(store: KnowledgeStore) -> KnowledgeBase:
+    """An empty knowledge base named ``test``."""
+    return store.create("test")

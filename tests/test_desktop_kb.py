@@ -32,7 +32,7 @@ def tab(qtbot, data_dir: Path):  # type: ignore[no-untyped-def]
 
 
 def wait_idle(qtbot, tab: KnowledgeTab, timeout: int = 120_000) -> None:  # type: ignore[no-untyped-def]
-    qtbot.waitUntil(lambda: tab._index_job is None and not tab.busy(), timeout=timeout)
+    qtbot.waitUntil(lambda: not tab.indexing and not tab.busy(), timeout=timeout)
 
 
 def rows(tab: KnowledgeTab) -> dict[str, tuple[str, str]]:
@@ -80,7 +80,7 @@ def test_dropping_files_and_a_folder_indexes_and_lists_them_and_reports_a_bad_fi
     qtbot.waitUntil(lambda: tab.hits.count() > 0 and not tab.busy(), timeout=30_000)
     first = tab.hits.item(0)
     assert first.text().startswith("green-tea.md")
-    tab._open_hit(first)
+    tab.search_panel.open_hit(first)
     dialog = tab.findChild(__import__("desktop.passage_dialog").passage_dialog.PassageDialog)
     assert dialog is not None and "70 to 80 degrees" in dialog.text.toPlainText()
     dialog.close()
@@ -114,7 +114,7 @@ def test_create_rename_delete_and_switch(qtbot, tab: KnowledgeTab) -> None:  # t
     # A clash is reported in the window, not swallowed.
     tab.create_kb("Bike manuals")
     qtbot.waitUntil(lambda: not tab.busy(), timeout=30_000)
-    assert tab.error_banner.isVisibleTo(tab) and "already exists" in tab.error_banner.text()
+    assert tab.banner.isVisibleTo(tab) and "already exists" in tab.banner.text()
 
 
 def test_cancel_stops_indexing_and_leaves_the_tab_usable(

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from core.config import EmbedderBackend
-from core.knowledge import embedding
-from core.knowledge.embedding import Embedder, default_embedder, export_dir
+from core.knowledge import embedding_runtimes
+from core.knowledge.embedding import Embedder, default_embedder
+from core.knowledge.embedding_runtimes import export_dir
 
 SENTENCES = [
     "How do I publish a scoped package?",
@@ -93,7 +94,7 @@ def test_export_is_complete_and_reused(
     def no_export(*_args: object) -> None:
         raise AssertionError("the cached export should have been used")
 
-    monkeypatch.setattr(embedding, "_export", no_export)
+    monkeypatch.setattr(embedding_runtimes, "export_model", no_export)
     again = Embedder(backend=backend, cache_dir=cache)
     assert again.backend == backend
     assert (np.array(again.embed(SENTENCES[:1])) * torch_vectors[:1]).sum() >= 0.999
@@ -138,7 +139,7 @@ def test_export_that_fails_the_check_is_not_kept(
     if not INSTALLED:
         pytest.skip("neither onnxruntime nor openvino is installed")
     backend = INSTALLED[0]
-    monkeypatch.setattr(embedding, "MIN_COSINE", 1.5)  # no export can pass
+    monkeypatch.setattr(embedding_runtimes, "MIN_COSINE", 1.5)  # no export can pass
 
     with caplog.at_level(logging.WARNING, logger="core.knowledge.embedding"):
         embedder = Embedder(backend=backend, cache_dir=tmp_path)
@@ -156,7 +157,7 @@ def test_interrupted_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
         (out / "model.onnx").write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(embedding, "_export", half_export)
+    monkeypatch.setattr(embedding_runtimes, "export_model", half_export)
     with pytest.raises(KeyboardInterrupt):
         Embedder(backend=INSTALLED[0], cache_dir=tmp_path).load()
     assert list(tmp_path.iterdir()) == []

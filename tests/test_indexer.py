@@ -14,33 +14,15 @@ import pytest
 
 import core.knowledge.indexer as indexer_module
 from core.config import ChunkingConfig
-from core.knowledge.embedding import Embedder, default_embedder
+from core.knowledge.embedding import Embedder
 from core.knowledge.indexer import FileDone, Indexer, IndexEvent, IndexSummary, Progress
-from core.knowledge.store import KnowledgeBase, KnowledgeStore, Manifest, ManifestFile
+from core.knowledge.knowledge_base import KnowledgeBase
+from core.knowledge.manifest import Manifest, ManifestFile
+from core.knowledge.store import KnowledgeStore
 from core.knowledge.types import DocChunk
 from core.paths import DataLayout
 
 SMALL_CHUNKS = ChunkingConfig(size=200, overlap=0, min_chars=10)
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return default_embedder()
-
-
-@pytest.fixture
-def layout(data_dir: Path) -> DataLayout:
-    return DataLayout(data_dir)
-
-
-@pytest.fixture
-def store(layout: DataLayout, embedder: Embedder) -> KnowledgeStore:
-    return KnowledgeStore(layout, embedder=embedder)
-
-
-@pytest.fixture
-def kb(store: KnowledgeStore) -> KnowledgeBase:
-    return store.create("test")
 
 
 @pytest.fixture
@@ -372,7 +354,7 @@ def test_the_manifest_is_written_per_group_not_per_document(
 def test_cancel_in_the_middle_of_a_group_keeps_committed_documents_only(
     kb: KnowledgeBase, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(indexer_module, "_SUB_BATCH_CHUNKS", 2)
+    monkeypatch.setattr(indexer_module, "SUB_BATCH_CHUNKS", 2)
     monkeypatch.setattr(embedder, "batch_size", 2)
     small_files(tmp_path / "many", 12)  # groups: f00 | f01 f02 | f03..f06 | f07..f11
     cancel = threading.Event()
@@ -413,7 +395,7 @@ def test_a_consumer_that_stops_after_a_group_commit_keeps_the_whole_group(
 def test_an_embedding_error_fails_its_group_and_leaves_no_chunks(
     kb: KnowledgeBase, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(indexer_module, "_SUB_BATCH_CHUNKS", 2)
+    monkeypatch.setattr(indexer_module, "SUB_BATCH_CHUNKS", 2)
     monkeypatch.setattr(embedder, "batch_size", 2)
     paths = small_files(tmp_path / "many", 7)  # groups: f00 | f01 f02 | f03..f06
     # The longest text of the last group: embedded last, after a sub-batch was stored.

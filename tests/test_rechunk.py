@@ -20,7 +20,7 @@ import core.knowledge.indexer as indexer_module
 from core.config import ChunkingConfig
 from core.knowledge import embedders, reembed
 from core.knowledge.chunking import chunk_document, pipeline_fingerprint
-from core.knowledge.embedding import Embedder, default_embedder
+from core.knowledge.embedding import Embedder
 from core.knowledge.indexer import (
     RECHUNK_REASON,
     FileDone,
@@ -31,32 +31,14 @@ from core.knowledge.indexer import (
     file_sha256,
     source_key,
 )
+from core.knowledge.knowledge_base import KnowledgeBase
 from core.knowledge.loaders import load_document
-from core.knowledge.store import KnowledgeBase, KnowledgeStore, chunk_id, chunk_metadata_text
+from core.knowledge.records import chunk_id, chunk_metadata_text
+from core.knowledge.store import KnowledgeStore
 from core.paths import DataLayout
 
 SMALL = ChunkingConfig(size=200, overlap=0, min_chars=10)
 LARGE = ChunkingConfig(size=400, overlap=0, min_chars=10)
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return default_embedder()
-
-
-@pytest.fixture
-def layout(data_dir: Path) -> DataLayout:
-    return DataLayout(data_dir)
-
-
-@pytest.fixture
-def store(layout: DataLayout, embedder: Embedder) -> KnowledgeStore:
-    return KnowledgeStore(layout, embedder=embedder)
-
-
-@pytest.fixture
-def kb(store: KnowledgeStore) -> KnowledgeBase:
-    return store.create("test")
 
 
 @pytest.fixture
@@ -215,7 +197,7 @@ def test_a_run_stopped_while_rechunking_keeps_the_old_chunks_only(
 ) -> None:
     run(kb, embedder, manual, SMALL)
     old_texts, old_ids = visible(kb), stored_ids(kb)
-    monkeypatch.setattr(indexer_module, "_SUB_BATCH_CHUNKS", 2)
+    monkeypatch.setattr(indexer_module, "SUB_BATCH_CHUNKS", 2)
     monkeypatch.setattr(embedder, "batch_size", 2)
     events = Indexer(kb, embedder, LARGE).run([manual])
     with pytest.raises(RuntimeError):
@@ -240,12 +222,13 @@ _KILLED_WHILE_RECHUNKING = textwrap.dedent(
     import core.knowledge.indexer as indexer_module
     from core.config import ChunkingConfig
     from core.knowledge.embedding import Embedder
-    from core.knowledge.store import KnowledgeBase, KnowledgeStore
+    from core.knowledge.knowledge_base import KnowledgeBase
+    from core.knowledge.store import KnowledgeStore
     from core.paths import DataLayout
 
     data, model, doc, point = sys.argv[1:5]
     if point == "embedding":  # after the first sub-batch of new chunks is stored
-        indexer_module._SUB_BATCH_CHUNKS = 2
+        indexer_module.SUB_BATCH_CHUNKS = 2
         add_records = KnowledgeBase.add_records
 
         def add_then_die(self, *args, **kwargs):
@@ -254,7 +237,7 @@ _KILLED_WHILE_RECHUNKING = textwrap.dedent(
 
         KnowledgeBase.add_records = add_then_die
     else:  # the commit is written; the replaced chunks are not deleted yet
-        KnowledgeBase._delete_chunks = lambda self, *args: os._exit(9)
+        KnowledgeBase.delete_chunks = lambda self, *args: os._exit(9)
     embedder = Embedder(model)
     embedder.batch_size = 2
     store = KnowledgeStore(DataLayout(Path(data)), embedder=embedder)

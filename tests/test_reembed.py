@@ -11,9 +11,9 @@ from small_docs import DOCS, indexed_workspace
 
 from core.knowledge import embedders, reembed
 from core.knowledge.embedders import EmbedderMissing
-from core.knowledge.indexer import Indexer
+from core.knowledge.indexer import EmbedderMismatch, Indexer
 from core.knowledge.reembed import ReembedFailed, ReembedProgress
-from core.knowledge.store import EmbedderMismatch, KnowledgeStore
+from core.knowledge.store import KnowledgeStore
 from core.workspace import Workspace
 
 QUESTIONS = (

@@ -11,10 +11,11 @@ import pytest
 from core.config import ChunkingConfig
 from core.errors import ConfigError
 from core.knowledge import search as search_module
-from core.knowledge.embedding import Embedder, default_embedder
+from core.knowledge.embedding import Embedder
 from core.knowledge.indexer import Indexer
+from core.knowledge.knowledge_base import KnowledgeBase
 from core.knowledge.loaders import load_document
-from core.knowledge.store import KnowledgeBase, KnowledgeStore
+from core.knowledge.store import KnowledgeStore
 from core.knowledge.types import DocChunk
 from core.paths import DataLayout
 
@@ -57,11 +58,6 @@ QUESTIONS = [
     ("How long until my travel costs are paid back?", "finance.md", "30 days"),
     ("Which direction does a comet tail point?", "astronomy.md", "away from the Sun"),
 ]
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return default_embedder()
 
 
 @pytest.fixture(scope="module")
@@ -153,18 +149,18 @@ def test_bm25_index_is_reused_until_the_kb_changes(
     list(Indexer(kb, embedder, chunking).run([tmp_path / "one.txt"]))
     assert kb.search("kiwi", k=3, method="bm25") == []
 
-    key = str(kb.state_dir)
-    built = search_module._CACHE[key]
+    built = search_module.cached_bm25(kb.state_dir)
+    assert built is not None
     started = time.perf_counter()
     kb.search("otters", k=3, method="bm25")
-    assert search_module._CACHE[key] is built
+    assert search_module.cached_bm25(kb.state_dir) is built
     assert time.perf_counter() - started < 0.5
 
     (tmp_path / "two.txt").write_text("Kiwi birds cannot fly at all.\n", encoding="utf-8")
     list(Indexer(kb, embedder, chunking).run([tmp_path / "two.txt"]))
     hits = kb.search("kiwi", k=3, method="bm25")
     assert [Path(h.source).name for h in hits] == ["two.txt"]
-    assert search_module._CACHE[key] is not built
+    assert search_module.cached_bm25(kb.state_dir) is not built
 
 
 def test_search_ignores_a_document_being_indexed(

@@ -10,30 +10,10 @@ from pathlib import Path
 import pytest
 
 from core.errors import KnowledgeBaseBusy, KnowledgeBaseExists, KnowledgeBaseNotFound
-from core.knowledge.embedding import Embedder, default_embedder
 from core.knowledge.indexer import Indexer
-from core.knowledge.store import (
-    ChunkNotFound,
-    DocumentNotIndexed,
-    InvalidKnowledgeBaseName,
-    KnowledgeStore,
-)
+from core.knowledge.knowledge_base import ChunkNotFound, DocumentNotIndexed
+from core.knowledge.store import InvalidKnowledgeBaseName, KnowledgeStore
 from core.paths import DataLayout
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return default_embedder()
-
-
-@pytest.fixture
-def layout(data_dir: Path) -> DataLayout:
-    return DataLayout(data_dir)
-
-
-@pytest.fixture
-def store(layout: DataLayout, embedder: Embedder) -> KnowledgeStore:
-    return KnowledgeStore(layout, embedder=embedder)
 
 
 def test_create_list_rename_delete(store: KnowledgeStore, layout: DataLayout) -> None:

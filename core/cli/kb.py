@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.cli.kb_versions import cmd_kb_versions
 from core.cli.terminal import progress_bar
 from core.durations import clock
+from core.knowledge import service
+from core.knowledge.indexer import FileDone, IndexSummary, Progress
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -22,15 +25,12 @@ if TYPE_CHECKING:
 # -- kb ------------------------------------------------------------------------------
 def cmd_kb(ws: Workspace, args: argparse.Namespace) -> int:
     if args.kb_command in ("reembed", "versions", "switch", "remove-version"):
-        from core.cli.kb_versions import cmd_kb_versions
-
         return cmd_kb_versions(ws, args)
-    store = ws.store
     if args.kb_command == "create":
-        store.create(args.name)
+        service.create(ws, args.name)
         print(f"Created knowledge base {args.name!r}.")
     elif args.kb_command == "list":
-        infos = store.list()
+        infos = service.list_kbs(ws)
         if args.json:
             print(json.dumps([_kb_info_dict(i) for i in infos], indent=2))
         elif not infos:
@@ -44,10 +44,7 @@ def cmd_kb(ws: Workspace, args: argparse.Namespace) -> int:
                     f"{info.chunks:>7} chunks"
                 )
     elif args.kb_command == "rename":
-        store.rename(args.old, args.new)
-        if ws.config.kb == args.old:
-            ws.config.kb = args.new
-            ws.save_config()
+        service.rename(ws, args.old, args.new)
         print(f"Renamed {args.old!r} to {args.new!r}.")
     elif args.kb_command == "delete":
         if not args.yes and sys.stdin.isatty():
@@ -55,18 +52,13 @@ def cmd_kb(ws: Workspace, args: argparse.Namespace) -> int:
             if reply.strip().lower() not in ("y", "yes"):
                 print("Kept.")
                 return 1
-        store.delete(args.name)
-        if ws.config.kb == args.name:
-            ws.config.kb = ""
-            ws.save_config()
+        service.delete(ws, args.name)
         print(f"Deleted {args.name!r}.")
     elif args.kb_command == "use":
-        store.get(args.name)  # must exist
-        ws.config.kb = args.name
-        ws.save_config()
+        service.use(ws, args.name)
         print(f"Now using {args.name!r} when no --kb is given.")
     elif args.kb_command == "docs":
-        for doc in store.get(args.name).documents():
+        for doc in service.documents(ws, args.name):
             print(f"{doc.chunks:>5} chunks  {doc.source}")
     return 0
 
@@ -76,18 +68,10 @@ def _kb_info_dict(info: Any) -> dict[str, Any]:
 
 
 def cmd_index(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.knowledge.indexer import FileDone, Indexer, IndexSummary, Progress
-
-    store = ws.store
-    names = {i.name for i in store.list()}
-    if args.kb not in names:
-        if args.no_create:
-            store.get(args.kb)  # raises KnowledgeBaseNotFound with advice
-        store.create(args.kb)
+    kb, created = service.open_kb(ws, args.kb, create=not args.no_create)
+    if created:
         print(f"Created knowledge base {args.kb!r}.", file=sys.stderr)
-    kb = store.get(args.kb)
     cancel = threading.Event()
-    indexer = Indexer(kb, None, ws.config.chunking)
     paths = [Path(p) for p in args.paths]
     for p in paths:
         if not p.exists():
@@ -104,7 +88,10 @@ def cmd_index(ws: Workspace, args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     last_line = 0.0
     try:
-        for event in indexer.run(paths, include=args.include, exclude=args.exclude, cancel=cancel):
+        events = service.index(
+            ws, kb, paths, include=args.include, exclude=args.exclude, cancel=cancel
+        )
+        for event in events:
             if isinstance(event, Progress):
                 now = time.monotonic()
                 if tty and now - last_line > 0.1:
@@ -146,9 +133,7 @@ def cmd_index(ws: Workspace, args: argparse.Namespace) -> int:
 
 # -- search --------------------------------------------------------------------------
 def cmd_search(ws: Workspace, args: argparse.Namespace) -> int:
-    kb = ws.store.get(args.kb)
-    # Load the embedder before timing: the first search would otherwise include it.
-    hits = kb.search(args.text, k=args.k, method=args.method)
+    hits = service.search(ws, args.kb, args.text, k=args.k, method=args.method)
     if args.json:
         print(json.dumps([_hit_dict(h) for h in hits], indent=2, ensure_ascii=False))
         return 0

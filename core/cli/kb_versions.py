@@ -10,9 +10,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from core.cli.terminal import ProgressLine, confirm
+from core.knowledge import service
+from core.knowledge.reembed import ReembedProgress
 
 if TYPE_CHECKING:
-    from core.knowledge.reembed import ReembedProgress
     from core.workspace import Workspace
 
 
@@ -44,42 +45,35 @@ def add_version_parsers(kb_sub: Any) -> None:
 
 
 def cmd_kb_versions(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.knowledge import reembed
-
-    kb = ws.store.get(args.name)
     if args.kb_command == "versions":
-        current = kb.versions_file.read()
+        found = service.versions(ws, args.name)
         if args.json:
-            print(json.dumps(current.to_json(), indent=2))
+            print(json.dumps(found.record.to_json(), indent=2))
             return 0
-        for v in current.versions:
-            mark = "*" if v.number == current.active else " "
-            chunks = kb.count() if v.number == current.active else v.chunks
+        for row in found.rows:
+            mark = "*" if row.serving else " "
             count = (
-                f"{chunks} chunks"
-                if v.state == "ready"
-                else (
-                    f"{kb.version_collection(v, create=True).count()} chunks so far"
-                    if v.state == "building"
-                    else ""
-                )
+                f"{row.chunks} chunks"
+                if row.state == "ready"
+                else (f"{row.done} chunks so far" if row.state == "building" else "")
             )
-            print(f"{mark} v{v.number}  {v.state:9} {v.embedder:28} {count:18} {v.created}")
+            print(f"{mark} v{row.number}  {row.state:9} {row.embedder:28} {count:18} {row.created}")
         return 0
     if args.kb_command == "switch":
-        version = reembed.switch_to(
-            kb, args.version, on_progress=_printer(ProgressLine(sys.stderr))
+        version = service.switch(
+            ws, args.name, args.version, on_progress=_printer(ProgressLine(sys.stderr))
         )
-        print(f"{kb.name!r} is now served by version {version.number} ({version.embedder}).")
+        print(f"{args.name!r} is now served by version {version.number} ({version.embedder}).")
         return 0
     if args.kb_command == "remove-version":
+        service.serving(ws, args.name)  # a missing knowledge base is said before the question
         if not args.yes and not confirm(
-            f"Delete version {args.version} of {kb.name!r} (its vectors; switching back to it "
+            f"Delete version {args.version} of {args.name!r} (its vectors; switching back to it "
             "will no longer be possible)?"
         ):
             return 1
-        reembed.remove_version(kb, args.version)
-        print(f"Removed version {args.version} of {kb.name!r}.")
+        service.remove_version(ws, args.name, args.version)
+        print(f"Removed version {args.version} of {args.name!r}.")
         return 0
     # reembed
     embedder = "" if args.embedder == "default" else args.embedder
@@ -91,10 +85,15 @@ def cmd_kb_versions(ws: Workspace, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_sigint)
     bar = ProgressLine(sys.stderr)
-    serving = kb.active_version.number
+    serving = service.serving(ws, args.name).number
     try:
-        result = reembed.reembed(
-            kb, embedder, on_progress=_printer(bar), cancel=cancel, switch=not args.no_switch
+        result = service.reembed(
+            ws,
+            args.name,
+            embedder,
+            on_progress=_printer(bar),
+            cancel=cancel,
+            switch=not args.no_switch,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -111,7 +110,7 @@ def cmd_kb_versions(ws: Workspace, args: argparse.Namespace) -> int:
     print(
         f"Embedded {result.embedded} chunks in {result.seconds:.0f} s ({rate:.0f}/s)."
         + (
-            f" {kb.name!r} is now served by version {v.number} ({v.embedder}); switch back "
+            f" {args.name!r} is now served by version {v.number} ({v.embedder}); switch back "
             f"with: cotrag kb switch {args.name!r} {serving}"
             if result.switched
             else f" Version {v.number} is ready; switch with: cotrag kb switch {args.name!r} {v.number}"

@@ -45,7 +45,7 @@ _WORD_START = re.compile(r"\s(?=\S)")
 PIPELINE_VERSION = 1
 """Bump whenever a change to chunking, cleaning (``core.knowledge.cleaning``), the loaders'
 text extraction (``core.knowledge.loaders``) or the text the store embeds
-(``store.embedding_text``) changes what comes out for the same file: every knowledge
+(``records.embedding_text``) changes what comes out for the same file: every knowledge
 base then re-chunks (and re-embeds) its documents on its next index run."""
 
 

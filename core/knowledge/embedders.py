@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CotragError
+from core.knowledge.embedding import bundled_model_path
 from core.paths import DataLayout
 
 INFO_FILE = "cotrag.json"
@@ -50,8 +51,6 @@ class EmbedderEntry:
 
 
 def bundled_name() -> str:
-    from core.knowledge.embedding import bundled_model_path
-
     return bundled_model_path().name
 
 
@@ -84,8 +83,6 @@ def missing_files(folder: Path) -> list[str]:
 
 
 def list_embedders(layout: DataLayout) -> list[EmbedderEntry]:
-    from core.knowledge.embedding import bundled_model_path
-
     out = [EmbedderEntry(bundled_name(), bundled_model_path(), True, {"label": BUNDLED_LABEL})]
     for folder in sorted(embedders_dir(layout).iterdir()):
         if folder.is_dir() and not folder.name.startswith(".") and not missing_files(folder):
@@ -103,8 +100,6 @@ def read_info(folder: Path) -> dict[str, Any]:
 
 def resolve(layout: DataLayout, name: str, *, needed_by: str = "") -> Path:
     """The folder of embedder ``name``, checked complete; else a sentence naming the fix."""
-    from core.knowledge.embedding import bundled_model_path
-
     if name in ("", "default") or name == bundled_name():
         return bundled_model_path()
     folder = embedders_dir(layout) / name

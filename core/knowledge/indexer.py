@@ -8,12 +8,12 @@ whose pipeline differs (new chunk settings, a cleaner recipe, a knowledge base f
 before pipelines), is re-chunked and replaced: its new chunks, under new ids, become
 visible at the moment the old ones go. A file that vanished from a folder being
 re-indexed is removed. Each document is committed all-or-nothing (see
-``core.knowledge.store``), so a run killed at any point leaves each document's old
+``core.knowledge.knowledge_base``), so a run killed at any point leaves each document's old
 chunks or its new ones visible, never a mix.
 
 Documents are processed in groups of about ``_GROUP_CHUNKS`` chunks: the group is
 announced in one manifest write, its texts are embedded together (sorted by length,
-so batches pad little) in sub-batches of ``_SUB_BATCH_CHUNKS``, and it is committed in
+so batches pad little) in sub-batches of ``SUB_BATCH_CHUNKS``, and it is committed in
 one manifest write. The first groups are smaller (1, 2, 4, ... chunks) so the first
 files finish, and can be reported, as soon as possible.
 """
@@ -32,13 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from core.config import ChunkingConfig
-from core.errors import DocumentError
-from core.knowledge.chunking import pipeline_fingerprint
-from core.knowledge.store import EmbedderMismatch, KnowledgeBase, embedding_text
+from core.errors import CotragError, DocumentError
+from core.knowledge.chunking import chunk_document, pipeline_fingerprint
+from core.knowledge.loaders import iter_files, load_document
+from core.knowledge.records import embedding_text
 from core.knowledge.types import DocChunk
 
 if TYPE_CHECKING:
     from core.knowledge.embedding import Embedder
+    from core.knowledge.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,15 @@ _HASH_PROGRESS_EVERY_S = 0.25
 # Chunks per group: one manifest write announces a group and one commits it, and the
 # group's texts are embedded together. A single larger document is a group by itself.
 _GROUP_CHUNKS = 256
-# Chunks per embedding call: Progress (and a chance to cancel) comes after each one.
-_SUB_BATCH_CHUNKS = 64
+SUB_BATCH_CHUNKS = 64
+"""Chunks per embedding call: Progress (and a chance to cancel) comes after each one."""
 # Files loaded and chunked (on a second thread) ahead of the one being embedded.
 _LOOKAHEAD_FILES = 4
 RECHUNK_REASON = "re-chunked: the cleaning or chunk settings changed"
+
+
+class EmbedderMismatch(CotragError, ValueError):
+    """Indexing with another embedder than the one whose vectors serve the knowledge base."""
 
 
 @dataclass(frozen=True)
@@ -218,8 +224,6 @@ class Indexer:
             # Under the lock no version switch can happen until this run ends.
             self._check_embedder()
             self.kb.reconcile()
-            from core.knowledge.loaders import iter_files
-
             roots = [Path(p).expanduser().resolve() for p in paths]
             files = list(iter_files(roots, include, exclude))
             total = len(files)
@@ -357,7 +361,7 @@ class Indexer:
         texts = [embedding_text(c) for c in chunks]
         # One length order across the whole group: each batch holds texts of similar length.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        step = max(_SUB_BATCH_CHUNKS, self.embedder.batch_size)
+        step = max(SUB_BATCH_CHUNKS, self.embedder.batch_size)
         group_bytes = sum(g.item.size for g in group)
         pairs = [(g.item.source, g.item.doc_hash) for g in group]
         t0 = time.monotonic()
@@ -413,9 +417,6 @@ class Indexer:
                 yield FileDone(g.item.source, "failed", 0, failure)
 
     def _chunks(self, item: _Todo) -> list[DocChunk]:
-        from core.knowledge.chunking import chunk_document
-        from core.knowledge.loaders import load_document
-
         doc = load_document(item.path)
         chunks = chunk_document(doc, self.chunking)
         if not chunks:

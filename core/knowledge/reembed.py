@@ -23,11 +23,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from core.errors import CotragError, KnowledgeBaseBusy
+from core.knowledge.records import chunk_metadata_text
 from core.knowledge.versions import Version, now
 
 if TYPE_CHECKING:
     from core.knowledge.embedding import Embedder
-    from core.knowledge.store import KnowledgeBase
+    from core.knowledge.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,6 @@ def _fill(
 ) -> int:
     """Embed the serving version's committed chunks that ``version`` lacks; delete the ones it
     holds that are no longer committed. Returns how many were embedded."""
-    from core.knowledge.store import chunk_metadata_text
-
     target = kb.version_collection(version, create=True)
     have = _target_ids(target)
     total = sum(d.chunks for d in kb.manifest().documents.values())
@@ -264,8 +263,6 @@ def _activate(
 ) -> Version:
     """Check ``version`` against the committed chunks, then mark it ready and (``make_active``)
     make it serve. The caller holds the write lock."""
-    from core.knowledge.store import chunk_metadata_text
-
     expected = sum(d.chunks for d in kb.manifest().documents.values())
     step = max(1, expected // CHECK_SAMPLES)
     target = kb.version_collection(version)

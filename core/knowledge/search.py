@@ -9,19 +9,41 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.errors import ConfigError
-from core.knowledge.store import hit_from
+from core.knowledge.records import hit_from
 from core.knowledge.types import Hit
 
 if TYPE_CHECKING:
-    from core.knowledge.store import KnowledgeBase
+    from core.knowledge.embedding import Embedder
+    from core.knowledge.manifest import Manifest
 
 METHODS = ("dense", "bm25", "hybrid")
 RRF_K = 60
 """Reciprocal rank fusion constant (Cormack et al. 2009): damps the weight of top ranks."""
+
+
+class Searchable(Protocol):
+    """What search reads of a knowledge base (``core.knowledge.knowledge_base``)."""
+
+    @property
+    def state_dir(self) -> object:
+        """Names the knowledge base's cached BM25 index."""
+        ...
+
+    def manifest(self) -> Manifest: ...
+
+    def iter_chunks(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Every committed chunk as ``(id, text, metadata)``."""
+        ...
+
+    def serving(self) -> tuple[Any, Embedder]:
+        """The serving version's collection and the embedder that made it."""
+        ...
+
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Short English function words plus question words: queries are often questions and
@@ -67,7 +89,14 @@ def forget_index(state_dir: object) -> None:
         _BUILD_LOCKS.pop(str(state_dir), None)
 
 
-def _bm25_index(kb: KnowledgeBase) -> _Bm25Index | None:
+def cached_bm25(state_dir: object) -> object | None:
+    """The BM25 index kept for the knowledge base whose state dir is ``state_dir`` (None
+    before its first keyword search): the same object until a commit makes it stale."""
+    with _CACHE_LOCK:
+        return _CACHE.get(str(state_dir))
+
+
+def _bm25_index(kb: Searchable) -> _Bm25Index | None:
     key = str(kb.state_dir)
     with _CACHE_LOCK:
         build_lock = _BUILD_LOCKS.setdefault(key, threading.Lock())
@@ -99,7 +128,7 @@ def _bm25_index(kb: KnowledgeBase) -> _Bm25Index | None:
         return index
 
 
-def bm25_search(kb: KnowledgeBase, query: str, k: int) -> list[Hit]:
+def bm25_search(kb: Searchable, query: str, k: int) -> list[Hit]:
     """Passages sharing words with the query, best BM25 score first (no-overlap ones left out)."""
     terms = tokenize(query)
     if not terms:
@@ -118,7 +147,7 @@ def bm25_search(kb: KnowledgeBase, query: str, k: int) -> list[Hit]:
     return hits
 
 
-def dense_search(kb: KnowledgeBase, query: str, k: int) -> list[Hit]:
+def dense_search(kb: Searchable, query: str, k: int) -> list[Hit]:
     """Nearest passages by cosine similarity of embeddings."""
     if not query.strip():
         return []
@@ -172,14 +201,14 @@ def reciprocal_rank_fusion(rankings: dict[str, list[Hit]], k: int) -> list[Hit]:
     ]
 
 
-def hybrid_search(kb: KnowledgeBase, query: str, k: int) -> list[Hit]:
+def hybrid_search(kb: Searchable, query: str, k: int) -> list[Hit]:
     depth = max(4 * k, 20)
     return reciprocal_rank_fusion(
         {"dense": dense_search(kb, query, depth), "bm25": bm25_search(kb, query, depth)}, k
     )
 
 
-def search(kb: KnowledgeBase, query: str, k: int = 5, method: str = "hybrid") -> list[Hit]:
+def search(kb: Searchable, query: str, k: int = 5, method: str = "hybrid") -> list[Hit]:
     if method not in METHODS:
         raise ConfigError(f"Search method {method!r} is unknown: use dense, bm25 or hybrid.")
     if k < 1:

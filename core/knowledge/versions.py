@@ -15,13 +15,13 @@ history reads right).
 
 from __future__ import annotations
 
-import json
-import os
-import threading
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from core.errors import CotragError
+from core.fileio import CachedJsonFile
 
 STATES = ("building", "ready", "removed")
 
@@ -65,6 +65,9 @@ class Versions:
             (v for v in self.versions if v.state == "building" and v.embedder == embedder), None
         )
 
+    def copy(self) -> Versions:
+        return Versions(self.active, list(self.versions))
+
     def to_json(self) -> dict[str, Any]:
         return {"active": self.active, "versions": [asdict(v) for v in self.versions]}
 
@@ -84,53 +87,38 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class VersionsUnreadable(CotragError, ValueError):
+    """versions.json cannot be read: which version serves is unknown, so nothing guesses."""
+
+
 class VersionsFile:
-    """Reads (re-reading only when the file changed) and atomically writes versions.json."""
+    """versions.json, re-read only when the file changed, written atomically."""
 
     def __init__(self, path: Path, kb_id: str, first_embedder: str) -> None:
         self.path = path
-        self._first = Version(1, kb_id, first_embedder, "ready")
-        self._cached: Versions | None = None
-        self._stamp: tuple[int, int, int] | None = None
-        self._lock = threading.Lock()
+        first = Version(1, kb_id, first_embedder, "ready")
+        self._file = CachedJsonFile(
+            path,
+            # A knowledge base without the file has one version, its own collection.
+            parse=lambda raw: Versions(1, [first]) if raw is None else Versions.from_json(raw),
+            dump=Versions.to_json,
+            copy=Versions.copy,
+            damaged=self._unreadable,
+        )
 
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return None
-        # The inode changes with every rename-into-place, even within one mtime tick.
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    def _unreadable(self, exc: Exception) -> Versions:
+        # Not guessed around: the serving version would be unknown, so the error says
+        # which file to look at.
+        raise VersionsUnreadable(
+            f"{self.path} cannot be read ({exc}), so which version of the vectors serves "
+            "is unknown; restore the file from a backup."
+        ) from exc
 
     def read(self) -> Versions:
-        with self._lock:
-            stamp = self._stat()
-            if self._cached is None or stamp != self._stamp:
-                if stamp is None:
-                    self._cached = Versions(1, [self._first])
-                else:
-                    # An unreadable file is not guessed around: the serving version would be
-                    # unknown, so the error says which file to look at.
-                    data = json.loads(self.path.read_text("utf-8"))
-                    self._cached = Versions.from_json(data)
-                self._stamp = stamp
-            return Versions(self._cached.active, list(self._cached.versions))
+        return self._file.read()
 
     def write(self, versions: Versions) -> None:
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # A name of its own per writer: two processes never write into one temp file.
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            try:
-                with open(tmp, "w", encoding="utf-8") as fh:
-                    json.dump(versions.to_json(), fh, indent=1)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            self._cached = Versions(versions.active, list(versions.versions))
-            self._stamp = self._stat()
+        self._file.write(versions)
 
     def update(self, number: int, **changes: Any) -> Versions:
         versions = self.read()

@@ -28,7 +28,8 @@ from core.training.spec import SpecError, TrainSpec
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from core.knowledge.store import KnowledgeBase, KnowledgeStore
+    from core.knowledge.knowledge_base import KnowledgeBase
+    from core.knowledge.store import KnowledgeStore
 
 
 @dataclass
@@ -101,7 +102,7 @@ def pair_of(example: dict[str, Any], kb: KnowledgeBase | None) -> Pair | str:
             if not positive and str(example.get("chunk_id", "")) in ("", h.get("id")):
                 positive, positive_text = text, _norm(str(h.get("text", "")))
     if not positive and kb is not None and example.get("chunk_id"):
-        from core.knowledge.store import ChunkNotFound
+        from core.knowledge.knowledge_base import ChunkNotFound
 
         try:
             hit = kb.get_chunk(str(example["chunk_id"]))
@@ -177,7 +178,7 @@ def build_corpus(
     held_sources = {p.source for p in validation}
     rest: list[tuple[str, str, str]] = []
     if kb is not None:
-        from core.knowledge.store import chunk_metadata_text
+        from core.knowledge.records import chunk_metadata_text
 
         for cid, text, meta in kb.iter_chunks():
             entry = (cid, chunk_metadata_text(text, meta), _norm(text))

@@ -246,7 +246,9 @@ def train_embedder(
 ) -> EmbedderOutcome:
     import torch
 
-    from core.knowledge.embedding import _load_sentence_transformer
+    from core.knowledge.embedding_runtimes import (
+        load_sentence_transformer as _load_sentence_transformer,
+    )
 
     spec = checked.spec
     torch.set_num_threads(_threads(spec))
