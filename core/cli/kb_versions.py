@@ -77,6 +77,7 @@ def cmd_kb_versions(ws: Workspace, args: argparse.Namespace) -> int:
         return 0
     # reembed
     embedder = "" if args.embedder == "default" else args.embedder
+    serving = service.serving(ws, args.name).number  # a clear error before Ctrl-C is taken
     cancel = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
 
@@ -85,7 +86,6 @@ def cmd_kb_versions(ws: Workspace, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_sigint)
     bar = ProgressLine(sys.stderr)
-    serving = service.serving(ws, args.name).number
     try:
         result = service.reembed(
             ws,

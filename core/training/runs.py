@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.names import check_name
 from core.errors import CotragError
+from core.names import check_name
 from core.paths import DataLayout
 from core.training.spec import TrainSpec
 
