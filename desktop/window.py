@@ -4,7 +4,9 @@ status bar, window state.
 Only the Knowledge base tab (it lists the knowledge bases the other tabs offer) and the
 tab shown are built when the window opens; every other tab, its module included, is built
 the first time it is shown or asked for (``window.chat_tab`` builds the Chat tab). The
-tabs' first reads of the data folder start once the window has painted.
+tabs' first reads of the data folder start once the window has painted. A window narrower
+than a tab's minimum width grows to it when that tab is first built (before, it had the
+widest tab's minimum from the start).
 """
 
 from __future__ import annotations
