@@ -184,6 +184,7 @@ def format_costs(corpora: dict[str, Path], backend: str, limit: int) -> None:
     chunking = ChunkingConfig()
     tokenizer = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
     tokenizer.enable_truncation(max_length=256)
+    tokenizer.no_padding()  # tokenizer.json pads to 128: count real tokens only
     rows = [
         [
             "corpus", "files", "chunks", "tokens/chunk", "load+chunk s", "pipeline s",
