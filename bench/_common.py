@@ -12,6 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def default_corpus() -> Path:
@@ -31,6 +32,21 @@ def default_corpus() -> Path:
         if candidate.is_dir():
             return candidate
     raise SystemExit("No corpus found: pass --corpus DIR (a folder of documents).")
+
+
+ZSH_HTML = Path("/usr/share/doc/zsh-common/html")
+"""The zsh manual as HTML (texinfo, 186 pages of which 144 are redirect stubs):
+``apt-get install zsh-doc`` on Debian puts it here."""
+
+
+def default_html_corpus() -> Path:
+    """A real multi-page HTML documentation set: the zsh manual from Debian's zsh-doc."""
+    if ZSH_HTML.is_dir():
+        return ZSH_HTML
+    raise SystemExit(
+        f"No HTML corpus at {ZSH_HTML}: `apt-get install zsh-doc`, or pass --html DIR "
+        "(a folder of .html pages)."
+    )
 
 
 def default_qa() -> Path:

@@ -1,6 +1,7 @@
 """Indexing throughput and dense recall, per embedding backend, against plain torch.
 
     python bench/index.py [--corpus DIR] [--qa FILE.jsonl] [--backends torch,onnx,openvino]
+    python bench/index.py --formats [--corpus DIR] [--html DIR] [--backends onnx] [--limit N]
 
 Loads and chunks the corpus once, then, in the same run:
 
@@ -13,6 +14,15 @@ Loads and chunks the corpus once, then, in the same run:
 
 A backend that is not installed is reported and skipped. Exporting a backend's model
 happens once per run here (in a temp cache) and is shown apart, not counted as indexing.
+
+``--formats`` compares what a chunk costs per document format instead: the Markdown
+corpus against an HTML one (default: the zsh manual, ``apt-get install zsh-doc``), each
+indexed through the whole pipeline with the first backend. Per corpus: chunks, tokens
+per chunk as embedded (the model reads at most 256), load + chunk time alone, the
+pipeline's chunks/s and tokens/s; for HTML also the previous loader (Beautiful Soup's
+tree and a walk over it, ``tests/html_reference.py``) timed on the same pages, and
+whether both give the same text. Tokens/s near each other means a chunk of either
+format costs what its length says; chunks/s then differ only by chunk length.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import default_corpus, default_qa, table
+from _common import ROOT, default_corpus, default_html_corpus, default_qa, table
 
 KS = (1, 5, 10)
 
@@ -37,7 +47,18 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=None)
     parser.add_argument("--qa", type=Path, default=None)
     parser.add_argument("--backends", default="torch,onnx,openvino")
+    parser.add_argument("--formats", action="store_true", help="Markdown against HTML")
+    parser.add_argument("--html", type=Path, default=None, help="an HTML corpus (--formats)")
+    parser.add_argument("--limit", type=int, default=0, help="files per corpus (--formats)")
     args = parser.parse_args()
+    if args.formats:
+        corpora = {
+            "markdown": args.corpus or default_corpus(),
+            "html": args.html or default_html_corpus(),
+        }
+        backend = args.backends.split(",")[0].strip()
+        format_costs(corpora, backend, args.limit)
+        return
     corpus = args.corpus or default_corpus()
     qa_path = args.qa or default_qa()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -144,6 +165,98 @@ def main() -> None:
     for line in (reindex, *notes):
         if line:
             print(line)
+
+
+def format_costs(corpora: dict[str, Path], backend: str, limit: int) -> None:
+    from tokenizers import Tokenizer
+
+    from core.config import ChunkingConfig
+    from core.knowledge.chunking import chunk_document
+    from core.knowledge.embedding import Embedder, bundled_model_path
+    from core.knowledge.indexer import Indexer, IndexSummary
+    from core.knowledge.load_html import load_html
+    from core.knowledge.loaders import iter_files, load_document
+    from core.knowledge.store import KnowledgeStore, embedding_text
+    from core.paths import DataLayout
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from html_reference import load_html_tree
+
+    chunking = ChunkingConfig()
+    tokenizer = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=256)
+    tokenizer.no_padding()  # tokenizer.json pads to 128: count real tokens only
+    rows = [
+        [
+            "corpus", "files", "chunks", "tokens/chunk", "load+chunk s", "pipeline s",
+            "chunks/s", "tokens/s",
+        ]
+    ]  # fmt: skip
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="cotrag-bench-") as tmp:
+        embedder = Embedder(backend=backend, cache_dir=Path(tmp) / "embedders")
+        embedder.embed(["warm-up"])
+        for label, corpus in corpora.items():
+            files = sorted(iter_files([corpus]))[: limit or None]
+            folder = Path(tmp) / f"{label}-files"  # the files to index, and no others
+            folder.mkdir()
+            for n, path in enumerate(files):
+                (folder / f"{n:05d}-{path.name}").symlink_to(path)
+            start = time.perf_counter()
+            texts: list[str] = []
+            for path in files:
+                try:
+                    doc = load_document(path)
+                except Exception:
+                    continue
+                texts.extend(embedding_text(c) for c in chunk_document(doc, chunking))
+            load_s = time.perf_counter() - start
+            tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts))
+            store = KnowledgeStore(DataLayout(Path(tmp) / label), embedder=embedder)
+            indexer = Indexer(store.create("bench"), embedder, chunking)
+            summary: IndexSummary | None = None
+            start = time.perf_counter()
+            for event in indexer.run([folder]):
+                if isinstance(event, IndexSummary):
+                    summary = event
+            pipeline_s = time.perf_counter() - start
+            assert summary is not None
+            rows.append(
+                [
+                    f"{label} ({corpus})",
+                    str(len(files)),
+                    str(summary.chunks),
+                    f"{tokens / max(1, len(texts)):.0f}",
+                    f"{load_s:.2f}",
+                    f"{pipeline_s:.1f}",
+                    f"{summary.chunks / pipeline_s:.1f}",
+                    f"{tokens / pipeline_s:.0f}",
+                ]
+            )
+            pages = [
+                (str(p), p.read_bytes()) for p in files if p.suffix.lower() in {".html", ".htm"}
+            ]
+            if pages:
+                times = {}
+                for name, load in (("one pass", load_html), ("tree walk (before)", load_html_tree)):
+                    start = time.perf_counter()
+                    docs = [load(source, data) for source, data in pages]
+                    times[name] = time.perf_counter() - start
+                    if name == "one pass":
+                        ours = [(d.text, d.sections, d.title) for d in docs]
+                same = ours == [(d.text, d.sections, d.title) for d in docs]
+                notes.append(
+                    f"{label}: reading {len(pages)} pages: one pass {times['one pass']:.2f}s, "
+                    f"tree walk (before) {times['tree walk (before)']:.2f}s "
+                    f"(x{times['tree walk (before)'] / times['one pass']:.1f}); "
+                    f"same text, sections and titles: {same}"
+                )
+            print(f"... {label} done", file=sys.stderr, flush=True)
+    print(f"backend: {embedder.backend} (asked: {backend}; batch {embedder.batch_size})")
+    print(table(rows))
+    print("tokens/chunk: as embedded (heading + text, at most 256 tokens)")
+    for line in notes:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -15,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QWidget
 
 _STARTED = time.perf_counter()
 log = logging.getLogger("desktop")
@@ -110,11 +109,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         quit_after_first_paint(window, _STARTED)
     window.show()
+    paint_first(window)
+    if not window.isVisible():  # closed before it painted (or by --quit-after-paint)
+        return 0
     return run_event_loop(app)
+
+
+def paint_first(window: QWidget, timeout_ms: int = 3000) -> None:
+    """Run Qt's own loop until the window has painted once: asyncio and qasync, which
+    painting does not need, are imported after that."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from desktop.first_paint import on_first_paint
+
+    loop = QEventLoop()
+    on_first_paint(window, loop.quit)
+    QTimer.singleShot(timeout_ms, loop.quit)  # a window that is never exposed
+    loop.exec()
 
 
 def run_event_loop(app: QApplication) -> int:
     """Run Qt under qasync so asyncio code and Qt share one loop on the main thread."""
+    import asyncio
+
     import qasync
 
     loop = qasync.QEventLoop(app)

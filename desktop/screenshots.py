@@ -107,9 +107,12 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         setup_logging(workspace.layout)
         settings = QSettings(str(root / "settings.ini"), QSettings.Format.IniFormat)
         window = MainWindow(workspace, settings)
+        # Tabs are built when first opened, and the window grows to the widest one's
+        # minimum then: built now, every shot has the same size, as in earlier versions.
+        window.tabs.build_all()
         window.resize(1280, 820)
         window.show()
-        wait_until(lambda: not window.kb_tab.busy(), 60)
+        wait_until(lambda: window.painted and not window.kb_tab.busy(), 60)
         saved.append(_save(window, out_dir / "knowledge-empty.png"))
 
         docs = write_sample_docs(root / "docs")

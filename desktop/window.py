@@ -1,27 +1,61 @@
 """The main window: Knowledge base, Chat, Dataset, Training, Compare and Models tabs, menus,
-status bar, window state."""
+status bar, window state.
+
+Only the Knowledge base tab (it lists the knowledge bases the other tabs offer) and the
+tab shown are built when the window opens; every other tab, its module included, is built
+the first time it is shown or asked for (``window.chat_tab`` builds the Chat tab). The
+tabs' first reads of the data folder start once the window has painted. A window narrower
+than a tab's minimum width grows to it when that tab is first built (before, it had the
+widest tab's minimum from the start).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
 
-from PySide6.QtCore import QSettings, QUrl, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QWidget
+from PySide6.QtCore import QSettings, QTimer, QUrl, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence, QShowEvent
+from PySide6.QtWidgets import QLabel, QMainWindow, QWidget
 
 from core.workspace import Workspace
-from desktop.chat_tab import ChatTab
-from desktop.compare_tab import CompareTab
-from desktop.dataset_tab import DatasetTab
-from desktop.kb_tab import KnowledgeTab
-from desktop.models_tab import ModelsTab
+from desktop.first_paint import on_first_paint
+from desktop.lazy_tabs import LazyTabs
 from desktop.settings_dialog import SettingsDialog
 from desktop.style import icon
-from desktop.training_tab import TrainingTab
+
+if TYPE_CHECKING:
+    from desktop.chat_tab import ChatTab
+    from desktop.compare_tab import CompareTab
+    from desktop.dataset_tab import DatasetTab
+    from desktop.kb_tab import KnowledgeTab
+    from desktop.models_tab import ModelsTab
+    from desktop.training_tab import TrainingTab
 
 log = logging.getLogger(__name__)
+
+# Key, icon, label, in the order the tabs appear.
+TABS = (
+    ("kb", "database", "Knowledge base"),
+    ("chat", "chat", "Chat"),
+    ("dataset", "dataset", "Dataset"),
+    ("training", "training", "Training"),
+    ("compare", "compare", "Compare"),
+    ("models", "models", "Models"),
+)
+# The tabs that share the one model stream (one run at a time among them).
+MODEL_USERS = ("chat", "dataset", "compare")
+# Tabs that read the data folder when they are built (it used to be at start-up).
+FIRST_REFRESH = ("kb", "dataset", "training", "compare")
+# Tabs that re-read on being shown: datasets and models made elsewhere show up.
+REFRESH_ON_SHOW = ("training", "compare", "models")
+
+
+class _Tab(Protocol):
+    def shutdown(self, timeout: float = 15.0) -> None: ...
 
 
 class MainWindow(QMainWindow):
@@ -40,66 +74,195 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(icon("app"))
         self.resize(1200, 800)
 
-        self.tabs = QTabWidget(self)
-        self.tabs.setDocumentMode(True)
-        self.kb_tab = KnowledgeTab(workspace, self)
-        self.chat_tab = ChatTab(workspace, settings, self)
-        self.tabs.addTab(self.kb_tab, icon("database"), "Knowledge base")
-        self.dataset_tab = DatasetTab(workspace, settings, self)
-        self.tabs.addTab(self.chat_tab, icon("chat"), "Chat")
-        self.tabs.addTab(self.dataset_tab, icon("dataset"), "Dataset")
-        self.training_tab = TrainingTab(workspace, settings, self)
-        self.tabs.addTab(self.training_tab, icon("training"), "Training")
-        self.compare_tab = CompareTab(workspace, settings, self)
-        self.tabs.addTab(self.compare_tab, icon("compare"), "Compare")
-        self.models_tab = ModelsTab(workspace, settings, self)
-        self.tabs.addTab(self.models_tab, icon("models"), "Models")
-        self.setCentralWidget(self.tabs)
-
-        self.kb_tab.knowledge_bases_changed.connect(self.chat_tab.set_knowledge_bases)
-        self.kb_tab.knowledge_bases_changed.connect(self.dataset_tab.set_knowledge_bases)
-        self.kb_tab.knowledge_bases_changed.connect(self.compare_tab.set_knowledge_bases)
         # The model runs one stream at a time: chat, dataset and compare runs exclude
         # each other (each tab is told whether another one is using the model).
         self._model_users: set[QWidget] = set()
-        users: tuple[ChatTab | DatasetTab | CompareTab, ...] = (
-            self.chat_tab,
-            self.dataset_tab,
-            self.compare_tab,
-        )
-        for user in users:
-            user.run_state_changed.connect(lambda on, u=user: self._on_model_use(u, on))
-        self.training_tab.models_changed.connect(self.chat_tab.refresh_models)
-        self.training_tab.models_changed.connect(self.compare_tab.refresh)
-        self.training_tab.models_changed.connect(self.models_tab.refresh)
-        # A re-embed switched a knowledge base's version: its "searched with" label follows.
-        self.training_tab.reembed_panel.switched.connect(lambda _name: self.kb_tab.refresh())
-        self.models_tab.models_changed.connect(self.chat_tab.refresh_models)
-        self.models_tab.models_changed.connect(self.compare_tab.refresh)
-        self.models_tab.models_changed.connect(self.dataset_tab.refresh_teachers)
-        self.chat_tab.models_added.connect(self.models_tab.refresh)
-        self.chat_tab.open_models.connect(lambda: self.tabs.setCurrentWidget(self.models_tab))
-        self.tabs.currentChanged.connect(self._on_tab_changed)
-        for tab in (
-            self.kb_tab,
-            self.chat_tab,
-            self.dataset_tab,
-            self.training_tab,
-            self.compare_tab,
-            self.models_tab,
-        ):
-            tab.status_message.connect(self.show_status)
-            tab.error.connect(self.show_error)
+        # Every list of knowledge bases the KB tab announced (a repeat of the same names
+        # left out): a tab built later hears them in order, as if it had been there.
+        self._kb_lists: list[tuple[list[str], str]] = []
+        self._painted = False
+        self._closed = False
+        self._after_paint: list[Callable[[], None]] = []
+
+        self.tabs = LazyTabs(self)
+        self.tabs.setDocumentMode(True)
+        self.tabs.built.connect(self._on_tab_built)
+        factories = {
+            "kb": self._make_kb,
+            "chat": self._make_chat,
+            "dataset": self._make_dataset,
+            "training": self._make_training,
+            "compare": self._make_compare,
+            "models": self._make_models,
+        }
+        for key, icon_name, label in TABS:
+            self.tabs.add_lazy(key, factories[key], icon(icon_name), label)
+        self.setCentralWidget(self.tabs)
+        self.tabs.content("kb")
+        self.tabs.shown.connect(self._on_tab_shown)
 
         self.data_label = QLabel(f"Data: {workspace.layout.root}", self)
         self.data_label.setObjectName("hint")
         self.statusBar().addPermanentWidget(self.data_label)
         self._build_menu()
         self._restore_state()
-        self.kb_tab.refresh()
-        self.dataset_tab.refresh()
-        self.training_tab.refresh()
-        self.compare_tab.refresh()
+        self.tabs.start()
+        on_first_paint(self, self._on_first_paint)
+
+    # -- the tabs, built when first asked for ----------------------------------------
+    @property
+    def kb_tab(self) -> KnowledgeTab:
+        return cast("KnowledgeTab", self.tabs.content("kb"))
+
+    @property
+    def chat_tab(self) -> ChatTab:
+        return cast("ChatTab", self.tabs.content("chat"))
+
+    @property
+    def dataset_tab(self) -> DatasetTab:
+        return cast("DatasetTab", self.tabs.content("dataset"))
+
+    @property
+    def training_tab(self) -> TrainingTab:
+        return cast("TrainingTab", self.tabs.content("training"))
+
+    @property
+    def compare_tab(self) -> CompareTab:
+        return cast("CompareTab", self.tabs.content("compare"))
+
+    @property
+    def models_tab(self) -> ModelsTab:
+        return cast("ModelsTab", self.tabs.content("models"))
+
+    @property
+    def painted(self) -> bool:
+        """The window has painted once and its tabs' first reads have started."""
+        return self._painted
+
+    def _built(self, key: str) -> QWidget | None:
+        return self.tabs.built_content(key)
+
+    # Each tab's module is imported when the tab is first built: most of start-up was
+    # the import and construction of tabs nobody had opened yet.
+    def _make_kb(self, parent: QWidget) -> QWidget:
+        from desktop.kb_tab import KnowledgeTab
+
+        return KnowledgeTab(self.ws, parent)
+
+    def _make_chat(self, parent: QWidget) -> QWidget:
+        from desktop.chat_tab import ChatTab
+
+        return ChatTab(self.ws, self.settings, parent)
+
+    def _make_dataset(self, parent: QWidget) -> QWidget:
+        from desktop.dataset_tab import DatasetTab
+
+        return DatasetTab(self.ws, self.settings, parent)
+
+    def _make_training(self, parent: QWidget) -> QWidget:
+        from desktop.training_tab import TrainingTab
+
+        return TrainingTab(self.ws, self.settings, parent)
+
+    def _make_compare(self, parent: QWidget) -> QWidget:
+        from desktop.compare_tab import CompareTab
+
+        return CompareTab(self.ws, self.settings, parent)
+
+    def _make_models(self, parent: QWidget) -> QWidget:
+        from desktop.models_tab import ModelsTab
+
+        return ModelsTab(self.ws, self.settings, parent)
+
+    # -- wiring, as each tab is built -------------------------------------------------
+    @Slot(str, QWidget)
+    def _on_tab_built(self, key: str, tab: QWidget) -> None:
+        view = cast(
+            "KnowledgeTab | ChatTab | DatasetTab | TrainingTab | CompareTab | ModelsTab", tab
+        )
+        view.status_message.connect(self.show_status)
+        view.error.connect(self.show_error)
+        if key == "kb":
+            self.kb_tab.knowledge_bases_changed.connect(self._on_knowledge_bases)
+        elif key == "chat":
+            chat = self.chat_tab
+            chat.models_added.connect(self._on_chat_added_models)
+            chat.open_models.connect(lambda: self.tabs.setCurrentWidget(self.models_tab))
+            split = self.settings.value("window/chat_splitter")
+            if split is not None:
+                chat.splitter.restoreState(split)
+        elif key == "training":
+            training = self.training_tab
+            training.models_changed.connect(self._on_training_made_models)
+            # A re-embed switched a knowledge base's version: its "searched with" label follows.
+            training.reembed_panel.switched.connect(lambda _name: self.kb_tab.refresh())
+        elif key == "models":
+            self.models_tab.models_changed.connect(self._on_models_changed)
+        if key in MODEL_USERS:
+            user = cast("ChatTab | DatasetTab | CompareTab", tab)
+            for names, current in self._kb_lists:
+                user.set_knowledge_bases(names, current)
+            user.run_state_changed.connect(lambda on, u=user: self._on_model_use(u, on))
+            if self._model_users:
+                user.set_model_busy(True)
+        if key in FIRST_REFRESH:
+            self._when_painted(
+                cast("KnowledgeTab | DatasetTab | TrainingTab | CompareTab", tab).refresh
+            )
+
+    def _users(self) -> list[ChatTab | DatasetTab | CompareTab]:
+        built = (self._built(key) for key in MODEL_USERS)
+        return [cast("ChatTab | DatasetTab | CompareTab", tab) for tab in built if tab is not None]
+
+    @Slot(list, str)
+    def _on_knowledge_bases(self, names: list[str], current: str) -> None:
+        if not self._kb_lists or self._kb_lists[-1][0] != names:
+            self._kb_lists.append((list(names), current))
+        for user in self._users():
+            user.set_knowledge_bases(names, current)
+
+    @Slot()
+    def _on_training_made_models(self) -> None:
+        if self._built("chat"):
+            self.chat_tab.refresh_models()
+        if self._built("compare"):
+            self.compare_tab.refresh()
+        if self._built("models"):
+            self.models_tab.refresh()
+
+    @Slot()
+    def _on_models_changed(self) -> None:
+        if self._built("chat"):
+            self.chat_tab.refresh_models()
+        if self._built("compare"):
+            self.compare_tab.refresh()
+        if self._built("dataset"):
+            self.dataset_tab.refresh_teachers()
+
+    @Slot()
+    def _on_chat_added_models(self) -> None:
+        if self._built("models"):
+            self.models_tab.refresh()
+
+    def _when_painted(self, action: Callable[[], None]) -> None:
+        if self._painted:
+            action()
+        else:
+            self._after_paint.append(action)
+
+    def _on_first_paint(self) -> None:
+        if self._painted or self._closed:
+            return
+        self._painted = True
+        pending, self._after_paint = self._after_paint, []
+        for action in pending:
+            action()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._painted:
+            # Should a platform never paint the window itself, its content loads anyway.
+            QTimer.singleShot(1000, self._on_first_paint)
 
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")
@@ -129,26 +292,26 @@ class MainWindow(QMainWindow):
         tab = self.settings.value("window/tab", 0)
         with contextlib.suppress(TypeError, ValueError):
             self.tabs.setCurrentIndex(int(str(tab)))
-        split = self.settings.value("window/chat_splitter")
-        if split is not None:
-            self.chat_tab.splitter.restoreState(split)
 
     def _save_state(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.setValue("window/tab", self.tabs.currentIndex())
-        self.settings.setValue("window/chat_splitter", self.chat_tab.splitter.saveState())
+        if self._built("chat"):  # else the saved layout stays as it was
+            self.settings.setValue("window/chat_splitter", self.chat_tab.splitter.saveState())
         self.settings.sync()
 
-    @Slot(int)
-    def _on_tab_changed(self, index: int) -> None:
-        # Datasets and models made in other tabs (or by the CLI) show up when looked at.
-        widget = self.tabs.widget(index)
-        if widget is self.training_tab and not self.training_tab.running:
+    @Slot(str, bool)
+    def _on_tab_shown(self, key: str, fresh: bool) -> None:
+        # Datasets and models made in other tabs (or by the CLI) show up when looked at;
+        # a tab built to be shown has just read them.
+        if fresh or key not in REFRESH_ON_SHOW:
+            return
+        if key == "training" and not self.training_tab.running:
             self.training_tab.refresh()
-        elif widget is self.compare_tab and not self.compare_tab.running:
+        elif key == "compare" and not self.compare_tab.running:
             self.compare_tab.refresh()
-        elif widget is self.models_tab:
+        elif key == "models":
             self.models_tab.refresh()
 
     def _on_model_use(self, tab: QWidget, on: bool) -> None:
@@ -156,7 +319,7 @@ class MainWindow(QMainWindow):
             self._model_users.add(tab)
         else:
             self._model_users.discard(tab)
-        for other in (self.chat_tab, self.dataset_tab, self.compare_tab):
+        for other in self._users():
             other.set_model_busy(bool(self._model_users - {other}))
 
     @Slot(str)
@@ -186,12 +349,11 @@ class MainWindow(QMainWindow):
         # Workers stop cooperatively (between tokens / batches); wait for them so no
         # thread outlives the objects it reports to, then free the model.
         self.show_status("Stopping background work…")
-        self.chat_tab.shutdown()
-        self.dataset_tab.shutdown()
-        self.training_tab.shutdown()
-        self.compare_tab.shutdown()
-        self.models_tab.shutdown()
-        self.kb_tab.shutdown()
+        self._closed = True
+        for key in ("chat", "dataset", "training", "compare", "models", "kb"):
+            tab = self._built(key)
+            if tab is not None:
+                cast("_Tab", tab).shutdown()
         self._save_state()
         try:
             self.ws.close()

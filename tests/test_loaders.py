@@ -7,6 +7,7 @@ from pathlib import Path
 
 import docmaker
 import pytest
+from html_reference import load_html_tree
 
 from core.errors import (
     BinaryContent,
@@ -20,6 +21,7 @@ from core.errors import (
     VanishedFile,
 )
 from core.knowledge import loaders
+from core.knowledge.load_html import load_html
 from core.knowledge.loaders import SUPPORTED_EXTENSIONS, iter_files, load_document
 from core.knowledge.types import Document
 
@@ -345,3 +347,43 @@ def test_deeply_nested_sloppy_html_still_loads(tmp_path: Path) -> None:
     path = tmp_path / "sloppy.html"
     path.write_text("<div>" + "<span>" * 5000 + "Deep text survives the nesting.", encoding="utf-8")
     assert "Deep text survives the nesting." in load_document(path).text
+
+
+# Tags, strings and markup of every kind the one-pass HTML reader has to nest and type as
+# Beautiful Soup's tree does (unclosed, stray end tags, void, dropped, ruby, CDATA, ...).
+_SOUP_TAGS = [
+    "p", "div", "h1", "h2", "h3", "pre", "tr", "td", "th", "table", "li", "ul", "br", "span",
+    "b", "script", "style", "nav", "title", "svg", "rt", "rp", "ruby", "textarea", "hr", "img",
+    "section", "body", "html", "head", "template", "noscript", "a", "code", "tbody", "dd",
+    "dt",
+]  # fmt: skip
+_SOUP_STRINGS = (
+    "hello", " ", "\n", "  \n  ", "a &amp; b", "&nbsp;x", "&#65;&#x42;", "&bogus;",
+    "&#999999999;", "<!-- c -->", "<![CDATA[cd]]>", "<!DOCTYPE html>", "tab\there",
+    "x < y", "é", "\u00a0", "line\r\nbreak", "&lt;/p&gt;", "&", "&#128;", "<br/>", "<img/>",
+)  # fmt: skip
+
+
+def _tag_soup(rng: random.Random) -> str:
+    parts: list[str] = []
+    for _ in range(rng.randint(1, 120)):
+        roll = rng.random()
+        if roll < 0.35:
+            tag = rng.choice(_SOUP_TAGS)
+            parts.append(f"<{tag}>" if rng.random() < 0.8 else f"<{tag.upper()} class='x'>")
+        elif roll < 0.6:
+            parts.append(f"</{rng.choice(_SOUP_TAGS)}>")
+        else:
+            parts.append(rng.choice(_SOUP_STRINGS))
+    return "".join(parts)
+
+
+def test_html_read_in_one_pass_gives_what_the_walk_over_the_tree_gave(
+    corpus: dict[str, Path],
+) -> None:
+    pages = [corpus["html"].read_bytes()]
+    rng = random.Random(17)
+    pages += [_tag_soup(rng).encode("utf-8") for _ in range(400)]
+    for page in pages:
+        new, old = load_html("page.html", page), load_html_tree("page.html", page)
+        assert (new.text, new.sections, new.title) == (old.text, old.sections, old.title), page
