@@ -285,7 +285,7 @@ def _pick_device() -> str:
 
 def _default_threads() -> int:
     # One thread per physical core: hyperthread pairs slow each other's matrix products.
-    from core.llm.llamacpp import physical_cores
+    from core.hardware import physical_cores
 
     return physical_cores() or os.cpu_count() or 1
 

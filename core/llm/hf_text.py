@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from core.llm.llamacpp import CHATML_TEMPLATE, _fold_system
+from core.llm.chat_template import CHATML_TEMPLATE, fold_system
 
 END_OF_TURN_MARKERS = (
     "<|im_end|>",
@@ -52,7 +52,7 @@ class HFText:
         try:
             # The template's raise_exception: usually "system role not supported"
             # (Gemma-style templates); such models take the system text in the user turn.
-            return self._render(_fold_system(messages), template)
+            return self._render(fold_system(messages), template)
         except jinja2.TemplateError:
             return self._render(messages, CHATML_TEMPLATE)
 

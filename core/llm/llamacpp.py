@@ -8,7 +8,6 @@ the injected tokens, not the whole conversation again.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 from core.config import GenerationConfig
-from core.errors import ContextOverflow, GrammarError, ModelLoadFailed, ModelNotFound
+from core.errors import (
+    BackendNotInstalled,
+    ContextOverflow,
+    GrammarError,
+    ModelLoadFailed,
+    ModelNotFound,
+)
+from core.hardware import default_threads, uses_amx
 from core.llm.base import (
     Capabilities,
     Chunk,
@@ -27,18 +33,21 @@ from core.llm.base import (
     StreamRequest,
     common_prefix,
 )
+from core.llm.chat_template import CHATML_TEMPLATE, fold_system
+from core.llm.penalties import ngram_bans
 from core.llm.stops import StopMatcher, Utf8Decoder
 
 if TYPE_CHECKING:
     from llama_cpp import Llama, LlamaGrammar
 
-# Used when a GGUF carries no chat template; the bundled SmolLM2 speaks ChatML.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+
+def import_llama_cpp() -> ModuleType:
+    """llama-cpp-python, or the typed error that names the package to install."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise BackendNotInstalled("llama.cpp", "llama-cpp-python") from exc
+    return llama_cpp
 
 
 class LlamaCppBackend:
@@ -72,8 +81,6 @@ class LlamaCppBackend:
                     f"Model file {self.model_path} does not exist; pick a .gguf file in the "
                     "settings or leave the model empty to use the bundled one."
                 )
-            from core.llm.registry import import_llama_cpp
-
             llama_cpp = import_llama_cpp()
             threads = self.config.n_threads or default_threads()
             try:
@@ -137,7 +144,7 @@ class LlamaCppBackend:
             except ValueError:
                 # The template's raise_exception: usually "system role not supported"
                 # (Gemma-style templates); such models take the system text in the user turn.
-                return str(formatter(messages=cast(Any, _fold_system(messages))).prompt)
+                return str(formatter(messages=cast(Any, fold_system(messages))).prompt)
         except jinja2.TemplateError:
             # Templates written for Transformers' Jinja sometimes use features the
             # sandbox lacks; ChatML is what most small instruct models were tuned on.
@@ -217,46 +224,6 @@ class LlamaCppBackend:
                 self._free()
 
 
-def default_threads() -> int:
-    """Threads when the setting is 0: one per physical core this process may run on.
-
-    llama.cpp's threads spin at every barrier, so two on the hyperthreads of one core
-    slow each other down; on separate cores they help. Measured on an idle 2-core
-    machine with no hyperthreads (``bench/threads.py``): prompt evaluation 133 tok/s
-    with one thread, 261 with two; generation 52 vs 85 tok/s. The earlier rule (half
-    the logical CPUs) took one thread there. On a busy machine fewer threads can be
-    faster: the setting stays.
-    """
-    cores = physical_cores()
-    return max(1, cores if cores else (os.cpu_count() or 2))
-
-
-def physical_cores() -> int:
-    """Physical cores among the CPUs this process may use (Linux sysfs), 0 when unknown."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = list(range(os.cpu_count() or 0))
-    siblings = set()
-    for cpu in allowed:
-        path = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
-        try:
-            siblings.add(path.read_text("ascii").strip())
-        except OSError:
-            return 0
-    return len(siblings)
-
-
-def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-    rest = [dict(m) for m in messages if m["role"] != "system"]
-    if system and rest and rest[0]["role"] == "user":
-        rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
-    elif system:
-        rest.insert(0, {"role": "user", "content": system})
-    return rest
-
-
 @contextmanager
 def _without_amx_repacking(llama_cpp: ModuleType) -> Iterator[None]:
     """Load weights without the AMX repacked buffers on CPUs that have AMX.
@@ -268,7 +235,7 @@ def _without_amx_repacking(llama_cpp: ModuleType) -> Iterator[None]:
     for the duration of the load.
     """
     info = bytes(llama_cpp.llama_print_system_info()).decode("utf-8", "replace")
-    if "AMX_INT8 = 1" not in info:
+    if not uses_amx(info):
         yield
         return
     raw = llama_cpp.llama_cpp
@@ -297,8 +264,6 @@ def _no_repeat_ngram(start: int, n: int) -> Any:
         return None
     import numpy as np
     from llama_cpp import LogitsProcessorList
-
-    from core.llm.penalties import ngram_bans
 
     def processor(input_ids: Any, scores: Any) -> Any:
         banned = ngram_bans([int(t) for t in input_ids[start:]], n)
