@@ -145,7 +145,8 @@ class IncrementalDetokenizer:
     sequence with and without it (the approach of vLLM and TGI), so tokenizers whose
     pieces depend on their neighbours (SentencePiece's leading space, byte-fallback
     tokens that spell half a character) decode as the whole text would. While the
-    window ends in an unfinished character (U+FFFD), nothing is returned.
+    window ends in an unfinished character (U+FFFD), nothing is returned. Text comes
+    out as UTF-8 bytes, as every engine's tokens do (``core.llm.token_loop.Detokenizer``).
     """
 
     def __init__(self, tokenizer: Any, context: Sequence[int]) -> None:
@@ -161,13 +162,14 @@ class IncrementalDetokenizer:
             )
         )
 
-    def feed(self, token: int) -> str:
+    def feed(self, token: int) -> bytes:
+        """The UTF-8 of the whole characters this token completes (often b"")."""
         self._ids.append(token)
-        return self._advance(final=False)
+        return self._advance(final=False).encode("utf-8")
 
-    def flush(self) -> str:
+    def flush(self) -> bytes:
         """End of stream: whatever is left (an unfinished character becomes U+FFFD)."""
-        return self._advance(final=True)
+        return self._advance(final=True).encode("utf-8")
 
     def _advance(self, *, final: bool) -> str:
         if self._read == len(self._ids):
