@@ -59,8 +59,8 @@ def main() -> None:
 
     from core.agent.loop import Agent
     from core.compare.evaluation import evaluate_item, load_qa
+    from core.hardware import default_threads
     from core.knowledge.indexer import Indexer
-    from core.llm.llamacpp import default_threads
     from core.workspace import Workspace
 
     items = load_qa(args.qa or default_qa())

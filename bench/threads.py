@@ -37,8 +37,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from core.config import GenerationConfig
+    from core.hardware import default_threads
     from core.llm.base import Sampling, StreamRequest
-    from core.llm.llamacpp import LlamaCppBackend, default_threads
+    from core.llm.llamacpp import LlamaCppBackend
     from core.llm.registry import default_model_path
 
     model = Path(args.model) if args.model else default_model_path()

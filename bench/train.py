@@ -64,7 +64,7 @@ def main() -> None:
         checkpoint_every=0,
         exports=["lora"],
     )
-    from core.llm.llamacpp import physical_cores
+    from core.hardware import physical_cores
 
     print(
         f"{args.steps} steps of {args.batch} rows, max_seq_len {args.max_seq_len}, "

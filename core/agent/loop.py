@@ -13,8 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from core.agent import prompts
 from core.agent.events import (
@@ -27,24 +26,28 @@ from core.agent.events import (
     ProtocolError,
     Retrieval,
     RunStats,
-    Span,
     Started,
     Token,
     Vetted,
 )
-from core.agent.grammar import (
-    MAX_QUERY_CHARS,
-    answer_grammar,
-    results_body_grammar,
-    segment_grammar,
-)
+from core.agent.grammar import answer_grammar, results_body_grammar, segment_grammar
 from core.agent.parser import ParseItem, TagParser, bracket_citations, results_numbers
+from core.agent.prompts import seed_query
+from core.agent.state import (
+    Mode,
+    NoKnowledgeBase,
+    Retriever,
+    RunState,
+    SpanLog,
+    StreamOutcome,
+    TurnState,
+)
 from core.config import AppConfig
 from core.errors import ConfigError, CotragError
 from core.knowledge.types import Hit
-from core.llm.base import Backend, GenStats, Sampling, Session, StreamRequest
+from core.llm.base import Backend, Sampling, Session, StreamRequest
 
-Mode = Literal["loop", "rag", "closed"]
+__all__ = ["Agent", "Mode", "NoKnowledgeBase", "Retriever", "seed_query"]
 
 SEARCH_STOPS = ("</query>", "</results>", "<query_res>")
 NOTHING_VETTED = re.compile(r"^\s*(?:none|nothing)\s*\.?\s*$", re.IGNORECASE)
@@ -53,100 +56,6 @@ MAX_WASTED_MOVES = 2
 """Queries that ran no search (repeated, empty) or forged blocks before the loop concludes."""
 _CONTEXT_MARGIN = 16
 """Tokens kept free at the end of the context window for the closing tags the loop writes."""
-
-
-class Retriever(Protocol):
-    def search(self, query: str, k: int) -> list[Hit]: ...
-
-
-def seed_query(question: str) -> str:
-    """The question as a search line: one line, no tag characters, at most the query length
-    the grammar admits (cut at a word), without the closing question mark."""
-    line = " ".join(question.replace("<", " ").replace(">", " ").split()).rstrip("?？ ").strip()
-    if len(line) > MAX_QUERY_CHARS:
-        cut = line[:MAX_QUERY_CHARS]
-        line = cut.rsplit(" ", 1)[0] if " " in cut else cut
-    return line or " ".join(question.split())[:MAX_QUERY_CHARS]
-
-
-class SpanLog:
-    """Who wrote each stretch of a session's text past ``mark``: whatever the loop did not
-    append itself, the model generated."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.mark = len(session.text)
-        self._covered = self.mark
-        self.spans: list[Span] = []
-
-    def _flush_model(self) -> None:
-        text = self.session.text
-        if len(text) > self._covered:
-            self.spans.append(Span("model", text[self._covered :]))
-            self._covered = len(text)
-
-    def write(self, text: str, kind: str) -> None:
-        """Append loop-written text to the session."""
-        self._flush_model()
-        self.session.append(text)
-        self.spans.append(Span("loop", text, kind))
-        self._covered = len(self.session.text)
-
-    def finish(self) -> tuple[str, tuple[Span, ...]]:
-        self._flush_model()
-        return self.session.text[self.mark :], tuple(self.spans)
-
-
-class NoKnowledgeBase(CotragError, ValueError):
-    """A mode that searches was asked for without anything to search."""
-
-
-@dataclass
-class _Outcome:
-    """How one stream call of the search turn ended."""
-
-    finish: str = "eos"
-    stop: str | None = None
-    closed: list[str] = field(default_factory=list)
-    """Tags of the blocks that were closed during the call, in order."""
-    forged: bool = False
-    too_long: str | None = None
-    """The block the loop cut because it passed loop.max_block_tokens."""
-    cancelled: bool = False
-
-
-@dataclass
-class _Run:
-    question: str
-    mode: Mode
-    cancel: threading.Event | None
-    gen: GenStats = field(default_factory=GenStats)
-    rounds: int = 0
-    trace: str = ""
-    spans: tuple[Span, ...] = ()
-    passages: dict[int, Hit] = field(default_factory=dict)
-    """Every passage shown, by its global number."""
-    vetted: list[int] = field(default_factory=list)
-    seeded: list[int] = field(default_factory=list)
-    """Passages the loop's own first search (with the question) showed."""
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel is not None and self.cancel.is_set()
-
-
-@dataclass
-class _Turn:
-    """The state of one search turn."""
-
-    session: Session
-    parser: TagParser
-    log: SpanLog
-    generated: int = 0
-    wasted: int = 0
-    queries: set[str] = field(default_factory=set)
-    numbers: dict[str, int] = field(default_factory=dict)
-    shown: set[int] = field(default_factory=set)
 
 
 class Agent:
@@ -219,7 +128,7 @@ class Agent:
             raise ValueError("retriever_only needs a mode that retrieves (loop or rag)")
         if not question.strip():
             raise ValueError("the question is empty; type a question first")
-        return self._events(_Run(question.strip(), mode, cancel), retriever_only)
+        return self._events(RunState(question.strip(), mode, cancel), retriever_only)
 
     # -- the run -----------------------------------------------------------------------
 
@@ -253,7 +162,7 @@ class Agent:
             "knowledge_base": {k: v for k, v in knowledge.items() if k != "method"},
         }
 
-    def _events(self, run: _Run, retriever_only: bool) -> Iterator[Event]:
+    def _events(self, run: RunState, retriever_only: bool) -> Iterator[Event]:
         started = time.perf_counter()
         yield Started(run.question, run.mode, self.info())
         errors = 0
@@ -291,7 +200,7 @@ class Agent:
             # of the failure the usual way (and logs the traceback).
             raise failure
 
-    def _body(self, run: _Run, retriever_only: bool) -> Iterator[Event]:
+    def _body(self, run: RunState, retriever_only: bool) -> Iterator[Event]:
         if run.mode == "loop":
             yield from self._search_turn(run)
         elif run.mode == "rag":
@@ -300,7 +209,7 @@ class Agent:
             return
         yield from self._answer(run)
 
-    def _single_retrieval(self, run: _Run) -> Iterator[Event]:
+    def _single_retrieval(self, run: RunState) -> Iterator[Event]:
         assert self.retriever is not None
         hits = self.retriever.search(run.question, self.config.retrieval.k)
         hits = list({hit.id: hit for hit in hits}.values())
@@ -313,12 +222,12 @@ class Agent:
 
     # -- the search turn ---------------------------------------------------------------
 
-    def _search_turn(self, run: _Run) -> Iterator[Event]:
+    def _search_turn(self, run: RunState) -> Iterator[Event]:
         messages = prompts.loop_messages(run.question, max_rounds=self.config.loop.max_rounds)
         prompt = self.backend.chat_prompt(messages)
         yield Prompt("search", messages, prompt)
         session = self.backend.session(prompt, reuse_cache=self.reuse_cache)
-        turn = _Turn(session, TagParser(), SpanLog(session))
+        turn = TurnState(session, TagParser(), SpanLog(session))
         try:
             if self.first_query == "question":
                 yield from self._seed(run, turn)
@@ -326,7 +235,7 @@ class Agent:
         finally:
             run.trace, run.spans = turn.log.finish()
 
-    def _seed(self, run: _Run, turn: _Turn) -> Iterator[Event]:
+    def _seed(self, run: RunState, turn: TurnState) -> Iterator[Event]:
         """The loop's own first round: search with the question, as the model would have."""
         text = f"<query>{seed_query(run.question)}</query>"
         turn.log.write(text, "seed")
@@ -341,7 +250,7 @@ class Agent:
         yield from self._query(run, turn)
         run.seeded = [n for n in sorted(run.passages) if n not in before]
 
-    def _search_steps(self, run: _Run, turn: _Turn) -> Iterator[Event]:
+    def _search_steps(self, run: RunState, turn: TurnState) -> Iterator[Event]:
         loop = self.config.loop
         while True:
             if run.cancelled:
@@ -425,12 +334,12 @@ class Agent:
 
     def _stream(
         self,
-        run: _Run,
-        turn: _Turn,
+        run: RunState,
+        turn: TurnState,
         stop: Sequence[str],
         max_tokens: int,
         grammar: str | None,
-    ) -> Generator[ParseItem, None, _Outcome]:
+    ) -> Generator[ParseItem, None, StreamOutcome]:
         """One stream call: feed the parser as text arrives, and cut the call short when a
         block runs too long, a move is complete, a block is forged or the user cancels."""
         limit = self.config.loop.max_block_tokens
@@ -445,7 +354,7 @@ class Agent:
         session, parser = turn.session, turn.parser
         before = len(session.text)
         streamed: list[str] = []
-        outcome = _Outcome()
+        outcome = StreamOutcome()
         completion: int | None = None
         for chunk in session.stream(request):
             if chunk.text:
@@ -482,7 +391,7 @@ class Agent:
         return outcome
 
     @staticmethod
-    def _note_item(item: ParseItem, outcome: _Outcome, halt: threading.Event) -> None:
+    def _note_item(item: ParseItem, outcome: StreamOutcome, halt: threading.Event) -> None:
         if isinstance(item, BlockEnd):
             outcome.closed.append(item.tag)
             # A variant closing tag (</Query >) is no stop sequence: end the call here.
@@ -492,7 +401,7 @@ class Agent:
             outcome.forged = True
             halt.set()
 
-    def _cut_block(self, turn: _Turn, outcome: _Outcome) -> Iterator[ParseItem]:
+    def _cut_block(self, turn: TurnState, outcome: StreamOutcome) -> Iterator[ParseItem]:
         tag = outcome.too_long
         if tag is None or turn.parser.in_block != tag:
             return  # closed by the model after all, in the same breath
@@ -509,14 +418,14 @@ class Agent:
         yield from items
 
     @staticmethod
-    def _end_model_text(turn: _Turn) -> Iterator[ParseItem]:
+    def _end_model_text(turn: TurnState) -> Iterator[ParseItem]:
         """The model stopped mid-block: judge it (unclosed tag) and close the block for it."""
         open_tag = turn.parser.open_tag
         yield from turn.parser.close()
         if open_tag is not None:
             turn.log.write(f"</{open_tag}>", "tag")
 
-    def _close_open_block(self, turn: _Turn) -> Iterator[ParseItem]:
+    def _close_open_block(self, turn: TurnState) -> Iterator[ParseItem]:
         """Close the block the token budget interrupted, as the model would have."""
         tag = turn.parser.open_tag
         if tag is None:
@@ -532,7 +441,7 @@ class Agent:
 
     # -- moves -------------------------------------------------------------------------
 
-    def _query(self, run: _Run, turn: _Turn) -> Iterator[Event]:
+    def _query(self, run: RunState, turn: TurnState) -> Iterator[Event]:
         assert self.retriever is not None
         block = turn.parser.blocks[-1]
         query = " ".join(block.text.split())
@@ -562,7 +471,7 @@ class Agent:
             yield from self._inject(turn, prompts.note("no_passages"))
 
     @staticmethod
-    def _number(run: _Run, turn: _Turn, hit: Hit) -> int:
+    def _number(run: RunState, turn: TurnState, hit: Hit) -> int:
         """Passage numbers are global across rounds: a chunk already shown keeps its number."""
         number = turn.numbers.get(hit.id)
         if number is None:
@@ -572,7 +481,7 @@ class Agent:
         return number
 
     def _inject(
-        self, turn: _Turn, body: str, *, kind: str = "note", lead: str = "\n<query_res>\n"
+        self, turn: TurnState, body: str, *, kind: str = "note", lead: str = "\n<query_res>\n"
     ) -> Iterator[Event]:
         """Write a ``<query_res>`` block (``passages`` or a loop ``note``): only the loop
         ever does."""
@@ -581,7 +490,7 @@ class Agent:
         yield Token("query_res", body)
         yield BlockEnd("query_res", body, "loop", kind)
 
-    def _conclude(self, run: _Run, turn: _Turn) -> Iterator[Event]:
+    def _conclude(self, run: RunState, turn: TurnState) -> Iterator[Event]:
         """Make the model list its vetted passages: the loop opens ``<results>`` for it."""
         loop = self.config.loop
         opening = "\n<results>"
@@ -601,7 +510,7 @@ class Agent:
                 yield from self._cut_block(turn, outcome)
         yield from self._vet(run, turn)
 
-    def _vet(self, run: _Run, turn: _Turn) -> Iterator[Event]:
+    def _vet(self, run: RunState, turn: TurnState) -> Iterator[Event]:
         results = next((b for b in reversed(turn.parser.blocks) if b.tag == "results"), None)
         if results is not None and NOTHING_VETTED.match(results.text):
             # The model found nothing that answers: the answer stage gets no passage and
@@ -632,7 +541,7 @@ class Agent:
 
     # -- the answer stage --------------------------------------------------------------
 
-    def _answer(self, run: _Run) -> Iterator[Event]:
+    def _answer(self, run: RunState) -> Iterator[Event]:
         numbered = [(n, run.passages[n]) for n in run.vetted]
         messages = self._answer_messages(run, numbered)
         prompt = self.backend.chat_prompt(messages)
@@ -672,7 +581,7 @@ class Agent:
         yield Answer(text.strip(), [n for n in bracket_citations(text) if n in given])
 
     @staticmethod
-    def _answer_messages(run: _Run, numbered: list[tuple[int, Hit]]) -> list[dict[str, str]]:
+    def _answer_messages(run: RunState, numbered: list[tuple[int, Hit]]) -> list[dict[str, str]]:
         if run.mode == "closed":
             return prompts.closed_messages(run.question)
         return prompts.answer_messages(run.question, numbered)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from core.agent.escaping import escape_passage
+from core.agent.grammar import MAX_QUERY_CHARS
 from core.knowledge.types import Hit
 from core.resources import read_text, resources_dir
 
@@ -89,3 +90,13 @@ def closed_messages(question: str) -> list[dict[str, str]]:
         {"role": "system", "content": template("closed_system")},
         {"role": "user", "content": question},
     ]
+
+
+def seed_query(question: str) -> str:
+    """The question as a search line: one line, no tag characters, at most the query length
+    the grammar admits (cut at a word), without the closing question mark."""
+    line = " ".join(question.replace("<", " ").replace(">", " ").split()).rstrip("?？ ").strip()
+    if len(line) > MAX_QUERY_CHARS:
+        cut = line[:MAX_QUERY_CHARS]
+        line = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return line or " ".join(question.split())[:MAX_QUERY_CHARS]

@@ -31,6 +31,7 @@ import platformdirs
 
 from core.config import EmbedderBackend
 from core.errors import ModelNotFound
+from core.hardware import physical_cores
 from core.knowledge.embedding_runtimes import (
     RUNTIME_BATCH_SIZE,
     BackendUnavailable,
@@ -38,7 +39,6 @@ from core.knowledge.embedding_runtimes import (
     load_sentence_transformer,
     open_runtime,
 )
-from core.llm.llamacpp import physical_cores
 
 log = logging.getLogger(__name__)
 

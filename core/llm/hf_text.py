@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from core.llm.llamacpp import CHATML_TEMPLATE, _fold_system
+from core.llm.chat_template import CHATML_TEMPLATE, fold_system
 
 END_OF_TURN_MARKERS = (
     "<|im_end|>",
@@ -52,7 +52,7 @@ class HFText:
         try:
             # The template's raise_exception: usually "system role not supported"
             # (Gemma-style templates); such models take the system text in the user turn.
-            return self._render(_fold_system(messages), template)
+            return self._render(fold_system(messages), template)
         except jinja2.TemplateError:
             return self._render(messages, CHATML_TEMPLATE)
 
@@ -145,7 +145,8 @@ class IncrementalDetokenizer:
     sequence with and without it (the approach of vLLM and TGI), so tokenizers whose
     pieces depend on their neighbours (SentencePiece's leading space, byte-fallback
     tokens that spell half a character) decode as the whole text would. While the
-    window ends in an unfinished character (U+FFFD), nothing is returned.
+    window ends in an unfinished character (U+FFFD), nothing is returned. Text comes
+    out as UTF-8 bytes, as every engine's tokens do (``core.llm.token_loop.Detokenizer``).
     """
 
     def __init__(self, tokenizer: Any, context: Sequence[int]) -> None:
@@ -161,13 +162,14 @@ class IncrementalDetokenizer:
             )
         )
 
-    def feed(self, token: int) -> str:
+    def feed(self, token: int) -> bytes:
+        """The UTF-8 of the whole characters this token completes (often b"")."""
         self._ids.append(token)
-        return self._advance(final=False)
+        return self._advance(final=False).encode("utf-8")
 
-    def flush(self) -> str:
+    def flush(self) -> bytes:
         """End of stream: whatever is left (an unfinished character becomes U+FFFD)."""
-        return self._advance(final=True)
+        return self._advance(final=True).encode("utf-8")
 
     def _advance(self, *, final: bool) -> str:
         if self._read == len(self._ids):

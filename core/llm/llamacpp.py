@@ -1,44 +1,45 @@
 """The llama.cpp backend (GGUF models) with KV-cache reuse across a session's streams.
 
-One ``Llama`` holds one KV cache. A session keeps the exact token list of its
-sequence; each stream evaluates only the tokens after the longest prefix that
-the cache already holds, so resuming after an injected ``<query_res>`` costs
-the injected tokens, not the whole conversation again.
+One ``Llama`` holds one KV cache. Sessions are :class:`core.llm.token_loop.TokenSession`,
+as on every engine; this backend gives them llama.cpp's tokens and sampler, and each
+stream evaluates only the tokens after the longest prefix that the cache already
+holds, so resuming after an injected ``<query_res>`` costs the injected tokens, not
+the whole conversation again.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 from core.config import GenerationConfig
-from core.errors import ContextOverflow, GrammarError, ModelLoadFailed, ModelNotFound
-from core.llm.base import (
-    Capabilities,
-    Chunk,
-    FinishReason,
-    GenStats,
-    StreamRequest,
-    common_prefix,
+from core.errors import (
+    BackendNotInstalled,
+    GrammarError,
+    ModelLoadFailed,
+    ModelNotFound,
 )
-from core.llm.stops import StopMatcher, Utf8Decoder
+from core.hardware import default_threads, uses_amx
+from core.llm.base import Capabilities, Sampling, common_prefix
+from core.llm.chat_template import CHATML_TEMPLATE, fold_system
+from core.llm.penalties import ngram_bans
+from core.llm.token_loop import Prefill, TokenSession
 
 if TYPE_CHECKING:
     from llama_cpp import Llama, LlamaGrammar
 
-# Used when a GGUF carries no chat template; the bundled SmolLM2 speaks ChatML.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+
+def import_llama_cpp() -> ModuleType:
+    """llama-cpp-python, or the typed error that names the package to install."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise BackendNotInstalled("llama.cpp", "llama-cpp-python") from exc
+    return llama_cpp
 
 
 class LlamaCppBackend:
@@ -56,6 +57,10 @@ class LlamaCppBackend:
         self.config = config
         self._llm: Llama | None = None
         self._grammars: dict[str, LlamaGrammar] = {}
+        self._pieces: dict[int, bytes] = {}
+        self._ends: dict[int, bool] = {}
+        """What the vocabulary says of each token id met so far (its bytes, whether it
+        ends the turn): the same for the model's whole life."""
         self._load_lock = threading.Lock()
         self._streaming = False
         self._close_when_idle = False
@@ -72,8 +77,6 @@ class LlamaCppBackend:
                     f"Model file {self.model_path} does not exist; pick a .gguf file in the "
                     "settings or leave the model empty to use the bundled one."
                 )
-            from core.llm.registry import import_llama_cpp
-
             llama_cpp = import_llama_cpp()
             threads = self.config.n_threads or default_threads()
             try:
@@ -108,6 +111,13 @@ class LlamaCppBackend:
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
+                self._pieces.clear()
+                self._ends.clear()
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the weights are in memory (``load`` ran and no ``close`` since)."""
+        return self._llm is not None
 
     @property
     def llm(self) -> Llama:
@@ -137,7 +147,7 @@ class LlamaCppBackend:
             except ValueError:
                 # The template's raise_exception: usually "system role not supported"
                 # (Gemma-style templates); such models take the system text in the user turn.
-                return str(formatter(messages=cast(Any, _fold_system(messages))).prompt)
+                return str(formatter(messages=cast(Any, fold_system(messages))).prompt)
         except jinja2.TemplateError:
             # Templates written for Transformers' Jinja sometimes use features the
             # sandbox lacks; ChatML is what most small instruct models were tuned on.
@@ -160,13 +170,23 @@ class LlamaCppBackend:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def token_bytes(self, token: int) -> bytes:
-        return bytes(self.llm.detokenize([token], special=False))
+        """The bytes of one token (special tokens spell nothing); looked up once per token
+        id, since a stream asks for every token it samples."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = bytes(self.llm.detokenize([token], special=False))
+            self._pieces[token] = piece
+        return piece
 
     def is_end_of_generation(self, token: int) -> bool:
-        import llama_cpp
+        ends = self._ends.get(token)
+        if ends is None:
+            import llama_cpp
 
-        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-        return bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+            vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+            ends = bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+            self._ends[token] = ends
+        return ends
 
     def _special_text(self, token: int) -> str:
         if token < 0:
@@ -197,8 +217,50 @@ class LlamaCppBackend:
 
     # -- sessions ------------------------------------------------------------------
 
-    def session(self, prompt: str, *, reuse_cache: bool = True) -> LlamaSession:
-        return LlamaSession(self, prompt, reuse_cache=reuse_cache)
+    def session(self, prompt: str, *, reuse_cache: bool = True) -> TokenSession:
+        return TokenSession(self, prompt, reuse_cache=reuse_cache)
+
+    def detokenizer(self, context: Sequence[int]) -> _Pieces:
+        return _Pieces(self)
+
+    def generate_tokens(
+        self,
+        tokens: list[int],
+        sampling: Sampling,
+        *,
+        reuse_cache: bool,
+        prefill: Prefill,
+        grammar: str | None = None,
+    ) -> Iterator[int]:
+        """llama.cpp's sampler continuing ``tokens``; the ``Llama``'s own token list says
+        what its KV cache holds, so only the tokens after the shared prefix are evaluated.
+
+        The grammar is compiled here, before any token (a GBNF that does not parse is
+        said at once). See :meth:`core.llm.token_loop.TokenEngine.generate_tokens`."""
+        compiled = self.grammar(grammar) if grammar else None
+        llm = self.llm
+        if not reuse_cache:
+            llm.reset()
+        reuse = common_prefix(llm._input_ids, tokens)
+        if reuse == len(tokens):
+            # Sampling needs fresh logits, so the last token is evaluated again.
+            reuse -= 1
+        # eval() drops the KV cells past n_tokens before it decodes.
+        llm.n_tokens = reuse
+        if sampling.seed is not None:
+            llm.set_seed(sampling.seed)
+        steps = llm.generate(
+            tokens[reuse:],
+            temp=sampling.temperature,
+            top_p=sampling.top_p,
+            repeat_penalty=sampling.repeat_penalty,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            logits_processor=_no_repeat_ngram(len(tokens), sampling.no_repeat_ngram),
+            reset=False,
+            grammar=compiled,
+        )
+        return _counted(steps, llm, reuse, prefill)
 
     def begin_stream(self) -> None:
         with self._stream_lock:
@@ -217,46 +279,6 @@ class LlamaCppBackend:
                 self._free()
 
 
-def default_threads() -> int:
-    """Threads when the setting is 0: one per physical core this process may run on.
-
-    llama.cpp's threads spin at every barrier, so two on the hyperthreads of one core
-    slow each other down; on separate cores they help. Measured on an idle 2-core
-    machine with no hyperthreads (``bench/threads.py``): prompt evaluation 133 tok/s
-    with one thread, 261 with two; generation 52 vs 85 tok/s. The earlier rule (half
-    the logical CPUs) took one thread there. On a busy machine fewer threads can be
-    faster: the setting stays.
-    """
-    cores = physical_cores()
-    return max(1, cores if cores else (os.cpu_count() or 2))
-
-
-def physical_cores() -> int:
-    """Physical cores among the CPUs this process may use (Linux sysfs), 0 when unknown."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = list(range(os.cpu_count() or 0))
-    siblings = set()
-    for cpu in allowed:
-        path = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
-        try:
-            siblings.add(path.read_text("ascii").strip())
-        except OSError:
-            return 0
-    return len(siblings)
-
-
-def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-    rest = [dict(m) for m in messages if m["role"] != "system"]
-    if system and rest and rest[0]["role"] == "user":
-        rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
-    elif system:
-        rest.insert(0, {"role": "user", "content": system})
-    return rest
-
-
 @contextmanager
 def _without_amx_repacking(llama_cpp: ModuleType) -> Iterator[None]:
     """Load weights without the AMX repacked buffers on CPUs that have AMX.
@@ -268,7 +290,7 @@ def _without_amx_repacking(llama_cpp: ModuleType) -> Iterator[None]:
     for the duration of the load.
     """
     info = bytes(llama_cpp.llama_print_system_info()).decode("utf-8", "replace")
-    if "AMX_INT8 = 1" not in info:
+    if not uses_amx(info):
         yield
         return
     raw = llama_cpp.llama_cpp
@@ -298,8 +320,6 @@ def _no_repeat_ngram(start: int, n: int) -> Any:
     import numpy as np
     from llama_cpp import LogitsProcessorList
 
-    from core.llm.penalties import ngram_bans
-
     def processor(input_ids: Any, scores: Any) -> Any:
         banned = ngram_bans([int(t) for t in input_ids[start:]], n)
         if banned:
@@ -309,174 +329,32 @@ def _no_repeat_ngram(start: int, n: int) -> Any:
     return LogitsProcessorList([processor])
 
 
-class LlamaSession:
-    """One growing sequence on a :class:`LlamaCppBackend`."""
+def _counted(steps: Iterator[int], llm: Llama, reuse: int, prefill: Prefill) -> Iterator[int]:
+    """``steps`` with ``prefill`` filled in before the first token (the prompt is evaluated
+    when the first token is asked for)."""
+    try:
+        first = next(steps)
+    except StopIteration:
+        return
+    prefill.cached, prefill.evaluated = reuse, llm.n_tokens - reuse
+    try:
+        yield first
+        yield from steps
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
 
-    def __init__(self, backend: LlamaCppBackend, prompt: str, *, reuse_cache: bool = True) -> None:
-        self._backend = backend
-        self._reuse_cache = reuse_cache
-        self._parts: list[str] = [prompt]
-        self._tokens: list[int] = backend.tokenize_prompt(prompt)
 
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
+class _Pieces:
+    """A llama.cpp token's bytes, as the vocabulary spells them (pieces may split a
+    character; the session's UTF-8 decoder joins them)."""
 
-    @property
-    def tokens(self) -> tuple[int, ...]:
-        """The exact token sequence (what the next stream continues from)."""
-        return tuple(self._tokens)
+    def __init__(self, backend: LlamaCppBackend) -> None:
+        self._piece = backend.token_bytes
 
-    def append(self, text: str) -> None:
-        if not text:
-            return
-        self._tokens.extend(self._backend.tokenize_text(text))
-        self._parts.append(text)
+    def feed(self, token: int) -> bytes:
+        return self._piece(token)
 
-    def stream(self, request: StreamRequest) -> Iterator[Chunk]:
-        backend = self._backend
-        n_ctx = backend.n_ctx
-        if not self._tokens:
-            raise ValueError("The session has no prompt to continue from; start it with one.")
-        if len(self._tokens) >= n_ctx:
-            raise ContextOverflow(
-                f"The sequence is {len(self._tokens)} tokens but the context window is "
-                f"{n_ctx}: raise generation.n_ctx, retrieve fewer passages or fewer rounds."
-            )
-        grammar = backend.grammar(request.grammar) if request.grammar else None
-        stats = GenStats()
-        if request.max_tokens <= 0:
-            yield Chunk("", finish_reason="length", stats=stats)
-            return
-        if request.cancel is not None and request.cancel.is_set():
-            yield Chunk("", finish_reason="cancelled", stats=stats)
-            return
-
-        backend.begin_stream()
-        # Taken only now: from here on a close() waits for this stream to end.
-        llm = backend.llm
-        generated: list[int] = []
-        unsent: list[int] = []  # sampled since the last chunk
-        pieces: list[bytes] = []
-        emitted: list[str] = []
-        decoder = Utf8Decoder()
-        matcher = StopMatcher(request.stop)
-        finish: FinishReason = "cancelled"  # what an abandoned stream amounts to
-        tail = ""
-        try:
-            if not self._reuse_cache:
-                llm.reset()
-            reuse = common_prefix(llm._input_ids, self._tokens)
-            if reuse == len(self._tokens):
-                # Sampling needs fresh logits, so the last token is evaluated again.
-                reuse -= 1
-            # eval() drops the KV cells past n_tokens before it decodes.
-            llm.n_tokens = reuse
-            sampling = request.sampling
-            if sampling.seed is not None:
-                llm.set_seed(sampling.seed)
-            started = time.perf_counter()
-            first_token_at: float | None = None
-            tokens_gen = llm.generate(
-                self._tokens[reuse:],
-                temp=sampling.temperature,
-                top_p=sampling.top_p,
-                repeat_penalty=sampling.repeat_penalty,
-                presence_penalty=sampling.presence_penalty,
-                frequency_penalty=sampling.frequency_penalty,
-                logits_processor=_no_repeat_ngram(len(self._tokens), sampling.no_repeat_ngram),
-                reset=False,
-                grammar=grammar,
-            )
-            try:
-                for token in tokens_gen:
-                    if first_token_at is None:
-                        first_token_at = time.perf_counter()
-                        stats.prompt_tokens = llm.n_tokens - reuse
-                        stats.cached_tokens = reuse
-                        stats.prompt_seconds = first_token_at - started
-                    if backend.is_end_of_generation(token):
-                        finish = "eos"
-                        break
-                    generated.append(token)
-                    unsent.append(token)
-                    piece = backend.token_bytes(token)
-                    pieces.append(piece)
-                    text, stop = matcher.feed(decoder.decode(piece))
-                    if text:
-                        emitted.append(text)
-                        yield Chunk(text, token_ids=tuple(unsent))
-                        unsent.clear()
-                    if stop is not None:
-                        finish = "stop"
-                        break
-                    if len(generated) >= request.max_tokens:
-                        finish = "length"
-                        break
-                    if len(self._tokens) + len(generated) >= n_ctx:
-                        finish = "length"
-                        break
-                    if request.cancel is not None and request.cancel.is_set():
-                        finish = "cancelled"
-                        break
-            finally:
-                tokens_gen.close()
-                ended = time.perf_counter()
-                if first_token_at is not None:
-                    stats.generation_seconds = ended - first_token_at
-                stats.completion_tokens = len(generated)
-                tail = self._commit(generated, pieces, emitted, decoder, matcher)
-        finally:
-            backend.end_stream()
-        stop_text = matcher.stopped
-        yield Chunk(
-            tail,
-            finish_reason="stop" if stop_text is not None else finish,
-            stop=stop_text,
-            stats=stats,
-            token_ids=tuple(unsent),
-        )
-
-    def _commit(
-        self,
-        generated: list[int],
-        pieces: list[bytes],
-        emitted: list[str],
-        decoder: Utf8Decoder,
-        matcher: StopMatcher,
-    ) -> str:
-        """Add this stream's output to the sequence; return text not yet yielded."""
-        tail = ""
-        if matcher.stopped is None:
-            text, _ = matcher.feed(decoder.flush())
-            tail = text + matcher.flush()
-        written = "".join(emitted) + tail
-        stop = matcher.stopped
-        if stop is None:
-            self._tokens.extend(generated)
-            self._parts.append(written)
-            return tail
-        self._tokens.extend(self._tokens_ending_at_stop(generated, pieces, written + stop))
-        self._parts.append(written + stop)
-        return tail
-
-    def _tokens_ending_at_stop(
-        self, generated: list[int], pieces: list[bytes], wanted: str
-    ) -> list[int]:
-        """Tokens that spell exactly ``wanted``: the last token may run past the stop
-        (``>\\n``), and leaving it would put text in the cache that the session lacks."""
-        target = wanted.encode("utf-8")
-        keep = 0
-        end = 0
-        for piece in pieces:
-            if target[end : end + len(piece)] != piece:
-                break
-            end += len(piece)
-            keep += 1
-        # Never cut a character in two: back off to a boundary.
-        while keep and end < len(target) and (target[end] & 0xC0) == 0x80:
-            keep -= 1
-            end -= len(pieces[keep])
-        missing = target[end:]
-        extra = self._backend.tokenize_text(missing.decode("utf-8")) if missing else []
-        return generated[:keep] + extra
+    def flush(self) -> bytes:
+        return b""

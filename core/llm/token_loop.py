@@ -1,30 +1,23 @@
-"""A session over any engine that generates one token at a time from a KV cache.
+"""The one streaming session that every engine (llama.cpp, transformers, mlx-lm) runs through.
 
-The transformers and mlx-lm backends differ in how they evaluate tokens, not in
-what a session means; this is that meaning, the same as
-:class:`core.llm.llamacpp.LlamaSession`: the exact token list of the sequence, the
-stop sequence kept in the text but never yielded, the tokens cut back to exactly
+An engine supplies tokens: it tokenizes, samples continuing a token list (evaluating
+only what its KV cache lacks) and spells each token as bytes. What a session *means*
+lives here once: the exact token list of the sequence, UTF-8 that never arrives split,
+the stop sequence kept in the text but never yielded, the tokens cut back to exactly
 the text at the stop, cancel between tokens, ContextOverflow at the window.
+Imports only ``core.llm.base``, ``core.llm.stops`` and ``core.errors``: no engine.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Protocol
 
 from core.errors import ContextOverflow, GrammarError
 from core.llm.base import Capabilities, Chunk, FinishReason, GenStats, Sampling, StreamRequest
-from core.llm.hf_text import HFText, IncrementalDetokenizer
 from core.llm.stops import StopMatcher, Utf8Decoder
-
-TOP_K = 40
-MIN_P = 0.05
-PENALTY_LAST_N = 64
-"""Sampling settings the ``Sampling`` record leaves out: llama-cpp-python's defaults, so
-every engine samples the same way from the same settings."""
 
 
 @dataclass
@@ -34,6 +27,18 @@ class Prefill:
     cached: int = 0
     """Tokens already in the KV cache, not evaluated again."""
     evaluated: int = 0
+
+
+class Detokenizer(Protocol):
+    """Spells a stream's tokens one at a time, as bytes."""
+
+    def feed(self, token: int) -> bytes:
+        """The bytes this token adds (may be part of a character, or nothing yet)."""
+        ...
+
+    def flush(self) -> bytes:
+        """End of stream: bytes still held back."""
+        ...
 
 
 class TokenEngine(Protocol):
@@ -49,7 +54,7 @@ class TokenEngine(Protocol):
 
     def tokenize_text(self, text: str) -> list[int]: ...
 
-    def detokenizer(self, context: Sequence[int]) -> IncrementalDetokenizer: ...
+    def detokenizer(self, context: Sequence[int]) -> Detokenizer: ...
 
     def is_end_of_generation(self, token: int) -> bool: ...
 
@@ -61,7 +66,7 @@ class TokenEngine(Protocol):
         reuse_cache: bool,
         prefill: Prefill,
         grammar: str | None = None,
-    ) -> Generator[int, None, None]:
+    ) -> Iterator[int]:
         """Sampled tokens continuing ``tokens``, evaluating only what the cache lacks
         (and only tokens the GBNF ``grammar`` allows, on engines that take one).
 
@@ -75,128 +80,24 @@ class TokenEngine(Protocol):
     def end_stream(self) -> None: ...
 
 
-LoadedT = TypeVar("LoadedT")
-
-
-class HFTextEngine(Generic[LoadedT]):
-    """What the transformers and mlx-lm backends share: a Hugging Face tokenizer (through
-    :class:`HFText`) for templates, tokens and end of turn, the window the model allows,
-    one stream at a time, and a close that leaves a running stream its weights.
-
-    A subclass loads ``_loaded`` (its engine's model and cache) and ``_text`` in
-    ``load()``, and frees engine memory in ``_after_close``.
-    """
-
-    def __init__(self, config: Any) -> None:
-        self.config = config
-        self._loaded: LoadedT | None = None
-        self._text: HFText | None = None
-        self._n_ctx: int = config.n_ctx
-        self._load_lock = threading.Lock()
-        self._streaming = False
-
-    name: str
-    capabilities: Capabilities
-
-    def load(self) -> None:
-        raise NotImplementedError
-
-    def generate_tokens(
-        self,
-        tokens: list[int],
-        sampling: Sampling,
-        *,
-        reuse_cache: bool,
-        prefill: Prefill,
-        grammar: str | None = None,
-    ) -> Generator[int, None, None]:
-        """See :meth:`TokenEngine.generate_tokens`."""
-        raise NotImplementedError
-
-    def _window(self, settings: Any) -> int:
-        """The context window: the setting, capped by the model's own positions."""
-        limit = settings.get("max_position_embeddings")
-        return min(self.config.n_ctx, int(limit)) if limit else int(self.config.n_ctx)
-
-    def close(self) -> None:
-        with self._load_lock:
-            # The tokenizer stays (small, and a stream still running reads it); a stream
-            # still running holds its own reference to the weights until it ends.
-            loaded, self._loaded = self._loaded, None
-            if loaded is None:
-                return
-            del loaded
-            import gc
-
-            gc.collect()
-            self._after_close()
-
-    def _after_close(self) -> None:
-        """Give the engine's freed memory back (a device cache, say)."""
-
-    @property
-    def loaded(self) -> LoadedT:
-        self.load()
-        assert self._loaded is not None
-        return self._loaded
-
-    @property
-    def text(self) -> HFText:
-        if self._text is None:
-            self.load()
-        assert self._text is not None
-        return self._text
-
-    @property
-    def n_ctx(self) -> int:
-        if self._text is None:
-            self.load()
-        return self._n_ctx
-
-    # -- text ----------------------------------------------------------------------
-
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        return self.text.chat_prompt(messages)
-
-    def count_tokens(self, text: str) -> int:
-        return self.text.count_tokens(text)
-
-    def tokenize_prompt(self, text: str) -> list[int]:
-        return self.text.tokenize_prompt(text)
-
-    def tokenize_text(self, text: str) -> list[int]:
-        return self.text.tokenize_text(text)
-
-    def detokenizer(self, context: Sequence[int]) -> IncrementalDetokenizer:
-        return self.text.detokenizer(context)
-
-    def is_end_of_generation(self, token: int) -> bool:
-        return self.text.is_end_of_generation(token)
-
-    # -- sessions ------------------------------------------------------------------
-
-    def session(self, prompt: str, *, reuse_cache: bool = True) -> TokenSession:
-        return TokenSession(self, prompt, reuse_cache=reuse_cache)
-
-    def begin_stream(self) -> None:
-        if self._streaming:
-            raise RuntimeError(
-                "Another stream is running on this model; finish or cancel it first."
-            )
-        self._streaming = True
-
-    def end_stream(self) -> None:
-        self._streaming = False
-
-
 class TokenSession:
     """One growing sequence on a :class:`TokenEngine`."""
 
-    def __init__(self, engine: TokenEngine, prompt: str, *, reuse_cache: bool = True) -> None:
+    def __init__(
+        self,
+        engine: TokenEngine,
+        prompt: str,
+        *,
+        reuse_cache: bool = True,
+        tokens: Sequence[int] | None = None,
+    ) -> None:
+        """``tokens``: the exact tokens of ``prompt`` when they are known (a fork)."""
         self._engine = engine
         self._reuse_cache = reuse_cache
         self._parts: list[str] = [prompt]
-        self._tokens: list[int] = engine.tokenize_prompt(prompt)
+        self._tokens: list[int] = (
+            list(tokens) if tokens is not None else engine.tokenize_prompt(prompt)
+        )
 
     @property
     def text(self) -> str:
@@ -206,6 +107,12 @@ class TokenSession:
     def tokens(self) -> tuple[int, ...]:
         """The exact token sequence (what the next stream continues from)."""
         return tuple(self._tokens)
+
+    def fork(self, *, reuse_cache: bool | None = None) -> TokenSession:
+        """A new session on the same engine holding this sequence as it is now (text and
+        exact tokens); the two grow apart from here. ``reuse_cache`` defaults to this one's."""
+        reuse = self._reuse_cache if reuse_cache is None else reuse_cache
+        return TokenSession(self._engine, self.text, reuse_cache=reuse, tokens=self._tokens)
 
     def append(self, text: str) -> None:
         if not text:
@@ -232,24 +139,15 @@ class TokenSession:
         if request.max_tokens <= 0:
             yield Chunk("", finish_reason="length", stats=stats, token_ids=())
             return
-        if request.cancel is not None and request.cancel.is_set():
+        cancel = request.cancel
+        if cancel is not None and cancel.is_set():
             yield Chunk("", finish_reason="cancelled", stats=stats, token_ids=())
             return
 
         engine.begin_stream()
-        generated: list[int] = []
-        unsent: list[int] = []  # sampled since the last chunk
-        pieces: list[bytes] = []
-        emitted: list[str] = []
-        detokenizer = engine.detokenizer(self._tokens)
-        decoder = Utf8Decoder()
-        matcher = StopMatcher(request.stop)
-        finish: FinishReason = "cancelled"  # what an abandoned stream amounts to
-        tail = ""
         try:
             prefill = Prefill()
             started = time.perf_counter()
-            first_token_at: float | None = None
             steps = engine.generate_tokens(
                 self._tokens,
                 request.sampling,
@@ -257,6 +155,16 @@ class TokenSession:
                 prefill=prefill,
                 grammar=request.grammar,
             )
+            run = _Run(engine.detokenizer(self._tokens), StopMatcher(request.stop))
+            # Generation ends at max_tokens or at the window, whichever comes first.
+            budget = min(request.max_tokens, n_ctx - len(self._tokens))
+            first_token_at: float | None = None
+            # Locals, not attributes, in the per-token path: it runs once per token.
+            is_end = engine.is_end_of_generation
+            feed = run.detokenizer.feed
+            decode = run.decoder.decode
+            match = run.matcher.feed
+            generated, pieces, unsent, emitted = run.generated, run.pieces, [], run.emitted
             try:
                 for token in steps:
                     if first_token_at is None:
@@ -264,72 +172,63 @@ class TokenSession:
                         stats.prompt_tokens = prefill.evaluated
                         stats.cached_tokens = prefill.cached
                         stats.prompt_seconds = first_token_at - started
-                    if engine.is_end_of_generation(token):
-                        finish = "eos"
+                    if is_end(token):
+                        run.finish = "eos"
                         break
                     generated.append(token)
                     unsent.append(token)
-                    piece = detokenizer.feed(token).encode("utf-8")
+                    piece = feed(token)
                     pieces.append(piece)
-                    text, stop = matcher.feed(decoder.decode(piece))
+                    text, stop = match(decode(piece))
                     if text:
                         emitted.append(text)
                         yield Chunk(text, token_ids=tuple(unsent))
                         unsent.clear()
                     if stop is not None:
-                        finish = "stop"
+                        run.finish = "stop"
                         break
-                    if len(generated) >= request.max_tokens:
-                        finish = "length"
+                    if len(generated) >= budget:
+                        run.finish = "length"
                         break
-                    if len(self._tokens) + len(generated) >= n_ctx:
-                        finish = "length"
-                        break
-                    if request.cancel is not None and request.cancel.is_set():
-                        finish = "cancelled"
+                    if cancel is not None and cancel.is_set():
+                        run.finish = "cancelled"
                         break
             finally:
-                steps.close()
-                ended = time.perf_counter()
+                close = getattr(steps, "close", None)
+                if close is not None:
+                    close()
                 if first_token_at is not None:
-                    stats.generation_seconds = ended - first_token_at
+                    stats.generation_seconds = time.perf_counter() - first_token_at
                 stats.completion_tokens = len(generated)
-                tail = self._commit(generated, pieces, emitted, detokenizer, decoder, matcher)
+                tail = self._commit(run)
         finally:
             engine.end_stream()
-        stop_text = matcher.stopped
+        stop_text = run.matcher.stopped
         yield Chunk(
             tail,
-            finish_reason="stop" if stop_text is not None else finish,
+            finish_reason="stop" if stop_text is not None else run.finish,
             stop=stop_text,
             stats=stats,
             token_ids=tuple(unsent),
         )
 
-    def _commit(
-        self,
-        generated: list[int],
-        pieces: list[bytes],
-        emitted: list[str],
-        detokenizer: IncrementalDetokenizer,
-        decoder: Utf8Decoder,
-        matcher: StopMatcher,
-    ) -> str:
+    def _commit(self, run: _Run) -> str:
         """Add this stream's output to the sequence; return text not yet yielded."""
+        matcher, pieces = run.matcher, run.pieces
         tail = ""
         if matcher.stopped is None:
-            rest = detokenizer.flush().encode("utf-8")
+            rest = run.detokenizer.flush()
             if rest and pieces:
                 pieces[-1] += rest
-            text, _ = matcher.feed(decoder.decode(rest) + decoder.flush())
+            text, _ = matcher.feed(run.decoder.decode(rest) + run.decoder.flush())
             tail = text + matcher.flush()
-        written = "".join(emitted) + tail
+        written = "".join(run.emitted) + tail
         stop = matcher.stopped
         if stop is None:
-            self._tokens.extend(generated)
+            self._tokens.extend(run.generated)
             self._parts.append(written)
             return tail
-        self._tokens.extend(self._tokens_ending_at_stop(generated, pieces, written + stop))
+        self._tokens.extend(self._tokens_ending_at_stop(run.generated, pieces, written + stop))
         self._parts.append(written + stop)
         return tail
 
@@ -339,17 +238,37 @@ class TokenSession:
         """Tokens that spell exactly ``wanted``: the last token may run past the stop
         (``>\\n``), and leaving it would put text in the cache that the session lacks.
 
-        A token whose piece is empty (the first half of a character, shown with the
-        token that completes it) is kept only when that completing token is."""
+        A token whose piece is empty (the first half of a character that its detokenizer
+        shows with the token completing it) is kept only when that completing token is,
+        and a cut never falls inside a character."""
         target = wanted.encode("utf-8")
         keep = 0
         end = 0
+        kept_ends: list[tuple[int, int]] = []  # (tokens kept, bytes they spell)
         for index, piece in enumerate(pieces):
             if end >= len(target) or target[end : end + len(piece)] != piece:
                 break
             end += len(piece)
             if piece:
                 keep = index + 1
+                kept_ends.append((keep, end))
+        # Never cut a character in two: back off to a character boundary.
+        while kept_ends and end < len(target) and (target[end] & 0xC0) == 0x80:
+            kept_ends.pop()
+            keep, end = kept_ends[-1] if kept_ends else (0, 0)
         missing = target[end:]
         extra = self._engine.tokenize_text(missing.decode("utf-8")) if missing else []
         return generated[:keep] + extra
+
+
+class _Run:
+    """One stream's working state, handed to the commit when it ends."""
+
+    def __init__(self, detokenizer: Detokenizer, matcher: StopMatcher) -> None:
+        self.detokenizer = detokenizer
+        self.decoder = Utf8Decoder()
+        self.matcher = matcher
+        self.generated: list[int] = []
+        self.pieces: list[bytes] = []
+        self.emitted: list[str] = []
+        self.finish: FinishReason = "cancelled"  # what an abandoned stream amounts to

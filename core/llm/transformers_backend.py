@@ -16,18 +16,13 @@ from typing import Any
 
 from core.config import GenerationConfig
 from core.errors import BackendNotInstalled, ModelLoadFailed, ModelNotFound, UnsupportedModel
+from core.hardware import default_threads
 from core.llm.base import Capabilities, Sampling, common_prefix
 from core.llm.gbnf import DEAD, Grammar
+from core.llm.hf_engine import MIN_P, PENALTY_LAST_N, TOP_K, HFTextEngine
 from core.llm.hf_text import HFText, config_eos_ids
-from core.llm.llamacpp import default_threads
 from core.llm.penalties import count_offsets, ngram_bans
-from core.llm.token_loop import (
-    MIN_P,
-    PENALTY_LAST_N,
-    TOP_K,
-    HFTextEngine,
-    Prefill,
-)
+from core.llm.token_loop import Prefill
 
 PREFILL_CHUNK = 512
 """Prompt tokens per forward pass: bounds the attention scores' memory on long prompts."""

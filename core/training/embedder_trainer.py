@@ -55,7 +55,7 @@ class EmbedderOutcome:
 
 
 def _threads(spec: TrainSpec) -> int:
-    from core.llm.llamacpp import physical_cores
+    from core.hardware import physical_cores
 
     return spec.threads or physical_cores() or os.cpu_count() or 1
 

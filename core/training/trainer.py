@@ -145,7 +145,7 @@ def load_model(spec: TrainSpec, hf_dir: Path) -> Loaded:
     engine = pick_engine(spec)
     device = "cuda" if engine == "unsloth" else pick_device()
     dtype = pick_dtype(spec, device)
-    from core.llm.llamacpp import physical_cores
+    from core.hardware import physical_cores
     from core.training.distributed import Group
 
     # Processes of one CPU run share the cores.
