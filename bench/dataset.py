@@ -37,7 +37,8 @@ def main() -> None:
 
     from core.dataset import export as exporting
     from core.dataset import service
-    from core.dataset.generate import Accepted, GenerateSpec
+    from core.dataset.progress import Accepted
+    from core.dataset.spec import GenerateSpec
     from core.knowledge.indexer import Indexer
     from core.workspace import Workspace
 

@@ -92,8 +92,8 @@ def main() -> None:
     corpus = args.corpus or default_corpus()
 
     from core.compare.evaluation import load_qa
-    from core.dataset.generate import GenerateSpec
     from core.dataset.service import generator
+    from core.dataset.spec import GenerateSpec
     from core.knowledge import reembed
     from core.knowledge.indexer import Indexer
     from core.training.embedder_data import split_pairs

@@ -98,8 +98,8 @@ def main() -> None:
 
 
 def _make_dataset(ws: Any, args: argparse.Namespace) -> str:
-    from core.dataset.generate import GenerateSpec
     from core.dataset.service import generator
+    from core.dataset.spec import GenerateSpec
     from core.knowledge.indexer import Indexer
 
     kb = ws.store.create("bench")

@@ -68,8 +68,8 @@ def main() -> None:
         print(f"indexed {corpus}: {store_kb.count()} chunks in {time.perf_counter() - t0:.0f} s")
     dataset = args.dataset or "bench-traces"
     if not args.dataset:
-        from core.dataset.generate import GenerateSpec
         from core.dataset.service import generator, make_teacher
+        from core.dataset.spec import GenerateSpec
 
         t0 = time.perf_counter()
         spec = GenerateSpec(kb=kb, count=args.count)

@@ -38,13 +38,10 @@ from core.errors import (
 )
 from core.models import download as download_module
 from core.models import token as token_store
-from core.models.download import (
-    DownloadProgress,
-    discard_partial,
-    download_file,
-    pending_downloads,
-)
+from core.models.download import discard_partial, download_file
 from core.models.hub import HubClient, HubFile, free_disk, quantization_of, total_ram
+from core.models.journal import pending_downloads
+from core.models.transfer import DownloadProgress
 from tests.hub_server import TOKEN, HubServer, Repo, git_blob_sha1
 
 ROOT = Path(__file__).resolve().parent.parent

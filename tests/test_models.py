@@ -305,7 +305,7 @@ def test_a_loaded_model_is_reloaded_when_the_context_size_changes(tmp_path: Path
     ws.config.generation = GenerationConfig(n_ctx=2048, n_threads=1, temperature=0.5)
     second = ws.backend()
     assert second is not first and second.n_ctx == 2048  # type: ignore[attr-defined]
-    assert first._llm is None  # type: ignore[attr-defined]  # the old one was freed
+    assert not first.is_loaded  # type: ignore[attr-defined]  # the old one was freed
     ws.config.generation = GenerationConfig(n_ctx=2048, n_threads=1, temperature=0.1)
     assert ws.backend() is second  # a sampling setting needs no reload
     assert second.config.temperature == 0.1  # type: ignore[attr-defined]

@@ -14,7 +14,9 @@ from typing import Any
 from core.conversations import set_correction
 from core.dataset import service
 from core.dataset.editing import edited, replace_example
-from core.dataset.generate import Accepted, GenerateSpec, ImportedPair, Rejected
+from core.dataset.pairs import ImportedPair
+from core.dataset.progress import Accepted, Rejected
+from core.dataset.spec import GenerateSpec
 from core.workspace import Workspace
 
 

@@ -26,29 +26,17 @@ from core.errors import DiskFull, DownloadCorrupt, HubError
 from core.models.hub import HubClient, free_disk, gb, hub_errors
 from core.models.hub_cache import Blob, check_filename, file_size, link, locked
 from core.models.journal import (
-    PendingDownload,
     journal_path,
-    pending_downloads,
     read_journal,
     write_journal,
 )
 from core.models.transfer import (
-    PROGRESS_INTERVAL,
     Checksum,
     DownloadProgress,
     Remote,
     Reporter,
     transfer,
 )
-
-__all__ = [
-    "PROGRESS_INTERVAL",
-    "DownloadProgress",
-    "PendingDownload",
-    "discard_partial",
-    "download_file",
-    "pending_downloads",
-]
 
 log = logging.getLogger(__name__)
 

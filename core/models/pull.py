@@ -23,14 +23,11 @@ from typing import Any, Literal
 
 from core.errors import CotragError
 from core.fileio import write_atomic, write_json_atomic
-from core.models.download import (
-    DownloadProgress,
-    discard_partial,
-    download_file,
-    pending_downloads,
-)
+from core.models.download import discard_partial, download_file
 from core.models.hub import HubClient, HubFile, RepoFiles, total_ram
+from core.models.journal import pending_downloads
 from core.models.registry import ModelEntry, ModelRegistry
+from core.models.transfer import DownloadProgress
 from core.paths import DataLayout
 
 GGUF_PREFERENCE = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q4_0", "Q4_1", "Q5_K_S", "Q6_K", "Q8_0")

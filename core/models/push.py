@@ -31,8 +31,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core.errors import CotragError, HubError, HubFileNotFound, HubRepoNotFound, HubUnreachable
-from core.models.download import DownloadProgress, download_file
+from core.models.download import download_file
 from core.models.hub import HubClient, RepoFiles, hub_errors
+from core.models.transfer import DownloadProgress
 from core.training.colab import DamagedResults
 from core.training.colab_notebook import MANIFEST_NAME, sha256_file
 
