@@ -90,10 +90,6 @@ class DatasetTab(TabView):
         self.editor.save_button.clicked.connect(self.save_edit)
         self.editor.remove_button.clicked.connect(self.delete_selected)
         self.editor.undo_button.clicked.connect(self.undo)
-        # What desktop/screenshots.py drives the tab by.
-        self.name_edit = form.name_edit
-        self.count_spin = form.count_spin
-        self.table = self.examples.table
 
     @property
     def generating(self) -> bool:

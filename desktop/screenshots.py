@@ -122,7 +122,7 @@ def render_screenshots(out_dir: Path) -> list[Path]:
             120,
         )
         saved.append(_save(window, out_dir / "knowledge-indexing.png"))
-        wait_until(lambda: window.kb_tab._index_job is None and not window.kb_tab.busy(), 300)
+        wait_until(lambda: not window.kb_tab.indexing and not window.kb_tab.busy(), 300)
         window.kb_tab.search_box.setText("water temperature for green tea")
         window.kb_tab.search()
         wait_until(lambda: window.kb_tab.hits.count() > 0 and not window.kb_tab.busy(), 60)
@@ -147,14 +147,14 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         window.tabs.setCurrentWidget(tab)
         wait_until(lambda: not tab.busy(), 30)
         saved.append(_save(window, out_dir / "dataset-empty.png"))
-        tab.name_edit.setText("sample")
-        tab.count_spin.setValue(6)
+        tab.form.name_edit.setText("sample")
+        tab.form.count_spin.setValue(6)
         tab.generate()
-        wait_until(lambda: tab.table.rowCount() >= 1 or tab._gen_job is None, 300)
+        wait_until(lambda: tab.examples.table.rowCount() >= 1 or not tab.generating, 300)
         saved.append(_save(window, out_dir / "dataset-generating.png"))
-        wait_until(lambda: tab._gen_job is None and not tab.busy(), 600)
-        if tab.table.rowCount():
-            tab.table.selectRow(0)
+        wait_until(lambda: not tab.generating and not tab.busy(), 600)
+        if tab.examples.table.rowCount():
+            tab.examples.table.selectRow(0)
         wait_until(lambda: False, 1.0)  # let the trace lay its blocks out
         saved.append(_save(window, out_dir / "dataset.png"))
         tab.side.setCurrentIndex(1)
