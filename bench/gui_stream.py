@@ -3,11 +3,17 @@
 1. Synthetic stream: a worker thread feeds the trace view Token events at 2000
    tokens/s for 10 s (blocks opening and closing as in a real trace) while a
    10 ms QTimer measures how late the event loop serves it (max and p99).
-2. Real model: tokens/s of the bundled GGUF through raw llama-cpp-python, then
-   tokens/s that reach the screen when the same model answers through the agent
-   into the trace view, in the same process.
+2. Real model, in the same process and interleaved, repeated, each generation from a
+   worker thread as in the app: tokens/s of the bundled GGUF through raw
+   llama-cpp-python; through the agent with no window
+   (closed mode); through the agent into the trace view from a worker thread while
+   Qt's event loop serves the window, as in the app; and the same with the window
+   served by a processEvents loop every 0.5 ms (how this bench used to wait: on a
+   small machine that thread takes a core from llama.cpp's threads). The GUI
+   thread's CPU time per token says what the window costs the model.
 
 Run: QT_QPA_PLATFORM=offscreen .venv/bin/python bench/gui_stream.py [--seconds 10]
+     [--model-tokens 256] [--repeats 3] [--threads 0] [--skip-synthetic]
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
 from core.agent.events import BlockEnd, BlockStart, Finished, RunStats, Token
@@ -164,7 +172,96 @@ def raw_llama_tokens_per_s(llm: object, prompt: str, max_tokens: int) -> float:
     return (count - 1) / elapsed if elapsed > 0 else 0.0
 
 
-def real_model(app: QApplication, view: TraceView, max_tokens: int) -> None:
+def in_worker(function: Callable[[], float]) -> float:
+    """``function`` run in a worker thread of its own, as the app runs every generation.
+
+    llama.cpp's CPU build runs its threads as an OpenMP team per calling thread: raw and
+    agent must call from the same kind of thread, or the first run after a switch pays
+    for the other team (measured on a busy 2-core machine: a run at under 1 token/s
+    right after a switch, then 20+)."""
+    out: list[float] = []
+    thread = threading.Thread(target=lambda: out.append(function()), name="bench")
+    thread.start()
+    thread.join()
+    return out[0] if out else 0.0
+
+
+def headless_agent_tokens_per_s(agent: Any, question: str) -> float:
+    """The agent's own rate with no window: its events consumed in this thread."""
+    for event in agent.run(question, mode="closed"):
+        if isinstance(event, Finished):
+            return float(event.stats.tokens_per_s)
+    return 0.0
+
+
+def wait_for(app: QApplication, done: threading.Event, timeout: float, *, poll: bool) -> None:
+    """Serve the window until ``done``: as the app does (Qt's event loop, asleep until an
+    event comes), or, with ``poll``, by calling processEvents every 0.5 ms."""
+    if poll:
+        run_until(app, done, timeout)
+        return
+    loop = QEventLoop()
+    watchdog = QTimer()
+    watchdog.setInterval(20)
+    watchdog.timeout.connect(lambda: loop.quit() if done.is_set() else None)
+    watchdog.start()
+    QTimer.singleShot(int(timeout * 1000), loop.quit)
+    if not done.is_set():
+        loop.exec()
+    watchdog.stop()
+
+
+def viewed_agent(
+    app: QApplication, view: TraceView, agent: Any, question: str, *, poll: bool
+) -> tuple[float, float, float, float]:
+    """The agent streaming into the trace view from a worker thread, as the chat tab runs it:
+    (the agent's tokens/s, tokens/s on screen, the GUI thread's CPU ms per token (time
+    it takes from the model's threads on a small machine), p99 event-loop stall in ms)."""
+    shown: list[tuple[float, int]] = []
+    original = view.handle
+
+    def counting(events: list[object]) -> None:
+        original(events)
+        n = sum(1 for e in events if isinstance(e, Token))
+        if n:
+            shown.append((time.perf_counter(), n))
+
+    def work(push, cancel):  # type: ignore[no-untyped-def]
+        stats = None
+        for event in agent.run(question, mode="closed", cancel=cancel):
+            push(event)
+            if isinstance(event, Finished):
+                stats = event.stats
+        return stats
+
+    done = threading.Event()
+    job = Job(work, name="model")
+    job.items.connect(counting)
+    result: list[RunStats] = []
+    job.succeeded.connect(result.append)
+    job.finished.connect(done.set)
+    view.clear()
+    probe = LatenessProbe()
+    probe.start()
+    gui_cpu = time.thread_time()
+    job.start()
+    wait_for(app, done, 300, poll=poll)
+    gui_cpu = time.thread_time() - gui_cpu
+    _worst, p99 = probe.stop()
+    if len(shown) >= 2:
+        tokens = sum(n for _, n in shown[1:])
+        on_screen = tokens / (shown[-1][0] - shown[0][0])
+    else:
+        on_screen = 0.0
+    agent_rate = result[0].tokens_per_s if result and result[0] else 0.0
+    generated = result[0].completion_tokens if result and result[0] else 0
+    gui_ms = gui_cpu * 1000 / generated if generated else 0.0
+    return agent_rate, on_screen, gui_ms, p99
+
+
+def real_model(
+    app: QApplication, view: TraceView, max_tokens: int, repeats: int, threads: int
+) -> None:
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
@@ -176,56 +273,41 @@ def real_model(app: QApplication, view: TraceView, max_tokens: int) -> None:
 
     question = "Explain in detail how tea is grown, harvested, processed and brewed."
     path = default_model_path()
-
+    rows: list[list[float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         ws = Workspace(tmp)
         ws.config.generation.answer_max_tokens = max_tokens
         ws.config.generation.temperature = 0.7
+        ws.config.generation.n_threads = threads
         backend = ws.backend()
-        raw = raw_llama_tokens_per_s(backend.llm, question, max_tokens)  # type: ignore[attr-defined]
         agent = Agent(backend, None, ws.config)
-        shown: list[tuple[float, int]] = []
-        original = view.handle
-
-        def counting(events: list[object]) -> None:
-            original(events)
-            n = sum(1 for e in events if isinstance(e, Token))
-            if n:
-                shown.append((time.perf_counter(), n))
-
-        def work(push, cancel):  # type: ignore[no-untyped-def]
-            stats = None
-            for event in agent.run(question, mode="closed", cancel=cancel):
-                push(event)
-                if isinstance(event, Finished):
-                    stats = event.stats
-            return stats
-
-        done = threading.Event()
-        job = Job(work, name="model")
-        job.items.connect(counting)
-        result: list[RunStats] = []
-        job.succeeded.connect(result.append)
-        job.finished.connect(done.set)
-        view.clear()
-        probe = LatenessProbe()
-        probe.start()
-        job.start()
-        run_until(app, done, 300)
-        worst, p99 = probe.stop()
+        print(f"real model ({path.name}), {max_tokens} tokens, closed mode, tokens/s:")
+        print(
+            "   raw  agent headless  agent+view  on screen  agent+view (polling loop)   "
+            "GUI thread CPU ms/token (event loop / polling)"
+        )
+        llm = backend.llm  # type: ignore[attr-defined]
+        for _ in range(repeats):
+            raw = in_worker(lambda: raw_llama_tokens_per_s(llm, question, max_tokens))
+            headless = in_worker(lambda: headless_agent_tokens_per_s(agent, question))
+            viewed, on_screen, gui_ms, p99 = viewed_agent(app, view, agent, question, poll=False)
+            polled, _, polled_gui_ms, _ = viewed_agent(app, view, agent, question, poll=True)
+            rows.append([raw, headless, viewed, on_screen, polled, gui_ms, polled_gui_ms])
+            print(
+                f"{raw:6.1f}  {headless:14.1f}  {viewed:10.1f}  {on_screen:9.1f}  {polled:10.1f}"
+                f"   {gui_ms:.2f} / {polled_gui_ms:.2f}   (into the view: "
+                f"{viewed / raw * 100 if raw else 0:.0f}% of raw; stall p99 {p99:.1f} ms)"
+            )
         ws.close()
-    if len(shown) >= 2:
-        tokens = sum(n for _, n in shown[1:])
-        on_screen = tokens / (shown[-1][0] - shown[0][0])
-    else:
-        on_screen = 0.0
-    agent_rate = result[0].tokens_per_s if result and result[0] else 0.0
+    medians = [statistics.median(column) for column in zip(*rows, strict=True)]
+    raw, headless, viewed, on_screen, polled, gui_ms, polled_gui_ms = medians
     print(
-        f"real model ({path.name}): raw llama.cpp {raw:.1f} tokens/s; "
-        f"through the agent {agent_rate:.1f} tokens/s; on screen {on_screen:.1f} tokens/s "
-        f"({on_screen / raw * 100 if raw else 0:.0f}% of raw)"
+        f"median: raw {raw:.1f}; agent headless {headless:.1f} ({headless / raw * 100:.0f}%); "
+        f"agent into the view {viewed:.1f} ({viewed / raw * 100:.0f}%); on screen "
+        f"{on_screen:.1f}; into the view with a polling loop {polled:.1f} "
+        f"({polled / raw * 100:.0f}%); GUI thread CPU per token {gui_ms:.2f} ms (polling: "
+        f"{polled_gui_ms:.2f} ms)"
     )
-    print(f"event-loop stall while the model streamed: max {worst:.1f} ms, p99 {p99:.1f} ms")
 
 
 def main() -> None:
@@ -233,6 +315,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--model-tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="llama.cpp threads (0: the app's default)"
+    )
+    parser.add_argument("--skip-synthetic", action="store_true")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication([])
     assert isinstance(app, QApplication)
@@ -241,8 +328,9 @@ def main() -> None:
     view.resize(900, 800)
     view.show()
     print(f"Qt platform: {app.platformName()}")
-    synthetic(app, view, args.seconds, args.rate)
-    real_model(app, view, args.model_tokens)
+    if not args.skip_synthetic:
+        synthetic(app, view, args.seconds, args.rate)
+    real_model(app, view, args.model_tokens, args.repeats, args.threads)
 
 
 if __name__ == "__main__":

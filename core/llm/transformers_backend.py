@@ -9,6 +9,7 @@ shares with the session and evaluates the rest.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Generator
 from pathlib import Path
@@ -174,8 +175,6 @@ class _LoadedModel:
     """The weights on their device and the one KV cache, with the token ids it holds."""
 
     def __init__(self, torch: Any, model: Any, device: Any) -> None:
-        import inspect
-
         self.torch, self.model, self.device = torch, model, device
         parameters = inspect.signature(model.forward).parameters
         # transformers 5.2x renamed past_key_values to cache (the old name warns).
