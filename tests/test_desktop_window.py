@@ -83,17 +83,17 @@ def test_a_tab_built_late_hears_what_it_missed(
     window.kb_tab.knowledge_bases_changed.emit(["Tea", "Bikes", "Solar"], "Solar")
     chat = window.chat_tab
     # As if it had been there all along: it took "Tea" first and kept it.
-    assert [chat.kb_combo.itemText(i) for i in range(chat.kb_combo.count())] == [
+    assert [chat.toolbar.kb_combo.itemText(i) for i in range(chat.toolbar.kb_combo.count())] == [
         "Tea",
         "Bikes",
         "Solar",
     ]
-    assert chat.kb_combo.currentText() == "Tea"
+    assert chat.toolbar.kb_combo.currentText() == "Tea"
 
     # One tab streams with the model: a tab built afterwards knows it must wait.
     window.dataset_tab.run_state_changed.emit(True)
-    assert not chat.ask_button.isEnabled()
+    assert not chat.ask_box.ask_button.isEnabled()
     compare = window.compare_tab
-    assert not compare.ask_button.isEnabled()
+    assert not compare.side.ask_button.isEnabled()
     window.dataset_tab.run_state_changed.emit(False)
-    assert compare.ask_button.isEnabled()
+    assert compare.side.ask_button.isEnabled()
