@@ -28,7 +28,7 @@ from core.training.colab_notebook import (
     sha256_file,
     write_export,
 )
-from core.training.events import parse_line
+from core.training.events import Done, Log, Started, Step, WorkerEvent, parse_event
 from core.training.spec import TrainSpec
 
 STANDIN = Path(__file__).parent / "colab_standin"
@@ -141,16 +141,17 @@ def test_a_successful_run_streams_events_and_fetches_checked_results(
     standin: dict[str, Any], tmp_path: Path
 ) -> None:
     standin["scenario"]("success")
-    events: list[dict[str, Any]] = []
+    events: list[WorkerEvent] = []
     job = remote_job(standin["root"], hub_token=SECRET)
     out = colab.run_remote(job, on_event=events.append)
     assert out.state == "done", out.sentence
     assert "remote-tuned" in out.sentence and "T4" in out.sentence
-    kinds = [e["event"] for e in events]
+    kinds = [e.event for e in events]
     assert kinds[0] == "preparing" and "started" in kinds and kinds[-1] == "done"
-    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3]
+    assert [e.step for e in events if isinstance(e, Step)] == [1, 2, 3]
     assert out.model_dir is not None and (out.model_dir / "adapter.gguf").is_file()
-    for rel, facts in out.final["files"].items():
+    assert isinstance(out.final, Done)
+    for rel, facts in (out.final.files or {}).items():
         assert sha256_file(out.model_dir / rel) == facts["sha256"]
     calls = standin["calls"]()
     new = next(c for c in calls if c.get("command") == "new")
@@ -204,7 +205,7 @@ def test_a_lost_runtime(standin: dict[str, Any]) -> None:
     steps: list[int] = []
     out = colab.run_remote(
         remote_job(standin["root"]),
-        on_event=lambda e: steps.append(e["step"]) if e["event"] == "step" else None,
+        on_event=lambda e: steps.append(e.step) if isinstance(e, Step) else None,
     )
     assert steps == [1, 2]
     assert out.state == "failed" and out.kind == "runtime_lost"
@@ -246,8 +247,8 @@ def test_cancel_stops_the_runtime_and_releases_the_vm(standin: dict[str, Any]) -
     standin["scenario"]("slow")
     stop = threading.Event()
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["event"] == "step" and event["step"] >= 2:
+    def on_event(event: WorkerEvent) -> None:
+        if isinstance(event, Step) and event.step >= 2:
             stop.set()
 
     started = time.monotonic()
@@ -402,22 +403,23 @@ def test_the_notebook_trains_on_the_cpu_with_nbclient(
         for o in cell.get("outputs", [])
         if o.get("output_type") == "stream" and o.get("name") == "stdout"
     )
-    events = [e for e in map(parse_line, text.splitlines()) if e is not None]
-    kinds = [e["event"] for e in events]
+    events = [e for e in map(parse_event, text.splitlines()) if e is not None]
+    kinds = [e.event for e in events]
     assert "error" not in kinds, events
     assert kinds.count("done") == 1 and kinds[-1] == "done"
-    started = next(e for e in events if e["event"] == "started")
-    assert started["engine"] == "torch" and started["device"] == "cpu"
-    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
+    started = next(e for e in events if isinstance(e, Started))
+    assert started.engine == "torch" and started.device == "cpu"
+    assert [e.step for e in events if isinstance(e, Step)] == [1, 2]
     # The code that ran is the copy the notebook wrote, not this checkout.
     origin = next(
-        e["message"] for e in events if e["event"] == "log" and "training code" in e["message"]
+        e.message for e in events if isinstance(e, Log) and "training code" in e.message
     )
     assert str(out_dir / "cotrag" / "src") in origin
     done = events[-1]
-    archive = out_dir / "cotrag" / done["archive"]
-    assert sha256_file(archive) == done["archive_sha256"]
-    assert "model.json" in done["files"] and done["outputs"]["lora"] in done["files"]
+    assert isinstance(done, Done) and done.archive and done.files
+    archive = out_dir / "cotrag" / done.archive
+    assert sha256_file(archive) == done.archive_sha256
+    assert "model.json" in done.files and done.outputs["lora"] in done.files
     assert SECRET not in json.dumps(nb)
     # The archive as a user would download it from Colab: checked, registered with lineage.
     from core.models.registry import ModelRegistry

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from core.cli.terminal import confirm
 from core.durations import clock
 from core.errors import CotragError
+from core.training.events import Done
 
 if TYPE_CHECKING:
     from core.training.runs import Run
@@ -106,14 +107,14 @@ def follow_embedder_run(ws: Workspace, run: Run, *, resume: bool, as_json: bool)
         raise CotragError(f"Run {run.name!r} is finished: its embedder is {run.name}.")
     started = time.monotonic()
     outcome = run_worker(ws, run, resume=resume, as_json=as_json)
-    if outcome.state == "done":
-        metrics = outcome.final.get("metrics", {})
+    if isinstance(outcome.final, Done):
+        metrics = outcome.final.metrics
         before, after = metrics.get("recall_before", {}), metrics.get("recall_after", {})
         figures = "; ".join(f"{k} {before.get(k)} → {v}" for k, v in after.items())
         print(
             f"Took {clock(time.monotonic() - started, '--:--')} (min:s). On "
             f"{metrics.get('validation_questions')} held-out questions: {figures}.\n"
-            f"Use it: cotrag kb reembed KB --embedder {outcome.final.get('model')}",
+            f"Use it: cotrag kb reembed KB --embedder {outcome.final.model}",
             file=sys.stderr,
         )
         return 0

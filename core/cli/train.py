@@ -12,6 +12,17 @@ from typing import TYPE_CHECKING, Any
 from core.cli.terminal import ProgressLine, confirm
 from core.durations import clock
 from core.errors import CotragError
+from core.training.events import (
+    Done,
+    Eval,
+    Exporting,
+    Log,
+    Preparing,
+    Started,
+    Step,
+    WorkerEvent,
+    to_dict,
+)
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -217,13 +228,13 @@ def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
         return _train_on_colab(ws, args, run)
     started = time.monotonic()
     outcome = run_worker(ws, run, resume=resume, as_json=args.json)
-    if outcome.state == "done":
-        metrics = outcome.final.get("metrics", {})
+    if isinstance(outcome.final, Done):
+        metrics = outcome.final.metrics
         print(
             f"Took {clock(time.monotonic() - started, '--:--')} (min:s); final loss "
             f"{metrics.get('final_loss')}, "
             f"validation loss {metrics.get('eval_loss')}. Ask it: cotrag ask --model "
-            f'{outcome.final.get("model")} "…"',
+            f'{outcome.final.model} "…"',
             file=sys.stderr,
         )
         return 0
@@ -256,48 +267,44 @@ def run_worker(ws: Workspace, run: Any, *, resume: bool, as_json: bool) -> Any:
     return outcome
 
 
-def print_event(event: dict[str, Any], bar: ProgressLine, *, as_json: bool) -> None:
+def print_event(event: WorkerEvent, bar: ProgressLine, *, as_json: bool) -> None:
     """One worker event on the terminal (or as a JSON line), for local and remote runs."""
     if as_json:
-        print(json.dumps(event, ensure_ascii=False), flush=True)
+        print(json.dumps(to_dict(event), ensure_ascii=False), flush=True)
         return
-    kind = event["event"]
-    if kind == "preparing":
+    if isinstance(event, Preparing | Log):
         bar.clear()
-        print(event.get("message", ""), file=sys.stderr)
-    elif kind == "started":
+        print(event.message, file=sys.stderr)
+    elif isinstance(event, Started):
         bar.clear()
-        threads = f", {event['threads']} threads" if event.get("threads") else ""
+        threads = f", {event.threads} threads" if event.threads else ""
         print(
-            f"Training on {event.get('device', '?')} ({event.get('engine', '?')}, "
-            f"{event.get('dtype', '?')}{threads}): {event.get('total', '?')} steps"
-            + (f", resuming at step {event['start_step']}" if event.get("start_step") else ""),
+            f"Training on {event.device} ({event.engine}, "
+            f"{event.dtype}{threads}): {event.total} steps"
+            + (f", resuming at step {event.start_step}" if event.start_step else ""),
             file=sys.stderr,
         )
-    elif kind == "step":
-        eta = clock(float(event.get("eta_s", 0)), "--:--")
+    elif isinstance(event, Step):
+        eta = clock(float(event.eta_s), "--:--")
         bar.update(
-            int(event["step"]),
-            int(event["total"]),
-            f"loss {event['loss']:.3f}  {event['tokens_per_s']:.0f} tok/s  ETA {eta}",
+            int(event.step),
+            int(event.total),
+            f"loss {event.loss:.3f}  {event.tokens_per_s:.0f} tok/s  ETA {eta}",
         )
-    elif kind == "eval":
+    elif isinstance(event, Eval):
         bar.clear()
         parts = []
-        if event.get("loss") is not None:
-            parts.append(f"validation loss {event['loss']:.3f}")
-        if event.get("recall"):
+        if event.loss is not None:
+            parts.append(f"validation loss {event.loss:.3f}")
+        if event.recall:
             parts.append(
-                ", ".join(f"{k} {v:.3f}" for k, v in event["recall"].items())
-                + f" (among {event.get('passages', '?')} passages)"
+                ", ".join(f"{k} {v:.3f}" for k, v in event.recall.items())
+                + f" (among {event.passages if event.passages is not None else '?'} passages)"
             )
-        print(f"  step {event['step']}: " + "; ".join(parts), file=sys.stderr)
-    elif kind == "exporting":
+        print(f"  step {event.step}: " + "; ".join(parts), file=sys.stderr)
+    elif isinstance(event, Exporting):
         bar.clear()
-        print(f"Exporting {event['what']} ({event['index']}/{event['total']})…", file=sys.stderr)
-    elif kind == "log":
-        bar.clear()
-        print(event.get("message", ""), file=sys.stderr)
+        print(f"Exporting {event.what} ({event.index}/{event.total})…", file=sys.stderr)
 
 
 def _train_on_colab(ws: Workspace, args: argparse.Namespace, run: Any) -> int:

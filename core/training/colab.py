@@ -56,7 +56,7 @@ from core.training.colab_notebook import (
     WORK_FOLDER,
     sha256_file,
 )
-from core.training.events import FINAL, parse_line
+from core.training.events import Cancelled, Done, Error, FinalEvent, WorkerEvent, is_final, parse_event
 
 CLI_PACKAGE = "google-colab-cli"
 CLI_NAME = "colab"
@@ -70,7 +70,7 @@ AUTH_PROVIDERS = ("oauth2", "adc")
 """``--auth``: the CLI's own default is oauth2 (a browser sign-in; the token is kept in
 ``~/.config/colab-cli/token.json``); adc reads gcloud's application-default credentials."""
 
-OnEvent = Callable[[dict[str, Any]], None]
+OnEvent = Callable[[WorkerEvent], None]
 OnLog = Callable[[str, str], None]
 """(stream, line): ``stdout`` or ``stderr`` of the CLI, without the events."""
 
@@ -338,7 +338,8 @@ class RemoteOutcome:
     kind: str = ""
     """not_installed, not_signed_in, quota, gpu_refused, runtime_lost, runtime_silent,
     remote_error, upload, download, checksum, cli — empty when done or cancelled."""
-    final: dict[str, Any] = field(default_factory=dict)
+    final: FinalEvent | None = None
+    """The remote worker's last done / cancelled / error event."""
     events: int = 0
     model_dir: Path | None = None
     """The tuned model's folder, downloaded and checked (None when not downloaded)."""
@@ -544,16 +545,16 @@ def _run_session(
     if notebook.resolve() != job.notebook.resolve():
         shutil.copyfile(job.notebook, notebook)
     events = 0
-    final: dict[str, Any] = {}
+    final: FinalEvent | None = None
 
     def on_line(stream: str, line: str) -> None:
         nonlocal events, final
-        event = parse_line(line) if stream == "stdout" else None
+        event = parse_event(line) if stream == "stdout" else None
         if event is None:
             log(stream, line)
             return
         events += 1
-        if event["event"] in FINAL:
+        if is_final(event):
             final = event
         if on_event is not None:
             on_event(event)
@@ -591,7 +592,7 @@ def _run_session(
             events=events,
             exit_code=result.code,
         )
-    if final.get("event") != "done":
+    if not isinstance(final, Done):
         # The exit code says little: `colab exec` exits 0 after a cell raised.
         out = _remote_failure(result, final)
         out.events = events
@@ -599,10 +600,10 @@ def _run_session(
 
     outcome = RemoteOutcome(
         "done",
-        f"Done on a Colab {gpu}: the tuned model is {final.get('model', '?')}.",
+        f"Done on a Colab {gpu}: the tuned model is {final.model or '?'}.",
         final=final,
         events=events,
-        hub_repo=str(final.get("hub_repo") or ""),
+        hub_repo=final.hub_repo or "",
         exit_code=result.code,
     )
     if job.download:
@@ -624,13 +625,13 @@ def _lost(result: CallResult) -> RemoteOutcome:
     )
 
 
-def _remote_failure(result: CallResult, final: dict[str, Any]) -> RemoteOutcome:
-    if final.get("event") == "error":
-        sentence = f"The remote run failed: {final.get('message', '')} {final.get('fix', '')}"
+def _remote_failure(result: CallResult, final: FinalEvent | None) -> RemoteOutcome:
+    if isinstance(final, Error):
+        sentence = f"The remote run failed: {final.message} {final.fix}"
         return RemoteOutcome(
             "failed", sentence.strip(), kind="remote_error", final=final, exit_code=result.code
         )
-    if final.get("event") == "cancelled":
+    if isinstance(final, Cancelled):
         return RemoteOutcome(
             "cancelled", "The remote run was stopped.", final=final, exit_code=result.code
         )
@@ -663,12 +664,12 @@ def _download(
     job: RemoteJob,
     base: list[str],
     session: str,
-    final: dict[str, Any],
+    final: Done,
     stop: Callable[[], bool],
     log: OnLog,
 ) -> Path | RemoteOutcome:
-    archive = str(final.get("archive") or "")
-    model = str(final.get("model") or "")
+    archive = final.archive or ""
+    model = final.model
     if not archive or not model or "/" in model or model.startswith("."):
         return RemoteOutcome(
             "failed", "The remote run did not say where its results are.", kind="download"
@@ -696,7 +697,7 @@ def _download(
             kind="download",
             exit_code=result.code,
         )
-    if sha256_file(part) != final.get("archive_sha256"):
+    if sha256_file(part) != final.archive_sha256:
         part.unlink(missing_ok=True)
         return RemoteOutcome(
             "failed",
@@ -706,7 +707,7 @@ def _download(
         )
     os.replace(part, local)
     try:
-        target = extract_results(local, into, files=dict(final.get("files") or {}), model=model)
+        target = extract_results(local, into, files=dict(final.files or {}), model=model)
     except ColabError as exc:
         return RemoteOutcome("failed", f"{exc} Run again.", kind="checksum")
     log("stdout", f"results in {target}")

@@ -43,7 +43,17 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CotragError
-from core.training.events import FINAL, format_event, parse_line
+from core.training.events import (
+    FINAL,
+    Done,
+    Error,
+    Exporting,
+    Log,
+    Preparing,
+    WorkerEvent,
+    encode,
+    parse_line,
+)
 from core.training.spec import TrainSpec
 
 NOTEBOOK_NAME = "train.ipynb"
@@ -523,8 +533,8 @@ def _take_token_file(folder: Path | None = None) -> str | None:
     return token or None
 
 
-def _emit(event: str, /, **fields: Any) -> None:
-    print(format_event(event, **fields), flush=True)
+def _emit(event: WorkerEvent) -> None:
+    print(encode(event), flush=True)
 
 
 def remote_prepare(job_data: dict[str, Any], work: Path, *, cpu_test: bool = False) -> Path:
@@ -537,7 +547,7 @@ def remote_prepare(job_data: dict[str, Any], work: Path, *, cpu_test: bool = Fal
     _take_token_file()  # the uploaded token file goes at once, whether used or not
     try:
         layout = DataLayout(work / "data")
-        _emit("preparing", stage="dataset", message=f"Loading the dataset {job.dataset_name}…")
+        _emit(Preparing(stage="dataset", message=f"Loading the dataset {job.dataset_name}…"))
         source = _find_dataset(job, work)
         folder = layout.datasets / job.dataset_name
         folder.mkdir(parents=True, exist_ok=True)
@@ -551,7 +561,7 @@ def remote_prepare(job_data: dict[str, Any], work: Path, *, cpu_test: bool = Fal
         (folder / "dataset.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
         spec = TrainSpec.from_dict(dict(job.spec))
         if job.base_repo:
-            _emit("preparing", stage="base", message=f"Downloading {job.base_repo}…")
+            _emit(Preparing(stage="base", message=f"Downloading {job.base_repo}…"))
             from huggingface_hub import snapshot_download
 
             spec.base = snapshot_download(
@@ -569,10 +579,10 @@ def remote_prepare(job_data: dict[str, Any], work: Path, *, cpu_test: bool = Fal
         run = store.create(job.run_name, spec)
         import core
 
-        _emit("log", message=f"training code from {Path(core.__file__).parent}")
+        _emit(Log(message=f"training code from {Path(core.__file__).parent}"))
         return run.folder
     except Exception as exc:
-        _emit("error", kind="data", message=str(exc), fix="See the notebook's output.")
+        _emit(Error(kind="data", message=str(exc), fix="See the notebook's output."))
         raise
 
 
@@ -656,12 +666,10 @@ def remote_train(run_dir: Path, work: Path) -> dict[str, Any]:
     if final.get("event") == "done":
         return final
     if not final:
-        _emit(
-            "error",
-            kind="internal",
+        _emit(Error(kind="internal",
             message=f"The training process ended without finishing (exit code {code}).",
             fix="Its last lines: " + " | ".join(list(tail)[-5:]),
-        )
+        ))
     raise RuntimeError(f"training did not finish: {final.get('message') or f'exit code {code}'}")
 
 
@@ -676,7 +684,7 @@ def remote_package(
     try:
         model = str(done.get("model") or job.run_name)
         folder = work / "data" / "models" / "tuned" / model
-        _emit("exporting", what="package", index=1, total=2 if job.push_repo else 1)
+        _emit(Exporting(what="package", index=1, total=2 if job.push_repo else 1))
         files = {
             str(p.relative_to(folder).as_posix()): {
                 "size": p.stat().st_size,
@@ -704,7 +712,7 @@ def remote_package(
         }
         hub_repo = ""
         if job.push_repo:
-            _emit("exporting", what="push", index=2, total=2)
+            _emit(Exporting(what="push", index=2, total=2))
             from huggingface_hub import CommitOperationAdd, HfApi
 
             token = remote_hub_token()
@@ -746,8 +754,8 @@ def remote_package(
             "hub_repo": hub_repo,
             "remote": True,
         }
-        _emit("done", **result)
+        _emit(Done(**result))
         return result
     except Exception as exc:
-        _emit("error", kind="internal", message=f"Packaging the results failed: {exc}", fix="")
+        _emit(Error(kind="internal", message=f"Packaging the results failed: {exc}", fix=""))
         raise

@@ -15,7 +15,8 @@ from typing import Any
 from core.models.registry import VARIANT_FILES, ModelEntry, ModelRegistry
 from core.training.base_models import BaseModel
 from core.training.spec import TrainSpec
-from core.training.trainer import Emit, Outcome
+from core.training.events import Emit, Exporting, Log
+from core.training.trainer import Outcome
 
 
 def export_model(
@@ -45,7 +46,7 @@ def export_model(
     failures: dict[str, str] = {}
 
     def say(what: str) -> None:
-        emit("exporting", what=what, index=steps.index(what) + 1, total=len(steps))
+        emit(Exporting(what=what, index=steps.index(what) + 1, total=len(steps)))
 
     if spec.method == "lora":
         say("adapter")
@@ -90,7 +91,7 @@ def export_model(
     if "merged" not in wanted:
         shutil.rmtree(merged_dir, ignore_errors=True)
     for what, message in failures.items():
-        emit("log", message=f"The {what} export failed: {message}")
+        emit(Log(message=f"The {what} export failed: {message}"))
     info = {
         "tuned": True,
         "created": time.time(),

@@ -9,6 +9,7 @@ what ran remotely can be read, and rerun by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from core.training.colab import (
     run_remote,
 )
 from core.training.colab_notebook import write_export
+from core.training.events import Done, Error, WorkerEvent, to_dict
 from core.training.runs import Run
 
 JOB_FOLDER = "colab-job"
@@ -52,7 +54,7 @@ def run_on_colab(
     run: Run,
     gpu: str,
     *,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[WorkerEvent], None] | None = None,
     on_log: Callable[[str, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     hub_token: str | None = None,
@@ -72,13 +74,15 @@ def run_on_colab(
     run.write_state("running", pid=os.getpid(), where="colab", gpu=gpu)
     events = run.events_file.open("a", encoding="utf-8")
 
-    def event(data: dict[str, Any]) -> None:
-        if data.get("event") == "done":
-            return  # written below, once the model is registered here under its local name
-        events.write(json.dumps(data, ensure_ascii=False) + "\n")
+    def record(event: WorkerEvent) -> None:
+        events.write(json.dumps(to_dict(event), ensure_ascii=False) + "\n")
         events.flush()
         if on_event is not None:
-            on_event(data)
+            on_event(event)
+
+    def relay(event: WorkerEvent) -> None:
+        if not isinstance(event, Done):  # written below, once registered under its local name
+            record(event)
 
     try:
         outcome = run_remote(
@@ -94,7 +98,7 @@ def run_on_colab(
             ),
             executable=executable,
             layout=layout,
-            on_event=event,
+            on_event=relay,
             on_log=on_log,
             should_stop=should_stop,
             auth=auth,
@@ -108,22 +112,13 @@ def run_on_colab(
             if registry.find(name) is not None:  # taken since the run started
                 name = registry.unique_name(name)
             model = register_remote_model(registry, outcome.model_dir, name=name, gpu=gpu)
-            done = {**outcome.final, "event": "done", "model": model.name, "where": "colab"}
-            events.write(json.dumps(done, ensure_ascii=False) + "\n")
-            if on_event is not None:
-                on_event(done)
+            final = outcome.final if isinstance(outcome.final, Done) else Done()
+            record(dataclasses.replace(final, model=model.name, where="colab"))
             run.write_state("done", model=model.name)
         elif outcome.state == "cancelled":
             run.write_state("cancelled", message=outcome.sentence)
         else:
-            error = {
-                "event": "error",
-                "kind": outcome.kind or "remote",
-                "message": outcome.sentence,
-            }
-            events.write(json.dumps(error, ensure_ascii=False) + "\n")
-            if on_event is not None:
-                on_event(error)
+            record(Error(kind=outcome.kind or "remote", message=outcome.sentence))
             run.write_state("failed", message=outcome.sentence, kind=outcome.kind)
         return ColabRun(outcome, model)
     except BaseException:
@@ -141,8 +136,6 @@ def _pull_pushed(
     should_stop: Callable[[], bool] | None,
 ) -> RemoteOutcome:
     """The results the notebook pushed, pulled from the hub into a model folder."""
-    import dataclasses
-
     from core.errors import CotragError, DownloadCancelled
 
     try:
@@ -248,6 +241,6 @@ def _mark_fetched(layout: DataLayout, run_name: str, entry: ModelEntry) -> None:
     if run.state == "done":
         return
     with run.events_file.open("a", encoding="utf-8") as events:
-        done = {"event": "done", "model": entry.name, "where": "colab", "fetched": True}
-        events.write(json.dumps(done) + "\n")
+        done = Done(model=entry.name, where="colab", fetched=True)
+        events.write(json.dumps(to_dict(done)) + "\n")
     run.write_state("done", model=entry.name)

@@ -29,7 +29,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.dataset.storage import DatasetStore
 from core.errors import CotragError
+from core.fileio import write_atomic
+from core.names import check_name
+from core.training.events import Done, Eval, to_dict
+from core.training.process import TrainProcess
+from core.training.runs import RunStore
 from core.training.spec import TrainSpec
 
 if TYPE_CHECKING:
@@ -59,8 +65,6 @@ class RoundsPlan:
     """Spec fields over ``generator_preset``."""
 
     def check(self) -> None:
-        from core.names import check_name
-
         check_name(self.name, "schedule")
         if not 1 <= self.rounds <= 20:
             raise RoundsFailed(f"rounds is {self.rounds}: use 1 to 20.")
@@ -86,8 +90,6 @@ def load_state(ws: Workspace, name: str) -> RoundsState | None:
 
 
 def _save(ws: Workspace, name: str, state: RoundsState) -> None:
-    from core.fileio import write_atomic
-
     path = state_file(ws, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(asdict(state), indent=1))
@@ -104,8 +106,6 @@ def run_rounds(
     plan.check()
     say = on_event or (lambda e: None)
     cancel = cancel or threading.Event()
-    from core.dataset.storage import DatasetStore
-
     source = DatasetStore(ws.layout.datasets).open(plan.dataset)
     kb_name = plan.kb or str(source.meta.get("kb", ""))
     if not kb_name:
@@ -163,16 +163,13 @@ class _Round:
 
 def _train(
     ws: Workspace, name: str, spec: TrainSpec, say: OnEvent, cancel: threading.Event
-) -> dict[str, Any] | None:
+) -> Done | None:
     """Run (or resume) one training run in the worker; its final event, or None if cancelled."""
-    from core.training.process import TrainProcess
-    from core.training.runs import RunStore
-
     store = RunStore(ws.layout)
     if store.exists(name):
         run = store.get(name)
         if run.state == "done":
-            final = [e for e in run.events() if e.get("event") == "done"]
+            final = [e for e in run.worker_events() if isinstance(e, Done)]
             if not final:
                 raise RoundsFailed(f"Run {name!r} says done but recorded no result.")
             return final[-1]
@@ -184,15 +181,15 @@ def _train(
     proc.start()
     stopper = threading.Thread(target=_stop_on, args=(cancel, proc), daemon=True)
     stopper.start()
-    outcome = proc.wait(lambda e: say({**e, "run": name}))
-    if outcome.state == "done":
+    outcome = proc.wait(lambda e: say({**to_dict(e), "run": name}))
+    if isinstance(outcome.final, Done):
         return outcome.final
     if outcome.state == "cancelled" or cancel.is_set():
         return None
     raise RoundsFailed(f"Run {name!r}: {outcome.sentence(run.log_file)}")
 
 
-def _stop_on(cancel: threading.Event, proc: Any) -> None:
+def _stop_on(cancel: threading.Event, proc: TrainProcess) -> None:
     while proc.proc is None or proc.proc.poll() is None:
         if cancel.wait(0.5):
             proc.cancel()
@@ -206,10 +203,10 @@ def _embedder_step(r: _Round) -> dict[str, Any] | None:
     final = _train(r.ws, name, spec, r.say, r.cancel)
     if final is None:
         return None
-    metrics = final.get("metrics", {})
+    metrics = final.metrics
     k = spec.recall_k
     return {
-        "embedder": final["model"],
+        "embedder": final.model,
         f"recall@{k}_before": metrics.get(f"recall@{k}", {}).get("before"),
         f"recall@{k}_after": metrics.get(f"recall@{k}", {}).get("after"),
     }
@@ -271,13 +268,11 @@ def _generator_step(r: _Round) -> dict[str, Any] | None:
     final = _train(r.ws, name, spec, r.say, r.cancel)
     if final is None:
         return None
-    from core.training.runs import RunStore
-
-    metrics = final.get("metrics", {})
-    evals = [e for e in RunStore(r.ws.layout).get(name).events() if e.get("event") == "eval"]
-    first = next((e.get("loss") for e in evals if e.get("step") == 0), None)
+    metrics = final.metrics
+    events = RunStore(r.ws.layout).get(name).worker_events()
+    first = next((e.loss for e in events if isinstance(e, Eval) and e.step == 0), None)
     return {
-        "model": final["model"],
+        "model": final.model,
         "eval_loss_before": first,
         "eval_loss": metrics.get("eval_loss"),
     }

@@ -27,6 +27,7 @@ from typing import Any
 
 from core.paths import DataLayout
 from core.training.base_models import ensure_hf
+from core.training.events import Checkpoint, Emit, Eval, Log, Preparing, Started, Step
 from core.training.data import (
     Batch,
     Prepared,
@@ -42,7 +43,6 @@ from core.training.spec import TrainSpec
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[..., None]
 KEEP_CHECKPOINTS = 2
 EVAL_ROWS = 32
 """Validation rows a mid-run evaluation scores (the same ones each time): enough for a
@@ -411,16 +411,14 @@ def train(job: Job) -> Outcome:
     spec, emit = job.spec, job.emit
     group = job.group or Group()
     if not job.checked.base.ready:
-        emit(
-            "preparing",
-            stage="base",
+        emit(Preparing(stage="base",
             message=f"Converting {job.checked.base.name} to training weights (once for this model)…",
-        )
+        ))
     hf_dir = ensure_hf(job.checked.base)
-    emit("preparing", stage="model", message="Loading the model…")
+    emit(Preparing(stage="model", message="Loading the model…"))
     loaded = load_model(spec, hf_dir)
     group.start(loaded.device)
-    emit("preparing", stage="tokenizing", message="Tokenizing the dataset…")
+    emit(Preparing(stage="tokenizing", message="Tokenizing the dataset…"))
     prepared = prepare(job.checked.rows, loaded.tokenizer, spec)
     check_lengths(spec, prepared)
     rows = prepared.train
@@ -434,9 +432,7 @@ def train(job: Job) -> Outcome:
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, loaded, optimizer)
         step, micro = int(state["step"]), int(state["micro"])
-    emit(
-        "started",
-        engine=loaded.engine,
+    emit(Started(engine=loaded.engine,
         device=loaded.device,
         dtype=loaded.dtype,
         threads=loaded.threads,
@@ -452,7 +448,7 @@ def train(job: Job) -> Outcome:
         trainable_params=loaded.trainable,
         total_params=loaded.total_params,
         resumed_from=str(checkpoint or ""),
-    )
+    ))
     tracker = _tracker(job)
     model.train()
     pad = int(loaded.tokenizer.pad_token_id)
@@ -466,7 +462,7 @@ def train(job: Job) -> Outcome:
         # Where the curve starts: the base model's validation loss.
         eval_loss = evaluate_loss(loaded, prepared.validation, spec)
         if eval_loss is not None:
-            emit("eval", step=0, loss=round(eval_loss, 5))
+            emit(Eval(step=0, loss=round(eval_loss, 5)))
             tracker.log({"eval/loss": eval_loss}, 0)
     while step < total:
         if group.agree(job.should_stop()):
@@ -510,9 +506,7 @@ def train(job: Job) -> Outcome:
         outcome.losses.append(mean_loss)
         recent = step_times[-10:]
         eta = (total - step) * (sum(recent) / len(recent))
-        emit(
-            "step",
-            step=step,
+        emit(Step(step=step,
             total=total,
             loss=round(mean_loss, 5),
             lr=optimizer.param_groups[0]["lr"],
@@ -521,13 +515,13 @@ def train(job: Job) -> Outcome:
             eta_s=round(eta, 1),
             epoch=round(micro / per_epoch, 3),
             seconds=round(dt, 3),
-        )
+        ))
         tracker.log({"train/loss": mean_loss, "train/lr": optimizer.param_groups[0]["lr"]}, step)
         if group.main and spec.eval_every and step % spec.eval_every == 0 and step < total:
             eval_loss = evaluate_loss(loaded, prepared.validation, spec)
             if eval_loss is not None:
                 outcome.eval_loss = eval_loss
-                emit("eval", step=step, loss=round(eval_loss, 5))
+                emit(Eval(step=step, loss=round(eval_loss, 5)))
                 tracker.log({"eval/loss": eval_loss}, step)
         if (
             group.main
@@ -539,19 +533,19 @@ def train(job: Job) -> Outcome:
                 job.run, loaded, optimizer, step, micro, {"spec": spec.to_dict()}
             )
             last_saved = step
-            emit("checkpoint", step=step, path=str(path))
+            emit(Checkpoint(step=step, path=str(path)))
     outcome.seconds = time.perf_counter() - started
     outcome.step = step
     if group.main and step != last_saved and step > 0:
         path = save_checkpoint(job.run, loaded, optimizer, step, micro, {"spec": spec.to_dict()})
-        emit("checkpoint", step=step, path=str(path))
+        emit(Checkpoint(step=step, path=str(path)))
     outcome.checkpoint = job.run.latest_checkpoint()
     group.close()
     if outcome.state == "done" and group.main:
         eval_loss = evaluate_loss(loaded, prepared.validation, spec)
         if eval_loss is not None:
             outcome.eval_loss = eval_loss
-            emit("eval", step=step, loss=round(eval_loss, 5))
+            emit(Eval(step=step, loss=round(eval_loss, 5)))
             tracker.log({"eval/loss": eval_loss}, step)
     tracker.close()
     return outcome
@@ -605,9 +599,7 @@ def _tracker(job: Job) -> _NoTracker:
         if kind == "mlflow":
             return _MLflow(job.layout.root / "mlruns", job.run.name, job.spec.to_dict())
     except ImportError:
-        job.emit(
-            "log",
-            message=f"{kind} is not installed (pip install 'cotrag-studio[tracking]'): "
+        job.emit(Log(message=f"{kind} is not installed (pip install 'cotrag-studio[tracking]'): "
             "training goes on without it.",
-        )
+        ))
     return _NoTracker()
