@@ -84,7 +84,7 @@ def test_labels_fall_exactly_on_the_model_written_text(ws: Workspace, tokenizer:
     enc = encode(tokenizer, search.messages, spans)
     start = len(enc.text) - len(content) - len("<|im_end|>")
     assert enc.text[start : start + len(content)] == content
-    model_chars = set()
+    model_chars: set[int] = set()
     for a, b in spans:
         model_chars.update(range(start + a, start + b))
     for token, label, (a, b) in zip(enc.input_ids, enc.labels, enc.offsets, strict=True):

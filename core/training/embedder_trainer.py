@@ -26,6 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.knowledge import embedders
+from core.knowledge.embedders import BUNDLED_LABEL, bundled_name
+from core.knowledge.embedding import _load_sentence_transformer
+from core.llm.llamacpp import physical_cores
 from core.training.embedder_data import Corpus, EmbedderChecked, Pair
 from core.training.events import (
     Checkpoint,
@@ -37,7 +41,7 @@ from core.training.events import (
     Started,
     Step,
 )
-from core.training.trainer import lr_factor
+from core.training.trainer import lr_factor, write_checkpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,8 +69,6 @@ class EmbedderOutcome:
 
 
 def _threads(spec: TrainSpec) -> int:
-    from core.llm.llamacpp import physical_cores
-
     return spec.threads or physical_cores() or os.cpu_count() or 1
 
 
@@ -216,8 +218,6 @@ def _order(n: int, seed: int, epoch: int) -> list[int]:
 def _save_checkpoint(run: Run, model: Any, optimizer: Any, step: int) -> Path:
     import torch
 
-    from core.training.trainer import write_checkpoint
-
     return write_checkpoint(
         run,
         step,
@@ -256,14 +256,10 @@ def train_embedder(
 ) -> EmbedderOutcome:
     import torch
 
-    from core.knowledge.embedding import _load_sentence_transformer
-
     spec = checked.spec
     torch.set_num_threads(_threads(spec))
     torch.manual_seed(spec.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    from core.knowledge.embedders import BUNDLED_LABEL, bundled_name
-
     label = BUNDLED_LABEL if checked.base_name == bundled_name() else checked.base_name
     emit(Preparing(stage="model", message=f"Loading the embedder {label}…"))
     model = _load_sentence_transformer(checked.base_path, device)
@@ -278,23 +274,26 @@ def train_embedder(
         step = _load_checkpoint(checkpoint, model, optimizer)
     per_epoch = max(1, math.ceil(len(train_pairs) / spec.batch_size))
     pool = [(p.positive, p.positive_text) for p in train_pairs]
-    emit(Started(kind="embedder",
-        engine="sentence-transformers",
-        device=device,
-        dtype="fp32",
-        threads=_threads(spec),
-        base=label,
-        rows_train=len(train_pairs),
-        rows_validation=len(checked.validation),
-        corpus=len(checked.corpus.ids),
-        skipped=checked.skipped,
-        total=total,
-        start_step=step,
-        processes=1,
-        trainable_params=sum(p.numel() for p in params),
-        total_params=sum(p.numel() for p in model.parameters()),
-        resumed_from=str(checkpoint or ""),
-    ))
+    emit(
+        Started(
+            kind="embedder",
+            engine="sentence-transformers",
+            device=device,
+            dtype="fp32",
+            threads=_threads(spec),
+            base=label,
+            rows_train=len(train_pairs),
+            rows_validation=len(checked.validation),
+            corpus=len(checked.corpus.ids),
+            skipped=checked.skipped,
+            total=total,
+            start_step=step,
+            processes=1,
+            trainable_params=sum(p.numel() for p in params),
+            total_params=sum(p.numel() for p in model.parameters()),
+            resumed_from=str(checkpoint or ""),
+        )
+    )
     outcome = EmbedderOutcome("done", step, total, model=model)
     ks = tuple(sorted({*RECALL_KS, spec.recall_k}))
 
@@ -349,16 +348,19 @@ def train_embedder(
         value = float(loss.item())
         outcome.losses.append(value)
         recent = step_times[-10:]
-        emit(Step(step=step,
-            total=total,
-            loss=round(value, 5),
-            lr=optimizer.param_groups[0]["lr"],
-            tokens=tokens,
-            tokens_per_s=round(tokens / dt, 1) if dt else 0.0,
-            eta_s=round((total - step) * sum(recent) / len(recent), 1),
-            epoch=round(step / per_epoch, 3),
-            seconds=round(dt, 3),
-        ))
+        emit(
+            Step(
+                step=step,
+                total=total,
+                loss=round(value, 5),
+                lr=optimizer.param_groups[0]["lr"],
+                tokens=tokens,
+                tokens_per_s=round(tokens / dt, 1) if dt else 0.0,
+                eta_s=round((total - step) * sum(recent) / len(recent), 1),
+                epoch=round(step / per_epoch, 3),
+                seconds=round(dt, 3),
+            )
+        )
         if spec.eval_every and step % spec.eval_every == 0 and step < total:
             evaluate(step)
         if spec.checkpoint_every and step % spec.checkpoint_every == 0 and step < total:
@@ -391,8 +393,6 @@ def finish_embedder(
     emit: Emit,
 ) -> tuple[str, Path, dict[str, Any]]:
     """Save the tuned embedder under the run's name and record where it came from."""
-    from core.knowledge import embedders
-
     emit(Exporting(what="embedder", index=1, total=1))
     staged = embedders.embedders_dir(layout) / f".{run.name}.part"
     shutil.rmtree(staged, ignore_errors=True)

@@ -70,8 +70,8 @@ class Started:
     """Generator: tokens the loss is computed on (the loop's blocks are masked)."""
     corpus: int | None = None
     """Embedder: passages recall is measured among."""
-    skipped: int | None = None
-    """Embedder: questions without a usable gold passage."""
+    skipped: dict[str, int] | None = None
+    """Embedder: questions left out, by reason (no usable gold passage…)."""
     extra: dict[str, Any] = field(default_factory=_extra, compare=False, repr=False)
 
 
@@ -205,7 +205,9 @@ _TYPES: dict[str, type[WorkerEvent]] = {
 }
 KINDS = tuple(_TYPES)
 FINAL = ("done", "cancelled", "error")
-_FIELDS = {kind: {f.name for f in dataclasses.fields(cls)} - {"extra"} for kind, cls in _TYPES.items()}
+_FIELDS = {
+    kind: {f.name for f in dataclasses.fields(cls)} - {"extra"} for kind, cls in _TYPES.items()
+}
 
 
 def is_final(event: WorkerEvent) -> TypeGuard[FinalEvent]:

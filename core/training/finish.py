@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.agent.prompts import template_version
+from core.llm.registry import TUNED_KEY
 from core.models.registry import VARIANT_FILES, ModelEntry, ModelRegistry
+from core.training import gguf_export
 from core.training.base_models import BaseModel
-from core.training.spec import TrainSpec
 from core.training.events import Emit, Exporting, Log
+from core.training.spec import TrainSpec
 from core.training.trainer import Outcome
 
 
@@ -28,10 +31,6 @@ def export_model(
     dataset_info: dict[str, Any],
     emit: Emit,
 ) -> ModelEntry:
-    from core.agent.prompts import template_version
-    from core.llm.registry import TUNED_KEY
-    from core.training import gguf_export
-
     loaded = outcome.loaded
     assert loaded is not None
     part = registry.reserve(name)

@@ -27,13 +27,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from core.dataset.generate import Accepted, GenerateSpec, Rejected
+from core.dataset.service import generator
 from core.dataset.storage import DatasetStore
 from core.errors import CotragError
 from core.fileio import write_atomic
+from core.knowledge import reembed
 from core.names import check_name
-from core.training.events import Done, Eval, to_dict
+from core.training.events import Done, Eval, WorkerEvent, to_dict
 from core.training.process import TrainProcess
 from core.training.runs import RunStore
 from core.training.spec import TrainSpec
@@ -41,8 +44,68 @@ from core.training.spec import TrainSpec
 if TYPE_CHECKING:
     from core.workspace import Workspace
 
-OnEvent = Callable[[dict[str, Any]], None]
 STEPS = ("embedder", "reembed", "retrace", "generator")
+
+
+@dataclass(frozen=True)
+class RoundStep:
+    """A step of a round begins (``step`` is one of :data:`STEPS`)."""
+
+    event: ClassVar[str] = "round_step"
+    round: int
+    step: str
+
+
+@dataclass(frozen=True)
+class RoundDone:
+    """A round is finished: its figures (names made, recall before/after, losses)."""
+
+    event: ClassVar[str] = "round_done"
+    figures: dict[str, Any]
+    """``round``, ``embedder``, ``recall@k_before`` / ``_after``, ``version``,
+    ``dataset``, ``examples``, ``model``, ``eval_loss_before``, ``eval_loss``…"""
+
+
+@dataclass(frozen=True)
+class Reembedding:
+    """The knowledge base is being re-embedded with the round's embedder."""
+
+    event: ClassVar[str] = "reembed"
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Retracing:
+    """The dataset's questions are being traced again through the tuned search."""
+
+    event: ClassVar[str] = "retrace"
+    accepted: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """An event of one of the schedule's training runs (``run`` is its name)."""
+
+    event: ClassVar[str] = "run"
+    run: str
+    worker: WorkerEvent
+
+
+RoundsEvent = RoundStep | RoundDone | Reembedding | Retracing | RunEvent
+OnEvent = Callable[[RoundsEvent], None]
+
+
+def rounds_event_dict(event: RoundsEvent) -> dict[str, Any]:
+    """The event as one JSON object (``cotrag train-rounds --json``): a training run's
+    event is the worker's own object with ``run`` added."""
+    if isinstance(event, RunEvent):
+        return {**to_dict(event.worker), "run": event.run}
+    if isinstance(event, RoundDone):
+        return {"event": event.event, **event.figures}
+    return {"event": event.event, **asdict(event)}
 
 
 class RoundsFailed(CotragError, RuntimeError):
@@ -123,7 +186,7 @@ def run_rounds(
             key = f"{number}:{step}"
             found = state.done.get(key)
             if found is None:
-                say({"event": "round_step", "round": number, "step": step})
+                say(RoundStep(number, step))
                 found = _STEP[step](
                     _Round(ws, plan, number, dataset, embedder_base, generator_base, say, cancel)
                 )
@@ -139,7 +202,7 @@ def run_rounds(
             elif step == "generator":
                 generator_base = found["model"]
         summaries.append(figures)
-        say({"event": "round_done", **figures})
+        say(RoundDone(dict(figures)))
     return summaries
 
 
@@ -181,7 +244,7 @@ def _train(
     proc.start()
     stopper = threading.Thread(target=_stop_on, args=(cancel, proc), daemon=True)
     stopper.start()
-    outcome = proc.wait(lambda e: say({**to_dict(e), "run": name}))
+    outcome = proc.wait(lambda e: say(RunEvent(name, e)))
     if isinstance(outcome.final, Done):
         return outcome.final
     if outcome.state == "cancelled" or cancel.is_set():
@@ -213,15 +276,13 @@ def _embedder_step(r: _Round) -> dict[str, Any] | None:
 
 
 def _reembed_step(r: _Round) -> dict[str, Any] | None:
-    from core.knowledge import reembed
-
     kb = r.ws.store.get(r.plan.kb)
     started = time.monotonic()
     if kb.embedder_name == r.embedder_base:
         return {"version": kb.active_version.number, "reembed_s": 0.0}
 
     def progress(p: Any) -> None:
-        r.say({"event": "reembed", "stage": p.stage, "done": p.done, "total": p.total})
+        r.say(Reembedding(p.stage, p.done, p.total))
 
     result = reembed.reembed(kb, r.embedder_base, on_progress=progress, cancel=r.cancel)
     if result.cancelled:
@@ -230,10 +291,6 @@ def _reembed_step(r: _Round) -> dict[str, Any] | None:
 
 
 def _retrace_step(r: _Round) -> dict[str, Any] | None:
-    from core.dataset.generate import Accepted, GenerateSpec, Rejected
-    from core.dataset.service import generator
-    from core.dataset.storage import DatasetStore
-
     # Always the schedule's own dataset: re-tracing the last round's would let each round's
     # rejections add up.
     source = DatasetStore(r.ws.layout.datasets).open(r.plan.dataset)
@@ -251,7 +308,7 @@ def _retrace_step(r: _Round) -> dict[str, Any] | None:
         elif isinstance(event, Rejected):
             rejected += 1
             reasons[event.reason] = reasons.get(event.reason, 0) + 1
-        r.say({"event": "retrace", "accepted": accepted, "rejected": rejected})
+        r.say(Retracing(accepted, rejected))
     if r.cancel.is_set():
         return None
     return {

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CotragError
-from core.fileio import write_json_atomic
+from core.fileio import write_atomic, write_json_atomic
+from core.knowledge.embedders import embedders_dir
+from core.models.registry import ModelRegistry
 from core.names import check_name
 from core.paths import DataLayout
 from core.training.events import Done, Error, Eval, Step, WorkerEvent, read_events
@@ -187,7 +189,7 @@ class RunStore:
             raise RunExists(f"A model named {name!r} exists: choose another name.")
         run = Run(name, self.root / name)
         run.folder.mkdir(parents=True, exist_ok=True)
-        run.spec_file.write_text(spec.dumps(), encoding="utf-8")
+        write_atomic(run.spec_file, spec.dumps())
         run.write_state("created", created=time.time())
         return run
 
@@ -207,9 +209,6 @@ class RunStore:
         return name
 
     def _model_exists(self, name: str) -> bool:
-        from core.knowledge.embedders import embedders_dir
-        from core.models.registry import ModelRegistry
-
         if (embedders_dir(self.layout) / name).exists():
             return True  # an embedder run's result takes the run's name too
         return ModelRegistry(self.layout).find(name) is not None

@@ -46,7 +46,7 @@ from core.training.events import (
     to_dict,
 )
 from core.training.finish import export_model
-from core.training.preflight import check_job
+from core.training.preflight import load_job
 from core.training.runs import Run
 from core.training.spec import SpecError, TrainSpec
 from core.training.trainer import EngineMissing, Job, train
@@ -163,7 +163,7 @@ def _train(
     resume: bool,
     group: Group,
 ) -> int:
-    checked = check_job(layout, spec, lengths=False)
+    checked = load_job(layout, spec)
     base = checked.base
     job = Job(run, spec, layout, checked, emit, should_stop, resume=resume, group=group)
     outcome = train(job)
