@@ -12,7 +12,6 @@ or as alternating rounds as a background job. Closing the window cancels a runni
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
@@ -36,8 +35,6 @@ from desktop.scaffold import TabView, column, splitter
 from desktop.tasks import Job, JobGroup, Push
 from desktop.training_lists import TrainingLists, read_lists, run_kb
 from desktop.worker_process import WorkerProcess
-
-log = logging.getLogger(__name__)
 
 
 class TrainingTab(TabView):
