@@ -203,8 +203,6 @@ _TYPES: dict[str, type[WorkerEvent]] = {
     cls.event: cls
     for cls in (Preparing, Started, Step, Eval, Checkpoint, Exporting, Done, Cancelled, Error, Log)
 }
-KINDS = tuple(_TYPES)
-FINAL = ("done", "cancelled", "error")
 _FIELDS = {
     kind: {f.name for f in dataclasses.fields(cls)} - {"extra"} for kind, cls in _TYPES.items()
 }
@@ -248,9 +246,8 @@ def encode(event: WorkerEvent) -> str:
     return SENTINEL + json.dumps(to_dict(event), ensure_ascii=False)
 
 
-def parse_line(line: str) -> dict[str, Any] | None:
-    """The raw JSON object on this line, or None for any other output (and a torn line).
-    Prefer :func:`parse_event`."""
+def parse_event(line: str) -> WorkerEvent | None:
+    """The event on this line, or None for any other output (and for a torn line)."""
     at = line.find(SENTINEL)
     if at < 0:
         return None
@@ -258,15 +255,7 @@ def parse_line(line: str) -> dict[str, Any] | None:
         data = json.loads(line[at + len(SENTINEL) :])
     except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("event") not in _TYPES:
-        return None
-    return data
-
-
-def parse_event(line: str) -> WorkerEvent | None:
-    """The event on this line, or None for any other output (and for a torn line)."""
-    data = parse_line(line)
-    return None if data is None else from_dict(data)
+    return from_dict(data) if isinstance(data, dict) else None
 
 
 def read_events(path: Path) -> list[WorkerEvent]:

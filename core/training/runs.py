@@ -115,22 +115,6 @@ class Run:
         """Every event the worker recorded, typed (a torn last line is skipped)."""
         return read_events(self.events_file)
 
-    def events(self) -> list[dict[str, Any]]:
-        """The recorded events as raw JSON objects (prefer :meth:`worker_events`)."""
-        out = []
-        try:
-            with self.events_file.open(encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        data = json.loads(line)
-                    except ValueError:
-                        continue  # a torn last line after a kill
-                    if isinstance(data, dict):
-                        out.append(data)
-        except FileNotFoundError:
-            pass
-        return out
-
     def latest_checkpoint(self) -> Path | None:
         if not self.checkpoints.is_dir():
             return None
