@@ -1,4 +1,5 @@
-"""How the Training tab words an embedder run: recall lines, log lines, history cells.
+"""How the Training tab words a run: an embedder run's recall lines, log lines and history
+cells, what a prepared run trains on, an alternating schedule's rounds.
 
 An embedder run emits the generator's events plus recall@k on held-out questions
 (``eval`` events carry ``recall`` and, when there are enough questions for a batch,
@@ -9,6 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.training.events import Done, Eval, Started
+from core.training.rounds import RoundDone, RoundStep
+from core.training.runs import Run
+from core.training.service import PreparedRun
+
 JOB_KINDS = (
     ("generator", "Generator (the model that reasons and searches)"),
     ("embedder", "Embedder (the search's embedder)"),
@@ -16,33 +22,46 @@ JOB_KINDS = (
 )
 
 
-def round_line(event: dict[str, Any]) -> str:
-    """A schedule event of ``core.training.rounds`` as a log line ('' for others)."""
-    kind = event.get("event")
-    if kind == "round_step":
+def round_line(event: RoundStep | RoundDone) -> str:
+    """A schedule's step or finished round (``core.training.rounds``) as a log line."""
+    if isinstance(event, RoundStep):
         what = {
             "embedder": "tuning the embedder",
             "reembed": "re-embedding the knowledge base with it",
             "retrace": "tracing the questions again through the tuned search",
             "generator": "tuning the generator on the new traces",
-        }.get(str(event.get("step")), str(event.get("step")))
-        return f"Round {event.get('round')}: {what}…"
-    if kind == "round_done":
-        recall = next(
-            (
-                f"{k[:-7]} {event[k]} → {event.get(k[:-7] + '_after')}"
-                for k in event
-                if k.endswith("_before") and k.startswith("recall")
-            ),
-            "",
-        )
-        loss = event.get("eval_loss")
-        return (
-            f"Round {event.get('round')} done: embedder {event.get('embedder')} ({recall}), "
-            f"{event.get('examples')} re-traced examples, model {event.get('model')}"
-            + (f" (validation loss {loss:.3f})" if isinstance(loss, float | int) else "")
-        )
-    return ""
+        }.get(event.step, event.step)
+        return f"Round {event.round}: {what}…"
+    figures = event.figures
+    recall = next(
+        (
+            f"{k[:-7]} {figures[k]} → {figures.get(k[:-7] + '_after')}"
+            for k in figures
+            if k.endswith("_before") and k.startswith("recall")
+        ),
+        "",
+    )
+    loss = figures.get("eval_loss")
+    return (
+        f"Round {figures.get('round')} done: embedder {figures.get('embedder')} ({recall}), "
+        f"{figures.get('examples')} re-traced examples, model {figures.get('model')}"
+        + (f" (validation loss {loss:.3f})" if isinstance(loss, float | int) else "")
+    )
+
+
+def prepared_note(prepared: PreparedRun) -> str:
+    """What a prepared run trains on, for the log's first line."""
+    checked = prepared.embedder
+    if checked is None:
+        return prepared.note
+    skipped = sum(checked.skipped.values())
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(checked.skipped.items()))
+    held = len(checked.validation)
+    return (
+        f"{len(checked.train)} training questions, {held} held-out "
+        f"question{'s' if held != 1 else ''} among {len(checked.corpus.ids)} passages"
+        + (f" ({skipped} left out: {why})" if skipped else "")
+    )
 
 
 def main_k(recall: dict[str, Any], wanted: int = 5) -> str:
@@ -60,13 +79,13 @@ def recall_figures(recall: dict[str, Any]) -> str:
     return ", ".join(f"{k} {float(recall[k]):.2f}" for k in keys)
 
 
-def eval_log_line(event: dict[str, Any]) -> str:
+def eval_log_line(event: Eval) -> str:
     """The log's line for an embedder ``eval`` event."""
-    line = f"step {event.get('step', 0)}: {recall_figures(event.get('recall') or {})}"
-    if event.get("passages"):
-        line += f" among {event['passages']} passages"
-    if isinstance(event.get("loss"), float | int):
-        line += f" (validation loss {event['loss']:.3f})"
+    line = f"step {event.step}: {recall_figures(event.recall or {})}"
+    if event.passages:
+        line += f" among {event.passages} passages"
+    if event.loss is not None:
+        line += f" (validation loss {event.loss:.3f})"
     return line
 
 
@@ -89,35 +108,17 @@ def recall_line(
     return text
 
 
-def run_summary(run: Any) -> dict[str, Any]:
+def run_summary(run: Run) -> dict[str, Any]:
     """``Run.summary()`` plus what the history needs for an embedder run: its kind and recall.
 
     An embedder's eval events may have no loss (too few held-out questions for a batch),
     so the validation column of such a run reads the recall, not a loss.
     """
-    events: list[dict[str, Any]] = run.events()
-    empty: dict[str, Any] = {}
-    try:
-        summary: dict[str, Any] = run.summary()
-    except (KeyError, TypeError):  # an eval event without a loss: summarise it here
-        steps = [e for e in events if e.get("event") == "step"]
-        done = next((e for e in reversed(events) if e.get("event") == "done"), empty)
-        error = next((e for e in reversed(events) if e.get("event") == "error"), empty)
-        last = steps[-1] if steps else {}
-        summary = {
-            "name": run.name,
-            "state": run.state,
-            "step": last.get("step", 0),
-            "total": last.get("total", 0),
-            "loss": last.get("loss"),
-            "eval_loss": None,
-            "model": done.get("model", ""),
-            "error": error.get("message", ""),
-            "checkpoint": str(run.latest_checkpoint() or ""),
-        }
-    started = next((e for e in events if e.get("event") == "started"), empty)
-    done = next((e for e in reversed(events) if e.get("event") == "done"), empty)
-    kind = str(started.get("kind") or done.get("kind") or "")
+    events = run.worker_events()
+    summary = run.summary()
+    started = next((e for e in events if isinstance(e, Started)), None)
+    done = next((e for e in reversed(events) if isinstance(e, Done)), None)
+    kind = (started.kind if started else None) or (done.kind if done else None) or ""
     if not kind:
         try:
             kind = run.spec().kind
@@ -125,13 +126,11 @@ def run_summary(run: Any) -> dict[str, Any]:
             kind = "generator"
     summary["kind"] = kind
     if kind == "embedder":
-        evals = [e for e in events if e.get("event") == "eval" and e.get("recall")]
-        metrics = done.get("metrics") or {}
-        summary["recall_before"] = metrics.get("recall_before") or (
-            evals[0]["recall"] if evals else {}
-        )
+        evals = [e.recall for e in events if isinstance(e, Eval) and e.recall]
+        metrics = done.metrics if done else {}
+        summary["recall_before"] = metrics.get("recall_before") or (evals[0] if evals else {})
         summary["recall_after"] = metrics.get("recall_after") or (
-            evals[-1]["recall"] if len(evals) > 1 else {}
+            evals[-1] if len(evals) > 1 else {}
         )
     return summary
 

@@ -2,7 +2,7 @@
 wrapper against a stand-in ``colab`` that follows the real CLI's interface
 (google-colab-cli 0.7.5) and plays back scripted runs.
 
-The stand-in is put first on PATH, so :func:`core.training.colab.find_colab` finds it
+The stand-in is put first on PATH, so :func:`core.colab.cli.find_colab` finds it
 the way it finds the real one.
 """
 
@@ -18,17 +18,14 @@ from typing import Any
 
 import pytest
 
+from core.colab import cli, results, runtime
+from core.colab.errors import DamagedResults, NotebookError, UnknownGpu
+from core.colab.job import CPU_TEST_ENV
+from core.colab.manifest import sha256_file
+from core.colab.notebook import build_notebook, write_export
+from core.colab.sources import bundled_sources
 from core.paths import DataLayout
-from core.training import colab
-from core.training.colab_notebook import (
-    CPU_TEST_ENV,
-    NotebookError,
-    build_notebook,
-    bundled_sources,
-    sha256_file,
-    write_export,
-)
-from core.training.events import parse_line
+from core.training.events import Done, Log, Started, Step, WorkerEvent, parse_event
 from core.training.spec import TrainSpec
 
 STANDIN = Path(__file__).parent / "colab_standin"
@@ -40,7 +37,7 @@ PUSH_REPO = "me/colab-results"
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.delenv(colab.ENV_EXECUTABLE, raising=False)
+    monkeypatch.delenv(cli.ENV_EXECUTABLE, raising=False)
     log = tmp_path / "standin.jsonl"
     monkeypatch.setenv("COLAB_STANDIN_LOG", str(log))
     monkeypatch.setenv("COLAB_STANDIN_REMOTE", str(tmp_path / "vm"))
@@ -57,7 +54,7 @@ def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     yield {"calls": calls, "scenario": scenario, "root": tmp_path}
 
 
-def remote_job(root: Path, **changes: Any) -> colab.RemoteJob:
+def remote_job(root: Path, **changes: Any) -> runtime.RemoteJob:
     run = root / "run"
     run.mkdir(exist_ok=True)
     notebook = root / "train.ipynb"
@@ -77,7 +74,7 @@ def remote_job(root: Path, **changes: Any) -> colab.RemoteJob:
         "gpu": "T4",
     }
     values.update(changes)
-    return colab.RemoteJob(**values)
+    return runtime.RemoteJob(**values)
 
 
 def stops(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -93,24 +90,24 @@ def released_the_vm(calls: list[dict[str, Any]]) -> bool:
 def test_gpu_names_are_checked_before_anything_is_allocated(
     standin: dict[str, Any],
 ) -> None:
-    assert colab.check_gpu("t4") == "T4"
-    assert colab.check_gpu(" a100 ") == "A100"
+    assert cli.check_gpu("t4") == "T4"
+    assert cli.check_gpu(" a100 ") == "A100"
     for bad in ("V100", "", "A10G", "TPU"):
-        with pytest.raises(colab.UnknownGpu, match="not a Colab GPU"):
-            colab.check_gpu(bad)
-    with pytest.raises(colab.UnknownGpu):
-        colab.run_remote(remote_job(standin["root"], gpu="V100"))
+        with pytest.raises(UnknownGpu, match="not a Colab GPU"):
+            cli.check_gpu(bad)
+    with pytest.raises(UnknownGpu):
+        runtime.run_remote(remote_job(standin["root"], gpu="V100"))
     # The real CLI would have quietly asked for an A100: nothing was asked at all.
     assert standin["calls"]() == []
 
 
 def test_status_finds_the_cli_and_whether_it_is_signed_in(standin: dict[str, Any]) -> None:
     standin["scenario"]("success")
-    found = colab.status()
+    found = cli.status()
     assert found.installed and found.version == "0.7.5"
     assert found.signed_in is True and found.account == "someone@example.com"
     standin["scenario"]("not_signed_in")
-    found = colab.status()
+    found = cli.status()
     assert found.installed and found.signed_in is False
     assert "not signed in" in found.sentence and "colab sessions" in found.sentence
 
@@ -121,18 +118,20 @@ def test_status_says_how_to_install_the_cli(
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.delenv(colab.ENV_EXECUTABLE, raising=False)
+    monkeypatch.delenv(cli.ENV_EXECUTABLE, raising=False)
     layout = DataLayout(tmp_path / "data")
-    found = colab.status(layout)
+    found = cli.status(layout)
     assert not found.installed and found.executable is None
     assert "google-colab-cli" in found.sentence and "3.12" in found.sentence
-    assert str(colab.colab_env(layout)) in found.sentence
+    assert str(cli.colab_env(layout)) in found.sentence
     # The app's own environment for it is found without PATH.
-    own = colab.colab_env(layout) / "bin" / "colab"
+    own = cli.colab_env(layout) / "bin" / "colab"
     own.parent.mkdir(parents=True)
     own.symlink_to(STANDIN / "colab")
-    assert colab.find_colab(layout) == own
-    out = colab.run_remote(remote_job(tmp_path), executable=None, layout=DataLayout(tmp_path / "x"))
+    assert cli.find_colab(layout) == own
+    out = runtime.run_remote(
+        remote_job(tmp_path), executable=None, layout=DataLayout(tmp_path / "x")
+    )
     assert out.state == "failed" and out.kind == "not_installed"
 
 
@@ -141,16 +140,17 @@ def test_a_successful_run_streams_events_and_fetches_checked_results(
     standin: dict[str, Any], tmp_path: Path
 ) -> None:
     standin["scenario"]("success")
-    events: list[dict[str, Any]] = []
+    events: list[WorkerEvent] = []
     job = remote_job(standin["root"], hub_token=SECRET)
-    out = colab.run_remote(job, on_event=events.append)
+    out = runtime.run_remote(job, on_event=events.append)
     assert out.state == "done", out.sentence
     assert "remote-tuned" in out.sentence and "T4" in out.sentence
-    kinds = [e["event"] for e in events]
+    kinds = [e.event for e in events]
     assert kinds[0] == "preparing" and "started" in kinds and kinds[-1] == "done"
-    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3]
+    assert [e.step for e in events if isinstance(e, Step)] == [1, 2, 3]
     assert out.model_dir is not None and (out.model_dir / "adapter.gguf").is_file()
-    for rel, facts in out.final["files"].items():
+    assert isinstance(out.final, Done)
+    for rel, facts in (out.final.files or {}).items():
         assert sha256_file(out.model_dir / rel) == facts["sha256"]
     calls = standin["calls"]()
     new = next(c for c in calls if c.get("command") == "new")
@@ -158,9 +158,9 @@ def test_a_successful_run_streams_events_and_fetches_checked_results(
     assert released_the_vm(calls) and out.released
     # The token went as a file through the contents API (the CLI logs the code it sends
     # with exec, and argv is public): never on a command line, never left in the run folder.
-    uploaded = next(c for c in calls if c.get("remote") == colab.REMOTE_TOKEN_FILE)
+    uploaded = next(c for c in calls if c.get("remote") == cli.REMOTE_TOKEN_FILE)
     assert not Path(uploaded["local"]).exists()
-    assert (standin["root"] / "vm" / colab.REMOTE_TOKEN_FILE).read_text() == SECRET
+    assert (standin["root"] / "vm" / cli.REMOTE_TOKEN_FILE).read_text() == SECRET
     assert not any(SECRET in " ".join(c.get("argv", [])) for c in calls)
     assert not any(c.get("command") == "exec" and c.get("stdin") for c in calls)
     for path in job.run_folder.rglob("*"):
@@ -175,7 +175,7 @@ def test_a_successful_run_streams_events_and_fetches_checked_results(
     from core.models.registry import ModelRegistry
 
     registry = ModelRegistry(DataLayout(tmp_path / "data"))
-    entry = colab.register_remote_model(registry, out.model_dir, gpu="T4")
+    entry = results.register_remote_model(registry, out.model_dir, gpu="T4")
     assert entry.name == "remote-tuned"
     info = json.loads((entry.folder / "model.json").read_text())
     assert info["trained_on"] == {
@@ -191,7 +191,7 @@ def test_a_remote_exception_is_a_failure_although_the_cli_exits_0(
     standin: dict[str, Any],
 ) -> None:
     standin["scenario"]("remote_exception")
-    out = colab.run_remote(remote_job(standin["root"]))
+    out = runtime.run_remote(remote_job(standin["root"]))
     assert out.exit_code == 0  # what the CLI says…
     assert out.state == "failed" and out.kind == "remote_error"  # …and what happened
     assert "CUDA error: device-side assert triggered" in out.sentence
@@ -202,9 +202,9 @@ def test_a_remote_exception_is_a_failure_although_the_cli_exits_0(
 def test_a_lost_runtime(standin: dict[str, Any]) -> None:
     standin["scenario"]("runtime_lost")
     steps: list[int] = []
-    out = colab.run_remote(
+    out = runtime.run_remote(
         remote_job(standin["root"]),
-        on_event=lambda e: steps.append(e["step"]) if e["event"] == "step" else None,
+        on_event=lambda e: steps.append(e.step) if isinstance(e, Step) else None,
     )
     assert steps == [1, 2]
     assert out.state == "failed" and out.kind == "runtime_lost"
@@ -224,7 +224,7 @@ def test_a_refused_runtime_says_why(
     standin: dict[str, Any], scenario: str, kind: str, words: str
 ) -> None:
     standin["scenario"](scenario)
-    out = colab.run_remote(remote_job(standin["root"], gpu="l4"))
+    out = runtime.run_remote(remote_job(standin["root"], gpu="l4"))
     assert out.state == "failed" and out.kind == kind
     assert words in out.sentence
     calls = standin["calls"]()
@@ -235,7 +235,7 @@ def test_a_refused_runtime_says_why(
 def test_a_silent_runtime_is_stopped_by_the_watchdog(standin: dict[str, Any]) -> None:
     standin["scenario"]("hang")
     started = time.monotonic()
-    out = colab.run_remote(remote_job(standin["root"], silence_s=1.5))
+    out = runtime.run_remote(remote_job(standin["root"], silence_s=1.5))
     assert time.monotonic() - started < 30
     assert out.state == "failed" and out.kind == "runtime_silent"
     assert "went silent" in out.sentence
@@ -246,12 +246,14 @@ def test_cancel_stops_the_runtime_and_releases_the_vm(standin: dict[str, Any]) -
     standin["scenario"]("slow")
     stop = threading.Event()
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["event"] == "step" and event["step"] >= 2:
+    def on_event(event: WorkerEvent) -> None:
+        if isinstance(event, Step) and event.step >= 2:
             stop.set()
 
     started = time.monotonic()
-    out = colab.run_remote(remote_job(standin["root"]), on_event=on_event, should_stop=stop.is_set)
+    out = runtime.run_remote(
+        remote_job(standin["root"]), on_event=on_event, should_stop=stop.is_set
+    )
     assert time.monotonic() - started < 30
     assert out.state == "cancelled" and "released" in out.sentence
     assert released_the_vm(standin["calls"]()) and out.released
@@ -259,7 +261,7 @@ def test_cancel_stops_the_runtime_and_releases_the_vm(standin: dict[str, Any]) -
 
 def test_damaged_results_are_refused(standin: dict[str, Any]) -> None:
     standin["scenario"]("corrupt")
-    out = colab.run_remote(remote_job(standin["root"]))
+    out = runtime.run_remote(remote_job(standin["root"]))
     assert out.state == "failed" and out.kind == "checksum"
     assert out.model_dir is None
     assert not list((standin["root"] / "run" / "remote").glob("*.tar*"))
@@ -273,10 +275,10 @@ def test_a_results_archive_downloaded_by_hand_is_checked(
     import tarfile
 
     standin["scenario"]("success")
-    out = colab.run_remote(remote_job(standin["root"]))
+    out = runtime.run_remote(remote_job(standin["root"]))
     archive = standin["root"] / "run" / "remote" / "remote-tuned.tar"
     assert out.state == "done" and archive.is_file()
-    model = colab.extract_results(archive, tmp_path / "by-hand")
+    model = results.extract_results(archive, tmp_path / "by-hand")
     assert model.name == "remote-tuned" and (model / "adapter.gguf").is_file()
     # One byte changed in a file: refused, and nothing is left behind.
     damaged = tmp_path / "damaged.tar"
@@ -286,8 +288,8 @@ def test_a_results_archive_downloaded_by_hand_is_checked(
             if member.name.endswith("adapter.gguf"):
                 data = bytes([data[0] ^ 1]) + data[1:]
             dst.addfile(member, io.BytesIO(data))
-    with pytest.raises(colab.DamagedResults, match=r"adapter\.gguf"):
-        colab.extract_results(damaged, tmp_path / "refused")
+    with pytest.raises(DamagedResults, match=r"adapter\.gguf"):
+        results.extract_results(damaged, tmp_path / "refused")
     assert list((tmp_path / "refused").iterdir()) == []
 
 
@@ -295,7 +297,8 @@ def test_a_results_archive_downloaded_by_hand_is_checked(
 def test_the_remote_side_takes_the_token_file_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.training.colab_notebook import TOKEN_FILE, remote_hub_token
+    from core.colab.cells import remote_hub_token
+    from core.colab.job import TOKEN_FILE
 
     monkeypatch.setenv("HF_TOKEN", "")  # recorded, so the value set below is undone
     monkeypatch.delenv("HF_TOKEN")
@@ -385,7 +388,7 @@ def test_the_notebook_trains_on_the_cpu_with_nbclient(
         NotebookClient(
             nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(out_dir)}}
         ).execute()
-        from core.training.remote import fetch_pushed_run
+        from core.colab.service import fetch_pushed_run
 
         pulled = fetch_pushed_run(
             DataLayout(tmp_path / "fetching"), PUSH_REPO, "colab-cpu", name="from-hub", wait=True
@@ -393,6 +396,7 @@ def test_the_notebook_trains_on_the_cpu_with_nbclient(
     finally:
         hub.stop()
     assert pulled.info["trained_on"]["where"] == "colab"
+    assert pulled.folder is not None
     assert (pulled.folder / "adapter.gguf").is_file()
     assert hub.repos[PUSH_REPO].private
     text = "".join(
@@ -402,35 +406,35 @@ def test_the_notebook_trains_on_the_cpu_with_nbclient(
         for o in cell.get("outputs", [])
         if o.get("output_type") == "stream" and o.get("name") == "stdout"
     )
-    events = [e for e in map(parse_line, text.splitlines()) if e is not None]
-    kinds = [e["event"] for e in events]
+    events = [e for e in map(parse_event, text.splitlines()) if e is not None]
+    kinds = [e.event for e in events]
     assert "error" not in kinds, events
     assert kinds.count("done") == 1 and kinds[-1] == "done"
-    started = next(e for e in events if e["event"] == "started")
-    assert started["engine"] == "torch" and started["device"] == "cpu"
-    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
+    started = next(e for e in events if isinstance(e, Started))
+    assert started.engine == "torch" and started.device == "cpu"
+    assert [e.step for e in events if isinstance(e, Step)] == [1, 2]
     # The code that ran is the copy the notebook wrote, not this checkout.
-    origin = next(
-        e["message"] for e in events if e["event"] == "log" and "training code" in e["message"]
-    )
+    origin = next(e.message for e in events if isinstance(e, Log) and "training code" in e.message)
     assert str(out_dir / "cotrag" / "src") in origin
     done = events[-1]
-    archive = out_dir / "cotrag" / done["archive"]
-    assert sha256_file(archive) == done["archive_sha256"]
-    assert "model.json" in done["files"] and done["outputs"]["lora"] in done["files"]
+    assert isinstance(done, Done) and done.archive and done.files
+    archive = out_dir / "cotrag" / done.archive
+    assert sha256_file(archive) == done.archive_sha256
+    assert "model.json" in done.files and done.outputs["lora"] in done.files
     assert SECRET not in json.dumps(nb)
     # The archive as a user would download it from Colab: checked, registered with lineage.
     from core.models.registry import ModelRegistry
 
-    model_dir = colab.extract_results(archive, tmp_path / "fetched")
-    entry = colab.register_remote_model(
+    model_dir = results.extract_results(archive, tmp_path / "fetched")
+    entry = results.register_remote_model(
         ModelRegistry(DataLayout(tmp_path / "data")), model_dir, gpu="cpu-test"
     )
     info = entry.info
     assert info["dataset"]["hash"] == sha256_file(exported.dataset)
     assert info["spec"]["max_steps"] == 2 and info["metrics"]["steps"] == 2
     assert info["trained_on"]["where"] == "colab"
-    assert (entry.folder / done["outputs"]["lora"]).is_file()
+    assert entry.folder is not None
+    assert (entry.folder / done.outputs["lora"]).is_file()
 
 
 # -- the CLI: a run on the stand-in, kept like a local run --------------------------------------
@@ -481,8 +485,8 @@ def test_cotrag_train_fetch_pulls_a_run_pushed_by_hand(
     from huggingface_hub import constants
 
     from core.cli import main as cli_main
+    from core.colab.hub_results import push_results
     from core.models.hub import HubClient
-    from core.models.push import push_results
     from core.models.registry import ModelRegistry
     from tests.hub_server import HubServer
 
@@ -506,7 +510,5 @@ def test_cotrag_train_fetch_pulls_a_run_pushed_by_hand(
         )
     assert "Registered hand-run" in capsys.readouterr().err
     entry = ModelRegistry(DataLayout(data)).find("hand-run")
-    assert (
-        entry is not None
-        and (entry.folder / "adapter.gguf").read_bytes() == (model / "adapter.gguf").read_bytes()
-    )
+    assert entry is not None and entry.folder is not None
+    assert (entry.folder / "adapter.gguf").read_bytes() == (model / "adapter.gguf").read_bytes()

@@ -14,8 +14,8 @@ import pytest
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 from small_docs import tiny_workspace
 
+from core.colab import cli as colab
 from core.models.registry import ModelRegistry
-from core.training import colab
 from core.training.runs import RunStore
 from core.workspace import Workspace
 from desktop.chat_tab import ChatTab
@@ -60,8 +60,8 @@ def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type:
     widget.resize(1300, 820)
     widget.show()
     widget.refresh()
-    qtbot.waitUntil(lambda: widget.dataset_combo.count() > 0, timeout=60_000)
-    widget.where_combo.setCurrentIndex(widget.where_combo.findData("colab"))
+    qtbot.waitUntil(lambda: widget.form.dataset_combo.count() > 0, timeout=60_000)
+    widget.form.where_combo.setCurrentIndex(widget.form.where_combo.findData("colab"))
     yield widget
     widget.shutdown()
 
@@ -69,17 +69,17 @@ def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type:
 def test_a_colab_run_streams_and_its_model_reaches_the_chat(
     qtbot, tab: TrainingTab, ws: Workspace, calls: Any, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    assert tab.preset_combo.currentData() == "gpu-standard"
-    qtbot.waitUntil(lambda: "signed in" in tab.colab_label.text(), timeout=60_000)
-    tab.gpu_combo.setCurrentIndex(tab.gpu_combo.findData("L4"))
-    tab.name_edit.setText("gui-colab")
-    tab.max_steps.setValue(3)
-    tab.start_button.click()
+    assert tab.form.preset_combo.currentData() == "gpu-standard"
+    qtbot.waitUntil(lambda: "signed in" in tab.form.colab.colab_label.text(), timeout=60_000)
+    tab.form.colab.gpu_combo.setCurrentIndex(tab.form.colab.gpu_combo.findData("L4"))
+    tab.form.name_edit.setText("gui-colab")
+    tab.form.fields.max_steps.setValue(3)
+    tab.form.start_button.click()
     qtbot.waitUntil(lambda: tab.running, timeout=60_000)
     qtbot.waitUntil(lambda: not tab.running, timeout=120_000)
     assert not tab.banner.isVisible(), tab.banner.text()
-    assert [s for s, _ in tab.chart.train] == [1, 2, 3]
-    assert "done" in tab.status_label.text()
+    assert [s for s, _ in tab.monitor.chart.train] == [1, 2, 3]
+    assert "done" in tab.monitor.status_label.text()
     entry = ModelRegistry(ws.layout).find("gui-colab")
     assert entry is not None and entry.info["trained_on"]["where"] == "colab"
     assert RunStore(ws.layout).get("gui-colab").summary()["state"] == "done"
@@ -93,17 +93,17 @@ def test_cancel_releases_the_runtime_and_a_refusal_is_a_sentence(
     qtbot, tab: TrainingTab, calls: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("COLAB_STANDIN_SCENARIO", "slow")
-    tab.name_edit.setText("gui-colab-cancel")
-    tab.start_button.click()
-    qtbot.waitUntil(lambda: len(tab.chart.train) >= 1, timeout=60_000)
-    tab.cancel_button.click()
+    tab.form.name_edit.setText("gui-colab-cancel")
+    tab.form.start_button.click()
+    qtbot.waitUntil(lambda: len(tab.monitor.chart.train) >= 1, timeout=60_000)
+    tab.form.cancel_button.click()
     qtbot.waitUntil(lambda: not tab.running, timeout=60_000)
-    assert "cancelled" in tab.status_label.text()
+    assert "cancelled" in tab.monitor.status_label.text()
     assert any(c.get("command") == "stop" and c["existed"] for c in calls())
 
     monkeypatch.setenv("COLAB_STANDIN_SCENARIO", "quota")
-    tab.name_edit.setText("gui-colab-quota")
-    tab.start_button.click()
+    tab.form.name_edit.setText("gui-colab-quota")
+    tab.form.start_button.click()
     qtbot.waitUntil(lambda: tab.running, timeout=60_000)
     qtbot.waitUntil(lambda: not tab.running, timeout=60_000)
     assert tab.banner.isVisible() and "refused" in tab.banner.text().lower()
@@ -112,7 +112,7 @@ def test_cancel_releases_the_runtime_and_a_refusal_is_a_sentence(
 def test_export_for_colab_writes_the_notebook(qtbot, tab: TrainingTab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "export"
     with qtbot.waitSignal(tab.status_message, timeout=30_000):
-        tab.export_to(out)
+        tab.form.colab.export_to(out)
     assert (out / "train.ipynb").is_file() and (out / "tiny.examples.jsonl").is_file()
 
 
@@ -121,8 +121,8 @@ def test_fetch_registers_a_run_a_notebook_pushed_by_hand(
 ) -> None:  # type: ignore[no-untyped-def]
     from huggingface_hub import constants
 
+    from core.colab.hub_results import push_results
     from core.models.hub import HubClient
-    from core.models.push import push_results
     from tests.hub_server import TOKEN, HubServer
 
     model = tmp_path / "remote-model"
@@ -136,9 +136,9 @@ def test_fetch_registers_a_run_a_notebook_pushed_by_hand(
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
         push_results(HubClient(hub.url, TOKEN, tmp_path / "c2"), model, "me/runs", "by-hand")
-        tab.push_repo_edit.setText("me/runs")
+        tab.form.colab.push_repo_edit.setText("me/runs")
         with qtbot.waitSignal(tab.models_changed, timeout=30_000):
-            tab.fetch("me/runs", "by-hand")
+            tab.form.colab.fetch("me/runs", "by-hand")
     entry = ModelRegistry(ws.layout).find("by-hand")
     assert entry is not None and entry.info["trained_on"]["where"] == "colab"
 
@@ -160,19 +160,19 @@ def test_a_real_notebook_run_on_the_standin_vm_answers_in_the_chat(
 
     monkeypatch.setenv("COLAB_STANDIN_SCENARIO", "execute")
     monkeypatch.setenv("COLAB_STANDIN_PYTHON", sys.executable)
-    tab.preset_combo.setCurrentIndex(tab.preset_combo.findData("cpu-quick"))
-    tab.name_edit.setText("gui-colab-real")
-    tab.max_steps.setValue(2)
-    tab.batch_size.setValue(1)
-    tab.eval_every.setValue(0)
-    tab.checkpoint_every.setValue(0)
-    for kind, box in tab.export_boxes.items():
+    tab.form.preset_combo.setCurrentIndex(tab.form.preset_combo.findData("cpu-quick"))
+    tab.form.name_edit.setText("gui-colab-real")
+    tab.form.fields.max_steps.setValue(2)
+    tab.form.fields.batch_size.setValue(1)
+    tab.form.fields.eval_every.setValue(0)
+    tab.form.fields.checkpoint_every.setValue(0)
+    for kind, box in tab.form.fields.export_boxes.items():
         box.setChecked(kind == "lora")
-    tab.start_button.click()
+    tab.form.start_button.click()
     qtbot.waitUntil(lambda: tab.running, timeout=60_000)
     qtbot.waitUntil(lambda: not tab.running, timeout=480_000)
     assert not tab.banner.isVisible(), tab.banner.text()
-    assert [s for s, _ in tab.chart.train] == [1, 2]
+    assert [s for s, _ in tab.monitor.chart.train] == [1, 2]
     entry = ModelRegistry(ws.layout).find("gui-colab-real")
     assert entry is not None and "lora" in entry.variants
     ws.release("gui-colab-real")

@@ -75,7 +75,7 @@ def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type:
     widget.resize(1280, 820)
     widget.show()
     widget.refresh()
-    qtbot.waitUntil(lambda: widget.dataset_combo.count() > 0, timeout=20_000)
+    qtbot.waitUntil(lambda: widget.form.dataset_combo.count() > 0, timeout=20_000)
     yield widget
     widget.shutdown()
 
@@ -83,80 +83,82 @@ def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type:
 def test_the_job_kind_changes_the_spec_the_presets_the_bases_and_the_rows(  # type: ignore[no-untyped-def]
     qtbot, tab: TrainingTab
 ) -> None:
-    form, pick = tab._form, tab._pick
-    assert tab.spec().kind == "generator" and form.isRowVisible(tab.lora_r)
-    assert not form.isRowVisible(tab.negatives) and pick.isRowVisible(tab.where_combo)
-    tab.kind_combo.setCurrentIndex(tab.kind_combo.findData("embedder"))
+    form, fields = tab.form, tab.form.fields
+    assert tab.spec().kind == "generator" and form.row_visible(fields.lora_r)
+    assert not form.row_visible(fields.negatives) and form.row_visible(form.where_combo)
+    form.kind_combo.setCurrentIndex(form.kind_combo.findData("embedder"))
     spec = tab.spec()
     assert spec.kind == "embedder" and spec.method == "full" and spec.exports == []
-    assert [tab.preset_combo.itemText(i) for i in range(tab.preset_combo.count())] == ["embedder"]
-    for row in (tab.lora_r, tab.grad_accum, tab.mask_box, tab.engine_combo, tab.tracking_combo):
-        assert not form.isRowVisible(row)
-    assert not pick.isRowVisible(tab.where_combo) and not tab.base_button.isVisible()
-    assert form.isRowVisible(tab.negatives)
-    assert "embedder" in tab.name_edit.placeholderText()
-    bases = [tab.base_combo.itemData(i) for i in range(tab.base_combo.count())]
+    assert [form.preset_combo.itemText(i) for i in range(form.preset_combo.count())] == ["embedder"]
+    for row in (
+        fields.lora_r, fields.grad_accum, fields.mask_box, fields.engine_combo,
+        fields.tracking_combo,
+    ):  # fmt: skip
+        assert not form.row_visible(row)
+    assert not form.row_visible(form.where_combo) and not form.base_button.isVisible()
+    assert form.row_visible(fields.negatives)
+    assert "embedder" in form.name_edit.placeholderText()
+    bases = [form.base_combo.itemData(i) for i in range(form.base_combo.count())]
     assert bases == ["default", "shifted"]
-    tab.negatives.setValue(5)
-    tab.base_combo.setCurrentIndex(1)
+    fields.negatives.setValue(5)
+    form.base_combo.setCurrentIndex(1)
     assert tab.spec().negatives == 5 and tab.spec().base == "shifted"
     assert tab.reembed_panel.isVisible()
-    tab.kind_combo.setCurrentIndex(tab.kind_combo.findData("generator"))
+    form.kind_combo.setCurrentIndex(form.kind_combo.findData("generator"))
     assert tab.spec().kind == "generator" and tab.spec().method == "lora"
-    assert form.isRowVisible(tab.lora_r) and not form.isRowVisible(tab.negatives)
-    assert tab.base_combo.itemData(0) == "default" and tab.base_combo.findData("shifted") < 0
+    assert form.row_visible(fields.lora_r) and not form.row_visible(fields.negatives)
+    assert form.base_combo.itemData(0) == "default" and form.base_combo.findData("shifted") < 0
     assert not tab.reembed_panel.isVisible()
 
 
 def test_an_embedder_run_reports_recall_before_and_after(qtbot, tab: TrainingTab) -> None:  # type: ignore[no-untyped-def]
     tab.set_kind("embedder")
-    tab.max_steps.setValue(4)
+    fields, monitor = tab.form.fields, tab.monitor
+    fields.max_steps.setValue(4)
     # Batches of one (the worker adds a second question): the held-out questions then make
     # no validation batch, so the evals carry recall but no loss, which the chart must skip.
-    tab.batch_size.setValue(1)
-    tab.warmup.setValue(1)
-    tab.eval_every.setValue(2)
-    tab.checkpoint_every.setValue(0)
-    tab.eval_passages.setValue(20)
+    fields.batch_size.setValue(1)
+    fields.warmup.setValue(1)
+    fields.eval_every.setValue(2)
+    fields.checkpoint_every.setValue(0)
+    fields.eval_passages.setValue(20)
     tab.start()
     qtbot.waitUntil(lambda: tab.running, timeout=60_000)
-    log = tab.log_view.toPlainText()
+    log = monitor.log_view.toPlainText()
     # (how many of the generated questions are answerable with a gold chunk varies a little)
     note = re.search(r"(\d+) training questions, (\d+) held-out questions? among \d+ passages", log)
     assert note is not None, log
     held = int(note.group(2))
     qtbot.waitUntil(lambda: not tab.running, timeout=240_000)
-    assert "done" in tab.status_label.text(), tab.log_view.toPlainText()
-    log = tab.log_view.toPlainText()
+    assert "done" in monitor.status_label.text(), monitor.log_view.toPlainText()
+    log = monitor.log_view.toPlainText()
     assert "step 0: recall@1" in log and "step 2: recall@1" in log and "passages" in log
-    line = tab.recall_label.text()
-    assert tab.recall_label.isVisible()
+    line = monitor.recall_label.text()
+    assert monitor.recall_label.isVisible()
     assert line.startswith(f"Recall@5 on {held} held-out question") and "before →" in line
     assert line.endswith("after")
-    assert tab.chart.eval == [] and len(tab.chart.train) == 4
-    # The tuned embedder is ready in the panel, for the dataset's knowledge base.
+    assert monitor.chart.eval == [] and len(monitor.chart.train) == 4
+    # The tuned embedder is ready in the panel, for the dataset's knowledge base: the
+    # panel reads the knowledge base's versions in the background, and its button
+    # follows them, so the wait is on the button.
     panel = tab.reembed_panel
     assert panel.isVisible()
-    qtbot.waitUntil(lambda: panel.embedder == "qa-embedder", timeout=20_000)
-    assert panel.kb_name == "docs" and "Re-embed with qa-embedder" in panel.reembed_button.text()
+    qtbot.waitUntil(
+        lambda: "Re-embed with qa-embedder" in panel.reembed_button.text(), timeout=20_000
+    )
+    assert panel.embedder == "qa-embedder" and panel.kb_name == "docs"
 
     # The history says it is an embedder and shows its recall; a click shows it again.
-    def recall_cell() -> str:
-        # The history is re-read in the background after the run ends; a read made while
-        # it ran (state running, no recall yet) may be on screen first.
-        for r in range(tab.history.rowCount()):
-            if tab.history.item(r, 0).text() == "qa-embedder":
-                return str(tab.history.item(r, 4).text())
-        return ""
-
-    qtbot.waitUntil(lambda: recall_cell().startswith("R@5 "), timeout=30_000)
-    row = next(
-        r for r in range(tab.history.rowCount()) if tab.history.item(r, 0).text() == "qa-embedder"
+    # (It is re-read in the background after the run ends; a read made while it ran, state
+    # running and no recall yet, may be on screen first.)
+    history = tab.history
+    qtbot.waitUntil(
+        lambda: history.cell("qa-embedder", "Validation").startswith("R@5 "), timeout=30_000
     )
-    assert tab.history.item(row, 5).text() == "qa-embedder (embedder)"
+    assert history.cell("qa-embedder", "Model") == "qa-embedder (embedder)"
     tab.set_kind("generator")
-    tab.history.selectRow(row)
-    assert tab.recall_label.text() == line and panel.isVisible()
+    history.select("qa-embedder")
+    assert monitor.recall_label.text() == line and panel.isVisible()
 
 
 def test_the_panel_reembeds_switches_back_cancels_and_resumes(  # type: ignore[no-untyped-def]
@@ -227,23 +229,24 @@ def test_alternating_rounds_start_from_the_tab_and_stop_on_cancel(  # type: igno
     from core.training.rounds import load_state
 
     tab.set_kind("alternating")
-    form = tab._form
-    assert form.isRowVisible(tab.rounds_spin) and form.isRowVisible(tab.lora_r)
-    assert not form.isRowVisible(tab.negatives) and not tab._pick.isRowVisible(tab.where_combo)
+    form, fields = tab.form, tab.form.fields
+    assert form.row_visible(fields.rounds_spin) and form.row_visible(fields.lora_r)
+    assert not form.row_visible(fields.negatives) and not form.row_visible(form.where_combo)
     assert tab.spec().kind == "generator"  # the form holds the generator step's settings
-    assert tab.start_button.text() == "Start the rounds"
-    tab.rounds_spin.setValue(1)
-    tab.name_edit.setText("gui-rounds")
+    assert form.start_button.text() == "Start the rounds"
+    fields.rounds_spin.setValue(1)
+    form.name_edit.setText("gui-rounds")
     tab.start()
     assert tab.running
     # The first step starts a real embedder run; Cancel stops it (a checkpoint, then exit).
     qtbot.waitUntil(
-        lambda: "Round 1: tuning the embedder" in tab.log_view.toPlainText(), timeout=60_000
+        lambda: "Round 1: tuning the embedder" in tab.monitor.log_view.toPlainText(), timeout=60_000
     )
     qtbot.waitUntil(lambda: tab.run_name == "gui-rounds-r1-embedder", timeout=120_000)
     tab.cancel()
     qtbot.waitUntil(lambda: not tab.running, timeout=240_000)
-    assert "0 of 1 rounds" in tab.status_label.text() and "continues" in tab.status_label.text()
+    status = tab.monitor.status_label.text()
+    assert "0 of 1 rounds" in status and "continues" in status
     state = load_state(ws, "gui-rounds")
     assert state is not None and state.done == {}
     tab.set_kind("generator")

@@ -39,32 +39,33 @@ def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type:
     widget.resize(1300, 820)
     widget.show()
     widget.refresh()
-    qtbot.waitUntil(lambda: widget.dataset_combo.count() > 0, timeout=20_000)
+    qtbot.waitUntil(lambda: widget.form.dataset_combo.count() > 0, timeout=20_000)
     yield widget
     widget.shutdown()
 
 
 def small(tab: TrainingTab, name: str, steps: int) -> None:
-    tab.name_edit.setText(name)
-    tab.max_steps.setValue(steps)
-    tab.batch_size.setValue(2)
-    tab.eval_every.setValue(0)
-    tab.checkpoint_every.setValue(2)
-    tab.learning_rate.setText("2e-3")
-    for kind, box in tab.export_boxes.items():
+    fields = tab.form.fields
+    tab.form.name_edit.setText(name)
+    fields.max_steps.setValue(steps)
+    fields.batch_size.setValue(2)
+    fields.eval_every.setValue(0)
+    fields.checkpoint_every.setValue(2)
+    fields.learning_rate.setText("2e-3")
+    for kind, box in fields.export_boxes.items():
         box.setChecked(kind == "lora")
 
 
 def test_the_form_holds_the_spec_and_a_bad_value_is_a_sentence(qtbot, tab: TrainingTab) -> None:  # type: ignore[no-untyped-def]
-    tab.preset_combo.setCurrentIndex(tab.preset_combo.findData("cpu-full"))
+    tab.form.preset_combo.setCurrentIndex(tab.form.preset_combo.findData("cpu-full"))
     spec = tab.spec()
     assert spec.dataset == "tiny" and spec.base == "default"
     assert spec.epochs == 2.0 and spec.lora_r == 32 and "q4_k_m" in spec.exports
-    tab.learning_rate.setText("fast")
+    tab.form.fields.learning_rate.setText("fast")
     tab.start()
     qtbot.waitUntil(lambda: tab.banner.isVisible(), timeout=30_000)
     assert "learning_rate" in tab.banner.text()
-    assert not tab.running and tab.start_button.isEnabled()
+    assert not tab.running and tab.form.start_button.isEnabled()
 
 
 def test_a_run_trains_cancels_resumes_and_its_model_reaches_the_chat(  # type: ignore[no-untyped-def]
@@ -73,31 +74,21 @@ def test_a_run_trains_cancels_resumes_and_its_model_reaches_the_chat(  # type: i
     small(tab, "gui-run", 6)
     tab.start()
     qtbot.waitUntil(lambda: tab.running, timeout=60_000)
-    qtbot.waitUntil(lambda: len(tab.chart.train) >= 2, timeout=300_000)
+    qtbot.waitUntil(lambda: len(tab.monitor.chart.train) >= 2, timeout=300_000)
     tab.cancel()
     qtbot.waitUntil(lambda: not tab.running, timeout=120_000)
-    assert "cancelled" in tab.status_label.text()
-
-    def row_of(name: str) -> int:
-        rows = [r for r in range(tab.history.rowCount()) if tab.history.item(r, 0).text() == name]
-        return rows[0] if rows else -1
+    assert "cancelled" in tab.monitor.status_label.text()
 
     # The history is re-read in the background after the run ends: wait for that read.
-    qtbot.waitUntil(
-        lambda: (
-            row_of("gui-run") >= 0 and tab.history.item(row_of("gui-run"), 1).text() == "cancelled"
-        ),
-        timeout=20_000,
-    )
-    row = row_of("gui-run")
-    tab.history.selectRow(row)
-    assert tab.resume_button.isEnabled()
-    steps_before = len(tab.chart.train)
+    qtbot.waitUntil(lambda: tab.history.cell("gui-run", "State") == "cancelled", timeout=20_000)
+    tab.history.select("gui-run")
+    assert tab.history.resume_button.isEnabled()
+    steps_before = len(tab.monitor.chart.train)
     with qtbot.waitSignal(tab.models_changed, timeout=400_000):
         tab.resume_selected()
-    assert "done" in tab.status_label.text()
-    assert len(tab.chart.train) >= steps_before
-    assert tab.chart.train[-1][0] == 6
+    assert "done" in tab.monitor.status_label.text()
+    assert len(tab.monitor.chart.train) >= steps_before
+    assert tab.monitor.chart.train[-1][0] == 6
     assert ModelRegistry(ws.layout).find("gui-run") is not None
 
     chat = ChatTab(ws, settings_in(tmp_path))

@@ -13,6 +13,15 @@ from small_docs import tiny_workspace
 from core.knowledge import embedders
 from core.training.embedder_data import Corpus, check_embedder_job, pair_of
 from core.training.embedder_trainer import recall_at, train_embedder, validation_loss
+from core.training.events import (
+    Checkpoint,
+    Done,
+    Eval,
+    Preparing,
+    Started,
+    Step,
+    WorkerEvent,
+)
 from core.training.process import TrainProcess
 from core.training.runs import RunStore
 from core.training.spec import SpecError, TrainSpec
@@ -87,13 +96,13 @@ def test_a_tiny_run_lowers_the_loss_and_raises_recall_on_its_pairs(ws: Workspace
     ids = [f"p{i}" for i in range(len(texts))]
     corpus = Corpus(ids, texts, raws)
     run = RunStore(ws.layout).create("in-process", spec)
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[WorkerEvent] = []
     from sentence_transformers import SentenceTransformer
 
     before_model = SentenceTransformer(str(checked.base_path), device="cpu")
     before = recall_at(before_model, checked.train, corpus, (1,))
     loss_before = validation_loss(before_model, checked.train, spec, "cpu")
-    outcome = train_embedder(run, checked, lambda e, **f: events.append((e, f)), lambda: False)
+    outcome = train_embedder(run, checked, events.append, lambda: False)
     after = recall_at(outcome.model, checked.train, corpus, (1,))
     loss_after = validation_loss(outcome.model, checked.train, spec, "cpu")
     assert outcome.state == "done" and outcome.step == 12
@@ -102,22 +111,21 @@ def test_a_tiny_run_lowers_the_loss_and_raises_recall_on_its_pairs(ws: Workspace
     assert loss_after < 0.85 * loss_before, (loss_before, loss_after)
     assert after["recall@1"] >= before["recall@1"]
     assert after["recall@1"] > 0.8, (before, after)
-    kinds = [e for e, _ in events]
-    assert kinds[0] == "preparing" and "started" in kinds
-    evals = [f for e, f in events if e == "eval"]
-    assert evals[0]["step"] == 0 and evals[-1]["step"] == 12
-    assert set(evals[0]["recall"]) >= {"recall@1", "recall@5", "recall@10"}
+    assert isinstance(events[0], Preparing) and any(isinstance(e, Started) for e in events)
+    evals = [e for e in events if isinstance(e, Eval)]
+    assert evals[0].step == 0 and evals[-1].step == 12
+    assert set(evals[0].recall or {}) >= {"recall@1", "recall@5", "recall@10"}
 
 
 def test_the_worker_tunes_registers_and_resumes(ws: Workspace) -> None:
     run = RunStore(ws.layout).create("tuned-emb", tiny_spec())
     proc = TrainProcess(run, ws.layout)
     proc.start()
-    seen: list[dict[str, Any]] = []
+    seen: list[WorkerEvent] = []
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_event(event: WorkerEvent) -> None:
         seen.append(event)
-        if event["event"] == "checkpoint" and event["step"] == 2:
+        if isinstance(event, Checkpoint) and event.step == 2:
             proc.cancel()
 
     outcome = proc.wait(on_event)
@@ -125,19 +133,20 @@ def test_the_worker_tunes_registers_and_resumes(ws: Workspace) -> None:
     assert run.latest_checkpoint() is not None
     again = TrainProcess(run, ws.layout, resume=True)
     again.start()
-    events: list[dict[str, Any]] = []
+    events: list[WorkerEvent] = []
     outcome = again.wait(events.append)
     assert outcome.state == "done", run.log_file.read_text()[-3000:]
-    started = next(e for e in events if e["event"] == "started")
-    assert started["start_step"] == outcome.final["metrics"]["steps"] - len(
-        [e for e in events if e["event"] == "step"]
+    assert isinstance(outcome.final, Done)
+    started = next(e for e in events if isinstance(e, Started))
+    assert started.start_step == outcome.final.metrics["steps"] - len(
+        [e for e in events if isinstance(e, Step)]
     )
-    assert started["start_step"] >= 2
+    assert started.start_step >= 2
     # The base's recall from the first start is kept, not measured again.
-    assert not any(e["event"] == "eval" and e["step"] == 0 for e in events)
-    metrics = outcome.final["metrics"]
+    assert not any(isinstance(e, Eval) and e.step == 0 for e in events)
+    metrics = outcome.final.metrics
     assert metrics["recall_before"] and metrics["recall_after"]
-    assert outcome.final["kind"] == "embedder"
+    assert outcome.final.kind == "embedder"
     path = embedders.resolve(ws.layout, "tuned-emb")
     info = json.loads((path / embedders.INFO_FILE).read_text())
     assert info["dataset"] == "tiny" and info["metrics"] == metrics

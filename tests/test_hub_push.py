@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from core.errors import DownloadCorrupt, HubRepoNotFound
-from core.models.download import download_file
-from core.models.hub import HubClient
-from core.models.push import (
+from core.colab.errors import DamagedResults
+from core.colab.hub_results import (
     PushRefused,
     ResultsNotFound,
     ResultsTimeout,
@@ -34,10 +32,13 @@ from core.models.push import (
     results_path,
     wait_for_results,
 )
+from core.colab.manifest import MANIFEST_NAME
+from core.colab.results import register_remote_model
+from core.errors import DownloadCorrupt, HubRepoNotFound
+from core.models.download import download_file
+from core.models.hub import HubClient
 from core.models.registry import ModelRegistry
 from core.paths import DataLayout
-from core.training.colab import DamagedResults, register_remote_model
-from core.training.colab_notebook import MANIFEST_NAME
 from tests.hub_server import TOKEN, Faults, HubServer
 
 REPO = "me/cotrag-results"

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from small_docs import tiny_workspace
 
 from core.dataset.storage import DatasetStore
-from core.training.rounds import RoundsPlan, load_state, run_rounds
+from core.training.events import Error
+from core.training.rounds import (
+    RoundsEvent,
+    RoundsPlan,
+    RoundStep,
+    RunEvent,
+    load_state,
+    run_rounds,
+)
 from core.training.runs import RunStore
 from core.workspace import Workspace
 
@@ -36,13 +43,15 @@ def test_one_round_tunes_reembeds_retraces_and_tunes(tmp_path: Path) -> None:
             "validation_share": 0.0,
         },
     )
-    events: list[dict[str, Any]] = []
+    events: list[RoundsEvent] = []
     summaries = run_rounds(ws, plan, on_event=events.append)
-    assert len(summaries) == 1, [e for e in events if e.get("event") == "error"]
+    assert len(summaries) == 1, [
+        e for e in events if isinstance(e, RunEvent) and isinstance(e.worker, Error)
+    ]
     first = summaries[0]
     assert first["embedder"] == "alt-r1-embedder" and first["model"] == "alt-r1-generator"
     assert first["dataset"] == "alt-r1" and first["examples"] > 0
-    steps = [e["step"] for e in events if e.get("event") == "round_step"]
+    steps = [e.step for e in events if isinstance(e, RoundStep)]
     assert steps == ["embedder", "reembed", "retrace", "generator"]
     # The knowledge base is served by the tuned embedder, and the new traces searched it.
     kb = ws.store.get("docs")
@@ -57,9 +66,9 @@ def test_one_round_tunes_reembeds_retraces_and_tunes(tmp_path: Path) -> None:
     spec = RunStore(ws.layout).get("alt-r1-generator").spec()
     assert spec.dataset == "alt-r1" and spec.kind == "generator"
     # Running the schedule again finds every step done and starts nothing.
-    again: list[dict[str, Any]] = []
+    again: list[RoundsEvent] = []
     assert run_rounds(ws, plan, on_event=again.append) == summaries
-    assert not [e for e in again if e.get("event") == "round_step"]
+    assert not [e for e in again if isinstance(e, RoundStep)]
     state = load_state(ws, "alt")
     assert state is not None and set(state.done) == {
         "1:embedder",

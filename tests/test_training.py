@@ -20,6 +20,7 @@ from small_docs import tiny_workspace
 from core.models.registry import ModelRegistry
 from core.training.base_models import ensure_hf, resolve_base
 from core.training.data import collate, dataset_rows, prepare
+from core.training.events import Cancelled, Checkpoint, Started, Step, WorkerEvent
 from core.training.masking import IGNORE, encode
 from core.training.preflight import check_job
 from core.training.process import TrainProcess
@@ -83,7 +84,7 @@ def test_labels_fall_exactly_on_the_model_written_text(ws: Workspace, tokenizer:
     enc = encode(tokenizer, search.messages, spans)
     start = len(enc.text) - len(content) - len("<|im_end|>")
     assert enc.text[start : start + len(content)] == content
-    model_chars = set()
+    model_chars: set[int] = set()
     for a, b in spans:
         model_chars.update(range(start + a, start + b))
     for token, label, (a, b) in zip(enc.input_ids, enc.labels, enc.offsets, strict=True):
@@ -171,14 +172,14 @@ def test_a_bad_spec_is_a_sentence_before_anything_starts(ws: Workspace, tokenize
 def test_a_run_lowers_the_loss_and_every_export_loads_and_generates(ws: Workspace) -> None:
     spec = tiny_spec(max_steps=8, exports=["lora", "f16", "q8_0", "q4_k_m"], checkpoint_every=0)
     proc = start(ws, "full", spec)
-    events: list[dict[str, Any]] = []
+    events: list[WorkerEvent] = []
     outcome = proc.wait(events.append)
     assert outcome.state == "done", (outcome, proc.run.log_file.read_text()[-3000:])
-    losses = [e["loss"] for e in events if e["event"] == "step"]
+    losses = [e.loss for e in events if isinstance(e, Step)]
     assert len(losses) == 8
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2
-    started = next(e for e in events if e["event"] == "started")
-    assert started["engine"] == "torch" and started["device"] == "cpu"
+    started = next(e for e in events if isinstance(e, Started))
+    assert started.engine == "torch" and started.device == "cpu"
     entry = ModelRegistry(ws.layout).find("full")
     assert entry is not None
     assert set(entry.variants) == {"lora", "f16", "q8_0", "q4_k_m"}
@@ -208,27 +209,28 @@ def test_cancel_checkpoints_and_resume_continues(ws: Workspace) -> None:
     proc = start(ws, "stop-go", tiny_spec(max_steps=6, checkpoint_every=2))
     cancelled_at: list[int] = []
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["event"] == "checkpoint" and not cancelled_at:
-            cancelled_at.append(event["step"])
+    def on_event(event: WorkerEvent) -> None:
+        if isinstance(event, Checkpoint) and not cancelled_at:
+            cancelled_at.append(event.step)
             proc.cancel()
 
     outcome = proc.wait(on_event)
     assert outcome.state == "cancelled" and outcome.exit_code == 3
     run = proc.run
     assert run.state == "cancelled"
-    stopped = outcome.final["step"]
+    assert isinstance(outcome.final, Cancelled)
+    stopped = outcome.final.step
     assert 2 <= stopped < 6
     assert run.latest_checkpoint() is not None
     assert run.latest_checkpoint().name == f"step-{stopped:06d}"  # type: ignore[union-attr]
     again = TrainProcess(run, ws.layout, resume=True)
     again.start()
-    events: list[dict[str, Any]] = []
+    events: list[WorkerEvent] = []
     outcome = again.wait(events.append)
     assert outcome.state == "done", run.log_file.read_text()[-3000:]
-    started = next(e for e in events if e["event"] == "started")
-    assert started["start_step"] == stopped
-    steps = [e["step"] for e in events if e["event"] == "step"]
+    started = next(e for e in events if isinstance(e, Started))
+    assert started.start_step == stopped
+    steps = [e.step for e in events if isinstance(e, Step)]
     assert steps == list(range(stopped + 1, 7))
     assert run.state == "done"
 
@@ -236,8 +238,8 @@ def test_cancel_checkpoints_and_resume_continues(ws: Workspace) -> None:
 def test_a_killed_worker_leaves_its_checkpoint_and_says_interrupted(ws: Workspace) -> None:
     proc = start(ws, "killed", tiny_spec(max_steps=50, checkpoint_every=1))
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["event"] == "checkpoint" and event["step"] >= 2:
+    def on_event(event: WorkerEvent) -> None:
+        if isinstance(event, Checkpoint) and event.step >= 2:
             assert proc.proc is not None
             os.kill(proc.proc.pid, signal.SIGKILL)
 
@@ -262,16 +264,16 @@ def test_two_processes_train_as_one(ws: Workspace) -> None:
     spec = tiny_spec(max_steps=3, batch_size=4, checkpoint_every=0, threads=1)
     single: list[float] = []
     outcome = start(ws, "one-process", spec).wait(
-        lambda e: single.append(e["loss"]) if e["event"] == "step" else None
+        lambda e: single.append(e.loss) if isinstance(e, Step) else None
     )
     assert outcome.state == "done"
     proc = start(ws, "two-processes", replace(spec, processes=2))
     assert "torch.distributed.run" in proc.command
-    events: list[dict[str, Any]] = []
+    events: list[WorkerEvent] = []
     outcome = proc.wait(events.append)
     assert outcome.state == "done", proc.run.log_file.read_text()[-3000:]
-    assert next(e for e in events if e["event"] == "started")["processes"] == 2
-    double = [e["loss"] for e in events if e["event"] == "step"]
+    assert next(e for e in events if isinstance(e, Started)).processes == 2
+    double = [e.loss for e in events if isinstance(e, Step)]
     assert len(double) == len(single) == 3
     # Float sums in another order: equal to 1e-3 relative over three steps.
     for a, b in zip(single, double, strict=True):

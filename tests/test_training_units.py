@@ -8,20 +8,66 @@ from pathlib import Path
 import pytest
 
 from core.compare.pairs import Side, mcnemar_exact
-from core.training.events import format_event, parse_line
+from core.training.events import (
+    Cancelled,
+    Done,
+    Error,
+    Eval,
+    ProcessOutcome,
+    Started,
+    Step,
+    encode,
+    from_dict,
+    parse_event,
+    to_dict,
+)
 from core.training.spec import PRESETS, SpecError, TrainSpec
 from core.training.worker import classify
 
 
 def test_events_are_found_behind_their_sentinel_and_torn_lines_are_skipped() -> None:
-    line = format_event("step", step=3, total=10, loss=1.5)
-    assert parse_line("some library warning") is None
-    assert parse_line(line) == {"event": "step", "step": 3, "total": 10, "loss": 1.5}
-    assert parse_line("noise before " + line)["step"] == 3  # type: ignore[index]
-    assert parse_line(line[:-5]) is None
-    assert parse_line('@@cotrag {"event": "nonsense"}') is None
-    with pytest.raises(ValueError):
-        format_event("nonsense")
+    line = encode(Step(step=3, total=10, loss=1.5))
+    assert parse_event("some library warning") is None
+    assert parse_event(line) == Step(step=3, total=10, loss=1.5)
+    event = parse_event("noise before " + line)
+    assert isinstance(event, Step) and event.step == 3
+    assert parse_event(line[:-5]) is None
+    assert parse_event('@@cotrag {"event": "nonsense"}') is None
+    assert parse_event('@@cotrag ["event", "step"]') is None
+
+
+def test_events_keep_the_wire_format_and_what_a_reader_does_not_know() -> None:
+    # A generator's eval has no recall: the field is not written at all.
+    assert to_dict(Eval(step=4, loss=1.25)) == {"event": "eval", "step": 4, "loss": 1.25}
+    wire = {
+        "event": "eval",
+        "step": 0,
+        "recall": {"recall@1": 0.5, "recall@5": 0.75},
+        "passages": 40,
+        "from_a_newer_worker": True,
+    }
+    event = from_dict(wire)
+    assert isinstance(event, Eval) and event.loss is None
+    assert event.metrics == {"recall@1": 0.5, "recall@5": 0.75}
+    assert event.extra == {"from_a_newer_worker": True}
+    assert to_dict(event) == wire
+    started = from_dict({"event": "started", "kind": "embedder", "corpus": 12, "total": 9})
+    assert isinstance(started, Started) and started.corpus == 12 and started.total == 9
+    assert from_dict({"event": "step", "step": 1, "no_such_field": 2}) == Step(step=1)
+
+
+def test_the_outcome_says_how_the_process_ended() -> None:
+    done = ProcessOutcome(0, final=Done(model="tuned"))
+    assert done.state == "done" and "tuned" in done.sentence()
+    stopped = ProcessOutcome(3, cancelled=True, final=Cancelled(step=4, checkpoint="/c/step-4"))
+    assert stopped.state == "cancelled" and "step 4 (/c/step-4)" in stopped.sentence()
+    error = Error(kind="oom", message="Training ran out of memory.", fix="Lower batch_size.")
+    failed = ProcessOutcome(1, final=error)
+    assert failed.state == "failed" and failed.error == error
+    assert failed.sentence() == "Training ran out of memory. Lower batch_size."
+    killed = ProcessOutcome(None, signal=9)
+    assert killed.state == "interrupted" and killed.error is None
+    assert "signal 9" in killed.sentence(Path("/runs/x/worker.log"))
 
 
 def test_failures_become_a_sentence_and_what_to_change() -> None:

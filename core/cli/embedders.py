@@ -10,12 +10,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from core.cli.terminal import confirm
+from core.cli.worker_output import run_worker
 from core.durations import clock
 from core.errors import CotragError
+from core.knowledge import embedders
+from core.training import service
+from core.training.events import Done
+from core.training.service import PreparedRun
+from core.training.spec import TrainSpec, parse_sets
 
 if TYPE_CHECKING:
-    from core.training.runs import Run
-    from core.training.spec import TrainSpec
     from core.workspace import Workspace
 
 
@@ -52,9 +56,6 @@ def add_embedder_parsers(sub: Any) -> None:
 
 
 def embedder_spec(args: argparse.Namespace) -> TrainSpec:
-    from core.cli.train import parse_sets
-    from core.training.spec import TrainSpec
-
     spec = TrainSpec().with_preset("embedder")
     spec = replace(spec, dataset=args.dataset or "", kb=args.kb or "")
     if args.base:
@@ -63,69 +64,42 @@ def embedder_spec(args: argparse.Namespace) -> TrainSpec:
 
 
 def cmd_train_embedder(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.training.runs import RunStore
-
     if args.resume:
-        run = RunStore(ws.layout).get(args.resume)
-        if run.spec().kind != "embedder":
-            raise CotragError(f"Run {run.name!r} tunes a generator: resume it with cotrag train.")
-        return follow_embedder_run(ws, run, resume=True, as_json=args.json)
+        prepared = service.prepare_resume(ws, args.resume, kind="embedder")
+        return follow_embedder_run(ws, prepared, as_json=args.json)
     if not args.dataset:
         raise CotragError("Name the dataset to learn from: cotrag train-embedder --dataset NAME.")
     return start_embedder_run(ws, embedder_spec(args), args.name, as_json=args.json)
 
 
 def start_embedder_run(ws: Workspace, spec: TrainSpec, name: str | None, *, as_json: bool) -> int:
-    from core.training.embedder_data import check_embedder_job
-    from core.training.runs import RunStore
-
     print("Checking the job…", file=sys.stderr)
-    checked = check_embedder_job(ws.layout, spec, ws.store)
-    store = RunStore(ws.layout)
-    name = name or store.unique_name(f"{spec.dataset}-embedder")
-    from core.knowledge.embedders import check_new_name
-
-    check_new_name(ws.layout, name)
-    run = store.create(name, spec)
-    skipped = ", ".join(f"{n} {why}" for why, n in checked.skipped.items())
-    print(
-        f"Run {name}: {len(checked.train)} training questions, {len(checked.validation)} "
-        f"held-out questions searched among {len(checked.corpus.ids)} passages"
-        + (f" (left out: {skipped})" if skipped else ""),
-        file=sys.stderr,
-    )
-    return follow_embedder_run(ws, run, resume=False, as_json=as_json)
+    prepared = service.prepare_run(ws, spec, name)
+    print(f"Run {prepared.name}: {prepared.note}", file=sys.stderr)
+    return follow_embedder_run(ws, prepared, as_json=as_json)
 
 
-def follow_embedder_run(ws: Workspace, run: Run, *, resume: bool, as_json: bool) -> int:
-    from core.cli.train import run_worker
-
-    if run.state == "running":
-        raise CotragError(f"Run {run.name!r} is running already.")
-    if run.state == "done":
-        raise CotragError(f"Run {run.name!r} is finished: its embedder is {run.name}.")
+def follow_embedder_run(ws: Workspace, prepared: PreparedRun, *, as_json: bool) -> int:
     started = time.monotonic()
-    outcome = run_worker(ws, run, resume=resume, as_json=as_json)
-    if outcome.state == "done":
-        metrics = outcome.final.get("metrics", {})
+    outcome = run_worker(ws, prepared, as_json=as_json)
+    if isinstance(outcome.final, Done):
+        metrics = outcome.final.metrics
         before, after = metrics.get("recall_before", {}), metrics.get("recall_after", {})
         figures = "; ".join(f"{k} {before.get(k)} → {v}" for k, v in after.items())
         print(
             f"Took {clock(time.monotonic() - started, '--:--')} (min:s). On "
             f"{metrics.get('validation_questions')} held-out questions: {figures}.\n"
-            f"Use it: cotrag kb reembed KB --embedder {outcome.final.get('model')}",
+            f"Use it: cotrag kb reembed KB --embedder {outcome.final.model}",
             file=sys.stderr,
         )
         return 0
     if outcome.state == "cancelled":
-        print(f"Resume with: cotrag train-embedder --resume {run.name}", file=sys.stderr)
+        print(f"Resume with: cotrag train-embedder --resume {prepared.name}", file=sys.stderr)
         return 130
     return 1
 
 
 def cmd_embedders(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.knowledge import embedders
-
     if args.action == "list":
         entries = embedders.list_embedders(ws.layout)
         if args.json:

@@ -11,6 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 from core.cli.terminal import ProgressLine
 from core.errors import CotragError
+from core.training.events import Error, Step
+from core.training.rounds import (
+    Reembedding,
+    RoundDone,
+    RoundsEvent,
+    RoundsPlan,
+    RoundStep,
+    RunEvent,
+    rounds_event_dict,
+    run_rounds,
+)
+from core.training.spec import TrainSpec, parse_sets
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -49,15 +61,10 @@ def add_rounds_parser(sub: Any) -> None:
 
 
 def _overrides(items: list[str], preset: str) -> dict[str, Any]:
-    from core.cli.train import parse_sets
-    from core.training.spec import TrainSpec
-
     return parse_sets(TrainSpec().with_preset(preset), items, ("dataset", "base", "kind"))
 
 
 def cmd_train_rounds(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.training.rounds import RoundsPlan, run_rounds
-
     name = args.name or f"{args.dataset}-rounds"
     plan = RoundsPlan(
         name=name,
@@ -78,29 +85,24 @@ def cmd_train_rounds(ws: Workspace, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_sigint)
     bar = ProgressLine(sys.stderr)
 
-    def show(event: dict[str, Any]) -> None:
+    def show(event: RoundsEvent) -> None:
         if args.json:
-            print(json.dumps(event, ensure_ascii=False), flush=True)
+            print(json.dumps(rounds_event_dict(event), ensure_ascii=False), flush=True)
             return
-        kind = event.get("event")
-        if kind == "round_step":
+        worker = event.worker if isinstance(event, RunEvent) else None
+        if isinstance(event, RoundStep):
             bar.clear()
-            print(f"Round {event['round']}: {event['step']}…", file=sys.stderr)
-        elif kind == "step":
-            bar.update(
-                int(event["step"]),
-                int(event["total"]),
-                f"{event.get('run')}: loss {event['loss']:.3f}",
-            )
-        elif kind == "reembed" and event.get("total"):
-            bar.update(int(event["done"]), int(event["total"]), f"re-embedding ({event['stage']})")
-        elif kind == "error":
+            print(f"Round {event.round}: {event.step}…", file=sys.stderr)
+        elif isinstance(worker, Step) and isinstance(event, RunEvent):
+            bar.update(worker.step, worker.total, f"{event.run}: loss {worker.loss:.3f}")
+        elif isinstance(event, Reembedding) and event.total:
+            bar.update(event.done, event.total, f"re-embedding ({event.stage})")
+        elif isinstance(worker, Error):
             bar.clear()
-            print(f"{event.get('message')} {event.get('fix', '')}", file=sys.stderr)
-        elif kind == "round_done":
+            print(f"{worker.message} {worker.fix}", file=sys.stderr)
+        elif isinstance(event, RoundDone):
             bar.clear()
-            figures = {k: v for k, v in event.items() if k not in ("event",)}
-            print("  " + json.dumps(figures, ensure_ascii=False), file=sys.stderr)
+            print("  " + json.dumps(event.figures, ensure_ascii=False), file=sys.stderr)
 
     try:
         summaries = run_rounds(ws, plan, on_event=show, cancel=cancel)

@@ -5,13 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.cli.embedders import follow_embedder_run, start_embedder_run
 from core.cli.terminal import ProgressLine, confirm
+from core.cli.worker_output import print_event, run_worker
+from core.colab.service import check_colab_job, export_notebook, fetch_pushed_run, run_on_colab
 from core.durations import clock
 from core.errors import CotragError
+from core.models.token import get_token
+from core.training import service
+from core.training.events import Done
+from core.training.gpu_env import setup_gpu_env
+from core.training.runs import RunStore
+from core.training.service import PreparedRun
+from core.training.spec import PRESETS, TrainSpec, parse_sets
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -71,41 +83,7 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("-y", "--yes", action="store_true", help="delete without asking")
 
 
-def _coerce(spec_value: Any, text: str) -> Any:
-    if isinstance(spec_value, bool):
-        return text.strip().lower() in ("1", "true", "yes", "on")
-    if isinstance(spec_value, int):
-        return int(text)
-    if isinstance(spec_value, float):
-        return float(text)
-    if isinstance(spec_value, list):
-        return [t.strip() for t in text.split(",") if t.strip()]
-    return text
-
-
-def parse_sets(spec: Any, items: list[str], forbidden: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``FIELD=VALUE`` overrides of ``spec``'s fields, each coerced to the field's type."""
-    from core.training.spec import SpecError
-
-    changes: dict[str, Any] = {}
-    for item in items:
-        field, sep, value = item.partition("=")
-        field = field.strip()
-        if not sep or not hasattr(spec, field) or field in forbidden:
-            extra = f" (not {', '.join(forbidden)})" if forbidden else ""
-            raise SpecError([f"--set {item!r}: use FIELD=VALUE with a spec field name{extra}."])
-        try:
-            changes[field] = _coerce(getattr(spec, field), value)
-        except ValueError as exc:
-            raise SpecError([f"--set {item!r}: {exc}."]) from exc
-    return changes
-
-
-def build_spec(args: argparse.Namespace) -> Any:
-    from dataclasses import replace
-
-    from core.training.spec import TrainSpec
-
+def build_spec(args: argparse.Namespace) -> TrainSpec:
     spec = TrainSpec.load(Path(args.spec)) if args.spec else TrainSpec()
     if args.preset:
         spec = spec.with_preset(args.preset)
@@ -117,9 +95,7 @@ def build_spec(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:
-    from core.training.runs import RunStore
-
-    store = RunStore(ws.layout)
+    store = service.runs(ws)
     if args.action == "list":
         for run in store.runs():
             s = run.summary()
@@ -129,8 +105,6 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:
             )
         return 0
     if args.action == "presets":
-        from core.training.spec import PRESETS
-
         for name, values in PRESETS.items():
             print(name, json.dumps(values))
         return 0
@@ -150,165 +124,63 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:
     if args.action == "fetch":
         return _fetch(ws, args)
     if args.action == "setup-gpu":
-        from core.training.gpu_env import setup_gpu_env
-
         return setup_gpu_env(ws.layout, say=lambda line: print(line, flush=True))
     return _start(ws, args, store)
 
 
 def _need_run(args: argparse.Namespace) -> str:
-
     if not args.run:
         raise CotragError(f"`cotrag train {args.action}` needs a run name.")
     return str(args.run)
 
 
-def _start(ws: Workspace, args: argparse.Namespace, store: Any) -> int:
-    from core.training.preflight import check_job
-
+def _start(ws: Workspace, args: argparse.Namespace, store: RunStore) -> int:
     if args.resume:
-        run = store.get(args.resume)
-        if run.state in ("running",):
-            raise CotragError(f"Run {run.name!r} is running already.")
-        if run.state == "done":
-            raise CotragError(
-                f"Run {run.name!r} is finished: its model is {run.summary()['model']}."
-            )
-        if run.spec().kind == "embedder":
-            from core.cli.embedders import follow_embedder_run
-
-            return follow_embedder_run(ws, run, resume=True, as_json=args.json)
-        check_job(ws.layout, run.spec(), lengths=False)
-        resume = True
+        prepared = service.prepare_resume(ws, args.resume)
+        if prepared.kind == "embedder":
+            return follow_embedder_run(ws, prepared, as_json=args.json)
     else:
         if not args.dataset and not args.spec:
             raise CotragError("Name the dataset to train on: cotrag train --dataset NAME.")
         spec = build_spec(args)
         if spec.kind == "embedder":
-            from core.cli.embedders import start_embedder_run
-
             if args.where == "colab":
                 raise CotragError("Embedder runs train on this computer (--where local).")
             return start_embedder_run(ws, spec, args.name, as_json=args.json)
         if args.where == "colab":
-            from core.training.colab import check_gpu
-
-            check_gpu(args.gpu)  # before a run is made for it
+            check_colab_job(spec, args.gpu)  # before a run is made for it
         print("Checking the job…", file=sys.stderr)
-        checked = check_job(ws.layout, spec)
-        prepared = checked.prepared
-        assert prepared is not None
-        name = args.name or store.unique_name(f"{spec.dataset}-tuned")
-        run = store.create(name, spec)
-        print(
-            f"Run {name}: {len(prepared.train)} training rows ({prepared.train_tokens} tokens), "
-            f"{len(prepared.validation)} validation rows"
-            + (
-                f", {prepared.too_long} longer than max_seq_len left out"
-                if prepared.too_long
-                else ""
-            ),
-            file=sys.stderr,
-        )
-        resume = False
+        prepared = service.prepare_run(ws, spec, args.name)
+        print(f"Run {prepared.name}: {prepared.note}", file=sys.stderr)
     if args.where == "colab":
-        if resume:
+        if prepared.resume:
             raise CotragError("A Colab run starts afresh: resume runs on this computer only.")
-        return _train_on_colab(ws, args, run)
+        return _train_on_colab(ws, args, prepared)
     started = time.monotonic()
-    outcome = run_worker(ws, run, resume=resume, as_json=args.json)
-    if outcome.state == "done":
-        metrics = outcome.final.get("metrics", {})
+    outcome = run_worker(ws, prepared, as_json=args.json)
+    if isinstance(outcome.final, Done):
+        metrics = outcome.final.metrics
         print(
             f"Took {clock(time.monotonic() - started, '--:--')} (min:s); final loss "
             f"{metrics.get('final_loss')}, "
             f"validation loss {metrics.get('eval_loss')}. Ask it: cotrag ask --model "
-            f'{outcome.final.get("model")} "…"',
+            f'{outcome.final.model} "…"',
             file=sys.stderr,
         )
         return 0
     if outcome.state == "cancelled":
-        print(f"Resume with: cotrag train --resume {run.name}", file=sys.stderr)
+        print(f"Resume with: cotrag train --resume {prepared.name}", file=sys.stderr)
         return 130
     return 1
 
 
-def run_worker(ws: Workspace, run: Any, *, resume: bool, as_json: bool) -> Any:
-    """Start the worker for ``run`` and print its events until it ends (Ctrl-C cancels)."""
-    from core.training.process import TrainProcess
-
-    proc = TrainProcess(run, ws.layout, resume=resume)
-    proc.start()
-    bar = ProgressLine(sys.stderr)
-    try:
-        outcome = proc.wait(lambda e: print_event(e, bar, as_json=as_json))
-    except KeyboardInterrupt:
-        bar.clear()
-        print("\nCancelling: the worker writes a checkpoint and stops…", file=sys.stderr)
-        proc.cancel()
-        try:
-            outcome = proc.wait(lambda e: print_event(e, bar, as_json=as_json))
-        except KeyboardInterrupt:
-            proc.kill()
-            outcome = proc.wait()
-    bar.clear()
-    print(outcome.sentence(run.log_file), file=sys.stderr)
-    return outcome
-
-
-def print_event(event: dict[str, Any], bar: ProgressLine, *, as_json: bool) -> None:
-    """One worker event on the terminal (or as a JSON line), for local and remote runs."""
-    if as_json:
-        print(json.dumps(event, ensure_ascii=False), flush=True)
-        return
-    kind = event["event"]
-    if kind == "preparing":
-        bar.clear()
-        print(event.get("message", ""), file=sys.stderr)
-    elif kind == "started":
-        bar.clear()
-        threads = f", {event['threads']} threads" if event.get("threads") else ""
-        print(
-            f"Training on {event.get('device', '?')} ({event.get('engine', '?')}, "
-            f"{event.get('dtype', '?')}{threads}): {event.get('total', '?')} steps"
-            + (f", resuming at step {event['start_step']}" if event.get("start_step") else ""),
-            file=sys.stderr,
-        )
-    elif kind == "step":
-        eta = clock(float(event.get("eta_s", 0)), "--:--")
-        bar.update(
-            int(event["step"]),
-            int(event["total"]),
-            f"loss {event['loss']:.3f}  {event['tokens_per_s']:.0f} tok/s  ETA {eta}",
-        )
-    elif kind == "eval":
-        bar.clear()
-        parts = []
-        if event.get("loss") is not None:
-            parts.append(f"validation loss {event['loss']:.3f}")
-        if event.get("recall"):
-            parts.append(
-                ", ".join(f"{k} {v:.3f}" for k, v in event["recall"].items())
-                + f" (among {event.get('passages', '?')} passages)"
-            )
-        print(f"  step {event['step']}: " + "; ".join(parts), file=sys.stderr)
-    elif kind == "exporting":
-        bar.clear()
-        print(f"Exporting {event['what']} ({event['index']}/{event['total']})…", file=sys.stderr)
-    elif kind == "log":
-        bar.clear()
-        print(event.get("message", ""), file=sys.stderr)
-
-
-def _train_on_colab(ws: Workspace, args: argparse.Namespace, run: Any) -> int:
-    import threading
-
-    from core.models.token import get_token
-    from core.training.remote import run_on_colab
-
+def _train_on_colab(ws: Workspace, args: argparse.Namespace, prepared: PreparedRun) -> int:
     stop = threading.Event()
     bar = ProgressLine(sys.stderr)
-    print(f"Run {run.name} goes to a Colab {args.gpu} runtime (the `colab` CLI).", file=sys.stderr)
+    print(
+        f"Run {prepared.name} goes to a Colab {args.gpu} runtime (the `colab` CLI).",
+        file=sys.stderr,
+    )
 
     def on_log(stream: str, line: str) -> None:
         if args.verbose or stream == "stderr":
@@ -322,7 +194,7 @@ def _train_on_colab(ws: Workspace, args: argparse.Namespace, run: Any) -> int:
     try:
         result = run_on_colab(
             ws.layout,
-            run,
+            prepared,
             args.gpu,
             on_event=lambda e: print_event(e, bar, as_json=args.json),
             on_log=on_log,
@@ -344,19 +216,11 @@ def _train_on_colab(ws: Workspace, args: argparse.Namespace, run: Any) -> int:
 
 
 def _export_colab(ws: Workspace, args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from core.dataset.storage import DatasetStore
-    from core.training.colab_notebook import write_export
-    from core.training.preflight import check_job
-
     if not args.dataset or not args.out:
         raise CotragError("export-colab needs --dataset NAME and --out DIR.")
     spec = build_spec(args)
-    check_job(ws.layout, spec)
-    dataset = DatasetStore(ws.layout.datasets).open(spec.dataset)
     name = args.name or f"{spec.dataset}-colab"
-    exported = write_export(Path(args.out), spec, dataset, name, push_repo=args.push_repo)
+    exported = export_notebook(ws, spec, Path(args.out), name, push_repo=args.push_repo)
     print(f"Wrote {exported.notebook} and {exported.dataset.name} ({exported.readme.name} says how")
     if args.push_repo:
         print(f"to upload them). The notebook pushes its results to {args.push_repo}; then")
@@ -369,8 +233,6 @@ def _export_colab(ws: Workspace, args: argparse.Namespace) -> int:
 
 def _fetch(ws: Workspace, args: argparse.Namespace) -> int:
     """A notebook run by hand pushed its results: wait for them, pull, check, register."""
-    from core.training.remote import fetch_pushed_run
-
     if not args.repo or not args.run:
         raise CotragError("fetch needs the repo and the run: cotrag train fetch RUN --repo REPO.")
     print(f"Waiting for the results of {args.run} on {args.repo} (Ctrl-C stops)…", file=sys.stderr)

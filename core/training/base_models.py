@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import CotragError, ModelNotFound
+from core.llm.registry import default_model_path
+from core.models.registry import ModelRegistry
 from core.paths import DataLayout
 
 
@@ -40,8 +42,6 @@ class BaseModel:
 
 
 def resolve_base(reference: str, layout: DataLayout) -> BaseModel:
-    from core.llm.registry import default_model_path
-
     ref = (reference or "default").strip()
     if ref == "default":
         gguf = default_model_path()
@@ -58,8 +58,6 @@ def resolve_base(reference: str, layout: DataLayout) -> BaseModel:
         if not path.is_file():
             raise ModelNotFound(f"Base model {path} does not exist.")
         return BaseModel(ref, _dequantized_dir(path, layout), path, path.stem)
-    from core.models.registry import ModelRegistry
-
     entry = ModelRegistry(layout).find(ref)
     if entry is not None and entry.merged_dir is not None:
         return BaseModel(ref, entry.merged_dir, entry.default_gguf, entry.name)

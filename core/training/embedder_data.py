@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 from core.dataset.storage import Dataset, DatasetNotFound, DatasetStore
 from core.errors import CotragError
 from core.knowledge import embedders
+from core.knowledge.knowledge_base import ChunkNotFound, KnowledgeBase
+from core.knowledge.records import chunk_metadata_text
+from core.knowledge.store import KnowledgeStore
 from core.paths import DataLayout
 from core.training.spec import SpecError, TrainSpec
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from core.knowledge.knowledge_base import KnowledgeBase
-    from core.knowledge.store import KnowledgeStore
 
 
 @dataclass
@@ -102,8 +102,6 @@ def pair_of(example: dict[str, Any], kb: KnowledgeBase | None) -> Pair | str:
             if not positive and str(example.get("chunk_id", "")) in ("", h.get("id")):
                 positive, positive_text = text, _norm(str(h.get("text", "")))
     if not positive and kb is not None and example.get("chunk_id"):
-        from core.knowledge.knowledge_base import ChunkNotFound
-
         try:
             hit = kb.get_chunk(str(example["chunk_id"]))
         except ChunkNotFound:
@@ -178,8 +176,6 @@ def build_corpus(
     held_sources = {p.source for p in validation}
     rest: list[tuple[str, str, str]] = []
     if kb is not None:
-        from core.knowledge.records import chunk_metadata_text
-
         for cid, text, meta in kb.iter_chunks():
             entry = (cid, chunk_metadata_text(text, meta), _norm(text))
             if meta.get("source") in held_sources:
@@ -229,8 +225,6 @@ def check_embedder_job(
     kb_name = spec.kb or str(dataset.meta.get("kb", ""))
     kb: KnowledgeBase | None = None
     if kb_name:
-        from core.knowledge.store import KnowledgeStore
-
         try:
             kb = (store or KnowledgeStore(layout)).get(kb_name)
         except CotragError as exc:

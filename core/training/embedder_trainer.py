@@ -26,8 +26,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.hardware import physical_cores
+from core.knowledge import embedders
+from core.knowledge.embedders import BUNDLED_LABEL, bundled_name
+from core.knowledge.embedding_runtimes import (
+    load_sentence_transformer as _load_sentence_transformer,
+)
 from core.training.embedder_data import Corpus, EmbedderChecked, Pair
-from core.training.trainer import lr_factor
+from core.training.events import (
+    Checkpoint,
+    Emit,
+    Eval,
+    Exporting,
+    Log,
+    Preparing,
+    Started,
+    Step,
+)
+from core.training.trainer import lr_factor, write_checkpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,8 +71,6 @@ class EmbedderOutcome:
 
 
 def _threads(spec: TrainSpec) -> int:
-    from core.hardware import physical_cores
-
     return spec.threads or physical_cores() or os.cpu_count() or 1
 
 
@@ -206,8 +220,6 @@ def _order(n: int, seed: int, epoch: int) -> list[int]:
 def _save_checkpoint(run: Run, model: Any, optimizer: Any, step: int) -> Path:
     import torch
 
-    from core.training.trainer import write_checkpoint
-
     return write_checkpoint(
         run,
         step,
@@ -239,25 +251,19 @@ def _load_checkpoint(path: Path, model: Any, optimizer: Any) -> int:
 def train_embedder(
     run: Run,
     checked: EmbedderChecked,
-    emit: Callable[..., None],
+    emit: Emit,
     should_stop: Callable[[], bool],
     *,
     resume: bool = False,
 ) -> EmbedderOutcome:
     import torch
 
-    from core.knowledge.embedding_runtimes import (
-        load_sentence_transformer as _load_sentence_transformer,
-    )
-
     spec = checked.spec
     torch.set_num_threads(_threads(spec))
     torch.manual_seed(spec.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    from core.knowledge.embedders import BUNDLED_LABEL, bundled_name
-
     label = BUNDLED_LABEL if checked.base_name == bundled_name() else checked.base_name
-    emit("preparing", stage="model", message=f"Loading the embedder {label}…")
+    emit(Preparing(stage="model", message=f"Loading the embedder {label}…"))
     model = _load_sentence_transformer(checked.base_path, device)
     model.max_seq_length = min(int(model.max_seq_length or 256), spec.max_seq_len)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -271,35 +277,40 @@ def train_embedder(
     per_epoch = max(1, math.ceil(len(train_pairs) / spec.batch_size))
     pool = [(p.positive, p.positive_text) for p in train_pairs]
     emit(
-        "started",
-        kind="embedder",
-        engine="sentence-transformers",
-        device=device,
-        dtype="fp32",
-        threads=_threads(spec),
-        base=label,
-        rows_train=len(train_pairs),
-        rows_validation=len(checked.validation),
-        corpus=len(checked.corpus.ids),
-        skipped=checked.skipped,
-        total=total,
-        start_step=step,
-        processes=1,
-        trainable_params=sum(p.numel() for p in params),
-        total_params=sum(p.numel() for p in model.parameters()),
-        resumed_from=str(checkpoint or ""),
+        Started(
+            kind="embedder",
+            engine="sentence-transformers",
+            device=device,
+            dtype="fp32",
+            threads=_threads(spec),
+            base=label,
+            rows_train=len(train_pairs),
+            rows_validation=len(checked.validation),
+            corpus=len(checked.corpus.ids),
+            skipped=checked.skipped,
+            total=total,
+            start_step=step,
+            processes=1,
+            trainable_params=sum(p.numel() for p in params),
+            total_params=sum(p.numel() for p in model.parameters()),
+            resumed_from=str(checkpoint or ""),
+        )
     )
     outcome = EmbedderOutcome("done", step, total, model=model)
     ks = tuple(sorted({*RECALL_KS, spec.recall_k}))
 
     def evaluate(at: int) -> dict[str, float]:
-        emit("log", message=f"Searching {len(checked.validation)} held-out questions…")
+        emit(Log(message=f"Searching {len(checked.validation)} held-out questions…"))
         recall = recall_at(model, checked.validation, checked.corpus, ks)
         loss = validation_loss(model, checked.validation, spec, device)
-        fields: dict[str, Any] = {"step": at, "recall": recall, "passages": len(checked.corpus.ids)}
-        if loss is not None:
-            fields["loss"] = round(loss, 5)
-        emit("eval", **fields)
+        emit(
+            Eval(
+                step=at,
+                loss=None if loss is None else round(loss, 5),
+                recall=recall,
+                passages=len(checked.corpus.ids),
+            )
+        )
         return recall
 
     outcome.before = (_first_recall(run) if resume else {}) or evaluate(step)
@@ -340,28 +351,29 @@ def train_embedder(
         outcome.losses.append(value)
         recent = step_times[-10:]
         emit(
-            "step",
-            step=step,
-            total=total,
-            loss=round(value, 5),
-            lr=optimizer.param_groups[0]["lr"],
-            tokens=tokens,
-            tokens_per_s=round(tokens / dt, 1) if dt else 0.0,
-            eta_s=round((total - step) * sum(recent) / len(recent), 1),
-            epoch=round(step / per_epoch, 3),
-            seconds=round(dt, 3),
+            Step(
+                step=step,
+                total=total,
+                loss=round(value, 5),
+                lr=optimizer.param_groups[0]["lr"],
+                tokens=tokens,
+                tokens_per_s=round(tokens / dt, 1) if dt else 0.0,
+                eta_s=round((total - step) * sum(recent) / len(recent), 1),
+                epoch=round(step / per_epoch, 3),
+                seconds=round(dt, 3),
+            )
         )
         if spec.eval_every and step % spec.eval_every == 0 and step < total:
             evaluate(step)
         if spec.checkpoint_every and step % spec.checkpoint_every == 0 and step < total:
             path = _save_checkpoint(run, model, optimizer, step)
             last_saved = step
-            emit("checkpoint", step=step, path=str(path))
+            emit(Checkpoint(step=step, path=str(path)))
     outcome.seconds = time.perf_counter() - started
     outcome.step = step
     if step != last_saved and step > 0:
         path = _save_checkpoint(run, model, optimizer, step)
-        emit("checkpoint", step=step, path=str(path))
+        emit(Checkpoint(step=step, path=str(path)))
     if outcome.state == "done":
         outcome.after = evaluate(step)
     return outcome
@@ -369,9 +381,9 @@ def train_embedder(
 
 def _first_recall(run: Run) -> dict[str, float]:
     """The base's recall from an earlier start of this run (a resume does not redo it)."""
-    for event in run.events():
-        if event.get("event") == "eval" and event.get("step") == 0 and event.get("recall"):
-            return dict(event["recall"])
+    for event in run.worker_events():
+        if isinstance(event, Eval) and event.step == 0 and event.recall:
+            return dict(event.recall)
     return {}
 
 
@@ -380,12 +392,10 @@ def finish_embedder(
     run: Run,
     checked: EmbedderChecked,
     outcome: EmbedderOutcome,
-    emit: Callable[..., None],
+    emit: Emit,
 ) -> tuple[str, Path, dict[str, Any]]:
     """Save the tuned embedder under the run's name and record where it came from."""
-    from core.knowledge import embedders
-
-    emit("exporting", what="embedder", index=1, total=1)
+    emit(Exporting(what="embedder", index=1, total=1))
     staged = embedders.embedders_dir(layout) / f".{run.name}.part"
     shutil.rmtree(staged, ignore_errors=True)
     outcome.model.save(str(staged))

@@ -12,10 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.agent.prompts import template_version
+from core.llm.registry import TUNED_KEY
 from core.models.registry import VARIANT_FILES, ModelEntry, ModelRegistry
+from core.training import gguf_export
 from core.training.base_models import BaseModel
+from core.training.events import Emit, Exporting, Log
 from core.training.spec import TrainSpec
-from core.training.trainer import Emit, Outcome
+from core.training.trainer import Outcome
 
 
 def export_model(
@@ -27,10 +31,6 @@ def export_model(
     dataset_info: dict[str, Any],
     emit: Emit,
 ) -> ModelEntry:
-    from core.agent.prompts import template_version
-    from core.llm.registry import TUNED_KEY
-    from core.training import gguf_export
-
     loaded = outcome.loaded
     assert loaded is not None
     part = registry.reserve(name)
@@ -45,7 +45,7 @@ def export_model(
     failures: dict[str, str] = {}
 
     def say(what: str) -> None:
-        emit("exporting", what=what, index=steps.index(what) + 1, total=len(steps))
+        emit(Exporting(what=what, index=steps.index(what) + 1, total=len(steps)))
 
     if spec.method == "lora":
         say("adapter")
@@ -90,7 +90,7 @@ def export_model(
     if "merged" not in wanted:
         shutil.rmtree(merged_dir, ignore_errors=True)
     for what, message in failures.items():
-        emit("log", message=f"The {what} export failed: {message}")
+        emit(Log(message=f"The {what} export failed: {message}"))
     info = {
         "tuned": True,
         "created": time.time(),

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.fileio import write_atomic
 from core.paths import DataLayout
+from core.training.gguf_export import ConversionMissing, convert_dir
 from core.training.process import gpu_env, gpu_env_ready
 
 WORKER_DEPS = ["tomli-w", "filelock", "platformdirs", "peft", "sentencepiece", "safetensors"]
@@ -84,8 +86,6 @@ def setup_gpu_env(layout: DataLayout, say: Callable[[str], None] = print) -> int
         ("installing llama-cpp-python (GGUF quantizing)", [*pip, _llama_cpp_spec()]),
         ("installing this app's code", [*pip, "--no-deps", str(source)]),
     ]
-    from core.training.gguf_export import ConversionMissing, convert_dir
-
     try:
         gguf_py = convert_dir() / "gguf-py"
         if gguf_py.is_dir():
@@ -102,7 +102,7 @@ def setup_gpu_env(layout: DataLayout, say: Callable[[str], None] = print) -> int
         if code != 0:
             say(f"Setting up the GPU environment failed while {what} (exit {code}); see above.")
             return code
-    (env / "READY").write_text("unsloth\n", encoding="utf-8")
+    write_atomic(env / "READY", "unsloth\n")
     say(f"GPU environment ready in {env}.")
     return 0
 

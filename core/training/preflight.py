@@ -4,6 +4,10 @@ Fields (``TrainSpec.problems``), the dataset (exists, has training rows), the ba
 model (resolves), and lengths: a row whose *prompt* alone is longer than
 ``max_seq_len`` can never be trained, so that is an error naming the length to
 use; longer rows whose prompt fits are dropped and counted.
+
+:func:`check_job` runs once, where a run is prepared
+(:func:`core.training.service.prepare_run`); the worker, given a run that was
+checked, only loads it (:func:`load_job`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 from core.dataset.storage import Dataset, DatasetNotFound, DatasetStore
 from core.errors import CotragError
 from core.paths import DataLayout
-from core.training.base_models import BaseModel, resolve_base
+from core.training.base_models import BaseModel, load_tokenizer, resolve_base
 from core.training.data import Prepared, Row, dataset_rows, prepare
 from core.training.spec import SpecError, TrainSpec
 
@@ -64,12 +68,18 @@ def check_job(
     if not lengths:
         return checked
     if tokenizer is None:
-        from core.training.base_models import load_tokenizer
-
         tokenizer = load_tokenizer(base)
     checked.prepared = prepare(rows, tokenizer, spec)
     check_lengths(spec, checked.prepared)
     return checked
+
+
+def load_job(layout: DataLayout, spec: TrainSpec) -> Checked:
+    """The dataset, its rows and the base of a job :func:`check_job` passed (the worker's
+    side: nothing is checked again; a dataset or base gone since raises as it opens)."""
+    dataset = DatasetStore(layout.datasets).open(spec.dataset)
+    base = resolve_base(spec.base, layout)
+    return Checked(spec, dataset, base, dataset_rows(dataset, spec))
 
 
 def check_lengths(spec: TrainSpec, prepared: Prepared) -> None:

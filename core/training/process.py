@@ -14,13 +14,17 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from core.errors import CotragError
 from core.paths import DataLayout
-from core.training.events import FINAL, parse_line
+from core.training.events import (
+    FinalEvent,
+    ProcessOutcome,
+    WorkerEvent,
+    is_final,
+    parse_event,
+)
 from core.training.runs import Run
 from core.training.spec import TrainSpec
 
@@ -108,49 +112,13 @@ def _single_command(
     ]
 
 
-@dataclass
-class ProcessOutcome:
-    """How the worker ended, in the terms a user needs."""
-
-    exit_code: int | None
-    signal: int | None = None
-    cancelled: bool = False
-    final: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def state(self) -> str:
-        kind = self.final.get("event")
-        if kind == "done":
-            return "done"
-        if kind == "cancelled" or self.cancelled:
-            return "cancelled"
-        if kind == "error":
-            return "failed"
-        return "interrupted"
-
-    def sentence(self, log_file: Path | None = None) -> str:
-        if self.state == "done":
-            return f"Done: the tuned model is {self.final.get('model', '?')}."
-        if self.state == "cancelled":
-            where = self.final.get("checkpoint") or "no checkpoint yet"
-            return f"Cancelled at step {self.final.get('step', '?')} ({where}); Resume continues."
-        if self.state == "failed":
-            return f"{self.final.get('message', 'Training failed.')} {self.final.get('fix', '')}".strip()
-        how = f"signal {self.signal}" if self.signal else f"exit code {self.exit_code}"
-        where = f" (its log: {log_file})" if log_file else ""
-        return (
-            f"The training process ended without finishing ({how}){where}: the last "
-            "checkpoint is kept and Resume continues from it."
-        )
-
-
 class TrainProcess:
     def __init__(self, run: Run, layout: DataLayout, *, resume: bool = False) -> None:
         self.run = run
         self.command = worker_command(run, resume=resume, layout=layout)
         self.proc: subprocess.Popen[str] | None = None
         self.cancelled = False
-        self.final: dict[str, Any] = {}
+        self.final: FinalEvent | None = None
 
     def start(self) -> None:
         log = self.run.log_file.open("a", encoding="utf-8")
@@ -168,13 +136,14 @@ class TrainProcess:
         )
         log.close()
 
-    def events(self) -> Iterator[dict[str, Any]]:
+    def events(self) -> Iterator[WorkerEvent]:
+        """The worker's events as they come (its other output is in the run's log)."""
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
-            event = parse_line(line)
+            event = parse_event(line)
             if event is None:
                 continue
-            if event["event"] in FINAL:
+            if is_final(event):
                 self.final = event
             yield event
 
@@ -188,7 +157,7 @@ class TrainProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
 
-    def wait(self, on_event: Callable[[dict[str, Any]], None] | None = None) -> ProcessOutcome:
+    def wait(self, on_event: Callable[[WorkerEvent], None] | None = None) -> ProcessOutcome:
         for event in self.events():
             if on_event is not None:
                 on_event(event)

@@ -27,16 +27,85 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from core.dataset.generate import Accepted, GenerateSpec, Rejected
+from core.dataset.service import generator
+from core.dataset.storage import DatasetStore
 from core.errors import CotragError
+from core.fileio import write_atomic
+from core.knowledge import reembed
+from core.names import check_name
+from core.training.events import Done, Eval, WorkerEvent, to_dict
+from core.training.process import TrainProcess
+from core.training.runs import RunStore
 from core.training.spec import TrainSpec
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
 
-OnEvent = Callable[[dict[str, Any]], None]
 STEPS = ("embedder", "reembed", "retrace", "generator")
+
+
+@dataclass(frozen=True)
+class RoundStep:
+    """A step of a round begins (``step`` is one of :data:`STEPS`)."""
+
+    event: ClassVar[str] = "round_step"
+    round: int
+    step: str
+
+
+@dataclass(frozen=True)
+class RoundDone:
+    """A round is finished: its figures (names made, recall before/after, losses)."""
+
+    event: ClassVar[str] = "round_done"
+    figures: dict[str, Any]
+    """``round``, ``embedder``, ``recall@k_before`` / ``_after``, ``version``,
+    ``dataset``, ``examples``, ``model``, ``eval_loss_before``, ``eval_loss``…"""
+
+
+@dataclass(frozen=True)
+class Reembedding:
+    """The knowledge base is being re-embedded with the round's embedder."""
+
+    event: ClassVar[str] = "reembed"
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Retracing:
+    """The dataset's questions are being traced again through the tuned search."""
+
+    event: ClassVar[str] = "retrace"
+    accepted: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """An event of one of the schedule's training runs (``run`` is its name)."""
+
+    event: ClassVar[str] = "run"
+    run: str
+    worker: WorkerEvent
+
+
+RoundsEvent = RoundStep | RoundDone | Reembedding | Retracing | RunEvent
+OnEvent = Callable[[RoundsEvent], None]
+
+
+def rounds_event_dict(event: RoundsEvent) -> dict[str, Any]:
+    """The event as one JSON object (``cotrag train-rounds --json``): a training run's
+    event is the worker's own object with ``run`` added."""
+    if isinstance(event, RunEvent):
+        return {**to_dict(event.worker), "run": event.run}
+    if isinstance(event, RoundDone):
+        return {"event": event.event, **event.figures}
+    return {"event": event.event, **asdict(event)}
 
 
 class RoundsFailed(CotragError, RuntimeError):
@@ -59,8 +128,6 @@ class RoundsPlan:
     """Spec fields over ``generator_preset``."""
 
     def check(self) -> None:
-        from core.names import check_name
-
         check_name(self.name, "schedule")
         if not 1 <= self.rounds <= 20:
             raise RoundsFailed(f"rounds is {self.rounds}: use 1 to 20.")
@@ -86,8 +153,6 @@ def load_state(ws: Workspace, name: str) -> RoundsState | None:
 
 
 def _save(ws: Workspace, name: str, state: RoundsState) -> None:
-    from core.fileio import write_atomic
-
     path = state_file(ws, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(asdict(state), indent=1))
@@ -104,8 +169,6 @@ def run_rounds(
     plan.check()
     say = on_event or (lambda e: None)
     cancel = cancel or threading.Event()
-    from core.dataset.storage import DatasetStore
-
     source = DatasetStore(ws.layout.datasets).open(plan.dataset)
     kb_name = plan.kb or str(source.meta.get("kb", ""))
     if not kb_name:
@@ -123,7 +186,7 @@ def run_rounds(
             key = f"{number}:{step}"
             found = state.done.get(key)
             if found is None:
-                say({"event": "round_step", "round": number, "step": step})
+                say(RoundStep(number, step))
                 found = _STEP[step](
                     _Round(ws, plan, number, dataset, embedder_base, generator_base, say, cancel)
                 )
@@ -139,7 +202,7 @@ def run_rounds(
             elif step == "generator":
                 generator_base = found["model"]
         summaries.append(figures)
-        say({"event": "round_done", **figures})
+        say(RoundDone(dict(figures)))
     return summaries
 
 
@@ -163,16 +226,13 @@ class _Round:
 
 def _train(
     ws: Workspace, name: str, spec: TrainSpec, say: OnEvent, cancel: threading.Event
-) -> dict[str, Any] | None:
+) -> Done | None:
     """Run (or resume) one training run in the worker; its final event, or None if cancelled."""
-    from core.training.process import TrainProcess
-    from core.training.runs import RunStore
-
     store = RunStore(ws.layout)
     if store.exists(name):
         run = store.get(name)
         if run.state == "done":
-            final = [e for e in run.events() if e.get("event") == "done"]
+            final = [e for e in run.worker_events() if isinstance(e, Done)]
             if not final:
                 raise RoundsFailed(f"Run {name!r} says done but recorded no result.")
             return final[-1]
@@ -184,15 +244,15 @@ def _train(
     proc.start()
     stopper = threading.Thread(target=_stop_on, args=(cancel, proc), daemon=True)
     stopper.start()
-    outcome = proc.wait(lambda e: say({**e, "run": name}))
-    if outcome.state == "done":
+    outcome = proc.wait(lambda e: say(RunEvent(name, e)))
+    if isinstance(outcome.final, Done):
         return outcome.final
     if outcome.state == "cancelled" or cancel.is_set():
         return None
     raise RoundsFailed(f"Run {name!r}: {outcome.sentence(run.log_file)}")
 
 
-def _stop_on(cancel: threading.Event, proc: Any) -> None:
+def _stop_on(cancel: threading.Event, proc: TrainProcess) -> None:
     while proc.proc is None or proc.proc.poll() is None:
         if cancel.wait(0.5):
             proc.cancel()
@@ -206,25 +266,23 @@ def _embedder_step(r: _Round) -> dict[str, Any] | None:
     final = _train(r.ws, name, spec, r.say, r.cancel)
     if final is None:
         return None
-    metrics = final.get("metrics", {})
+    metrics = final.metrics
     k = spec.recall_k
     return {
-        "embedder": final["model"],
+        "embedder": final.model,
         f"recall@{k}_before": metrics.get(f"recall@{k}", {}).get("before"),
         f"recall@{k}_after": metrics.get(f"recall@{k}", {}).get("after"),
     }
 
 
 def _reembed_step(r: _Round) -> dict[str, Any] | None:
-    from core.knowledge import reembed
-
     kb = r.ws.store.get(r.plan.kb)
     started = time.monotonic()
     if kb.embedder_name == r.embedder_base:
         return {"version": kb.active_version.number, "reembed_s": 0.0}
 
     def progress(p: Any) -> None:
-        r.say({"event": "reembed", "stage": p.stage, "done": p.done, "total": p.total})
+        r.say(Reembedding(p.stage, p.done, p.total))
 
     result = reembed.reembed(kb, r.embedder_base, on_progress=progress, cancel=r.cancel)
     if result.cancelled:
@@ -233,10 +291,6 @@ def _reembed_step(r: _Round) -> dict[str, Any] | None:
 
 
 def _retrace_step(r: _Round) -> dict[str, Any] | None:
-    from core.dataset.generate import Accepted, GenerateSpec, Rejected
-    from core.dataset.service import generator
-    from core.dataset.storage import DatasetStore
-
     # Always the schedule's own dataset: re-tracing the last round's would let each round's
     # rejections add up.
     source = DatasetStore(r.ws.layout.datasets).open(r.plan.dataset)
@@ -254,7 +308,7 @@ def _retrace_step(r: _Round) -> dict[str, Any] | None:
         elif isinstance(event, Rejected):
             rejected += 1
             reasons[event.reason] = reasons.get(event.reason, 0) + 1
-        r.say({"event": "retrace", "accepted": accepted, "rejected": rejected})
+        r.say(Retracing(accepted, rejected))
     if r.cancel.is_set():
         return None
     return {
@@ -271,13 +325,11 @@ def _generator_step(r: _Round) -> dict[str, Any] | None:
     final = _train(r.ws, name, spec, r.say, r.cancel)
     if final is None:
         return None
-    from core.training.runs import RunStore
-
-    metrics = final.get("metrics", {})
-    evals = [e for e in RunStore(r.ws.layout).get(name).events() if e.get("event") == "eval"]
-    first = next((e.get("loss") for e in evals if e.get("step") == 0), None)
+    metrics = final.metrics
+    events = RunStore(r.ws.layout).get(name).worker_events()
+    first = next((e.loss for e in events if isinstance(e, Eval) and e.step == 0), None)
     return {
-        "model": final["model"],
+        "model": final.model,
         "eval_loss_before": first,
         "eval_loss": metrics.get("eval_loss"),
     }

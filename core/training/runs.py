@@ -23,8 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CotragError
+from core.fileio import write_atomic, write_json_atomic
+from core.knowledge.embedders import embedders_dir
+from core.models.registry import ModelRegistry
 from core.names import check_name
 from core.paths import DataLayout
+from core.training.events import Done, Error, Eval, Step, WorkerEvent, read_events
 from core.training.spec import TrainSpec
 
 
@@ -97,9 +101,7 @@ class Run:
 
     def write_state(self, state: str, **fields: Any) -> None:
         data = {**self.raw_state(), "state": state, "updated": time.time(), **fields}
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        os.replace(tmp, self.state_file)
+        write_json_atomic(self.state_file, data, indent=2)
 
     @property
     def state(self) -> str:
@@ -109,20 +111,9 @@ class Run:
             return "interrupted"
         return state
 
-    def events(self) -> list[dict[str, Any]]:
-        out = []
-        try:
-            with self.events_file.open(encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        data = json.loads(line)
-                    except ValueError:
-                        continue  # a torn last line after a kill
-                    if isinstance(data, dict):
-                        out.append(data)
-        except FileNotFoundError:
-            pass
-        return out
+    def worker_events(self) -> list[WorkerEvent]:
+        """Every event the worker recorded, typed (a torn last line is skipped)."""
+        return read_events(self.events_file)
 
     def latest_checkpoint(self) -> Path | None:
         if not self.checkpoints.is_dir():
@@ -136,20 +127,20 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         """State, last step, last losses, the model it made: for the history list."""
-        steps = [e for e in self.events() if e.get("event") in ("step", "eval", "done", "error")]
-        last: dict[str, Any] = next((e for e in reversed(steps) if e["event"] == "step"), {})
-        evals = [e for e in steps if e["event"] == "eval"]
-        done: dict[str, Any] = next((e for e in reversed(steps) if e["event"] == "done"), {})
-        error: dict[str, Any] = next((e for e in reversed(steps) if e["event"] == "error"), {})
+        events = self.worker_events()
+        last = next((e for e in reversed(events) if isinstance(e, Step)), None)
+        evals = [e for e in events if isinstance(e, Eval)]
+        done = next((e for e in reversed(events) if isinstance(e, Done)), None)
+        error = next((e for e in reversed(events) if isinstance(e, Error)), None)
         return {
             "name": self.name,
             "state": self.state,
-            "step": last.get("step", 0),
-            "total": last.get("total", 0),
-            "loss": last.get("loss"),
-            "eval_loss": evals[-1].get("loss") if evals else None,
-            "model": done.get("model", ""),
-            "error": error.get("message", ""),
+            "step": last.step if last else 0,
+            "total": last.total if last else 0,
+            "loss": last.loss if last else None,
+            "eval_loss": evals[-1].loss if evals else None,
+            "model": done.model if done else "",
+            "error": error.message if error else "",
             "checkpoint": str(self.latest_checkpoint() or ""),
         }
 
@@ -182,7 +173,7 @@ class RunStore:
             raise RunExists(f"A model named {name!r} exists: choose another name.")
         run = Run(name, self.root / name)
         run.folder.mkdir(parents=True, exist_ok=True)
-        run.spec_file.write_text(spec.dumps(), encoding="utf-8")
+        write_atomic(run.spec_file, spec.dumps())
         run.write_state("created", created=time.time())
         return run
 
@@ -202,9 +193,6 @@ class RunStore:
         return name
 
     def _model_exists(self, name: str) -> bool:
-        from core.knowledge.embedders import embedders_dir
-        from core.models.registry import ModelRegistry
-
         if (embedders_dir(self.layout) / name).exists():
             return True  # an embedder run's result takes the run's name too
         return ModelRegistry(self.layout).find(name) is not None

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from core.errors import CotragError
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -116,8 +118,6 @@ class TrainSpec:
             raise SpecError([str(exc)]) from exc
 
     def dumps(self) -> str:
-        import tomli_w
-
         return tomli_w.dumps(self.to_dict())
 
     @classmethod
@@ -316,3 +316,31 @@ PRESETS: dict[str, dict[str, Any]] = {
         "exports": ["lora", "f16", "q8_0", "q4_k_m"],
     },
 }
+
+
+def _coerce(spec_value: Any, text: str) -> Any:
+    if isinstance(spec_value, bool):
+        return text.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(spec_value, int):
+        return int(text)
+    if isinstance(spec_value, float):
+        return float(text)
+    if isinstance(spec_value, list):
+        return [t.strip() for t in text.split(",") if t.strip()]
+    return text
+
+
+def parse_sets(spec: Any, items: list[str], forbidden: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``FIELD=VALUE`` overrides of ``spec``'s fields, each coerced to the field's type."""
+    changes: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not hasattr(spec, name) or name in forbidden:
+            extra = f" (not {', '.join(forbidden)})" if forbidden else ""
+            raise SpecError([f"--set {item!r}: use FIELD=VALUE with a spec field name{extra}."])
+        try:
+            changes[name] = _coerce(getattr(spec, name), value)
+        except ValueError as exc:
+            raise SpecError([f"--set {item!r}: {exc}."]) from exc
+    return changes

@@ -13,6 +13,7 @@ bf16 is measured slower).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.hardware import physical_cores
 from core.paths import DataLayout
 from core.training.base_models import ensure_hf
 from core.training.data import (
@@ -33,16 +35,19 @@ from core.training.data import (
     batches_per_epoch,
     collate,
     micro_batches,
+    prepare,
     total_steps,
 )
+from core.training.distributed import Group
+from core.training.events import Checkpoint, Emit, Eval, Log, Preparing, Started, Step
 from core.training.masking import IGNORE, Encoded
-from core.training.preflight import Checked
+from core.training.preflight import Checked, check_lengths
 from core.training.runs import Run
 from core.training.spec import TrainSpec
+from core.training.tracking import open_tracker
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[..., None]
 KEEP_CHECKPOINTS = 2
 EVAL_ROWS = 32
 """Validation rows a mid-run evaluation scores (the same ones each time): enough for a
@@ -145,9 +150,6 @@ def load_model(spec: TrainSpec, hf_dir: Path) -> Loaded:
     engine = pick_engine(spec)
     device = "cuda" if engine == "unsloth" else pick_device()
     dtype = pick_dtype(spec, device)
-    from core.hardware import physical_cores
-    from core.training.distributed import Group
-
     # Processes of one CPU run share the cores.
     threads = spec.threads or max(1, physical_cores() // Group.from_env().world)
     torch.set_num_threads(threads)
@@ -257,8 +259,6 @@ def _causal_lm(model: Any) -> Any:
 
 
 def autocast(device: str, dtype: str) -> Any:
-    import contextlib
-
     import torch
 
     if dtype != "bf16" or device == "mps":
@@ -397,30 +397,27 @@ class Job:
     emit: Emit
     should_stop: Callable[[], bool]
     resume: bool = False
-    group: Any = None
+    group: Group | None = None
     """A :class:`core.training.distributed.Group` (None: one process)."""
 
 
 def train(job: Job) -> Outcome:
     import torch
 
-    from core.training.data import prepare
-    from core.training.distributed import Group
-    from core.training.preflight import check_lengths
-
     spec, emit = job.spec, job.emit
     group = job.group or Group()
     if not job.checked.base.ready:
         emit(
-            "preparing",
-            stage="base",
-            message=f"Converting {job.checked.base.name} to training weights (once for this model)…",
+            Preparing(
+                stage="base",
+                message=f"Converting {job.checked.base.name} to training weights (once for this model)…",
+            )
         )
     hf_dir = ensure_hf(job.checked.base)
-    emit("preparing", stage="model", message="Loading the model…")
+    emit(Preparing(stage="model", message="Loading the model…"))
     loaded = load_model(spec, hf_dir)
     group.start(loaded.device)
-    emit("preparing", stage="tokenizing", message="Tokenizing the dataset…")
+    emit(Preparing(stage="tokenizing", message="Tokenizing the dataset…"))
     prepared = prepare(job.checked.rows, loaded.tokenizer, spec)
     check_lengths(spec, prepared)
     rows = prepared.train
@@ -435,25 +432,26 @@ def train(job: Job) -> Outcome:
         state = load_checkpoint(checkpoint, loaded, optimizer)
         step, micro = int(state["step"]), int(state["micro"])
     emit(
-        "started",
-        engine=loaded.engine,
-        device=loaded.device,
-        dtype=loaded.dtype,
-        threads=loaded.threads,
-        base=job.checked.base.name,
-        rows_train=len(rows),
-        rows_validation=len(prepared.validation),
-        dropped_too_long=prepared.too_long,
-        tokens_train=prepared.train_tokens,
-        trained_tokens=sum(r.trained_tokens for r in rows),
-        total=total,
-        start_step=step,
-        processes=group.world,
-        trainable_params=loaded.trainable,
-        total_params=loaded.total_params,
-        resumed_from=str(checkpoint or ""),
+        Started(
+            engine=loaded.engine,
+            device=loaded.device,
+            dtype=loaded.dtype,
+            threads=loaded.threads,
+            base=job.checked.base.name,
+            rows_train=len(rows),
+            rows_validation=len(prepared.validation),
+            dropped_too_long=prepared.too_long,
+            tokens_train=prepared.train_tokens,
+            trained_tokens=sum(r.trained_tokens for r in rows),
+            total=total,
+            start_step=step,
+            processes=group.world,
+            trainable_params=loaded.trainable,
+            total_params=loaded.total_params,
+            resumed_from=str(checkpoint or ""),
+        )
     )
-    tracker = _tracker(job)
+    tracker = open_tracker(spec, job.run, job.layout, lambda text: emit(Log(message=text)))
     model.train()
     pad = int(loaded.tokenizer.pad_token_id)
     per_epoch = max(1, batches_per_epoch(len(rows), spec))
@@ -466,7 +464,7 @@ def train(job: Job) -> Outcome:
         # Where the curve starts: the base model's validation loss.
         eval_loss = evaluate_loss(loaded, prepared.validation, spec)
         if eval_loss is not None:
-            emit("eval", step=0, loss=round(eval_loss, 5))
+            emit(Eval(step=0, loss=round(eval_loss, 5)))
             tracker.log({"eval/loss": eval_loss}, 0)
     while step < total:
         if group.agree(job.should_stop()):
@@ -511,23 +509,24 @@ def train(job: Job) -> Outcome:
         recent = step_times[-10:]
         eta = (total - step) * (sum(recent) / len(recent))
         emit(
-            "step",
-            step=step,
-            total=total,
-            loss=round(mean_loss, 5),
-            lr=optimizer.param_groups[0]["lr"],
-            tokens=tokens,
-            tokens_per_s=round(tokens / dt, 1) if dt else 0.0,
-            eta_s=round(eta, 1),
-            epoch=round(micro / per_epoch, 3),
-            seconds=round(dt, 3),
+            Step(
+                step=step,
+                total=total,
+                loss=round(mean_loss, 5),
+                lr=optimizer.param_groups[0]["lr"],
+                tokens=tokens,
+                tokens_per_s=round(tokens / dt, 1) if dt else 0.0,
+                eta_s=round(eta, 1),
+                epoch=round(micro / per_epoch, 3),
+                seconds=round(dt, 3),
+            )
         )
         tracker.log({"train/loss": mean_loss, "train/lr": optimizer.param_groups[0]["lr"]}, step)
         if group.main and spec.eval_every and step % spec.eval_every == 0 and step < total:
             eval_loss = evaluate_loss(loaded, prepared.validation, spec)
             if eval_loss is not None:
                 outcome.eval_loss = eval_loss
-                emit("eval", step=step, loss=round(eval_loss, 5))
+                emit(Eval(step=step, loss=round(eval_loss, 5)))
                 tracker.log({"eval/loss": eval_loss}, step)
         if (
             group.main
@@ -539,75 +538,19 @@ def train(job: Job) -> Outcome:
                 job.run, loaded, optimizer, step, micro, {"spec": spec.to_dict()}
             )
             last_saved = step
-            emit("checkpoint", step=step, path=str(path))
+            emit(Checkpoint(step=step, path=str(path)))
     outcome.seconds = time.perf_counter() - started
     outcome.step = step
     if group.main and step != last_saved and step > 0:
         path = save_checkpoint(job.run, loaded, optimizer, step, micro, {"spec": spec.to_dict()})
-        emit("checkpoint", step=step, path=str(path))
+        emit(Checkpoint(step=step, path=str(path)))
     outcome.checkpoint = job.run.latest_checkpoint()
     group.close()
     if outcome.state == "done" and group.main:
         eval_loss = evaluate_loss(loaded, prepared.validation, spec)
         if eval_loss is not None:
             outcome.eval_loss = eval_loss
-            emit("eval", step=step, loss=round(eval_loss, 5))
+            emit(Eval(step=step, loss=round(eval_loss, 5)))
             tracker.log({"eval/loss": eval_loss}, step)
     tracker.close()
     return outcome
-
-
-# -- experiment tracking ----------------------------------------------------------------
-class _NoTracker:
-    def log(self, values: dict[str, float], step: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _TensorBoard(_NoTracker):
-    def __init__(self, folder: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(str(folder))
-
-    def log(self, values: dict[str, float], step: int) -> None:
-        for key, value in values.items():
-            self.writer.add_scalar(key, value, step)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class _MLflow(_NoTracker):
-    def __init__(self, store: Path, run_name: str, params: dict[str, Any]) -> None:
-        import mlflow
-
-        self.mlflow = mlflow
-        mlflow.set_tracking_uri(store.as_uri())
-        mlflow.set_experiment("cotrag-studio")
-        mlflow.start_run(run_name=run_name)
-        mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
-
-    def log(self, values: dict[str, float], step: int) -> None:
-        self.mlflow.log_metrics(values, step=step)
-
-    def close(self) -> None:
-        self.mlflow.end_run()
-
-
-def _tracker(job: Job) -> _NoTracker:
-    kind = job.spec.tracking
-    try:
-        if kind == "tensorboard":
-            return _TensorBoard(job.run.folder / "tensorboard")
-        if kind == "mlflow":
-            return _MLflow(job.layout.root / "mlruns", job.run.name, job.spec.to_dict())
-    except ImportError:
-        job.emit(
-            "log",
-            message=f"{kind} is not installed (pip install 'cotrag-studio[tracking]'): "
-            "training goes on without it.",
-        )
-    return _NoTracker()

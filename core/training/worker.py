@@ -22,11 +22,34 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.training.events import format_event
+from core.errors import CotragError
+from core.knowledge import embedders
+from core.models.registry import ModelRegistry
+from core.paths import DataLayout
+from core.training.base_models import BaseModelError
+from core.training.data import dataset_hash
+from core.training.distributed import Group
+from core.training.embedder_data import check_embedder_job
+from core.training.embedder_trainer import finish_embedder, train_embedder
+from core.training.events import (
+    Cancelled,
+    Done,
+    Emit,
+    Error,
+    Preparing,
+    WorkerEvent,
+    encode,
+    to_dict,
+)
+from core.training.finish import export_model
+from core.training.preflight import load_job
+from core.training.runs import Run
+from core.training.spec import SpecError, TrainSpec
+from core.training.trainer import EngineMissing, Job, train
 
 EXIT_DONE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 3
 
@@ -42,23 +65,20 @@ class Channel:
         self.events = run_events.open("a", encoding="utf-8")
         self.lock = threading.Lock()
 
-    def emit(self, event: str, /, **fields: Any) -> None:
-        line = format_event(event, **fields)
+    def emit(self, event: WorkerEvent) -> None:
+        line = encode(event)
         with self.lock:
             try:
                 self.out.write(line + "\n")
                 self.out.flush()
             except (BrokenPipeError, ValueError):
                 pass  # the app went away: the events file still gets it
-            self.events.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+            self.events.write(json.dumps(to_dict(event), ensure_ascii=False) + "\n")
             self.events.flush()
 
 
 def classify(exc: BaseException) -> tuple[str, str, str]:
     """(kind, sentence, what to change) for an exception that ended a run."""
-    from core.errors import CotragError
-    from core.training.spec import SpecError
-
     text = str(exc)
     if isinstance(exc, SpecError):
         return "spec", text, "Fix the spec and start again."
@@ -77,12 +97,8 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
             "Free some space (a tuned model needs about three times its base model's size "
             "during export), or delete old runs and models, then Resume.",
         )
-    from core.training.trainer import EngineMissing
-
     if isinstance(exc, EngineMissing):
         return "engine", text, "Change the engine in the spec, or set up the GPU environment."
-    from core.training.base_models import BaseModelError
-
     if isinstance(exc, BaseModelError):
         return "base", text, "Choose another base model."
     if isinstance(exc, CotragError):
@@ -90,11 +106,11 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
     return "internal", f"{type(exc).__name__}: {text}", "See worker.log in the run folder."
 
 
-def run(run_dir: Path, resume: bool) -> int:
-    from core.paths import DataLayout
-    from core.training.distributed import Group
-    from core.training.runs import Run
+def _silent(event: WorkerEvent) -> None:
+    pass
 
+
+def run(run_dir: Path, resume: bool) -> int:
     run = Run(run_dir.name, run_dir)
     # <data dir>/training/<run>: the layout is two levels up.
     layout = DataLayout(run_dir.parent.parent)
@@ -103,7 +119,7 @@ def run(run_dir: Path, resume: bool) -> int:
         # The other processes of a data-parallel run say nothing and write nothing.
         sys.stdout.flush()
         os.dup2(2, 1)
-        return _train(run, layout, lambda *a, **k: None, lambda: False, resume, group)
+        return _train(run, run.spec(), layout, _silent, lambda: False, resume, group)
     channel = Channel(run.events_file)
     emit = channel.emit
     stop = threading.Event()
@@ -122,30 +138,32 @@ def run(run_dir: Path, resume: bool) -> int:
 
     run.write_state("running", pid=os.getpid(), resume=resume)
     try:
-        return _train(run, layout, emit, should_stop, resume, group)
+        spec = run.spec()
+        if spec.kind == "embedder":
+            return _train_embedder(run, spec, layout, emit, should_stop, resume)
+        return _train(run, spec, layout, emit, should_stop, resume, group)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             run.write_state("cancelled")
-            emit("cancelled", step=0, checkpoint=str(run.latest_checkpoint() or ""))
+            emit(Cancelled(step=0, checkpoint=str(run.latest_checkpoint() or "")))
             return EXIT_CANCELLED
         kind, message, fix = classify(exc)
         traceback.print_exc(file=sys.stderr)
         run.write_state("failed", error=message, kind=kind)
-        emit("error", kind=kind, message=message, fix=fix)
+        emit(Error(kind=kind, message=message, fix=fix))
         return EXIT_FAILED
 
 
-def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool, group: Any) -> int:
-    from core.models.registry import ModelRegistry
-    from core.training.data import dataset_hash
-    from core.training.finish import export_model
-    from core.training.preflight import check_job
-    from core.training.trainer import Job, train
-
-    spec = run.spec()
-    if spec.kind == "embedder":
-        return _train_embedder(run, layout, emit, should_stop, resume)
-    checked = check_job(layout, spec, lengths=False)
+def _train(
+    run: Run,
+    spec: TrainSpec,
+    layout: DataLayout,
+    emit: Emit,
+    should_stop: Callable[[], bool],
+    resume: bool,
+    group: Group,
+) -> int:
+    checked = load_job(layout, spec)
     base = checked.base
     job = Job(run, spec, layout, checked, emit, should_stop, resume=resume, group=group)
     outcome = train(job)
@@ -154,7 +172,7 @@ def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool, gro
     if outcome.state == "cancelled":
         checkpoint = str(outcome.checkpoint or "")
         run.write_state("cancelled", step=outcome.step, checkpoint=checkpoint)
-        emit("cancelled", step=outcome.step, checkpoint=checkpoint)
+        emit(Cancelled(step=outcome.step, checkpoint=checkpoint))
         return EXIT_CANCELLED
     dataset_info = {
         "name": checked.dataset.name,
@@ -166,39 +184,43 @@ def _train(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool, gro
     outputs = {k: str(v) for k, v in entry.variants.items()}
     metrics = entry.info.get("metrics", {})
     run.write_state("done", model=entry.name)
-    emit("done", model=entry.name, outputs=outputs, metrics=metrics)
+    emit(Done(model=entry.name, outputs=outputs, metrics=metrics))
     return EXIT_DONE
 
 
-def _train_embedder(run: Any, layout: Any, emit: Any, should_stop: Any, resume: bool) -> int:
-    from core.knowledge import embedders
-    from core.training.embedder_data import check_embedder_job
-    from core.training.embedder_trainer import finish_embedder, train_embedder
-
+def _train_embedder(
+    run: Run,
+    spec: TrainSpec,
+    layout: DataLayout,
+    emit: Emit,
+    should_stop: Callable[[], bool],
+    resume: bool,
+) -> int:
     installed = embedders.embedders_dir(layout) / run.name
     info = embedders.read_info(installed)
     if info.get("run") == run.name and not embedders.missing_files(installed):
         # Killed after the embedder was installed, before the run said so: it is done.
         run.write_state("done", model=run.name, embedder=run.name)
         emit(
-            "done",
-            model=run.name,
-            kind="embedder",
-            outputs={"embedder": str(installed)},
-            metrics=info.get("metrics", {}),
+            Done(
+                model=run.name,
+                kind="embedder",
+                outputs={"embedder": str(installed)},
+                metrics=info.get("metrics", {}),
+            )
         )
         return EXIT_DONE
-    emit("preparing", stage="data", message="Reading the dataset's questions and passages…")
-    checked = check_embedder_job(layout, run.spec())
+    emit(Preparing(stage="data", message="Reading the dataset's questions and passages…"))
+    checked = check_embedder_job(layout, spec)
     outcome = train_embedder(run, checked, emit, should_stop, resume=resume)
     if outcome.state == "cancelled":
         checkpoint = str(run.latest_checkpoint() or "")
         run.write_state("cancelled", step=outcome.step, checkpoint=checkpoint)
-        emit("cancelled", step=outcome.step, checkpoint=checkpoint)
+        emit(Cancelled(step=outcome.step, checkpoint=checkpoint))
         return EXIT_CANCELLED
     name, path, metrics = finish_embedder(layout, run, checked, outcome, emit)
     run.write_state("done", model=name, embedder=name)
-    emit("done", model=name, kind="embedder", outputs={"embedder": str(path)}, metrics=metrics)
+    emit(Done(model=name, kind="embedder", outputs={"embedder": str(path)}, metrics=metrics))
     return EXIT_DONE
 
 
@@ -212,15 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     run_dir = args.run_dir.resolve()
     if not (run_dir / "spec.toml").is_file():
-        print(
-            format_event(
-                "error",
-                kind="spec",
-                message=f"{run_dir} has no spec.toml.",
-                fix="Create the run with `cotrag train`.",
-            ),
-            flush=True,
+        error = Error(
+            kind="spec",
+            message=f"{run_dir} has no spec.toml.",
+            fix="Create the run with `cotrag train`.",
         )
+        print(encode(error), flush=True)
         return EXIT_FAILED
     code = run(run_dir, args.resume)
     sys.stderr.flush()

@@ -10,8 +10,8 @@ whole run; a folder per run means two runs pushed to one repo never mix.
 :func:`pull_results` downloads each listed file with our resumable downloader (into
 the standard hub cache, so an interrupted pull resumes), checks it against the
 manifest's sha256 and assembles the model folder the way
-:func:`core.training.colab.extract_results` does, so
-:func:`core.training.colab.register_remote_model` takes it unchanged.
+:func:`core.colab.results.extract_results` does, so
+:func:`core.colab.results.register_remote_model` takes it unchanged.
 
 Pushing goes through the real ``huggingface_hub`` client (``create_repo`` and one
 ``create_commit``); errors become sentences through :func:`core.models.hub.hub_errors`.
@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from core.colab.errors import DamagedResults
+from core.colab.manifest import MANIFEST_NAME, make_manifest, sha256_file
 from core.errors import CotragError, HubError, HubFileNotFound, HubRepoNotFound, HubUnreachable
 from core.models.download import download_file
 from core.models.hub import HubClient, RepoFiles, hub_errors
 from core.models.transfer import DownloadProgress
-from core.training.colab import DamagedResults
-from core.training.colab_notebook import MANIFEST_NAME, sha256_file
 
 DEFAULT_MESSAGE = "Pushed from CoT-RAG Studio"
 WAIT_TIMEOUT_S = 12 * 3600.0
@@ -83,16 +83,6 @@ def results_path(run_name: str, rel: str = "") -> str:
 def manifest_path(run_name: str) -> str:
     """``<run>/cotrag-manifest.json``: committed with the run's files, so it marks them whole."""
     return results_path(run_name, MANIFEST_NAME)
-
-
-def make_manifest(model_dir: Path, model: str | None = None) -> dict[str, Any]:
-    """``{"model", "files": {rel: {size, sha256}}}`` for ``model_dir``, as the notebook writes."""
-    files = {
-        p.relative_to(model_dir).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in sorted(model_dir.rglob("*"))
-        if p.is_file()
-    }
-    return {"model": model or model_dir.name, "files": files}
 
 
 # -- pushing ------------------------------------------------------------------------------
@@ -287,7 +277,7 @@ def pull_results(
     manifest was read from, and checked against the manifest's sha256. The folder is
     assembled beside its final place and renamed when whole: on any failure nothing is
     left in ``into``. Raises :class:`ResultsNotFound` when the run is not in the repo,
-    :class:`~core.training.colab.DamagedResults` when a file does not match, and the
+    :class:`~core.colab.errors.DamagedResults` when a file does not match, and the
     downloader's errors (:class:`~core.errors.DownloadCorrupt`,
     :class:`~core.errors.DownloadCancelled`, …) as they are.
     """

@@ -1,33 +1,47 @@
-"""A training run on a Colab GPU, kept like a local one.
+"""Training on Colab, one entry per use case: launch a prepared run on a Colab GPU,
+export a job as a notebook to run by hand, fetch what such a notebook pushed.
 
-The run has the same folder (``training/<run>/``: spec, events, state), the same events
-(the notebook runs the real worker remotely and its sentinel lines are parsed the same
-way), and the tuned model lands in the same registry, with ``trained_on.where = colab``.
-The notebook and the dataset file are written into the run folder (``colab-job/``), so
-what ran remotely can be read, and rerun by hand.
+A Colab run is kept like a local one. It is prepared the same way
+(:func:`core.training.service.prepare_run`: checked once, its folder written), has the
+same folder (``training/<run>/``: spec, events, state), the same events (the notebook
+runs the real worker remotely and its sentinel lines are parsed the same way), and the
+tuned model lands in the same registry, with ``trained_on.where = colab``. The notebook
+and the dataset file are written into the run folder (``colab-job/``), so what ran
+remotely can be read, and rerun by hand.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from core.colab.cli import check_gpu
+from core.colab.errors import ColabError
+from core.colab.hub_results import pull_results, wait_for_results
+from core.colab.notebook import ExportedJob, write_export
+from core.colab.results import register_remote_model
+from core.colab.runtime import RemoteJob, RemoteOutcome, run_remote
 from core.dataset.storage import DatasetStore
+from core.errors import CotragError, DownloadCancelled
+from core.models.client import hub_client
+from core.models.pull import downloads_dir
 from core.models.registry import ModelEntry, ModelRegistry
 from core.paths import DataLayout
-from core.training.colab import (
-    RemoteJob,
-    RemoteOutcome,
-    check_gpu,
-    register_remote_model,
-    run_remote,
-)
-from core.training.colab_notebook import write_export
-from core.training.runs import Run
+from core.training.events import Done, Error, WorkerEvent, to_dict
+from core.training.preflight import check_job
+from core.training.runs import Run, RunStore
+from core.training.service import PreparedRun
+from core.training.spec import TrainSpec
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 JOB_FOLDER = "colab-job"
 
@@ -47,12 +61,20 @@ class ColabRun:
         return self.outcome.sentence
 
 
+def check_colab_job(spec: TrainSpec, gpu: str) -> str:
+    """Refuse, before a run is made for it, a job Colab cannot take; the GPU's name as the
+    Colab CLI spells it."""
+    if spec.kind == "embedder":
+        raise ColabError("Embedder runs train on this computer (--where local).")
+    return check_gpu(gpu)
+
+
 def run_on_colab(
     layout: DataLayout,
-    run: Run,
+    prepared: PreparedRun,
     gpu: str,
     *,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[WorkerEvent], None] | None = None,
     on_log: Callable[[str, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     hub_token: str | None = None,
@@ -60,25 +82,30 @@ def run_on_colab(
     executable: Path | None = None,
     auth: str = "oauth2",
 ) -> ColabRun:
-    """Train ``run`` on a Colab runtime with ``gpu``; register the model when it is done.
+    """Train the prepared run on a Colab runtime with ``gpu``; register the model when it
+    is done.
 
     Every event is appended to the run's ``events.jsonl`` as the local worker does, so the
     run history, the loss chart and ``cotrag train show`` read a remote run the same way.
     """
-    gpu = check_gpu(gpu)
-    spec = run.spec()
+    if prepared.resume:
+        raise ColabError("A Colab run starts afresh: resume runs on this computer only.")
+    gpu = check_colab_job(prepared.spec, gpu)
+    run, spec = prepared.run, prepared.spec
     dataset = DatasetStore(layout.datasets).open(spec.dataset)
     exported = write_export(run.folder / JOB_FOLDER, spec, dataset, run.name, push_repo=push_repo)
     run.write_state("running", pid=os.getpid(), where="colab", gpu=gpu)
     events = run.events_file.open("a", encoding="utf-8")
 
-    def event(data: dict[str, Any]) -> None:
-        if data.get("event") == "done":
-            return  # written below, once the model is registered here under its local name
-        events.write(json.dumps(data, ensure_ascii=False) + "\n")
+    def record(event: WorkerEvent) -> None:
+        events.write(json.dumps(to_dict(event), ensure_ascii=False) + "\n")
         events.flush()
         if on_event is not None:
-            on_event(data)
+            on_event(event)
+
+    def relay(event: WorkerEvent) -> None:
+        if not isinstance(event, Done):  # written below, once registered under its local name
+            record(event)
 
     try:
         outcome = run_remote(
@@ -94,7 +121,7 @@ def run_on_colab(
             ),
             executable=executable,
             layout=layout,
-            on_event=event,
+            on_event=relay,
             on_log=on_log,
             should_stop=should_stop,
             auth=auth,
@@ -108,22 +135,13 @@ def run_on_colab(
             if registry.find(name) is not None:  # taken since the run started
                 name = registry.unique_name(name)
             model = register_remote_model(registry, outcome.model_dir, name=name, gpu=gpu)
-            done = {**outcome.final, "event": "done", "model": model.name, "where": "colab"}
-            events.write(json.dumps(done, ensure_ascii=False) + "\n")
-            if on_event is not None:
-                on_event(done)
+            final = outcome.final if isinstance(outcome.final, Done) else Done()
+            record(dataclasses.replace(final, model=model.name, where="colab"))
             run.write_state("done", model=model.name)
         elif outcome.state == "cancelled":
             run.write_state("cancelled", message=outcome.sentence)
         else:
-            error = {
-                "event": "error",
-                "kind": outcome.kind or "remote",
-                "message": outcome.sentence,
-            }
-            events.write(json.dumps(error, ensure_ascii=False) + "\n")
-            if on_event is not None:
-                on_event(error)
+            record(Error(kind=outcome.kind or "remote", message=outcome.sentence))
             run.write_state("failed", message=outcome.sentence, kind=outcome.kind)
         return ColabRun(outcome, model)
     except BaseException:
@@ -141,10 +159,6 @@ def _pull_pushed(
     should_stop: Callable[[], bool] | None,
 ) -> RemoteOutcome:
     """The results the notebook pushed, pulled from the hub into a model folder."""
-    import dataclasses
-
-    from core.errors import CotragError, DownloadCancelled
-
     try:
         model_dir = pull_pushed_results(
             layout, outcome.hub_repo, run.name, run.folder, hub_token=hub_token,
@@ -178,12 +192,6 @@ def pull_pushed_results(
     """A run's results from ``repo_id`` (``<run>/`` and its manifest) as a model folder
     under ``into``; with ``wait``, polls until the run has pushed them (a notebook run by
     hand). Files go through our resumable download into the hub cache, each checked."""
-    import threading
-
-    from core.models.client import hub_client
-    from core.models.pull import downloads_dir
-    from core.models.push import pull_results, wait_for_results
-
     client = hub_client()
     if hub_token:
         client.token = hub_token
@@ -218,8 +226,6 @@ def fetch_pushed_run(
 ) -> ModelEntry:
     """For a notebook exported and run by hand: wait for its results on the hub, pull,
     check and register them (the model takes ``name``, else the run's name)."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(dir=layout.models) as tmp:
         model_dir = pull_pushed_results(
             layout, repo_id, run_name, Path(tmp), wait=wait, should_stop=should_stop,
@@ -239,8 +245,6 @@ def fetch_pushed_run(
 
 def _mark_fetched(layout: DataLayout, run_name: str, entry: ModelEntry) -> None:
     """A run of this app whose pull failed earlier is done once its results are fetched."""
-    from core.training.runs import RunStore
-
     store = RunStore(layout)
     if not store.exists(run_name):
         return
@@ -248,6 +252,23 @@ def _mark_fetched(layout: DataLayout, run_name: str, entry: ModelEntry) -> None:
     if run.state == "done":
         return
     with run.events_file.open("a", encoding="utf-8") as events:
-        done = {"event": "done", "model": entry.name, "where": "colab", "fetched": True}
-        events.write(json.dumps(done) + "\n")
+        done = Done(model=entry.name, where="colab", fetched=True)
+        events.write(json.dumps(to_dict(done)) + "\n")
     run.write_state("done", model=entry.name)
+
+
+def export_notebook(
+    ws: Workspace,
+    spec: TrainSpec,
+    out_dir: Path,
+    name: str | None = None,
+    *,
+    push_repo: str | None = None,
+) -> ExportedJob:
+    """The job, checked once, as ``train.ipynb`` + the dataset file + a README in
+    ``out_dir``, to run by hand on Colab (the run is named ``name``, else
+    ``<dataset>-colab``)."""
+    check_job(ws.layout, spec)
+    dataset = DatasetStore(ws.layout.datasets).open(spec.dataset)
+    run_name = name or f"{spec.dataset}-colab"
+    return write_export(Path(out_dir), spec, dataset, run_name, push_repo=push_repo)
