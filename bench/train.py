@@ -171,6 +171,7 @@ def _plain(ws: Any, spec: Any) -> dict[str, float]:
 
 
 def _worker(ws: Any, spec: Any) -> dict[str, float]:
+    from core.training.events import Done, Step
     from core.training.process import TrainProcess
     from core.training.runs import RunStore
 
@@ -178,15 +179,16 @@ def _worker(ws: Any, spec: Any) -> dict[str, float]:
     run = store.create(store.unique_name("speed"), spec)
     proc = TrainProcess(run, ws.layout)
     proc.start()
-    steps: list[dict[str, Any]] = []
-    outcome = proc.wait(lambda e: steps.append(e) if e["event"] == "step" else None)
+    steps: list[Step] = []
+    outcome = proc.wait(lambda e: steps.append(e) if isinstance(e, Step) else None)
     if outcome.state != "done":
         raise SystemExit(outcome.sentence(run.log_file))
     from core.models.registry import ModelRegistry
 
-    ModelRegistry(ws.layout).delete(str(outcome.final["model"]))
-    tokens = sum(int(e["tokens"]) for e in steps)
-    seconds = sum(float(e["seconds"]) for e in steps)
+    assert isinstance(outcome.final, Done)
+    ModelRegistry(ws.layout).delete(outcome.final.model)
+    tokens = sum(e.tokens for e in steps)
+    seconds = sum(e.seconds for e in steps)
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
     return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "rss_gb": rss}
 

@@ -181,6 +181,7 @@ def _items(args: argparse.Namespace) -> list[Any]:
 
 def _train(ws: Any, dataset: str, args: argparse.Namespace) -> str:
     from core.cli.train import build_spec
+    from core.training.events import Done, Eval, Step, WorkerEvent
     from core.training.preflight import check_job
     from core.training.process import TrainProcess
     from core.training.runs import RunStore
@@ -202,21 +203,22 @@ def _train(ws: Any, dataset: str, args: argparse.Namespace) -> str:
     proc.start()
     t0 = time.perf_counter()
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["event"] == "step" and (event["step"] % 10 == 0 or event["step"] == 1):
+    def on_event(event: WorkerEvent) -> None:
+        if isinstance(event, Step) and (event.step % 10 == 0 or event.step == 1):
             print(
-                f"  step {event['step']}/{event['total']} loss {event['loss']:.3f} "
-                f"{event['tokens_per_s']:.0f} tok/s",
+                f"  step {event.step}/{event.total} loss {event.loss:.3f} "
+                f"{event.tokens_per_s:.0f} tok/s",
                 flush=True,
             )
-        elif event["event"] == "eval":
-            print(f"  validation loss {event['loss']:.3f} at step {event['step']}", flush=True)
+        elif isinstance(event, Eval) and event.loss is not None:
+            print(f"  validation loss {event.loss:.3f} at step {event.step}", flush=True)
 
     outcome = proc.wait(on_event)
     print(f"{outcome.sentence(run.log_file)} ({time.perf_counter() - t0:.0f} s)", flush=True)
     if outcome.state != "done":
         raise SystemExit(1)
-    return str(outcome.final["model"])
+    assert isinstance(outcome.final, Done)
+    return outcome.final.model
 
 
 if __name__ == "__main__":

@@ -46,8 +46,8 @@ def shifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory, shifted: Path) -> Iterator[Workspace]:
     """``docs`` indexed, a dataset ``qa`` with one document held out, and ``shifted``."""
-    from core.dataset.generate import GenerateSpec
     from core.dataset.service import generator
+    from core.dataset.spec import GenerateSpec
 
     workspace = indexed_workspace(tmp_path_factory.mktemp("gui-embedder"))
     assert isinstance(workspace, Workspace)

@@ -21,29 +21,16 @@ from core.dataset.candidates import SINGLE_KINDS, TWOHOP, Candidate, candidates,
 from core.dataset.decisions import Decisions
 from core.dataset.draws import split_of
 from core.dataset.pairs import ImportedPair, run_pairs
-from core.dataset.progress import Accepted, GenEvent, Progress, Rejected, Stopwatch
+from core.dataset.progress import GenEvent, Progress, Stopwatch
 from core.dataset.questions import implausible, template_question
 from core.dataset.retrace import retrace
 from core.dataset.seeds import MIN_SEED_CHARS, Seed, seeds_from
-from core.dataset.spec import EmptyKnowledgeBase, GenerateSpec, spec_dict
+from core.dataset.spec import EmptyKnowledgeBase, GenerateSpec
 from core.dataset.storage import Dataset
 from core.dataset.teacher import Teacher, TeacherError
 from core.dataset.tracing import Tracer
 from core.dataset.verify import Rejection, Verifier, contains, normalise
 from core.knowledge.types import Hit
-
-# What callers of a run work with, importable from here as before.
-__all__ = [
-    "Accepted",
-    "EmptyKnowledgeBase",
-    "GenEvent",
-    "GenerateSpec",
-    "Generator",
-    "ImportedPair",
-    "Progress",
-    "Rejected",
-    "spec_dict",
-]
 
 MAX_TRIES_PER_CHUNK = 3
 TOO_COMMON_SHARE = 0.03

@@ -29,8 +29,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from core.dataset.generate import Accepted, GenerateSpec, Rejected
+from core.dataset.progress import Accepted, Rejected
 from core.dataset.service import generator
+from core.dataset.spec import GenerateSpec
 from core.dataset.storage import DatasetStore
 from core.errors import CotragError
 from core.fileio import write_atomic
