@@ -97,7 +97,7 @@ def main() -> None:
 
     from core.config import GenerationConfig
     from core.errors import BackendNotInstalled
-    from core.llm.registry import create_backend, default_model_path
+    from core.llm.engines import create_backend, default_model_path
 
     if args.hf:
         hf = Path(args.hf)

@@ -268,7 +268,7 @@ def real_model(
         print("real model: skipped (llama-cpp-python is not installed)")
         return
     from core.agent.loop import Agent
-    from core.llm.registry import default_model_path
+    from core.llm.engines import default_model_path
     from core.workspace import Workspace
 
     question = "Explain in detail how tea is grown, harvested, processed and brewed."

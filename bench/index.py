@@ -66,7 +66,7 @@ def main() -> None:
     from core.compare.evaluation import contains_any, load_qa
     from core.config import ChunkingConfig
     from core.knowledge.chunking import chunk_document
-    from core.knowledge.embedding import Embedder, bundled_model_path
+    from core.knowledge.embedder import Embedder, bundled_model_path
     from core.knowledge.indexer import Indexer, IndexSummary
     from core.knowledge.loaders import iter_files, load_document
     from core.knowledge.records import embedding_text
@@ -172,7 +172,7 @@ def format_costs(corpora: dict[str, Path], backend: str, limit: int) -> None:
 
     from core.config import ChunkingConfig
     from core.knowledge.chunking import chunk_document
-    from core.knowledge.embedding import Embedder, bundled_model_path
+    from core.knowledge.embedder import Embedder, bundled_model_path
     from core.knowledge.indexer import Indexer, IndexSummary
     from core.knowledge.load_html import load_html
     from core.knowledge.loaders import iter_files, load_document

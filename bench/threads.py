@@ -39,8 +39,8 @@ def main() -> None:
     from core.config import GenerationConfig
     from core.hardware import default_threads
     from core.llm.base import Sampling, StreamRequest
+    from core.llm.engines import default_model_path
     from core.llm.llamacpp import LlamaCppBackend
-    from core.llm.registry import default_model_path
 
     model = Path(args.model) if args.model else default_model_path()
     prompt_text = "\n".join(PASSAGE.format(n=n) for n in range(1, 9))

@@ -183,7 +183,7 @@ def _worker(ws: Any, spec: Any) -> dict[str, float]:
     outcome = proc.wait(lambda e: steps.append(e) if isinstance(e, Step) else None)
     if outcome.state != "done":
         raise SystemExit(outcome.sentence(run.log_file))
-    from core.models.registry import ModelRegistry
+    from core.models.installed import ModelRegistry
 
     assert isinstance(outcome.final, Done)
     ModelRegistry(ws.layout).delete(outcome.final.model)

@@ -16,18 +16,18 @@ from pathlib import Path
 from core.agent.loop import Agent
 from core.config import AppConfig, load_config, save_config
 from core.errors import ConfigError
-from core.knowledge.embedding import Embedder, default_embedder
+from core.knowledge.embedder import Embedder, default_embedder
 from core.knowledge.knowledge_base import KnowledgeBase
 from core.knowledge.store import KnowledgeStore
 from core.knowledge.types import Hit
 from core.llm.base import Backend
-from core.llm.registry import (
+from core.llm.engines import (
     create_backend,
     default_model_path,
     model_is_tuned,
     model_needs_grammar,
 )
-from core.models.registry import ModelRegistry
+from core.models.installed import ModelRegistry
 from core.paths import DataLayout
 
 log = logging.getLogger(__name__)

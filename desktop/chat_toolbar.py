@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPush
 
 from core.agent.loop import Mode
 from core.errors import CotragError
-from core.models.registry import ModelRegistry
+from core.models.installed import ModelRegistry
 from core.workspace import Workspace
 
 MODES: list[tuple[Mode, str]] = [

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from core.compare import service
 from core.compare.pairs import Side
 from core.dataset.storage import DatasetStore
-from core.models.registry import ModelRegistry
+from core.models.installed import ModelRegistry
 from core.workspace import Workspace
 from desktop.compare_side import SideBySide
 from desktop.compare_table import EvaluationTable

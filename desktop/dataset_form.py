@@ -25,7 +25,7 @@ from core.dataset.progress import Progress
 from core.dataset.spec import GenerateSpec
 from core.durations import time_left
 from core.errors import CotragError
-from core.models.registry import ModelRegistry
+from core.models.installed import ModelRegistry
 from core.workspace import Workspace
 from desktop.scaffold import hint, section_title
 

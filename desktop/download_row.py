@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 from core.durations import clock
 from core.models import service
 from core.models.hub import HubClient
+from core.models.installed import ModelEntry
 from core.models.pull import PullPlan, PullProgress
-from core.models.registry import ModelEntry
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
 from desktop.tasks import Job, JobGroup

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import CotragError
 from core.models import service
-from core.models.registry import ModelEntry
+from core.models.installed import ModelEntry
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
 from desktop.download_row import format_bytes

@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from core.models import service
 from core.models.client import hub_client
 from core.models.hub import HubClient
+from core.models.installed import ModelEntry
 from core.models.pull import PullPlan
-from core.models.registry import ModelEntry
 from core.workspace import Workspace
 from desktop.added_models import migrate_added_models
 from desktop.download_row import DownloadRow, format_bytes

@@ -10,8 +10,8 @@ from typing import Any
 from core.colab.cli import ColabStatus
 from core.colab.cli import status as colab_status
 from core.dataset.storage import DatasetStore
-from core.knowledge.embedders import list_embedders
-from core.models.registry import ModelRegistry
+from core.knowledge.embedder_catalog import list_embedders
+from core.models.installed import ModelRegistry
 from core.paths import DataLayout
 from core.training.gpu_env import GpuStatus, gpu_status
 from core.training.runs import RunStore

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from core.knowledge.embedding import Embedder, default_embedder
+from core.knowledge.embedder import Embedder, default_embedder
 from core.knowledge.knowledge_base import KnowledgeBase
 from core.knowledge.store import KnowledgeStore
 from core.paths import DataLayout

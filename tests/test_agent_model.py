@@ -93,7 +93,7 @@ class ObservedBackend:
 def real_backend() -> Iterator[Backend]:
     # One thread: on a small, busy CI machine llama.cpp's threads spin against each
     # other and a run slows down tenfold; one thread is steady.
-    from core.llm.registry import create_backend, default_model_path
+    from core.llm.engines import create_backend, default_model_path
 
     backend = create_backend(default_model_path(), GenerationConfig(n_ctx=2048, n_threads=1))
     backend.load()

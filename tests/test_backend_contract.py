@@ -26,7 +26,7 @@ from core.agent.loop import Agent
 from core.config import AppConfig, GenerationConfig, LoopConfig
 from core.errors import ContextOverflow, GrammarError
 from core.llm.base import Backend, Chunk, Sampling, Session, StreamRequest
-from core.llm.registry import create_backend, default_model_path
+from core.llm.engines import create_backend, default_model_path
 
 pytestmark = pytest.mark.model
 
@@ -467,7 +467,7 @@ def test_hf_chat_templates_fall_back_like_llama_cpp(
 def test_the_bundled_models_hf_folder_needs_the_grammar_as_its_gguf_does(
     hf_folder: Path, tmp_path: Path
 ) -> None:
-    from core.llm.registry import model_needs_grammar
+    from core.llm.engines import model_needs_grammar
 
     assert model_needs_grammar(hf_folder)
     other = tmp_path / "other"

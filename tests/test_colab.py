@@ -172,7 +172,7 @@ def test_a_successful_run_streams_events_and_fetches_checked_results(
     # No browser is attached: the notebook must not wait on Colab's secrets dialog.
     assert run_exec["env"] == "COTRAG_HEADLESS=1"
 
-    from core.models.registry import ModelRegistry
+    from core.models.installed import ModelRegistry
 
     registry = ModelRegistry(DataLayout(tmp_path / "data"))
     entry = results.register_remote_model(registry, out.model_dir, gpu="T4")
@@ -423,7 +423,7 @@ def test_the_notebook_trains_on_the_cpu_with_nbclient(
     assert "model.json" in done.files and done.outputs["lora"] in done.files
     assert SECRET not in json.dumps(nb)
     # The archive as a user would download it from Colab: checked, registered with lineage.
-    from core.models.registry import ModelRegistry
+    from core.models.installed import ModelRegistry
 
     model_dir = results.extract_results(archive, tmp_path / "fetched")
     entry = results.register_remote_model(
@@ -444,7 +444,7 @@ def test_cotrag_train_where_colab_registers_the_model_and_keeps_the_run(
     from small_docs import tiny_workspace
 
     from core.cli import main as cli_main
-    from core.models.registry import ModelRegistry
+    from core.models.installed import ModelRegistry
     from core.training.runs import RunStore
 
     ws = tiny_workspace(tmp_path / "ws")
@@ -487,7 +487,7 @@ def test_cotrag_train_fetch_pulls_a_run_pushed_by_hand(
     from core.cli import main as cli_main
     from core.colab.hub_results import push_results
     from core.models.hub import HubClient
-    from core.models.registry import ModelRegistry
+    from core.models.installed import ModelRegistry
     from tests.hub_server import HubServer
 
     model = tmp_path / "made-remotely"

@@ -15,7 +15,7 @@ from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 from small_docs import tiny_workspace
 
 from core.colab import cli as colab
-from core.models.registry import ModelRegistry
+from core.models.installed import ModelRegistry
 from core.training.runs import RunStore
 from core.workspace import Workspace
 from desktop.chat_tab import ChatTab

@@ -14,7 +14,7 @@ import pytest
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 from small_docs import indexed_workspace
 
-from core.knowledge import embedders
+from core.knowledge import embedder_catalog
 from core.workspace import Workspace
 from desktop.reembed_panel import ReembedPanel
 from desktop.training_tab import TrainingTab
@@ -31,7 +31,7 @@ def shifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from core.knowledge.embedding import bundled_model_path
+    from core.knowledge.embedder import bundled_model_path
 
     model = SentenceTransformer(str(bundled_model_path()), device="cpu")
     gen = torch.Generator().manual_seed(0)
@@ -63,7 +63,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory, shifted: Path) -> Iterator[Work
     dataset.rewrite_examples(
         [{**e, "split": "validation" if e.get("source") == held else "train"} for e in examples]
     )
-    shutil.copytree(shifted, embedders.embedders_dir(workspace.layout) / "shifted")
+    shutil.copytree(shifted, embedder_catalog.embedders_dir(workspace.layout) / "shifted")
     yield workspace
     workspace.close()
 

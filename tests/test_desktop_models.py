@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 
-from core.llm.registry import default_model_path
+from core.llm.engines import default_model_path
+from core.models.installed import ModelRegistry
 from core.models.pull import pending_pulls
-from core.models.registry import ModelRegistry
 from core.workspace import Workspace
 from desktop import models_installed
 from desktop.chat_tab import ChatTab

@@ -11,7 +11,7 @@ import pytest
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 from small_docs import tiny_workspace
 
-from core.models.registry import ModelRegistry
+from core.models.installed import ModelRegistry
 from core.workspace import Workspace
 from desktop.chat_tab import ChatTab
 from desktop.compare_tab import CompareTab

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from small_docs import tiny_workspace
 
-from core.knowledge import embedders
+from core.knowledge import embedder_catalog
 from core.training.embedder_data import Corpus, check_embedder_job, pair_of
 from core.training.embedder_trainer import recall_at, train_embedder, validation_loss
 from core.training.events import (
@@ -147,13 +147,13 @@ def test_the_worker_tunes_registers_and_resumes(ws: Workspace) -> None:
     metrics = outcome.final.metrics
     assert metrics["recall_before"] and metrics["recall_after"]
     assert outcome.final.kind == "embedder"
-    path = embedders.resolve(ws.layout, "tuned-emb")
-    info = json.loads((path / embedders.INFO_FILE).read_text())
+    path = embedder_catalog.resolve(ws.layout, "tuned-emb")
+    info = json.loads((path / embedder_catalog.INFO_FILE).read_text())
     assert info["dataset"] == "tiny" and info["metrics"] == metrics
-    names = [e.name for e in embedders.list_embedders(ws.layout)]
+    names = [e.name for e in embedder_catalog.list_embedders(ws.layout)]
     assert "tuned-emb" in names
     # The tuned folder loads in the app's embedder and gives unit vectors.
-    from core.knowledge.embedding import Embedder
+    from core.knowledge.embedder import Embedder
 
     vector = Embedder(path, backend="torch").embed_query("how often do backups run?")
     assert abs(sum(v * v for v in vector) - 1.0) < 1e-4
@@ -183,7 +183,7 @@ def test_a_twin_of_the_answer_is_masked_not_pushed_away(ws: Workspace) -> None:
     def pair(question: str, cid: str) -> Pair:
         return Pair(question, text, [], {cid}, {plain}, "a.md", [], plain)
 
-    model = SentenceTransformer(str(embedders.resolve(ws.layout, "")), device="cpu")
+    model = SentenceTransformer(str(embedder_catalog.resolve(ws.layout, "")), device="cpu")
     batch = make_batch(
         [pair("when do backups run?", "a"), pair("what time is the backup?", "b")],
         0,

@@ -37,7 +37,7 @@ from core.colab.results import register_remote_model
 from core.errors import DownloadCorrupt, HubRepoNotFound
 from core.models.download import download_file
 from core.models.hub import HubClient
-from core.models.registry import ModelRegistry
+from core.models.installed import ModelRegistry
 from core.paths import DataLayout
 from tests.hub_server import TOKEN, Faults, HubServer
 

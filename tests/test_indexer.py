@@ -14,7 +14,7 @@ import pytest
 
 import core.knowledge.indexer as indexer_module
 from core.config import ChunkingConfig
-from core.knowledge.embedding import Embedder
+from core.knowledge.embedder import Embedder
 from core.knowledge.indexer import FileDone, Indexer, IndexEvent, IndexSummary, Progress
 from core.knowledge.knowledge_base import KnowledgeBase
 from core.knowledge.manifest import Manifest, ManifestFile
@@ -282,7 +282,7 @@ _CRASH_MID_DOCUMENT = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from core.knowledge.embedding import Embedder
+    from core.knowledge.embedder import Embedder
     from core.knowledge.store import KnowledgeStore
     from core.knowledge.types import DocChunk
     from core.paths import DataLayout

@@ -21,7 +21,7 @@ from core.errors import (
     UnsupportedModel,
 )
 from core.llm.base import Backend, Chunk, Sampling, Session, StreamRequest
-from core.llm.registry import create_backend, default_model_path, model_needs_grammar
+from core.llm.engines import create_backend, default_model_path, model_needs_grammar
 
 pytest.importorskip("llama_cpp")
 

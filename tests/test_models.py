@@ -17,12 +17,12 @@ import pytest
 from core.cli import main as cli_main
 from core.config import GenerationConfig
 from core.errors import CotragError, DownloadCancelled, ModelNotFound
-from core.llm.registry import default_model_path
+from core.llm.engines import default_model_path
 from core.models import service as models_service
 from core.models.client import hub_client
 from core.models.facts import inspect_model
+from core.models.installed import ModelRegistry
 from core.models.pull import bytes_on_disk, pending_pulls, plan_pull, run_pull
-from core.models.registry import ModelRegistry
 from core.workspace import Workspace
 from tests.hub_server import HubServer, Repo
 

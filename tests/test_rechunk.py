@@ -18,9 +18,9 @@ import pytest
 import core.knowledge.chunking as chunking_module
 import core.knowledge.indexer as indexer_module
 from core.config import ChunkingConfig
-from core.knowledge import embedders, reembed
+from core.knowledge import embedder_catalog, reembed
 from core.knowledge.chunking import chunk_document, pipeline_fingerprint
-from core.knowledge.embedding import Embedder
+from core.knowledge.embedder import Embedder
 from core.knowledge.indexer import (
     RECHUNK_REASON,
     FileDone,
@@ -221,7 +221,7 @@ _KILLED_WHILE_RECHUNKING = textwrap.dedent(
     from pathlib import Path
     import core.knowledge.indexer as indexer_module
     from core.config import ChunkingConfig
-    from core.knowledge.embedding import Embedder
+    from core.knowledge.embedder import Embedder
     from core.knowledge.knowledge_base import KnowledgeBase
     from core.knowledge.store import KnowledgeStore
     from core.paths import DataLayout
@@ -294,7 +294,7 @@ def shifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from core.knowledge.embedding import bundled_model_path
+    from core.knowledge.embedder import bundled_model_path
 
     model = SentenceTransformer(str(bundled_model_path()), device="cpu")
     gen = torch.Generator().manual_seed(1)
@@ -310,7 +310,7 @@ def shifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def versioned(
     layout: DataLayout, kb: KnowledgeBase, shifted: Path
 ) -> Iterator[tuple[KnowledgeBase, DataLayout]]:
-    shutil.copytree(shifted, embedders.embedders_dir(layout) / "shifted")
+    shutil.copytree(shifted, embedder_catalog.embedders_dir(layout) / "shifted")
     yield kb, layout
 
 

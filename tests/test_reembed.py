@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from small_docs import DOCS, indexed_workspace
 
-from core.knowledge import embedders, reembed
-from core.knowledge.embedders import EmbedderMissing
+from core.knowledge import embedder_catalog, reembed
+from core.knowledge.embedder_catalog import EmbedderMissing
 from core.knowledge.indexer import EmbedderMismatch, Indexer
 from core.knowledge.reembed import ReembedFailed, ReembedProgress
 from core.knowledge.store import KnowledgeStore
@@ -34,7 +34,7 @@ def other_embedder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from core.knowledge.embedding import bundled_model_path
+    from core.knowledge.embedder import bundled_model_path
 
     model = SentenceTransformer(str(bundled_model_path()), device="cpu")
     gen = torch.Generator().manual_seed(0)
@@ -50,7 +50,7 @@ def other_embedder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ws(tmp_path: Path, other_embedder: Path) -> Iterator[Workspace]:
     workspace = indexed_workspace(tmp_path)
     assert isinstance(workspace, Workspace)
-    shutil.copytree(other_embedder, embedders.embedders_dir(workspace.layout) / "shifted")
+    shutil.copytree(other_embedder, embedder_catalog.embedders_dir(workspace.layout) / "shifted")
     yield workspace
     workspace.close()
 
@@ -159,7 +159,7 @@ def test_indexing_follows_the_serving_embedder(ws: Workspace) -> None:
 def test_a_missing_embedder_is_a_sentence_not_a_crash(ws: Workspace) -> None:
     kb = ws.store.get("docs")
     reembed.reembed(kb, "shifted")
-    shutil.rmtree(embedders.embedders_dir(ws.layout) / "shifted")
+    shutil.rmtree(embedder_catalog.embedders_dir(ws.layout) / "shifted")
     fresh_store = KnowledgeStore(ws.layout, embedder=ws.embedder)
     fresh = fresh_store.get("docs")
     with pytest.raises(EmbedderMissing) as caught:

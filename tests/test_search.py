@@ -11,7 +11,7 @@ import pytest
 from core.config import ChunkingConfig
 from core.errors import ConfigError
 from core.knowledge import search as search_module
-from core.knowledge.embedding import Embedder
+from core.knowledge.embedder import Embedder
 from core.knowledge.indexer import Indexer
 from core.knowledge.knowledge_base import KnowledgeBase
 from core.knowledge.loaders import load_document

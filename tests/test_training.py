@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from small_docs import tiny_workspace
 
-from core.models.registry import ModelRegistry
+from core.models.installed import ModelRegistry
 from core.training.base_models import ensure_hf, resolve_base
 from core.training.data import collate, dataset_rows, prepare
 from core.training.events import Cancelled, Checkpoint, Started, Step, WorkerEvent
@@ -185,7 +185,7 @@ def test_a_run_lowers_the_loss_and_every_export_loads_and_generates(ws: Workspac
     assert set(entry.variants) == {"lora", "f16", "q8_0", "q4_k_m"}
     assert entry.info["dataset"]["name"] == "tiny" and len(entry.info["dataset"]["hash"]) == 64
     from core.llm.base import Sampling, StreamRequest
-    from core.llm.registry import create_backend, model_is_tuned
+    from core.llm.engines import create_backend, model_is_tuned
 
     prompt = [{"role": "user", "content": "When does the backup service run?"}]
     texts = {}

@@ -13,7 +13,7 @@ from core.cli.terminal import confirm
 from core.cli.worker_output import run_worker
 from core.durations import clock
 from core.errors import CotragError
-from core.knowledge import embedders
+from core.knowledge import embedder_catalog
 from core.training import service
 from core.training.events import Done
 from core.training.service import PreparedRun
@@ -101,7 +101,7 @@ def follow_embedder_run(ws: Workspace, prepared: PreparedRun, *, as_json: bool) 
 
 def cmd_embedders(ws: Workspace, args: argparse.Namespace) -> int:
     if args.action == "list":
-        entries = embedders.list_embedders(ws.layout)
+        entries = embedder_catalog.list_embedders(ws.layout)
         if args.json:
             print(
                 json.dumps(
@@ -127,10 +127,10 @@ def cmd_embedders(ws: Workspace, args: argparse.Namespace) -> int:
     if not args.name:
         raise CotragError(f"`cotrag embedders {args.action}` needs an embedder name.")
     if args.action == "show":
-        path = embedders.resolve(ws.layout, args.name)
+        path = embedder_catalog.resolve(ws.layout, args.name)
         print(
             json.dumps(
-                {"name": args.name, "path": str(path), **embedders.read_info(path)}, indent=2
+                {"name": args.name, "path": str(path), **embedder_catalog.read_info(path)}, indent=2
             )
         )
         return 0
@@ -143,7 +143,7 @@ def cmd_embedders(ws: Workspace, args: argparse.Namespace) -> int:
         )
     if not args.yes and not confirm(f"Delete the embedder {args.name!r}?"):
         return 1
-    embedders.delete(ws.layout, args.name)
+    embedder_catalog.delete(ws.layout, args.name)
     print(f"Deleted embedder {args.name!r}.")
     return 0
 

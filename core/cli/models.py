@@ -19,8 +19,8 @@ from core.durations import clock
 from core.errors import CotragError, DownloadCancelled
 from core.models import service
 from core.models.client import hub_client
+from core.models.installed import ModelEntry
 from core.models.pull import PullProgress
-from core.models.registry import ModelEntry
 from core.models.token import clear_token, set_token
 from core.workspace import Workspace
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.colab.errors import DamagedResults
 from core.colab.manifest import MANIFEST_NAME, sha256_file
-from core.llm.registry import default_model_path
+from core.llm.engines import default_model_path
 
 
 def extract_results(

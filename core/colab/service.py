@@ -31,8 +31,8 @@ from core.colab.runtime import RemoteJob, RemoteOutcome, run_remote
 from core.dataset.storage import DatasetStore
 from core.errors import CotragError, DownloadCancelled
 from core.models.client import hub_client
+from core.models.installed import ModelEntry, ModelRegistry
 from core.models.pull import downloads_dir
-from core.models.registry import ModelEntry, ModelRegistry
 from core.paths import DataLayout
 from core.training.events import Done, Error, WorkerEvent, to_dict
 from core.training.preflight import check_job

@@ -39,7 +39,7 @@ from core.knowledge.records import embedding_text
 from core.knowledge.types import DocChunk
 
 if TYPE_CHECKING:
-    from core.knowledge.embedding import Embedder
+    from core.knowledge.embedder import Embedder
     from core.knowledge.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)

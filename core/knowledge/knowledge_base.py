@@ -41,7 +41,7 @@ from core.knowledge.types import DocChunk, Hit
 from core.knowledge.versions import Version, VersionsFile, now
 
 if TYPE_CHECKING:
-    from core.knowledge.embedding import Embedder
+    from core.knowledge.embedder import Embedder
 
 log = logging.getLogger(__name__)
 

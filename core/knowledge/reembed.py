@@ -27,7 +27,7 @@ from core.knowledge.records import chunk_metadata_text
 from core.knowledge.versions import Version, now
 
 if TYPE_CHECKING:
-    from core.knowledge.embedding import Embedder
+    from core.knowledge.embedder import Embedder
     from core.knowledge.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)

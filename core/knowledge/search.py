@@ -18,7 +18,7 @@ from core.knowledge.records import hit_from
 from core.knowledge.types import Hit
 
 if TYPE_CHECKING:
-    from core.knowledge.embedding import Embedder
+    from core.knowledge.embedder import Embedder
     from core.knowledge.manifest import Manifest
 
 METHODS = ("dense", "bm25", "hybrid")

@@ -19,7 +19,12 @@ from typing import Protocol
 from core.config import AppConfig
 from core.errors import KnowledgeBaseNotFound
 from core.knowledge import reembed as reembedding
-from core.knowledge.embedders import BUNDLED_LABEL, EmbedderEntry, bundled_name, list_embedders
+from core.knowledge.embedder_catalog import (
+    BUNDLED_LABEL,
+    EmbedderEntry,
+    bundled_name,
+    list_embedders,
+)
 from core.knowledge.indexer import Indexer, IndexEvent
 from core.knowledge.knowledge_base import KnowledgeBase
 from core.knowledge.manifest import DocInfo

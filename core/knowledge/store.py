@@ -32,8 +32,8 @@ from core.errors import (
     KnowledgeBaseExists,
     KnowledgeBaseNotFound,
 )
-from core.knowledge import embedders
-from core.knowledge.embedding import Embedder, default_embedder
+from core.knowledge import embedder_catalog
+from core.knowledge.embedder import Embedder, default_embedder
 from core.knowledge.knowledge_base import (
     CREATED_KEY,
     EMBEDDER_KEY,
@@ -129,7 +129,7 @@ class KnowledgeStore:
         default = self.embedder
         if not name or name == default.model_name:
             return default
-        path = embedders.resolve(self.layout, name, needed_by=needed_by)
+        path = embedder_catalog.resolve(self.layout, name, needed_by=needed_by)
         with self._embedders_lock:
             found = self._embedders.get(name)
             if found is None or found.model_path != path:

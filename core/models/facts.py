@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from core.llm.registry import read_gguf_metadata
+from core.llm.engines import read_gguf_metadata
 from core.models.hub import quantization_of
 
 ModelFormat = Literal["gguf", "hf", "mlx", "adapter", "unknown"]

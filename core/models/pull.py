@@ -25,8 +25,8 @@ from core.errors import CotragError
 from core.fileio import write_atomic, write_json_atomic
 from core.models.download import discard_partial, download_file
 from core.models.hub import HubClient, HubFile, RepoFiles, total_ram
+from core.models.installed import ModelEntry, ModelRegistry
 from core.models.journal import pending_downloads
-from core.models.registry import ModelEntry, ModelRegistry
 from core.models.transfer import DownloadProgress
 from core.paths import DataLayout
 

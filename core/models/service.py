@@ -16,6 +16,7 @@ from typing import Protocol
 from core.config import AppConfig
 from core.errors import CotragError, ModelNotFound
 from core.models.hub import HubClient, HubFile, HubModel, RepoFiles, SortKey
+from core.models.installed import ModelEntry, ModelRegistry
 from core.models.pull import (
     PullPlan,
     PullProgress,
@@ -25,7 +26,6 @@ from core.models.pull import (
     plan_pull,
     run_pull,
 )
-from core.models.registry import ModelEntry, ModelRegistry
 from core.paths import DataLayout
 
 LARGE_FILE = 50_000_000

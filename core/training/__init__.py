@@ -6,7 +6,7 @@ service (prepare a run once, launch it) → spec + preflight (checked before any
 starts) → runs (the run folder) → process (the worker's command line, started and
 watched) → worker (the child process: trainer / embedder_trainer, checkpoints, typed
 events) → finish + gguf_export (llama.cpp files) → the tuned model lands in
-:mod:`core.models.registry`, the tuned embedder under ``<data>/embedders``. rounds
+:mod:`core.models.installed`, the tuned embedder under ``<data>/embedders``. rounds
 alternates embedder and generator runs.
 
 May import :mod:`core.dataset`, :mod:`core.workspace`, :mod:`core.models`,

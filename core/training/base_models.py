@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import CotragError, ModelNotFound
-from core.llm.registry import default_model_path
-from core.models.registry import ModelRegistry
+from core.llm.engines import default_model_path
+from core.models.installed import ModelRegistry
 from core.paths import DataLayout
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.dataset.storage import Dataset, DatasetNotFound, DatasetStore
 from core.errors import CotragError
-from core.knowledge import embedders
+from core.knowledge import embedder_catalog
 from core.knowledge.knowledge_base import ChunkNotFound, KnowledgeBase
 from core.knowledge.records import chunk_metadata_text
 from core.knowledge.store import KnowledgeStore
@@ -217,7 +217,7 @@ def check_embedder_job(
             problems.append(f"dataset: {exc}")
     base_name = "" if spec.base in ("", "default") else spec.base
     try:
-        base_path = embedders.resolve(layout, base_name)
+        base_path = embedder_catalog.resolve(layout, base_name)
     except CotragError as exc:
         problems.append(f"base: {exc}")
     if problems or dataset is None or base_path is None:
@@ -244,7 +244,7 @@ def check_embedder_job(
         spec,
         dataset,
         base_path,
-        base_name or embedders.bundled_name(),
+        base_name or embedder_catalog.bundled_name(),
         train,
         validation,
         corpus,

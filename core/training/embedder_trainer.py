@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.hardware import physical_cores
-from core.knowledge import embedders
-from core.knowledge.embedders import BUNDLED_LABEL, bundled_name
-from core.knowledge.embedding_runtimes import (
+from core.knowledge import embedder_catalog
+from core.knowledge.embedder_catalog import BUNDLED_LABEL, bundled_name
+from core.knowledge.embedder_runtimes import (
     load_sentence_transformer as _load_sentence_transformer,
 )
 from core.training.embedder_data import Corpus, EmbedderChecked, Pair
@@ -396,7 +396,7 @@ def finish_embedder(
 ) -> tuple[str, Path, dict[str, Any]]:
     """Save the tuned embedder under the run's name and record where it came from."""
     emit(Exporting(what="embedder", index=1, total=1))
-    staged = embedders.embedders_dir(layout) / f".{run.name}.part"
+    staged = embedder_catalog.embedders_dir(layout) / f".{run.name}.part"
     shutil.rmtree(staged, ignore_errors=True)
     outcome.model.save(str(staged))
     k = checked.spec.recall_k
@@ -424,7 +424,7 @@ def finish_embedder(
         "spec": checked.spec.to_dict(),
     }
     try:
-        path = embedders.install(layout, staged, run.name, info)
+        path = embedder_catalog.install(layout, staged, run.name, info)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

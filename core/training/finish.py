@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from core.agent.prompts import template_version
-from core.llm.registry import TUNED_KEY
-from core.models.registry import VARIANT_FILES, ModelEntry, ModelRegistry
+from core.llm.engines import TUNED_KEY
+from core.models.installed import VARIANT_FILES, ModelEntry, ModelRegistry
 from core.training import gguf_export
 from core.training.base_models import BaseModel
 from core.training.events import Emit, Exporting, Log

@@ -24,8 +24,8 @@ from typing import Any
 
 from core.errors import CotragError
 from core.fileio import write_atomic, write_json_atomic
-from core.knowledge.embedders import embedders_dir
-from core.models.registry import ModelRegistry
+from core.knowledge.embedder_catalog import embedders_dir
+from core.models.installed import ModelRegistry
 from core.names import check_name
 from core.paths import DataLayout
 from core.training.events import Done, Error, Eval, Step, WorkerEvent, read_events

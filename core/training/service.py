@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.errors import CotragError
-from core.knowledge.embedders import check_new_name
+from core.knowledge.embedder_catalog import check_new_name
 from core.training.embedder_data import EmbedderChecked, check_embedder_job
 from core.training.events import ProcessOutcome, WorkerEvent
 from core.training.preflight import Checked, check_job

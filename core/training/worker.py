@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.errors import CotragError
-from core.knowledge import embedders
-from core.models.registry import ModelRegistry
+from core.knowledge import embedder_catalog
+from core.models.installed import ModelRegistry
 from core.paths import DataLayout
 from core.training.base_models import BaseModelError
 from core.training.data import dataset_hash
@@ -196,9 +196,9 @@ def _train_embedder(
     should_stop: Callable[[], bool],
     resume: bool,
 ) -> int:
-    installed = embedders.embedders_dir(layout) / run.name
-    info = embedders.read_info(installed)
-    if info.get("run") == run.name and not embedders.missing_files(installed):
+    installed = embedder_catalog.embedders_dir(layout) / run.name
+    info = embedder_catalog.read_info(installed)
+    if info.get("run") == run.name and not embedder_catalog.missing_files(installed):
         # Killed after the embedder was installed, before the run said so: it is done.
         run.write_state("done", model=run.name, embedder=run.name)
         emit(

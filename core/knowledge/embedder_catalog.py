@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CotragError
-from core.knowledge.embedding import bundled_model_path
+from core.knowledge.embedder import bundled_model_path
 from core.paths import DataLayout
 
 INFO_FILE = "cotrag.json"

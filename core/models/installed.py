@@ -27,7 +27,7 @@ from typing import Any
 
 from core.errors import CotragError, ModelNotFound
 from core.fileio import write_json_atomic
-from core.llm.registry import default_model_path
+from core.llm.engines import default_model_path
 from core.models.facts import ModelFacts, inspect_model
 from core.names import check_name
 from core.paths import DataLayout

@@ -5,7 +5,7 @@ reference and the fallback. ONNX Runtime and OpenVINO run an export of the very 
 weights, made here on first use (the app is offline, so nothing is downloaded) and
 cached under the data dir. They are only used after the export's vectors have been
 checked against torch's: each probe sentence must come out within cosine ``MIN_COSINE``
-of torch's vector (``core.knowledge.embedding_runtimes`` makes, checks and runs the
+of torch's vector (``core.knowledge.embedder_runtimes`` makes, checks and runs the
 exports). That check is what lets every runtime share one embedder name, so a
 knowledge base indexed with one can be searched with another.
 
@@ -32,7 +32,7 @@ import platformdirs
 from core.config import EmbedderBackend
 from core.errors import ModelNotFound
 from core.hardware import physical_cores
-from core.knowledge.embedding_runtimes import (
+from core.knowledge.embedder_runtimes import (
     RUNTIME_BATCH_SIZE,
     BackendUnavailable,
     RuntimeModel,

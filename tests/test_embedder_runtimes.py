@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from core.config import EmbedderBackend
-from core.knowledge import embedding_runtimes
-from core.knowledge.embedding import Embedder, default_embedder
-from core.knowledge.embedding_runtimes import export_dir
+from core.knowledge import embedder_runtimes
+from core.knowledge.embedder import Embedder, default_embedder
+from core.knowledge.embedder_runtimes import export_dir
 
 SENTENCES = [
     "How do I publish a scoped package?",
@@ -94,7 +94,7 @@ def test_export_is_complete_and_reused(
     def no_export(*_args: object) -> None:
         raise AssertionError("the cached export should have been used")
 
-    monkeypatch.setattr(embedding_runtimes, "export_model", no_export)
+    monkeypatch.setattr(embedder_runtimes, "export_model", no_export)
     again = Embedder(backend=backend, cache_dir=cache)
     assert again.backend == backend
     assert (np.array(again.embed(SENTENCES[:1])) * torch_vectors[:1]).sum() >= 0.999
@@ -111,7 +111,7 @@ def test_missing_runtime_falls_back_to_torch(
     monkeypatch.setitem(sys.modules, RUNTIME_MODULE[backend], None)  # import now fails
     embedder = Embedder(backend=backend, cache_dir=tmp_path)
 
-    with caplog.at_level(logging.WARNING, logger="core.knowledge.embedding"):
+    with caplog.at_level(logging.WARNING, logger="core.knowledge.embedder"):
         vectors = np.array(embedder.embed(SENTENCES))
 
     assert embedder.backend == "torch"
@@ -139,9 +139,9 @@ def test_export_that_fails_the_check_is_not_kept(
     if not INSTALLED:
         pytest.skip("neither onnxruntime nor openvino is installed")
     backend = INSTALLED[0]
-    monkeypatch.setattr(embedding_runtimes, "MIN_COSINE", 1.5)  # no export can pass
+    monkeypatch.setattr(embedder_runtimes, "MIN_COSINE", 1.5)  # no export can pass
 
-    with caplog.at_level(logging.WARNING, logger="core.knowledge.embedding"):
+    with caplog.at_level(logging.WARNING, logger="core.knowledge.embedder"):
         embedder = Embedder(backend=backend, cache_dir=tmp_path)
         assert embedder.backend == "torch"
 
@@ -157,7 +157,7 @@ def test_interrupted_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
         (out / "model.onnx").write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(embedding_runtimes, "export_model", half_export)
+    monkeypatch.setattr(embedder_runtimes, "export_model", half_export)
     with pytest.raises(KeyboardInterrupt):
         Embedder(backend=INSTALLED[0], cache_dir=tmp_path).load()
     assert list(tmp_path.iterdir()) == []
@@ -171,7 +171,7 @@ def test_openvino_sends_no_telemetry(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     script = (
-        "from core.knowledge.embedding import Embedder; import sys; "
+        "from core.knowledge.embedder import Embedder; import sys; "
         "e = Embedder(backend='openvino', cache_dir=sys.argv[1]); e.load(); print(e.backend)"
     )
     done = subprocess.run(
