@@ -66,8 +66,12 @@ def tab(qtbot, ws: Workspace, tmp_path: Path) -> Iterator[TrainingTab]:  # type:
     widget.shutdown()
 
 
+# ``calls`` comes before ``tab`` wherever the colab CLI is used: the stand-in is then on
+# PATH before the tab first reads the CLI's status (in the background, as it opens).
+
+
 def test_a_colab_run_streams_and_its_model_reaches_the_chat(
-    qtbot, tab: TrainingTab, ws: Workspace, calls: Any, tmp_path: Path
+    qtbot, calls: Any, tab: TrainingTab, ws: Workspace, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     assert tab.form.preset_combo.currentData() == "gpu-standard"
     qtbot.waitUntil(lambda: "signed in" in tab.form.colab.colab_label.text(), timeout=60_000)
@@ -90,7 +94,7 @@ def test_a_colab_run_streams_and_its_model_reaches_the_chat(
 
 
 def test_cancel_releases_the_runtime_and_a_refusal_is_a_sentence(
-    qtbot, tab: TrainingTab, calls: Any, monkeypatch: pytest.MonkeyPatch
+    qtbot, calls: Any, tab: TrainingTab, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("COLAB_STANDIN_SCENARIO", "slow")
     tab.form.name_edit.setText("gui-colab-cancel")
@@ -146,9 +150,9 @@ def test_fetch_registers_a_run_a_notebook_pushed_by_hand(
 @pytest.mark.model
 def test_a_real_notebook_run_on_the_standin_vm_answers_in_the_chat(
     qtbot,
+    calls: Any,
     tab: TrainingTab,
     ws: Workspace,
-    calls: Any,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # type: ignore[no-untyped-def]
