@@ -162,19 +162,19 @@ def render_screenshots(out_dir: Path) -> list[Path]:
 
         train = window.training_tab
         window.tabs.setCurrentWidget(train)
-        wait_until(lambda: not train.jobs.busy() and train.dataset_combo.count() > 0, 60)
+        wait_until(lambda: not train.jobs.busy() and train.form.dataset_combo.count() > 0, 60)
         saved.append(_save(window, out_dir / "training-form.png"))
-        train.max_steps.setValue(8)
-        train.batch_size.setValue(2)
-        train.eval_every.setValue(2)
-        train.checkpoint_every.setValue(4)
-        for kind, box in train.export_boxes.items():
+        train.form.fields.max_steps.setValue(8)
+        train.form.fields.batch_size.setValue(2)
+        train.form.fields.eval_every.setValue(2)
+        train.form.fields.checkpoint_every.setValue(4)
+        for kind, box in train.form.fields.export_boxes.items():
             box.setChecked(kind in ("lora", "q8_0"))
-        train.name_edit.setText("sample-tuned")
+        train.form.name_edit.setText("sample-tuned")
         train.start()
         wait_until(
             lambda: (
-                len(train.chart.train) >= 3 or (train.jobs.busy() is False and not train.running)
+                len(train.monitor.chart.train) >= 3 or (train.jobs.busy() is False and not train.running)
             ),
             600,
         )
@@ -247,11 +247,11 @@ def render_training_embedder(
         window.show()
         train = window.training_tab
         window.tabs.setCurrentWidget(train)
-        wait_until(lambda: not train.jobs.busy() and train.dataset_combo.count() > 0, 120)
+        wait_until(lambda: not train.jobs.busy() and train.form.dataset_combo.count() > 0, 120)
         train.set_kind("embedder")
-        train.max_steps.setValue(steps)
-        train.eval_every.setValue(max(1, steps // 2))
-        train.eval_passages.setValue(300)
+        train.form.fields.max_steps.setValue(steps)
+        train.form.fields.eval_every.setValue(max(1, steps // 2))
+        train.form.fields.eval_passages.setValue(300)
         train.start()
         wait_until(lambda: train.running, 300)
         wait_until(lambda: not train.running, 1800)

@@ -99,13 +99,6 @@ class TrainingTab(TabView):
         self.history.resume_button.clicked.connect(self.resume_selected)
         self.history.deleted.connect(self._deleted)
         self.history.error.connect(self.show_error)
-        # What scripts drive (desktop.screenshots): the form's fields and the chart.
-        fields = form.fields
-        self.dataset_combo, self.name_edit = form.dataset_combo, form.name_edit
-        self.max_steps, self.batch_size = fields.max_steps, fields.batch_size
-        self.eval_every, self.checkpoint_every = fields.eval_every, fields.checkpoint_every
-        self.eval_passages, self.export_boxes = fields.eval_passages, fields.export_boxes
-        self.chart = self.monitor.chart
 
     # -- the job kind ----------------------------------------------------------------
     def set_kind(self, kind: str) -> None:
