@@ -327,7 +327,7 @@ def test_the_notebook_carries_no_token_and_needs_a_portable_base(
         "core/training/trainer.py",
         "core/training/finish.py",
         "core/training/events.py",
-        "core/models/registry.py",
+        "core/models/installed.py",
     ):
         assert needed in sources
     assert not any("desktop" in rel for rel in sources)
