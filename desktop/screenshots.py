@@ -174,7 +174,8 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         train.start()
         wait_until(
             lambda: (
-                len(train.monitor.chart.train) >= 3 or (train.jobs.busy() is False and not train.running)
+                len(train.monitor.chart.train) >= 3
+                or (train.jobs.busy() is False and not train.running)
             ),
             600,
         )
