@@ -41,7 +41,7 @@ from core.models import token as token_store
 from core.models.download import discard_partial, download_file
 from core.models.hub import HubClient, HubFile, free_disk, quantization_of, total_ram
 from core.models.journal import pending_downloads
-from core.models.transfer import DownloadProgress
+from core.models.transfer import PROGRESS_INTERVAL, DownloadProgress
 from tests.hub_server import TOKEN, HubServer, Repo, git_blob_sha1
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -402,7 +402,7 @@ def test_progress_is_throttled_and_ends_complete(hub: HubServer, cache: Path) ->
     download_file(client(hub, cache), GGUF, "tiny.BF16.gguf", progress=seen.append)
     elapsed = time.monotonic() - start
     # ~60 chunks arrive, but at most one call per interval (plus the first and the last).
-    assert 3 <= len(seen) <= elapsed / download_module.PROGRESS_INTERVAL + 2
+    assert 3 <= len(seen) <= elapsed / PROGRESS_INTERVAL + 2
     assert [p.done for p in seen] == sorted(p.done for p in seen)
     assert seen[-1].done == seen[-1].total == len(FILES["tiny.BF16.gguf"])
     middle = seen[1:-1]
