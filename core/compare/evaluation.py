@@ -1,18 +1,21 @@
 """One model on a set of questions (`cotrag eval`): QA files, each answer scored, and the
-report: accuracy, retrieval recall@k, rounds, protocol errors, cost per question."""
+report: accuracy (on the short answer, and the old whole-answer containment beside it),
+the median answer length, retrieval recall@k, rounds, protocol errors, cost per question."""
 
 from __future__ import annotations
 
 import json
 import logging
+import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.agent.record import RunRecord
+from core.compare.scoring import answer_words, contains_any, score_answer
 from core.errors import CotragError
 
 if TYPE_CHECKING:
@@ -61,11 +64,6 @@ def load_qa(path: Path) -> list[QAItem]:
     return items
 
 
-def contains_any(text: str, expected: Iterable[str]) -> bool:
-    folded = text.casefold()
-    return any(e.casefold() in folded for e in expected)
-
-
 @dataclass
 class ItemResult:
     id: str
@@ -73,6 +71,8 @@ class ItemResult:
     expected: list[str]
     answer: str
     correct: bool
+    """The short answer (its ``Answer:`` line, else its first sentence) contains an expected
+    string: what ``accuracy`` counts."""
     retrieval_hit: bool | None
     """Any retrieved passage of any round contains an expected string (None: no retrieval)."""
     rounds: int
@@ -83,6 +83,9 @@ class ItemResult:
     seconds: float
     finished: str
     error: str = ""
+    contains: bool = False
+    """The whole answer contains an expected string (the old score, ``accuracy_contains``)."""
+    answer_words: int = 0
 
 
 @dataclass
@@ -101,6 +104,8 @@ class EvalReport:
         return {
             "questions": n,
             "accuracy": round(sum(i.correct for i in self.items) / n, 4),
+            "accuracy_contains": round(sum(i.contains for i in self.items) / n, 4),
+            "median_answer_words": statistics.median(i.answer_words for i in self.items),
             "recall_at_k": (
                 round(sum(bool(i.retrieval_hit) for i in with_retrieval) / len(with_retrieval), 4)
                 if with_retrieval
@@ -146,12 +151,13 @@ def evaluate_item(agent: Agent, item: QAItem, mode: str) -> ItemResult:
     passages = [h.get("text", "") for r in retrievals for h in r.get("hits", [])]
     stats = data.get("stats", {}) or {}
     answer = data.get("answer", "") or ""
+    correct, contains = score_answer(answer, item.answers)
     return ItemResult(
         id=item.id,
         question=item.question,
         expected=item.answers,
         answer=answer,
-        correct=bool(answer) and contains_any(answer, item.answers),
+        correct=correct,
         retrieval_hit=(
             any(contains_any(p, item.answers) for p in passages) if mode != "closed" else None
         ),
@@ -163,6 +169,8 @@ def evaluate_item(agent: Agent, item: QAItem, mode: str) -> ItemResult:
         seconds=round(seconds, 3),
         finished=str(data.get("finished", "")),
         error=error,
+        contains=contains,
+        answer_words=answer_words(answer),
     )
 
 

@@ -1,9 +1,12 @@
 """Two models on the same questions, paired per question (`cotrag compare`, the Compare tab).
 
-For each question both answers are scored (an expected string in the answer), and
-the pairs are counted: both right, only A, only B, neither. McNemar's exact test on
-the discordant pairs says whether the difference is more than chance on this many
-questions. Each side also gets the usual summary (accuracy, recall@k, rounds,
+For each question both answers are scored (an expected string in the short answer: its
+``Answer:`` line or first sentence, see ``scoring``), and the pairs are counted: both
+right, only A, only B, neither. McNemar's exact test on the discordant pairs says whether
+the difference is more than chance on this many questions. The same table on the old
+whole-answer containment is kept beside it (``table["contains"]``), so old figures stay
+comparable and a side that wins only by rambling shows. Each side also gets the usual
+summary (accuracy, accuracy on containment, median answer words, recall@k, rounds,
 protocol-error rate).
 """
 
@@ -28,6 +31,20 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     k = min(only_a, only_b)
     tail = sum(comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+def paired_counts(scores: list[tuple[bool, bool]]) -> dict[str, Any]:
+    """Both right, only A, only B, neither, and McNemar's exact p, of (A, B) scores."""
+    both = sum(a and b for a, b in scores)
+    only_a = sum(a and not b for a, b in scores)
+    only_b = sum(b and not a for a, b in scores)
+    return {
+        "both": both,
+        "only_a": only_a,
+        "only_b": only_b,
+        "neither": len(scores) - both - only_a - only_b,
+        "mcnemar_p": round(mcnemar_exact(only_a, only_b), 4),
+    }
 
 
 @dataclass(frozen=True)
@@ -66,18 +83,13 @@ class Comparison:
 
     @property
     def table(self) -> dict[str, Any]:
+        """The pairs on the short-answer score, and under ``"contains"`` on the old
+        whole-answer containment."""
         pairs = self.pairs
-        both = sum(x.correct and y.correct for x, y in pairs)
-        only_a = sum(x.correct and not y.correct for x, y in pairs)
-        only_b = sum(y.correct and not x.correct for x, y in pairs)
-        neither = len(pairs) - both - only_a - only_b
         return {
             "questions": len(pairs),
-            "both": both,
-            "only_a": only_a,
-            "only_b": only_b,
-            "neither": neither,
-            "mcnemar_p": round(mcnemar_exact(only_a, only_b), 4),
+            **paired_counts([(x.correct, y.correct) for x, y in pairs]),
+            "contains": paired_counts([(x.contains, y.contains) for x, y in pairs]),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +106,10 @@ class Comparison:
                     "expected": x.expected,
                     "a_correct": x.correct,
                     "b_correct": y.correct,
+                    "a_contains": x.contains,
+                    "b_contains": y.contains,
+                    "a_words": x.answer_words,
+                    "b_words": y.answer_words,
                     "a_answer": x.answer,
                     "b_answer": y.answer,
                     "a_errors": x.protocol_errors,
