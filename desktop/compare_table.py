@@ -1,5 +1,9 @@
 """The Compare tab's evaluation table: a question set run on A and on B, each side's
-summary, and the pairs per question (both right, only A, only B, neither; McNemar's p)."""
+summary, and the pairs per question (both right, only A, only B, neither; McNemar's p).
+
+Accuracy is scored on the short answer (an ``Answer:`` line, else the first sentence); the
+old whole-answer containment and the median answer length stand beside it, so a model that
+wins only by writing more shows."""
 
 from __future__ import annotations
 
@@ -26,13 +30,24 @@ from PySide6.QtWidgets import (
 from desktop.scaffold import section_title
 
 METRICS = [
-    ("accuracy", "Accuracy"),
+    ("accuracy", "Accuracy (first sentence)"),
+    ("accuracy_contains", "Accuracy (contains)"),
+    ("median_answer_words", "Median answer words"),
     ("recall_at_k", "Recall@k"),
     ("mean_rounds", "Mean rounds"),
     ("protocol_error_rate", "Protocol-error rate"),
     ("seconds_per_question", "Seconds / question"),
 ]
-QUESTION_COLUMNS = ["Question", "Expected", "A", "B"]
+QUESTION_COLUMNS = [
+    "Question",
+    "Expected",
+    "A",
+    "B",
+    "A contains",
+    "B contains",
+    "A words",
+    "B words",
+]
 RIGHT, WRONG = "✓", "✗"
 
 
@@ -130,26 +145,39 @@ class EvaluationTable(QWidget):
         if len(summaries) < 2:
             self.paired_label.setText("Cancelled before model B ran: no paired table.")
             return
-        self.paired_label.setText(
-            f"Paired over {t['questions']} questions: both right {t['both']}, only A "
-            f"{t['only_a']}, only B {t['only_b']}, neither {t['neither']} — McNemar exact "
-            f"p = {t['mcnemar_p']:.3g}"
-            + (" (a real difference)" if t["mcnemar_p"] < 0.05 else " (could be chance)")
-        )
+        lines = [f"Paired over {t['questions']} questions:"]
+        for label, counts in (("first sentence", t), ("contains", t.get("contains"))):
+            if counts:
+                lines.append(f"{label}: {paired_text(counts)}")
+        self.paired_label.setText("\n".join(lines))
         rows = result.get("per_question", [])
         self.per_question.setRowCount(len(rows))
         for r, row in enumerate(rows):
             cells = [
                 row["question"],
                 ", ".join(row["expected"]),
-                RIGHT if row["a_correct"] else WRONG,
-                RIGHT if row["b_correct"] else WRONG,
+                *(mark(row.get(key)) for key in ("a_correct", "b_correct")),
+                *(mark(row.get(key)) for key in ("a_contains", "b_contains")),
+                *(str(row.get(key, "")) for key in ("a_words", "b_words")),
             ]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c >= 2:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                    item.setToolTip(row["b_answer" if c % 2 else "a_answer"])
+                if text in (RIGHT, WRONG):
                     item.setForeground(QColor("#15803d" if text == RIGHT else "#b91c1c"))
-                    answer = row["a_answer"] if c == 2 else row["b_answer"]
-                    item.setToolTip(answer)
                 self.per_question.setItem(r, c, item)
+
+
+def mark(score: bool | None) -> str:
+    return "–" if score is None else RIGHT if score else WRONG
+
+
+def paired_text(t: dict[str, Any]) -> str:
+    """Both right, only A, only B, neither, McNemar's p and what it means."""
+    return (
+        f"both right {t['both']}, only A {t['only_a']}, only B {t['only_b']}, neither "
+        f"{t['neither']} — McNemar exact p = {t['mcnemar_p']:.3g}"
+        + (" (a real difference)" if t["mcnemar_p"] < 0.05 else " (could be chance)")
+    )

@@ -244,9 +244,13 @@ def test_eval_reports_accuracy_recall_and_cost(
     assert summary["recall_at_k"] == 1.0  # both facts are retrieved by the question itself
     for key in ("accuracy", "mean_rounds", "protocol_error_rate", "seconds_per_question"):
         assert key in summary
+    assert summary["accuracy"] <= summary["accuracy_contains"]
+    assert "(first sentence)" in err and "(contains)" in err and "median answer" in err
     report = json.loads(out_file.read_text())
     assert [i["id"] for i in report["items"]] == ["ferry", "tin"]
     assert all(i["retrieval_hit"] for i in report["items"])
+    words = sorted(i["answer_words"] for i in report["items"])
+    assert words[0] > 0 and summary["median_answer_words"] == sum(words) / 2
 
 
 def test_ctrl_c_during_indexing_leaves_a_consistent_knowledge_base(tmp_path: Path) -> None:

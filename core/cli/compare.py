@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.cli.run import write_report
+from core.cli.run import score_marks, write_report
 from core.compare.evaluation import ItemResult
 from core.compare.pairs import Side
 from core.compare.service import CompareRequest, compare_models, load_items
@@ -49,28 +49,33 @@ def cmd_compare(ws: Workspace, args: argparse.Namespace) -> int:
     request = CompareRequest(a, b, kb=args.kb or ws.config.kb or "", first_query=args.first_query)
 
     def on_item(side: int, index: int, result: ItemResult) -> None:
-        mark = "✓" if result.correct else "✗"
         label = (a, b)[side].label
-        print(f"[{label} {index + 1}/{len(items)}] {mark} {result.id}", file=sys.stderr)
+        print(
+            f"[{label} {index + 1}/{len(items)}] {score_marks(result)} {result.id}",
+            file=sys.stderr,
+        )
 
     result = compare_models(ws, request, items, on_item=on_item)
     table = result.table
     sa, sb = (r.summary for r in result.reports)
     rows = [
         ("", "A: " + a.label, "B: " + b.label),
-        ("accuracy", sa.get("accuracy"), sb.get("accuracy")),
+        ("accuracy (first sentence)", sa.get("accuracy"), sb.get("accuracy")),
+        ("accuracy (contains)", sa.get("accuracy_contains"), sb.get("accuracy_contains")),
+        ("median answer words", sa.get("median_answer_words"), sb.get("median_answer_words")),
         ("recall@k", sa.get("recall_at_k"), sb.get("recall_at_k")),
         ("mean rounds", sa.get("mean_rounds"), sb.get("mean_rounds")),
         ("protocol-error rate", sa.get("protocol_error_rate"), sb.get("protocol_error_rate")),
         ("s/question", sa.get("seconds_per_question"), sb.get("seconds_per_question")),
     ]
     for row in rows:
-        print(f"{row[0]:22} {row[1]!s:>28} {row[2]!s:>28}")
-    print(
-        f"\npaired over {table['questions']} questions: both right {table['both']}, only A "
-        f"{table['only_a']}, only B {table['only_b']}, neither {table['neither']}; "
-        f"McNemar exact p = {table['mcnemar_p']}"
-    )
+        print(f"{row[0]:26} {row[1]!s:>28} {row[2]!s:>28}")
+    print(f"\npaired over {table['questions']} questions:")
+    for label, t in (("first sentence", table), ("contains", table["contains"])):
+        print(
+            f"  {label:15} both right {t['both']}, only A {t['only_a']}, only B "
+            f"{t['only_b']}, neither {t['neither']}; McNemar exact p = {t['mcnemar_p']}"
+        )
     if args.out:
         write_report(Path(args.out), result.to_dict())
     return 0

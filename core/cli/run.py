@@ -13,7 +13,7 @@ import tomli_w
 
 from core.chat import Question, ask, keep_turn
 from core.cli.terminal import Painter, paint_event, want_colour
-from core.compare.evaluation import load_qa
+from core.compare.evaluation import ItemResult, load_qa
 from core.compare.service import evaluate_questions
 from core.conversations import ConversationStore
 from core.workspace import Workspace
@@ -75,13 +75,12 @@ def cmd_eval(ws: Workspace, args: argparse.Namespace) -> int:
         items = items[: args.limit]
     _apply_loop_overrides(ws, args)
 
-    def on_item(index: int, result: Any) -> None:
-        mark = "✓" if result.correct else "✗"
+    def on_item(index: int, result: ItemResult) -> None:
         hit = {True: "hit", False: "miss", None: "-"}[result.retrieval_hit]
         errs = f" errors={','.join(result.protocol_errors)}" if result.protocol_errors else ""
         print(
-            f"[{index + 1}/{len(items)}] {mark} retrieval={hit} rounds={result.rounds} "
-            f"{result.seconds:.1f}s {result.id}{errs}",
+            f"[{index + 1}/{len(items)}] {score_marks(result)} retrieval={hit} "
+            f"rounds={result.rounds} {result.seconds:.1f}s {result.id}{errs}",
             file=sys.stderr,
         )
 
@@ -97,10 +96,24 @@ def cmd_eval(ws: Workspace, args: argparse.Namespace) -> int:
         on_item=on_item,
     )
     summary = report.summary
+    if summary["questions"]:
+        print(
+            f"accuracy {summary['accuracy']:.3f} (first sentence), "
+            f"{summary['accuracy_contains']:.3f} (contains); "
+            f"median answer {summary['median_answer_words']:g} words",
+            file=sys.stderr,
+        )
     print(json.dumps(summary, indent=2))
     if args.out:
         write_report(Path(args.out), report.to_dict())
     return 0
+
+
+def score_marks(result: ItemResult) -> str:
+    """``✓`` / ``✗`` on the short answer, the containment score and the length beside it."""
+    mark = "✓" if result.correct else "✗"
+    contains = "✓" if result.contains else "✗"
+    return f"{mark} (contains {contains}, {result.answer_words} words)"
 
 
 def write_report(out: Path, data: dict[str, Any]) -> None:
