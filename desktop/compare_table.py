@@ -146,7 +146,7 @@ class EvaluationTable(QWidget):
             self.paired_label.setText("Cancelled before model B ran: no paired table.")
             return
         lines = [f"Paired over {t['questions']} questions:"]
-        for label, counts in (("first sentence", t), ("contains", t.get("contains"))):
+        for label, counts in (("First sentence", t), ("Contains", t.get("contains"))):
             if counts:
                 lines.append(f"{label}: {paired_text(counts)}")
         self.paired_label.setText("\n".join(lines))
