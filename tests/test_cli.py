@@ -14,15 +14,22 @@ import pytest
 from docmaker import FACTS, make_mixed_corpus, make_text
 
 from core.cli import main
+from core.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A data dir with the mixed corpus (good and bad files) indexed into 'docs'."""
+    """A data dir with the mixed corpus (good and bad files) indexed into 'docs', its
+    settings capping what the bundled model writes (no test here reads a long block or
+    answer: the untuned model fills a block with noise up to the cap, minutes on 2 cores)."""
     root = tmp_path_factory.mktemp("cli")
     corpus = root / "corpus"
     make_mixed_corpus(corpus)
     data = root / "data"
+    ws = Workspace(data)
+    ws.config.loop.max_block_tokens, ws.config.loop.max_total_tokens = 40, 160
+    ws.config.generation.answer_max_tokens = 64
+    ws.save_config()
     assert main(["--data-dir", str(data), "index", str(corpus), "--kb", "docs"]) == 0
     return data, corpus
 
