@@ -107,8 +107,11 @@ class ChatToolbar(QWidget):
             if not entry.present or (entry.kind == "tuned" and not entry.variants):
                 continue
             label = {"pulled": "hub", "added": entry.format, "tuned": "tuned"}[entry.kind]
-            combo.addItem(f"{entry.name} ({label})", entry.name)
+            note = f" \u2014 {entry.verdict_note}" if entry.verdict_note else ""
+            combo.addItem(f"{entry.name} ({label}){note}", entry.name)
             tip = entry.describe()
+            if entry.guard.get("sentence"):
+                tip += f"; {entry.guard['sentence']}"
             if entry.kind == "tuned":
                 tip += f"; runs {entry.default_variant}"
             combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
