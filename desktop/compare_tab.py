@@ -49,10 +49,10 @@ def guard_text(entry: ModelEntry) -> str:
         return ""
     lines = [f"<b>Guard of {entry.name}</b>: {guard['sentence']}"]
     if table:
-        who = {"model": "its own first search", "question": "the app's first search"}
+        who = {"model": "the tuned model's own first search", "question": "the app's first search"}
         lines.append(
             f"Base ({guard.get('base', '?')}) vs {entry.name} on {table.get('questions', 0)} "
-            f"held-out questions of dataset {guard.get('dataset', '?')}, loop mode, greedy, "
+            f"held-out questions of dataset {guard.get('dataset', '?')}, loop mode, greedy, with "
             f"{who.get(str(guard.get('first_query')), '?')}: both right {table.get('both', 0)}"
             f" · only tuned {table.get('only_b', 0)} · only base {table.get('only_a', 0)} · "
             f"neither {table.get('neither', 0)} · McNemar p = "

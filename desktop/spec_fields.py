@@ -70,7 +70,7 @@ class SpecFields(QWidget):
         self.checkpointing = QCheckBox("Gradient checkpointing", self)
         self.checkpointing.setToolTip("Far less memory for long rows, about a third slower")
         form.addRow("Memory", self.checkpointing)
-        self.guard_box = QCheckBox("Check it against the base on held-out questions", self)
+        self.guard_box = QCheckBox("Check it against the base", self)
         self.guard_box.setToolTip(
             "After the export, the base and the tuned model answer the dataset's validation "
             "questions (documents the run never saw); the verdict — better, no different or "
