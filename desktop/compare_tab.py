@@ -36,9 +36,8 @@ MODES = (("loop", "Loop"), ("rag", "RAG"), ("closed", "Closed book"))
 
 
 def _tuned_label(entry: ModelEntry) -> str:
-    """``name (tuned) — worse than base``: the guard's verdict where there is one."""
-    note = f" \u2014 {entry.verdict_note}" if entry.verdict_note else ""
-    return f"{entry.name} (tuned){note}"
+    """``name — worse than base`` (the guard's verdict), else ``name (tuned)``."""
+    return entry.picker_label if entry.verdict_note else f"{entry.name} (tuned)"
 
 
 def guard_text(entry: ModelEntry) -> str:

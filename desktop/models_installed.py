@@ -137,7 +137,8 @@ class InstalledModels(QGroupBox):
         except CotragError as exc:
             self.error.emit(str(exc))
             return
-        self._changed(f"{entry.name} is the default model now.")
+        note = f" (note: {entry.guard.get('sentence')})" if entry.verdict == "worse" else ""
+        self._changed(f"{entry.name} is the default model now.{note}")
 
     @Slot()
     def delete_selected(self) -> None:

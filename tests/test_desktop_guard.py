@@ -55,7 +55,7 @@ def test_every_picker_marks_a_worse_model_and_it_can_still_be_chosen(qtbot, tmp_
     qtbot.addWidget(toolbar)
     toolbar.refresh_models()
     at = toolbar.model_combo.findData("tuned-worse")
-    assert toolbar.model_combo.itemText(at) == "tuned-worse (tuned) \u2014 worse than base"
+    assert toolbar.model_combo.itemText(at) == "tuned-worse \u2014 worse than base"
     assert toolbar.model is None  # the bundled model stays chosen
     toolbar.model_combo.setCurrentIndex(at)  # the user may still choose it
     assert toolbar.model == "tuned-worse"

@@ -7,6 +7,7 @@ base model, so the one-time conversion is paid once.
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import threading
@@ -294,13 +295,28 @@ def held_out_dataset(ws: Workspace) -> int:
 def test_a_finished_run_is_guarded_and_a_worse_model_is_not_made_the_default(
     ws: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    held = held_out_dataset(ws)
+    assert held >= 1
+    n = min(held, 3)
+    # Short answers and one round keep the guard's nine loop runs quick (the worker reads
+    # the data dir's settings).
+    saved = copy.deepcopy(ws.config)
+    ws.config.generation.answer_max_tokens = 24
+    ws.config.loop.max_rounds, ws.config.loop.min_rounds = 1, 0
+    ws.config.loop.max_block_tokens, ws.config.loop.max_total_tokens = 24, 96
+    ws.save_config()
+    try:
+        _guarded_run(ws, capsys, n)
+    finally:
+        ws.config = saved
+        ws.save_config()
+
+
+def _guarded_run(ws: Workspace, capsys: pytest.CaptureFixture[str], n: int) -> None:
     from core.cli import main
     from core.config import load_config
     from core.training.guard import check_model
 
-    held = held_out_dataset(ws)
-    assert held >= 1
-    n = min(held, 3)
     spec = tiny_spec(dataset="held", max_steps=2, checkpoint_every=0, guard_questions=3)
     assert spec.guard  # on by default
     proc = start(ws, "guarded", spec)
