@@ -292,12 +292,13 @@ def held_out_dataset(ws: Workspace) -> int:
     return sum(e["split"] == "validation" and not e.get("unanswerable") for e in examples)
 
 
+@pytest.mark.timeout(1200)  # a training run, then six loop runs: slow on a busy machine
 def test_a_finished_run_is_guarded_and_a_worse_model_is_not_made_the_default(
     ws: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
     held = held_out_dataset(ws)
     assert held >= 1
-    n = min(held, 3)
+    n = min(held, 2)
     # Short answers and one round keep the guard's nine loop runs quick (the worker reads
     # the data dir's settings).
     saved = copy.deepcopy(ws.config)
@@ -317,7 +318,7 @@ def _guarded_run(ws: Workspace, capsys: pytest.CaptureFixture[str], n: int) -> N
     from core.config import load_config
     from core.training.guard import check_model
 
-    spec = tiny_spec(dataset="held", max_steps=2, checkpoint_every=0, guard_questions=3)
+    spec = tiny_spec(dataset="held", max_steps=2, checkpoint_every=0, guard_questions=n)
     assert spec.guard  # on by default
     proc = start(ws, "guarded", spec)
     events: list[WorkerEvent] = []
@@ -358,9 +359,7 @@ def _guarded_run(ws: Workspace, capsys: pytest.CaptureFixture[str], n: int) -> N
     assert "(worse than base)" in next(x for x in listed.splitlines() if "guarded" in x)
     assert "*" not in next(x for x in listed.splitlines() if "guarded" in x)[:2]
 
-    # `cotrag models guard NAME` measures again; Cancel leaves the model there, unchecked.
-    assert main(["--data-dir", root, "models", "guard", "guarded", "--questions", "1"]) == 0
-    assert "right on held-out questions" in capsys.readouterr().out
+    # Cancel during the guard leaves the model there, unchecked.
     cancel = threading.Event()
     result = check_model(ws, "guarded", limit=3, on_item=lambda *_: cancel.set(), cancel=cancel)
     assert result.verdict == "unchecked" and "cancelled" in result.sentence

@@ -184,13 +184,10 @@ def _guard(ws: Workspace, args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(result.sentence)
-        if result.first_query:
-            who = (
-                "writes its own first search"
-                if result.first_query == "model"
-                else ("does better when the app makes the first search with the question")
-            )
-            print(f"The tuned model {who}: the loop's auto setting follows that.")
+        if result.first_query == "model":
+            print("Its own first search did better than the app's: auto lets it search first.")
+        elif result.first_query == "question":
+            print("Its own first search did no better: auto lets the app search first.")
     return 0
 
 
