@@ -104,6 +104,8 @@ class RunMonitor(QObject):
         self.verdict_label = QLabel("", self.guard_row)
         self.verdict_label.setObjectName("verdictLine")
         self.verdict_label.setWordWrap(True)
+        # Two lines of room: a wrapped label's height does not reach the column's layout.
+        self.verdict_label.setMinimumHeight(2 * self.verdict_label.fontMetrics().lineSpacing() + 4)
         self.verdict_label.setToolTip(
             "The guard: the base and the tuned model on the dataset's held-out questions "
             "(documents the run never saw), paired per question, McNemar's exact p"
