@@ -27,7 +27,7 @@ from core.llm.engines import (
     model_is_tuned,
     model_needs_grammar,
 )
-from core.models.installed import ModelRegistry
+from core.models.installed import ModelRegistry, recorded_guard
 from core.paths import DataLayout
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class Workspace:
             )
         first = first_query or self.config.loop.first_query
         if first == "auto":
-            first = "model" if model_is_tuned(path) else "question"
+            first = auto_first_query(path)
         if first not in ("question", "model"):
             raise ConfigError(f"first query is {first!r}: use auto, question or model.")
         retriever = self.retriever(kb_name, method) if kb_name else None
@@ -173,6 +173,16 @@ class Workspace:
         for backend in self._backends.values():
             backend.close()
         self._backends.clear()
+
+
+def auto_first_query(path: Path) -> str:
+    """Who writes the first search of a run: what the tuned model's guard measured on
+    held-out questions when it ran, else the model itself when it was tuned on the tag
+    protocol and the app (with the question) for any other model."""
+    recorded = str(recorded_guard(path).get("first_query", ""))
+    if recorded in ("question", "model"):
+        return recorded
+    return "model" if model_is_tuned(path) else "question"
 
 
 LOAD_TIME_SETTINGS = ("n_ctx", "n_threads", "seed")

@@ -41,6 +41,8 @@ class ChatToolbar(QWidget):
         self.kb_combo.setToolTip("The knowledge base the model searches")
         self.model_combo = QComboBox(self)
         self.model_combo.setMinimumWidth(200)
+        # A name may carry its guard's verdict ("— worse than base"): as wide as it needs.
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.model_combo.setToolTip(
             "The generator model: GGUF (llama.cpp), Hugging Face folder (transformers), MLX"
         )
@@ -107,8 +109,12 @@ class ChatToolbar(QWidget):
             if not entry.present or (entry.kind == "tuned" and not entry.variants):
                 continue
             label = {"pulled": "hub", "added": entry.format, "tuned": "tuned"}[entry.kind]
-            combo.addItem(f"{entry.name} ({label})", entry.name)
+            # A tuned model with a guard verdict reads "name — worse than base".
+            text = entry.picker_label if entry.verdict_note else f"{entry.name} ({label})"
+            combo.addItem(text, entry.name)
             tip = entry.describe()
+            if entry.guard.get("sentence"):
+                tip += f"; {entry.guard['sentence']}"
             if entry.kind == "tuned":
                 tip += f"; runs {entry.default_variant}"
             combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from core.compare import service
 from core.compare.pairs import Side
 from core.dataset.storage import DatasetStore
-from core.models.installed import ModelRegistry
+from core.models.installed import ModelEntry, ModelRegistry
 from core.workspace import Workspace
 from desktop.compare_side import SideBySide
 from desktop.compare_table import EvaluationTable
@@ -33,6 +33,31 @@ from desktop.scaffold import TabView
 from desktop.tasks import Job, JobGroup, Push
 
 MODES = (("loop", "Loop"), ("rag", "RAG"), ("closed", "Closed book"))
+
+
+def _tuned_label(entry: ModelEntry) -> str:
+    """``name — worse than base`` (the guard's verdict), else ``name (tuned)``."""
+    return entry.picker_label if entry.verdict_note else f"{entry.name} (tuned)"
+
+
+def guard_text(entry: ModelEntry) -> str:
+    """The stored guard of a tuned model, for the label above the views ('' when none)."""
+    guard = entry.guard
+    table = guard.get("table") or {}
+    if not guard.get("sentence"):
+        return ""
+    lines = [f"<b>Guard of {entry.name}</b>: {guard['sentence']}"]
+    if table:
+        who = {"model": "the tuned model's own first search", "question": "the app's first search"}
+        lines.append(
+            f"Base ({guard.get('base', '?')}) vs {entry.name} on {table.get('questions', 0)} "
+            f"held-out questions of dataset {guard.get('dataset', '?')}, loop mode, greedy, with "
+            f"{who.get(str(guard.get('first_query')), '?')}: both right {table.get('both', 0)}"
+            f" · only tuned {table.get('only_b', 0)} · only base {table.get('only_a', 0)} · "
+            f"neither {table.get('neither', 0)} · McNemar p = "
+            f"{float(table.get('mcnemar_p', 1.0)):.2g}."
+        )
+    return "<br>".join(lines)
 
 
 class CompareTab(TabView):
@@ -73,6 +98,17 @@ class CompareTab(TabView):
             bar.addWidget(widget, 1)
         root.addLayout(bar)
         root.addWidget(self.banner)
+        self.guard_label = QLabel("", self)
+        self.guard_label.setObjectName("guardLine")
+        self.guard_label.setWordWrap(True)
+        self.guard_label.setToolTip(
+            "What the guard measured when the tuned model was made (`cotrag models guard "
+            "NAME` measures again): the base and the tuned model on the dataset's held-out "
+            "questions"
+        )
+        self.guard_label.hide()
+        root.addWidget(self.guard_label)
+        self.b_combo.currentIndexChanged.connect(lambda _i: self._show_guard())
 
         self.views = QTabWidget(self)
         root.addWidget(self.views, 1)
@@ -102,19 +138,40 @@ class CompareTab(TabView):
 
     def refresh(self) -> None:
         registry = ModelRegistry(self.ws.layout)
-        tuned = [(e.name, "tuned") for e in registry.tuned() if e.variants]
-        tuned += [(e.name, e.format) for e in registry.library() if e.present]
+        tuned = [(e.name, _tuned_label(e)) for e in registry.tuned() if e.variants]
+        tuned += [(e.name, f"{e.name} ({e.format})") for e in registry.library() if e.present]
         for combo, fallback in ((self.a_combo, 0), (self.b_combo, 1)):
             want = combo.currentData()
             combo.clear()
             combo.addItem("SmolLM2-135M (bundled)", "default")
             for name, label in tuned:
-                combo.addItem(f"{name} ({label})", name)
+                combo.addItem(label, name)
             index = combo.findData(want) if want else -1
             if index < 0:
                 index = min(fallback, combo.count() - 1) if tuned else 0
             combo.setCurrentIndex(index)
         self.table.set_sources(DatasetStore(self.ws.layout.datasets).names(), self._qa_file)
+
+    def _show_guard(self) -> None:
+        """Model B's stored guard table, when B is a tuned model that has one."""
+        name = self.b_combo.currentData()
+        entry = ModelRegistry(self.ws.layout).find(name) if name else None
+        text = guard_text(entry) if entry is not None and entry.kind == "tuned" else ""
+        self.guard_label.setText(text)
+        self.guard_label.setVisible(bool(text))
+
+    def open_guard(self, name: str) -> None:
+        """Open on a tuned model's guard: B is the tuned model, A its base when the
+        pickers list it (the bundled model otherwise); the stored table shows at once."""
+        self.refresh()
+        entry = ModelRegistry(self.ws.layout).find(name)
+        base = str((entry.info.get("base", {}) or {}).get("reference", "")) if entry else ""
+        a = self.a_combo.findData(base or "default")
+        self.a_combo.setCurrentIndex(a if a >= 0 else 0)
+        b = self.b_combo.findData(name)
+        if b >= 0:
+            self.b_combo.setCurrentIndex(b)
+        self._show_guard()
 
     def choose_qa_file(self) -> None:
         file, _ = QFileDialog.getOpenFileName(

@@ -60,6 +60,7 @@ class JobForm(QWidget):
         self.jobs = jobs
         self._models: list[str] = []
         self._embedders: list[tuple[str, str]] = []
+        self._labels: dict[str, str] = {}
         lcol = QVBoxLayout(self)
         lcol.setContentsMargins(12, 12, 6, 12)
         lcol.addWidget(section_title("Train", self))
@@ -258,8 +259,13 @@ class JobForm(QWidget):
 
     # -- the lists ----------------------------------------------------------------------------
     def set_lists(
-        self, datasets: list[str], models: list[str], embedders: list[tuple[str, str]]
+        self,
+        datasets: list[str],
+        models: list[str],
+        embedders: list[tuple[str, str]],
+        labels: dict[str, str] | None = None,
     ) -> None:
+        """``labels``: how a model shows (``name — worse than base``), by name."""
         want = self.dataset_combo.currentData()
         self.dataset_combo.clear()
         for name in datasets:
@@ -267,6 +273,7 @@ class JobForm(QWidget):
         index = self.dataset_combo.findData(want) if want else 0
         self.dataset_combo.setCurrentIndex(max(0, index) if datasets else -1)
         self._models, self._embedders = models, embedders
+        self._labels = dict(labels or {})
         self._fill_bases()
 
     def set_gpu(self, gpu: GpuStatus) -> None:
@@ -286,7 +293,7 @@ class JobForm(QWidget):
         else:
             self.base_combo.addItem("SmolLM2-135M (bundled)", BUNDLED)
             for name in self._models:
-                self.base_combo.addItem(name, name)
+                self.base_combo.addItem(self._labels.get(name, name), name)
             for path in self._other_bases():
                 self.base_combo.addItem(Path(path).name, path)
         self.base_combo.setCurrentIndex(max(0, self.base_combo.findData(base)))

@@ -72,7 +72,7 @@ class InstalledModels(QGroupBox):
         for row, e in enumerate(entries):
             size = format_bytes(e.size_bytes) if e.present else "files missing"
             template = "yes" if e.chat_template else "no"
-            name = f"★ {e.name}" if e.name == default else e.name
+            name = f"★ {e.picker_label}" if e.name == default else e.picker_label
             cells = (name, e.kind, e.format, size, e.quantization or "–", e.licence or "?",
                      template, e.lineage)  # fmt: skip
             for col, text in enumerate(cells):
@@ -80,6 +80,8 @@ class InstalledModels(QGroupBox):
                 item.setData(Qt.ItemDataRole.UserRole, e.name)
                 if col == 7:
                     item.setToolTip(e.lineage)
+                if col == 0 and e.guard.get("sentence"):
+                    item.setToolTip(str(e.guard["sentence"]))
                 self.table.setItem(row, col, item)
             if e.name == keep:
                 self.table.selectRow(row)
@@ -135,7 +137,8 @@ class InstalledModels(QGroupBox):
         except CotragError as exc:
             self.error.emit(str(exc))
             return
-        self._changed(f"{entry.name} is the default model now.")
+        note = f" (note: {entry.guard.get('sentence')})" if entry.verdict == "worse" else ""
+        self._changed(f"{entry.name} is the default model now.{note}")
 
     @Slot()
     def delete_selected(self) -> None:

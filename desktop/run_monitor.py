@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from core.training.events import (
     Cancelled,
@@ -21,12 +29,15 @@ from core.training.events import (
     Error,
     Eval,
     Exporting,
+    GuardDone,
+    Guarding,
     Log,
     Preparing,
     Started,
     Step,
     WorkerEvent,
 )
+from core.training.guard import SIDE_WORDS
 from core.training.rounds import RoundDone, RoundStep, RunEvent
 from desktop import embedder_runs as er
 from desktop.loss_chart import LossChart
@@ -64,9 +75,14 @@ class Recall:
     k: int = 5
 
 
+VERDICT_COLOURS = {"better": "#047857", "same": "#374151", "worse": "#b91c1c"}
+
+
 class RunMonitor(QObject):
     started = Signal()
     """A live run's worker has started (the history now lists it as running)."""
+    compare_requested = Signal(str)
+    """"Compare with base" on a tuned model (its name)."""
 
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
@@ -80,6 +96,29 @@ class RunMonitor(QObject):
             "with the base embedder (before) and the tuned one"
         )
         self.recall_label.hide()
+        self.guard_model = ""
+        """The tuned model the guard line is about."""
+        self.guard_row = QWidget(parent)
+        grow = QHBoxLayout(self.guard_row)
+        grow.setContentsMargins(0, 0, 0, 0)
+        self.verdict_label = QLabel("", self.guard_row)
+        self.verdict_label.setObjectName("verdictLine")
+        self.verdict_label.setWordWrap(True)
+        # Two lines of room: a wrapped label's height does not reach the column's layout.
+        self.verdict_label.setMinimumHeight(2 * self.verdict_label.fontMetrics().lineSpacing() + 4)
+        self.verdict_label.setToolTip(
+            "The guard: the base and the tuned model on the dataset's held-out questions "
+            "(documents the run never saw), paired per question, McNemar's exact p"
+        )
+        self.compare_button = QPushButton("Compare with base", self.guard_row)
+        self.compare_button.setToolTip("Open the Compare tab on this model and its guard table")
+        self.compare_button.clicked.connect(
+            lambda: self.compare_requested.emit(self.guard_model) if self.guard_model else None
+        )
+        grow.addWidget(self.verdict_label, 1)
+        grow.addWidget(self.compare_button)
+        self.guard_row.hide()
+        self._verdict: tuple[str, str] = ("", "")
         self.progress = QProgressBar(parent)
         self.progress.setTextVisible(True)
         self.chart = LossChart(parent)
@@ -93,6 +132,7 @@ class RunMonitor(QObject):
     def place(self, layout: QVBoxLayout) -> None:
         layout.addWidget(self.status_label)
         layout.addWidget(self.recall_label)
+        layout.addWidget(self.guard_row)
         layout.addWidget(self.progress)
         layout.addWidget(self.chart, 3)
         layout.addWidget(self.log_view, 2)
@@ -127,6 +167,18 @@ class RunMonitor(QObject):
         """An empty chart and log (the recall line is :meth:`reset_recall`'s)."""
         self.chart.clear()
         self.log_view.clear()
+        self.show_guard("", "", "")
+
+    def show_guard(self, model: str, verdict: str, sentence: str) -> None:
+        """The guard's verdict on ``model`` in one line, with "Compare with base" (hidden
+        when there is no sentence)."""
+        self.guard_model = model
+        self._verdict = (verdict, sentence)
+        colour = VERDICT_COLOURS.get(verdict, "#6b7280")
+        self.verdict_label.setStyleSheet(f"font-weight: 600; color: {colour};")
+        self.verdict_label.setText(sentence)
+        self.compare_button.setVisible(bool(model))
+        self.guard_row.setVisible(bool(sentence))
 
     def working(self) -> None:
         """A busy bar until the first step says how many there are."""
@@ -205,6 +257,14 @@ class RunMonitor(QObject):
             self.log(f"exporting {event.what} ({event.index}/{event.total})…")
             if live:
                 self._headline(f"exporting {event.what}…")
+        elif isinstance(event, Guarding):
+            if live:
+                self._steps(event.total, event.index)
+                side = SIDE_WORDS.get(event.side, event.side)
+                self._headline(f"guard: {side} ({event.index}/{event.total})")
+        elif isinstance(event, GuardDone):
+            self.log(f"Guard: {event.sentence}")
+            self.show_guard("", event.verdict, event.sentence)
         elif isinstance(event, Done):
             self._done(event)
         elif isinstance(event, Cancelled):
@@ -251,6 +311,8 @@ class RunMonitor(QObject):
 
     def _done(self, event: Done) -> None:
         metrics = event.metrics
+        if event.kind != "embedder" and self._verdict[1]:
+            self.show_guard(event.model, *self._verdict)
         if event.kind != "embedder":
             self.log(
                 f"Done: model {event.model} (final loss {_num(metrics.get('final_loss'))}, "

@@ -70,6 +70,13 @@ class SpecFields(QWidget):
         self.checkpointing = QCheckBox("Gradient checkpointing", self)
         self.checkpointing.setToolTip("Far less memory for long rows, about a third slower")
         form.addRow("Memory", self.checkpointing)
+        self.guard_box = QCheckBox("Check it against the base", self)
+        self.guard_box.setToolTip(
+            "After the export, the base and the tuned model answer the dataset's validation "
+            "questions (documents the run never saw); the verdict — better, no different or "
+            "worse than the base — is kept with the model and shown in every model list"
+        )
+        form.addRow("Guard", self.guard_box)
         self.engine_combo = QComboBox(self)
         for engine in ("auto", "torch", "unsloth"):
             self.engine_combo.addItem(engine, engine)
@@ -93,7 +100,7 @@ class SpecFields(QWidget):
         form.addRow("Tracking", self.tracking_combo)
         self._generator_rows: list[QWidget] = [
             self.lora_r, self.lora_alpha, self.lora_dropout, self.grad_accum, self.mask_box,
-            self.four_bit, self.checkpointing, self.engine_combo, exports, self.tracking_combo,
+            self.four_bit, self.checkpointing, self.guard_box, self.engine_combo, exports, self.tracking_combo,
         ]  # fmt: skip
         self._embedder_rows: list[QWidget] = [self.negatives, self.eval_passages]
 
@@ -146,6 +153,7 @@ class SpecFields(QWidget):
         self.mask_box.setChecked(spec.mask_retrieved)
         self.four_bit.setChecked(spec.load_in_4bit)
         self.checkpointing.setChecked(spec.gradient_checkpointing)
+        self.guard_box.setChecked(spec.guard)
         self.engine_combo.setCurrentIndex(max(0, self.engine_combo.findData(spec.engine)))
         for kind, box in self.export_boxes.items():
             box.setChecked(kind in spec.exports)
@@ -182,6 +190,7 @@ class SpecFields(QWidget):
             mask_retrieved=self.mask_box.isChecked(),
             load_in_4bit=self.four_bit.isChecked(),
             gradient_checkpointing=self.checkpointing.isChecked(),
+            guard=self.guard_box.isChecked(),
             engine=str(self.engine_combo.currentData()),
             exports=[k for k, box in self.export_boxes.items() if box.isChecked()],
             tracking=str(self.tracking_combo.currentData()),

@@ -28,6 +28,8 @@ class TrainingLists:
     datasets: list[str]
     models: list[str]
     """Tuned generators a run can start from (merged or GGUF)."""
+    labels: dict[str, str]
+    """How the base list shows a model: ``name — worse than base`` (the guard's verdict)."""
     embedders: list[tuple[str, str]]
     """(name, label) of the embedders an embedder run can start from."""
     runs: list[dict[str, Any]]
@@ -38,13 +40,15 @@ class TrainingLists:
 
 
 def read_lists(layout: DataLayout, *, colab: bool) -> TrainingLists:
+    models = [
+        e
+        for e in ModelRegistry(layout).list()
+        if e.kind != "bundled" and e.present and (e.merged_dir or e.default_gguf)
+    ]
     return TrainingLists(
         datasets=DatasetStore(layout.datasets).names(),
-        models=[
-            e.name
-            for e in ModelRegistry(layout).list()
-            if e.kind != "bundled" and e.present and (e.merged_dir or e.default_gguf)
-        ],
+        models=[e.name for e in models],
+        labels={e.name: e.picker_label for e in models},
         embedders=[(e.name if not e.bundled else BUNDLED, e.label) for e in list_embedders(layout)],
         runs=[er.run_summary(r) for r in RunStore(layout).runs()],
         gpu=gpu_status(layout),

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from core.colab.service import ColabRun
 from core.errors import CotragError
+from core.models.installed import ModelRegistry
 from core.training.events import Done, ProcessOutcome
 from core.training.rounds import run_rounds
 from core.training.runs import RunStore
@@ -40,6 +41,8 @@ from desktop.worker_process import WorkerProcess
 class TrainingTab(TabView):
     models_changed = Signal()
     run_state_changed = Signal(bool)
+    compare_requested = Signal(str)
+    """"Compare with base" on a finished run's tuned model (its name)."""
 
     def __init__(
         self, workspace: Workspace, settings: QSettings, parent: QWidget | None = None
@@ -95,6 +98,7 @@ class TrainingTab(TabView):
         form.colab.error.connect(self.show_error)
         form.colab.models_changed.connect(self.models_changed)
         self.monitor.started.connect(self.refresh)  # the history lists the run as running
+        self.monitor.compare_requested.connect(self.compare_requested)
         self.history.selected.connect(self._on_history_selected)
         self.history.resume_button.clicked.connect(self.resume_selected)
         self.history.deleted.connect(self._deleted)
@@ -135,7 +139,7 @@ class TrainingTab(TabView):
         self.jobs.start(work, "training-lists", latest="lists", on_result=self._got_lists)
 
     def _got_lists(self, lists: TrainingLists) -> None:
-        self.form.set_lists(lists.datasets, lists.models, lists.embedders)
+        self.form.set_lists(lists.datasets, lists.models, lists.embedders, lists.labels)
         if self.reembed_panel.isVisible() and not self.reembed_panel.busy:
             self.reembed_panel.refresh()
         self.history.fill(lists.runs)
@@ -163,6 +167,12 @@ class TrainingTab(TabView):
         self.monitor.replay(run.worker_events())
         summary = er.run_summary(run)
         self.monitor.say(f"{name}: {summary['state']}")
+        model = str(summary.get("model", "")) if summary.get("state") == "done" else ""
+        entry = ModelRegistry(self.ws.layout).find(model) if model else None
+        if entry is not None and entry.kind == "tuned" and entry.guard.get("sentence"):
+            # What model.json holds now (`cotrag models guard` may have measured again).
+            guard = entry.guard
+            self.monitor.show_guard(model, str(guard.get("verdict", "")), str(guard["sentence"]))
         if summary.get("kind") == "embedder" and summary.get("state") == "done":
             summary["kb"] = run_kb(self.ws.layout, name)
         self._show_panel(summary)

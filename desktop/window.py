@@ -194,6 +194,7 @@ class MainWindow(QMainWindow):
         elif key == "training":
             training = self.training_tab
             training.models_changed.connect(self._on_training_made_models)
+            training.compare_requested.connect(self._open_compare_on)
             # A re-embed switched a knowledge base's version: its "searched with" label follows.
             training.reembed_panel.switched.connect(lambda _name: self.kb_tab.refresh())
         elif key == "models":
@@ -229,6 +230,12 @@ class MainWindow(QMainWindow):
             self.compare_tab.refresh()
         if self._built("models"):
             self.models_tab.refresh()
+
+    @Slot(str)
+    def _open_compare_on(self, model: str) -> None:
+        """The Compare tab, opened on a tuned model and its stored guard table."""
+        self.tabs.setCurrentWidget(self.compare_tab)
+        self.compare_tab.open_guard(model)
 
     @Slot()
     def _on_models_changed(self) -> None:

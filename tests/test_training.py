@@ -7,8 +7,10 @@ base model, so the one-time conversion is paid once.
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +22,16 @@ from small_docs import tiny_workspace
 from core.models.installed import ModelRegistry
 from core.training.base_models import ensure_hf, resolve_base
 from core.training.data import collate, dataset_rows, prepare
-from core.training.events import Cancelled, Checkpoint, Started, Step, WorkerEvent
+from core.training.events import (
+    Cancelled,
+    Checkpoint,
+    Done,
+    GuardDone,
+    Guarding,
+    Started,
+    Step,
+    WorkerEvent,
+)
 from core.training.masking import IGNORE, encode
 from core.training.preflight import check_job
 from core.training.process import TrainProcess
@@ -257,6 +268,103 @@ def test_a_killed_worker_leaves_its_checkpoint_and_says_interrupted(ws: Workspac
     assert state["step"] >= 2
     assert not list(run.checkpoints.glob(".*.part"))
     assert ModelRegistry(ws.layout).find("killed") is None
+
+
+# -- the guard after the export ---------------------------------------------------------
+def held_out_dataset(ws: Workspace) -> int:
+    """A dataset ``held`` with one of the three documents in its validation split; the
+    number of its held-out questions."""
+    from core.dataset.draws import split_of
+    from core.dataset.service import datasets, generator
+    from core.dataset.spec import GenerateSpec
+
+    sources = {str(e["source"]) for e in ws_dataset(ws).examples()}
+    share = 0.34
+    seed = next(
+        s for s in range(200) if sum(split_of(x, s, share) == "validation" for x in sources) == 1
+    )
+    spec = GenerateSpec(
+        kb="docs", count=9, validation_share=share, unanswerable_share=0.0, seed=seed
+    )
+    gen, _, _ = generator(ws, "held", spec, None)
+    list(gen.run())
+    examples = datasets(ws).open("held").examples()
+    return sum(e["split"] == "validation" and not e.get("unanswerable") for e in examples)
+
+
+@pytest.mark.timeout(1200)  # a training run, then six loop runs: slow on a busy machine
+def test_a_finished_run_is_guarded_and_a_worse_model_is_not_made_the_default(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held = held_out_dataset(ws)
+    assert held >= 1
+    n = min(held, 2)
+    # Short answers and one round keep the guard's nine loop runs quick (the worker reads
+    # the data dir's settings).
+    saved = copy.deepcopy(ws.config)
+    ws.config.generation.answer_max_tokens = 24
+    ws.config.loop.max_rounds, ws.config.loop.min_rounds = 1, 0
+    ws.config.loop.max_block_tokens, ws.config.loop.max_total_tokens = 24, 96
+    ws.save_config()
+    try:
+        _guarded_run(ws, capsys, n)
+    finally:
+        ws.config = saved
+        ws.save_config()
+
+
+def _guarded_run(ws: Workspace, capsys: pytest.CaptureFixture[str], n: int) -> None:
+    from core.cli import main
+    from core.config import load_config
+    from core.training.guard import check_model
+
+    spec = tiny_spec(dataset="held", max_steps=2, checkpoint_every=0, guard_questions=n)
+    assert spec.guard  # on by default
+    proc = start(ws, "guarded", spec)
+    events: list[WorkerEvent] = []
+    outcome = proc.wait(events.append)
+    assert outcome.state == "done", proc.run.log_file.read_text()[-3000:]
+    progress = [e for e in events if isinstance(e, Guarding)]
+    assert progress[-1].index == progress[-1].total == 3 * n
+    assert {e.side for e in progress} == {"base", "tuned-model", "tuned-question"}
+    verdict = next(e for e in events if isinstance(e, GuardDone))
+    assert isinstance(outcome.final, Done) and outcome.final.guard == verdict.sentence
+    assert verdict.sentence in outcome.sentence()
+    # model.json holds the paired table of base (a) and tuned (b) on the held-out questions.
+    entry = ModelRegistry(ws.layout).find("guarded")
+    assert entry is not None
+    guard = entry.info["guard"]
+    table = guard["table"]
+    assert table["questions"] == guard["questions"] == n
+    assert table["both"] + table["only_a"] + table["only_b"] + table["neither"] == n
+    assert 0.0 <= table["mcnemar_p"] <= 1.0
+    assert set(guard["tables"]) == {"model", "question"}
+    assert set(guard["summaries"]) == {"base", "tuned-model", "tuned-question"}
+    assert guard["first_query"] in ("model", "question") and guard["dataset"] == "held"
+    # Fewer than 8 held-out questions: no verdict is made up.
+    assert guard["verdict"] == "unchecked" and entry.verdict == ""
+    assert f"/{n} right on held-out questions" in guard["sentence"]
+    assert "Too few held-out questions" in guard["sentence"]
+    # The loop's "auto" first query now follows the guard.
+    agent = ws.agent("docs", model="guarded")
+    assert agent.first_query == guard["first_query"]
+    ws.release("guarded")
+
+    # A worse model is marked, and nothing makes it the default on its own.
+    ModelRegistry(ws.layout).update_tuned("guarded", {"guard": {**guard, "verdict": "worse"}})
+    assert ws.config.model == "" and load_config(ws.layout.config_file).model == ""
+    root = str(ws.layout.root)
+    assert main(["--data-dir", root, "models", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "(worse than base)" in next(x for x in listed.splitlines() if "guarded" in x)
+    assert "*" not in next(x for x in listed.splitlines() if "guarded" in x)[:2]
+
+    # Cancel during the guard leaves the model there, unchecked.
+    cancel = threading.Event()
+    result = check_model(ws, "guarded", limit=3, on_item=lambda *_: cancel.set(), cancel=cancel)
+    assert result.verdict == "unchecked" and "cancelled" in result.sentence
+    entry = ModelRegistry(ws.layout).find("guarded")
+    assert entry is not None and entry.present and entry.info["guard"]["verdict"] == "unchecked"
 
 
 def test_two_processes_train_as_one(ws: Workspace) -> None:

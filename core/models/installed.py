@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CotragError, ModelNotFound
-from core.fileio import write_json_atomic
+from core.fileio import write_atomic, write_json_atomic
 from core.llm.engines import default_model_path
 from core.models.facts import ModelFacts, inspect_model
 from core.names import check_name
@@ -43,6 +43,13 @@ PREFERRED = ("q8_0", "f16", "q4_k_m", "lora")
 """The file a bare name runs: the best that was exported."""
 BUNDLED_LICENCE = "apache-2.0"
 KINDS = ("bundled", "pulled", "added", "tuned")
+VERDICTS = ("better", "same", "worse")
+"""A tuned model's guard verdict against its base (see core.training.guard)."""
+VERDICT_NOTES = {
+    "better": "better than base",
+    "same": "no different from base",
+    "worse": "worse than base",
+}
 
 
 @dataclass
@@ -198,6 +205,30 @@ class ModelEntry:
         if self.folder is None:
             return sum(p.stat().st_size for p in self.variants.values())
         return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+
+    @property
+    def guard(self) -> dict[str, Any]:
+        """The held-out check of a tuned model against its base (``{}``: never run)."""
+        guard = self.info.get("guard") if self.kind == "tuned" else None
+        return guard if isinstance(guard, dict) else {}
+
+    @property
+    def verdict(self) -> str:
+        """``better``, ``same`` or ``worse`` than its base on held-out questions; ``""``
+        when unchecked (not a tuned model, never checked, too few questions, cancelled)."""
+        verdict = str(self.guard.get("verdict", ""))
+        return verdict if verdict in VERDICTS else ""
+
+    @property
+    def verdict_note(self) -> str:
+        """The verdict in a picker's words: ``worse than base`` (``""`` when unchecked)."""
+        return VERDICT_NOTES.get(self.verdict, "")
+
+    @property
+    def picker_label(self) -> str:
+        """``name — worse than base`` (the bare name when there is no verdict)."""
+        note = self.verdict_note
+        return f"{self.name} — {note}" if note else self.name
 
     def describe(self) -> str:
         if self.kind == "bundled":
@@ -402,6 +433,21 @@ class ModelRegistry:
         os.replace(part, final)
         return ModelEntry(name, "tuned", final, {"name": name, **info})
 
+    def update_tuned(self, name: str, changes: dict[str, Any]) -> ModelEntry:
+        """Set top-level keys of a tuned model's model.json (the file is replaced
+        atomically: a crash leaves the old record or the new one)."""
+        folder = self.tuned_root / name
+        record = folder / MODEL_FILE
+        try:
+            info = json.loads(record.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ModelNotFound(f"No tuned model named {name!r}.") from exc
+        except (OSError, ValueError) as exc:
+            raise CotragError(f"The record of the tuned model {name!r} is damaged: {exc}") from exc
+        info.update(changes)
+        write_atomic(record, json.dumps(info, ensure_ascii=False, indent=2))
+        return ModelEntry(name, "tuned", folder, info)
+
     def delete(self, name: str) -> str:
         """Remove a model; returns a sentence of what went (and what stayed)."""
         entry = self.find(name)
@@ -423,6 +469,20 @@ class ModelRegistry:
         os.replace(entry.folder, trash)
         shutil.rmtree(trash, ignore_errors=True)
         return f"Deleted {name!r}."
+
+
+def recorded_guard(model_file: Path) -> dict[str, Any]:
+    """The guard record of the tuned model whose export ``model_file`` is (``{}`` for any
+    other file): a tuned model's GGUF files sit next to its model.json."""
+    record = model_file.parent / MODEL_FILE
+    if not model_file.is_file() or not record.is_file():
+        return {}
+    try:
+        info = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    guard = info.get("guard") if isinstance(info, dict) and info.get("tuned") else None
+    return guard if isinstance(guard, dict) else {}
 
 
 def remove_from_hub_cache(entry: ModelEntry) -> int:

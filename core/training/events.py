@@ -135,6 +135,32 @@ class Exporting:
 
 
 @dataclass(frozen=True)
+class Guarding:
+    """The guard after the export: base and tuned answering held-out questions."""
+
+    event: ClassVar[str] = "guarding"
+    index: int = 0
+    """Questions answered so far, over all sides."""
+    total: int = 0
+    side: str = ""
+    """``base``, ``tuned-model`` (its own first query) or ``tuned-question`` (seeded)."""
+    extra: dict[str, Any] = field(default_factory=_extra, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class GuardDone:
+    """The guard's verdict on the tuned model (``better``, ``same``, ``worse`` or
+    ``unchecked``), in one sentence, with its paired table."""
+
+    event: ClassVar[str] = "guard_done"
+    verdict: str = "unchecked"
+    sentence: str = ""
+    table: dict[str, Any] = field(default_factory=dict)
+    first_query: str = ""
+    extra: dict[str, Any] = field(default_factory=_extra, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Done:
     """The run finished and its result is registered (``model`` is its name)."""
 
@@ -155,6 +181,9 @@ class Done:
     """``colab`` for a run trained on a Colab runtime."""
     fetched: bool | None = None
     """Its results were fetched by hand (``cotrag train fetch``)."""
+    guard: str | None = None
+    """The guard's verdict on the tuned model, in one sentence (a generator run that ran
+    the guard)."""
     extra: dict[str, Any] = field(default_factory=_extra, compare=False, repr=False)
 
 
@@ -193,7 +222,18 @@ class Log:
 
 
 WorkerEvent = (
-    Preparing | Started | Step | Eval | Checkpoint | Exporting | Done | Cancelled | Error | Log
+    Preparing
+    | Started
+    | Step
+    | Eval
+    | Checkpoint
+    | Exporting
+    | Guarding
+    | GuardDone
+    | Done
+    | Cancelled
+    | Error
+    | Log
 )
 FinalEvent = Done | Cancelled | Error
 """The events that end a run (one of them comes last)."""
@@ -201,7 +241,20 @@ Emit = Callable[[WorkerEvent], None]
 
 _TYPES: dict[str, type[WorkerEvent]] = {
     cls.event: cls
-    for cls in (Preparing, Started, Step, Eval, Checkpoint, Exporting, Done, Cancelled, Error, Log)
+    for cls in (
+        Preparing,
+        Started,
+        Step,
+        Eval,
+        Checkpoint,
+        Exporting,
+        Guarding,
+        GuardDone,
+        Done,
+        Cancelled,
+        Error,
+        Log,
+    )
 }
 _FIELDS = {
     kind: {f.name for f in dataclasses.fields(cls)} - {"extra"} for kind, cls in _TYPES.items()
@@ -306,7 +359,8 @@ class ProcessOutcome:
     def sentence(self, log_file: Path | None = None) -> str:
         final, state = self.final, self.state
         if isinstance(final, Done):
-            return f"Done: the tuned model is {final.model or '?'}."
+            done = f"Done: the tuned model is {final.model or '?'}."
+            return f"{done} {final.guard}" if final.guard else done
         if state == "cancelled":
             if isinstance(final, Cancelled):
                 where = final.checkpoint or "no checkpoint yet"

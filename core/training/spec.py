@@ -99,6 +99,11 @@ class TrainSpec:
     documents' chunks, the retrieved distractors, then a sample of the rest)."""
     kb: str = ""
     """Embedder runs: the knowledge base the validation searches (default: the dataset's)."""
+    guard: bool = True
+    """Generator runs: after the export, the base and the tuned model answer the dataset's
+    held-out questions and the verdict (better / no different / worse) is recorded."""
+    guard_questions: int = 40
+    """The most held-out questions the guard asks (each is answered three times)."""
 
     # -- TOML ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -213,6 +218,10 @@ class TrainSpec:
         need(
             0 <= self.processes <= 64,
             f"processes is {self.processes}: use 0 (one per GPU) up to 64.",
+        )
+        need(
+            1 <= self.guard_questions <= 1000,
+            f"guard_questions is {self.guard_questions}: use 1 to 1000.",
         )
         bad = [e for e in self.exports if e not in EXPORTS]
         need(not bad, f"exports has {', '.join(bad)}: use any of {', '.join(EXPORTS)}.")

@@ -40,6 +40,8 @@ from core.training.events import (
     Done,
     Emit,
     Error,
+    GuardDone,
+    Guarding,
     Preparing,
     WorkerEvent,
     encode,
@@ -183,9 +185,53 @@ def _train(
     entry = export_model(ModelRegistry(layout), run.name, spec, base, outcome, dataset_info, emit)
     outputs = {k: str(v) for k, v in entry.variants.items()}
     metrics = entry.info.get("metrics", {})
+    # The model is exported: the run is done, whatever happens to the guard below.
     run.write_state("done", model=entry.name)
-    emit(Done(model=entry.name, outputs=outputs, metrics=metrics))
+    guard = (
+        _guard(layout, entry.name, spec.guard_questions, emit, should_stop) if spec.guard else None
+    )
+    emit(Done(model=entry.name, outputs=outputs, metrics=metrics, guard=guard))
     return EXIT_DONE
+
+
+def _guard(
+    layout: DataLayout, name: str, limit: int, emit: Emit, should_stop: Callable[[], bool]
+) -> str:
+    """Base vs tuned on the held-out questions (see :mod:`core.training.guard`). Cancel
+    leaves the model exported and unchecked; a failure of the guard fails nothing."""
+    # Deferred: the workspace brings the knowledge stack (Chroma, the embedder), which a
+    # run that does not guard (a Colab runtime's) never needs.
+    from core.training.guard import check_model, unchecked
+    from core.workspace import Workspace
+
+    emit(Preparing(stage="guard", message="Checking the tuned model against its base…"))
+    cancel = threading.Event()
+
+    def on_item(index: int, total: int, side: str) -> None:
+        emit(Guarding(index=index, total=total, side=side))
+        if should_stop():
+            cancel.set()
+
+    ws = Workspace(layout.root)
+    try:
+        if should_stop():
+            cancel.set()
+        result = check_model(ws, name, limit=limit, on_item=on_item, cancel=cancel)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        why = f"the check failed ({type(exc).__name__}: {exc})."
+        result = unchecked(ws, name, why)
+    finally:
+        ws.close()
+    emit(
+        GuardDone(
+            verdict=result.verdict,
+            sentence=result.sentence,
+            table=result.table,
+            first_query=result.first_query,
+        )
+    )
+    return result.sentence
 
 
 def _train_embedder(
