@@ -45,8 +45,9 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     workspace = indexed_workspace(tmp_path_factory.mktemp("sampling"))
     assert isinstance(workspace, Workspace)
     loop = workspace.config.loop
-    loop.max_rounds, loop.max_block_tokens, loop.max_total_tokens = 2, 32, 120
-    workspace.config.generation.answer_max_tokens = 48
+    loop.max_rounds, loop.max_block_tokens, loop.max_total_tokens = 2, 24, 64
+    workspace.config.generation.answer_max_tokens = 32
+    workspace.config.generation.n_threads = 1  # a busy machine: one thread waits least
     yield workspace
     workspace.close()
 
@@ -166,7 +167,7 @@ def test_the_bundled_model_samples_a_dataset_cancel_stops_and_a_rerun_goes_on(
 ) -> None:
     dataset = imported(ws, "real", [PORT, SIGNAL])
     cancel = threading.Event()
-    job = sample_pass(ws, "real", samples=2, temperature=0.8, cancel=cancel)
+    job = sample_pass(ws, "real", samples=1, temperature=0.8, cancel=cancel)
     assert job.todo == 2
     for event in job.run():
         if isinstance(event, (Accepted, Rejected)):
@@ -175,14 +176,14 @@ def test_the_bundled_model_samples_a_dataset_cancel_stops_and_a_rerun_goes_on(
     assert "sampling" in first and "sampling" not in dataset.examples()[1]
     assert job.dataset.meta["sampling"]["questions"] == 1
 
-    again = sample_pass(ws, "real", samples=2, temperature=0.8)
+    again = sample_pass(ws, "real", samples=1, temperature=0.8)
     assert again.todo == 1  # the decided question is not run again
     list(again.run())
     examples = datasets(ws).open("real").examples()
     assert examples[0] == first and all("sampling" in e for e in examples)
     assert sample_pass(ws, "real").todo == 0
     figures = datasets(ws).open("real").meta["sampling"]
-    assert figures["questions"] == 2 and figures["runs"] == 4
+    assert figures["questions"] == 2 and figures["runs"] == 2
     assert figures["kept"] + figures["fallback"] == 2
     assert figures["kept"] == sum(e["trace_origin"] == SAMPLED for e in examples)
     for example in examples:
@@ -197,14 +198,14 @@ def test_the_bundled_model_samples_a_dataset_cancel_stops_and_a_rerun_goes_on(
 
 def test_generation_samples_each_accepted_example(ws: Workspace) -> None:
     spec = GenerateSpec(
-        kb="docs", count=2, unanswerable_share=0.0, samples=1, sample_temperature=0.5
+        kb="docs", count=1, unanswerable_share=0.0, samples=1, sample_temperature=0.5
     )
     gen, dataset, _ = generator(ws, "gen-sampled", spec, None)
     list(gen.run())
     examples = dataset.examples()
     dropped = [r for r in dataset.rejections() if r["reason"] == NONE_KEPT]
     figures = dataset.meta["sampling"]
-    assert figures["questions"] == len(examples) + len(dropped) >= 2
+    assert figures["questions"] == len(examples) + len(dropped) >= 1
     assert all(e["sampling"]["outcome"] in (SAMPLED, "fallback") for e in examples)
     assert all(kept_right(e) for e in examples if e["trace_origin"] == SAMPLED)
     assert validate(dataset) == []
