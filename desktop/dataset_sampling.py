@@ -44,6 +44,7 @@ class SamplingPanel(QWidget):
         self.ws = workspace
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
+        column.addSpacing(8)
         column.addWidget(section_title("Sample the model's own runs", self))
         column.addWidget(
             hint(
@@ -110,9 +111,9 @@ class SamplingPanel(QWidget):
 
 
 def progress_text(event: SampleProgress) -> str:
+    """The running line: questions decided, kept and the keep rate, pace, time left."""
     return (
         f"{event.done} of {event.total} questions sampled · {event.kept} kept "
-        f"({event.keep_rate:.0%}) · {event.fallback} fallback · {event.dropped} dropped · "
-        f"{event.per_minute:.1f} per minute · "
+        f"({event.keep_rate:.0%} keep rate) · {event.per_minute:.1f} per minute · "
         + (time_left(event.eta_s) if event.done < event.total else "done")
     )

@@ -95,6 +95,8 @@ class Verdict:
     tried: list[Tried] = field(default_factory=list)
     seconds: float = 0.0
     prefix_tokens_reused: int = 0
+    prompt_tokens: int = 0
+    """Prompt tokens the runs evaluated (what the cache did not hold)."""
 
     @property
     def detail(self) -> str:
@@ -188,6 +190,7 @@ class Sampler:
             if not why and (best is None or tokens < best[0]):
                 best = (tokens, seed, record, gold)
         seconds = time.perf_counter() - started
+        evaluated = sum(r.stats.prompt_tokens for r in records)
         info = {
             "samples": self.settings.samples,
             "temperature": self.settings.temperature,
@@ -197,9 +200,9 @@ class Sampler:
         }
         if best is None:
             if self.settings.fallback == "drop":
-                return Verdict("dropped", None, tried, seconds, reused)
+                return Verdict("dropped", None, tried, seconds, reused, evaluated)
             kept = dict(example, sampling={**info, "outcome": "fallback", "seed": None})
-            return Verdict("fallback", kept, tried, seconds, reused)
+            return Verdict("fallback", kept, tried, seconds, reused, evaluated)
         _, seed, record, gold = best
         sampled = dict(
             example,
@@ -209,7 +212,7 @@ class Sampler:
             rounds=record.stats.rounds,
             sampling={**info, "outcome": SAMPLED, "seed": seed},
         )
-        return Verdict(SAMPLED, sampled, tried, seconds, reused)
+        return Verdict(SAMPLED, sampled, tried, seconds, reused, evaluated)
 
     def _runs(
         self, question: str, seeds: list[int], gold_ids: list[str]
