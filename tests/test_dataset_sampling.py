@@ -15,6 +15,7 @@ from small_docs import indexed_workspace
 
 from core.agent.loop import Agent
 from core.agent.record import RunRecord
+from core.cli import main
 from core.dataset import export as exporting
 from core.dataset.pairs import ImportedPair
 from core.dataset.progress import Accepted, Rejected
@@ -163,7 +164,7 @@ def test_the_settings_are_checked(ws: Workspace) -> None:
 
 
 def test_the_bundled_model_samples_a_dataset_cancel_stops_and_a_rerun_goes_on(
-    ws: Workspace,
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dataset = imported(ws, "real", [PORT, SIGNAL])
     cancel = threading.Event()
@@ -194,6 +195,10 @@ def test_the_bundled_model_samples_a_dataset_cancel_stops_and_a_rerun_goes_on(
             info = example["record"]["info"]["settings"]["sampling"]
             assert info["seed"] == example["sampling"]["seed"] and info["temperature"] == 0.8
     assert validate(datasets(ws).open("real")) == []
+    # The CLI goes on where the passes stopped: nothing is left, and it says what was done.
+    assert main(["--data-dir", str(ws.layout.root), "dataset", "sample", "real"]) == 0
+    out = capsys.readouterr().out
+    assert "0 question(s) to sample" in out and "Sampled 2 question(s) so far" in out
 
 
 def test_generation_samples_each_accepted_example(ws: Workspace) -> None:
