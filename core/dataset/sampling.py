@@ -108,8 +108,10 @@ def judge(
     record: RunRecord, gold_ids: list[str], answer: str, *, twohop: bool = False
 ) -> tuple[str, list[int]]:
     """Why a run is not kept ("" when it is) and the gold passages' numbers in it."""
-    if record.protocol_errors or record.error:
-        return "protocol_error", []
+    if record.protocol_errors:
+        return f"protocol_error:{record.protocol_errors[0].kind}", []
+    if record.error:
+        return "error", []
     if record.finished not in ("retrieved", "answered"):
         return "not_finished", []
     results = next((b for b in reversed(record.blocks) if b["tag"] == "results"), None)
