@@ -152,9 +152,7 @@ def test_cancel_keeps_what_was_accepted(qtbot, tab: DatasetTab, data_dir: Path) 
     assert tab.form.generate_button.isEnabled() and not tab.form.cancel_button.isEnabled()
 
 
-def test_sample_the_open_dataset_with_the_models_own_runs(
-    qtbot, tab: DatasetTab, data_dir: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_sample_the_models_own_runs(qtbot, tab: DatasetTab, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     generate(qtbot, tab, "sampled", 1)
     loop = tab.ws.config.loop
     loop.max_rounds, loop.max_block_tokens, loop.max_total_tokens = 2, 24, 64
