@@ -39,7 +39,7 @@ class QualityReport(QScrollArea):
             f"<b>{report['examples']}</b> examples ({splits.get('train', 0)} train, "
             f"{splits.get('validation', 0)} validation) from {report['documents']} documents. "
             f"<b>{report['rejected']}</b> candidates rejected; acceptance "
-            f"{report['acceptance_rate']:.0%}."
+            f"{report['acceptance_rate']:.0%}.{sampling_sentence(report.get('sampling') or {})}"
         )
         self.charts["kinds"].set_values(report.get("kinds", {}))
         self.charts["rejections"].set_values(
@@ -55,3 +55,16 @@ class QualityReport(QScrollArea):
             ]
         )
         self.charts["trace_tokens"].set_values(report.get("trace_tokens", {}))
+
+
+def sampling_sentence(sampling: dict[str, Any]) -> str:
+    """What the model's own runs gave (rejection sampling), or nothing when none ran."""
+    if not sampling.get("questions"):
+        return ""
+    return (
+        f"<br>The model's own runs: <b>{sampling.get('kept', 0)}</b> of "
+        f"{sampling['questions']} questions kept a sampled trace (keep rate "
+        f"{sampling.get('keep_rate', 0):.0%}; {sampling.get('runs_kept', 0)}/"
+        f"{sampling.get('runs', 0)} runs), {sampling.get('fallback', 0)} kept their "
+        f"constructed trace, {sampling.get('dropped', 0)} dropped."
+    )

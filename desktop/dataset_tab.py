@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from core.dataset import service
 from core.dataset.editing import EditRejected, delete_examples
 from core.dataset.importing import load_pairs
 from core.dataset.progress import Accepted, Progress
+from core.dataset.sampling import SampleProgress
 from core.dataset.storage import Dataset
 from core.dataset.teacher import Teacher
 from core.errors import CotragError
@@ -28,6 +30,7 @@ from desktop.dataset_editor import ExampleEditor
 from desktop.dataset_examples import ExamplesPanel
 from desktop.dataset_form import ENDPOINT, GeneratePanel, GenerateRequest
 from desktop.dataset_report import QualityReport
+from desktop.dataset_sampling import SamplingPanel, progress_text
 from desktop.scaffold import TabView, splitter
 from desktop.tasks import Job, JobGroup, Push
 
@@ -63,6 +66,8 @@ class DatasetTab(TabView):
         self.splitter = splitter(self)
         root.addWidget(self.splitter)
         self.form = GeneratePanel(self.ws, self.splitter)
+        self.sampling = SamplingPanel(self.ws, self.form)
+        self.form.add_below(self.sampling)
         self.form.add_below(self.banner)
         self.examples = ExamplesPanel(self.splitter)
         self.side = QTabWidget(self.splitter)
@@ -85,6 +90,7 @@ class DatasetTab(TabView):
         form.delete_button.clicked.connect(self.ask_delete_dataset)
         form.generate_button.clicked.connect(self.generate)
         form.cancel_button.clicked.connect(self.cancel)
+        self.sampling.sample_button.clicked.connect(self.sample)
         self.examples.table.itemSelectionChanged.connect(self._on_selection)
         self.editor.unreadable.connect(self.show_error)
         self.editor.save_button.clicked.connect(self.save_edit)
@@ -103,6 +109,7 @@ class DatasetTab(TabView):
     def refresh_teachers(self) -> None:
         """Re-read the models that can write questions (one was pulled or added)."""
         self.form.refresh_teachers()
+        self.sampling.fill_models()
 
     @Slot(list, str)
     def set_knowledge_bases(self, names: list[str], current: str) -> None:
@@ -173,10 +180,12 @@ class DatasetTab(TabView):
     def _update_buttons(self) -> None:
         has = bool(self.current_name)
         self.form.enable(generating=self.generating, model_busy=self._model_busy, has=has)
+        self.sampling.sample_button.setEnabled(has and not self.generating and not self._model_busy)
         self.editor.enable(len(self.examples.selected_ids()), generating=self.generating, has=has)
 
     def _set_generating(self, on: bool) -> None:
         self.form.set_running(on)
+        self.sampling.set_running(on)
         self._update_buttons()
         self.run_state_changed.emit(on)
 
@@ -189,6 +198,18 @@ class DatasetTab(TabView):
         except CotragError as exc:
             self.show_error(str(exc))
             return
+        if self.sampling.on_generate.isChecked():
+            wanted = self.sampling.request()
+            request = replace(
+                request,
+                spec=replace(
+                    request.spec,
+                    samples=wanted.samples,
+                    sample_temperature=wanted.temperature,
+                    sample_model=wanted.model,
+                    sample_fallback=wanted.fallback,
+                ),
+            )
         self.hide_error()
         self.current_name = request.name
         self.examples.clear()
@@ -204,6 +225,35 @@ class DatasetTab(TabView):
             return exporting.report(dataset)
 
         self._start_run(work, "ds-generate")
+
+    @Slot()
+    def sample(self) -> None:
+        """The model to be tuned samples every question of the open dataset not decided
+        before; the examples are replaced as it goes."""
+        if self._refuse_while_model_busy() or not self.current_name:
+            return
+        wanted = self.sampling.request()
+        name = self.current_name
+        self.hide_error()
+        self.form.begin(0, f"Loading the model to sample {name}…")
+
+        def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
+            job = service.sample_pass(
+                self.ws,
+                name,
+                samples=wanted.samples,
+                temperature=wanted.temperature,
+                model=wanted.model,
+                fallback=wanted.fallback,
+                cancel=cancel,
+            )
+            for event in job.run():
+                if isinstance(event, SampleProgress):
+                    push(event)
+            push(("existing", job.dataset.examples()))
+            return exporting.report(job.dataset)
+
+        self._start_run(work, "ds-sample")
 
     def import_file(self, path: Path) -> None:
         if self._refuse_while_model_busy():
@@ -248,6 +298,10 @@ class DatasetTab(TabView):
                 self.examples.add_example(event.example)
             elif isinstance(event, Progress):
                 self.form.show_progress(event)
+            elif isinstance(event, SampleProgress):
+                self.form.progress.setRange(0, max(1, event.total))
+                self.form.progress.setValue(event.done)
+                self.form.progress_label.setText(progress_text(event))
 
     def _on_gen_done(self, report: dict[str, Any]) -> None:
         job = self._gen_job
@@ -255,8 +309,15 @@ class DatasetTab(TabView):
         self.report.show_report(report)
         elapsed = time.monotonic() - self._started
         prefix = "Stopped: every accepted example is saved. " if stopped else ""
+        sampled = report.get("sampling") or {}
+        kept = (
+            f"; {sampled.get('kept', 0)} of {sampled['questions']} questions kept the "
+            f"model's own run"
+            if sampled.get("questions")
+            else ""
+        )
         self.form.progress_label.setText(
-            f"{prefix}{report['examples']} examples, {report['rejected']} rejected "
+            f"{prefix}{report['examples']} examples, {report['rejected']} rejected{kept} "
             f"({elapsed:.0f} s)."
         )
         self.status_message.emit(f"Dataset {self.current_name}: {report['examples']} examples.")

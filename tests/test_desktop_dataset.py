@@ -150,3 +150,24 @@ def test_cancel_keeps_what_was_accepted(qtbot, tab: DatasetTab, data_dir: Path) 
     lines = (data_dir / "datasets" / "cancelled" / "examples.jsonl").read_text("utf-8")
     assert len(lines.splitlines()) >= 1
     assert tab.form.generate_button.isEnabled() and not tab.form.cancel_button.isEnabled()
+
+
+def test_sample_the_models_own_runs(qtbot, tab: DatasetTab, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    generate(qtbot, tab, "sampled", 1)
+    loop = tab.ws.config.loop
+    loop.max_rounds, loop.max_block_tokens, loop.max_total_tokens = 2, 24, 64
+    tab.ws.config.generation.answer_max_tokens = 32
+    tab.ws.config.generation.n_threads = 1
+    panel = tab.sampling
+    assert panel.sample_button.isEnabled()
+    panel.samples_spin.setValue(1)
+    panel.fallback_combo.setCurrentIndex(panel.fallback_combo.findData("constructed"))
+    panel.sample_button.click()
+    assert tab.generating and not panel.sample_button.isEnabled()
+    # One run of the bundled model: seconds here, minutes on a machine shared by many jobs.
+    qtbot.waitUntil(lambda: not tab.generating and not tab.busy(), timeout=400_000)
+    assert "model's own run" in tab.form.progress_label.text()
+    assert "The model's own runs" in tab.report.summary.text()
+    lines = (data_dir / "datasets" / "sampled" / "examples.jsonl").read_text("utf-8")
+    assert all("sampling" in json.loads(line) for line in lines.splitlines())
+    assert tab.examples.table.rowCount() == len(lines.splitlines())

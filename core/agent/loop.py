@@ -541,6 +541,32 @@ class Agent:
 
     # -- the answer stage --------------------------------------------------------------
 
+    def answer_stage(
+        self,
+        question: str,
+        passages: dict[int, Hit],
+        vetted: list[int],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """The answer stage alone, on what a search turn (``run(..., retriever_only=True)``)
+        showed and vetted: its prompt, answer blocks and :class:`Answer`, then
+        :class:`Finished` with this stage's own stats (no trace). Several runs of one
+        question can so search first and answer after, and their search turns share the
+        cached prompt."""
+        run = RunState(question.strip(), "loop", cancel, passages=dict(passages))
+        run.vetted = [n for n in vetted if n in run.passages]
+        started = time.perf_counter()
+        yield from self._answer(run)
+        stats = RunStats(
+            prompt_tokens=run.gen.prompt_tokens,
+            cached_tokens=run.gen.cached_tokens,
+            completion_tokens=run.gen.completion_tokens,
+            seconds=time.perf_counter() - started,
+            generation_seconds=run.gen.generation_seconds,
+        )
+        yield Finished("cancelled" if run.cancelled else "answered", stats)
+
     def _answer(self, run: RunState) -> Iterator[Event]:
         numbered = [(n, run.passages[n]) for n in run.vetted]
         messages = self._answer_messages(run, numbered)

@@ -20,6 +20,7 @@ from core.dataset.from_chat import pairs_from_conversations
 from core.dataset.importing import load_pairs
 from core.dataset.pairs import ImportedPair, imported_before, pair_key
 from core.dataset.progress import Accepted, GenEvent, Progress, Rejected
+from core.dataset.sampling import FALLBACKS, SampleProgress
 from core.dataset.spec import GenerateSpec, kind_weights
 from core.dataset.storage import Dataset
 from core.dataset.teacher import LICENCE_NOTICE
@@ -64,6 +65,15 @@ def add_dataset_parser(sub: Any) -> None:
     p.add_argument(
         "--unanswerable", type=float, default=0.1, help="share traced without their document"
     )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="runs of the model to be tuned per question; its best verified run is the trace",
+    )
+    p.add_argument("--sample-temperature", type=float, default=0.7)
+    p.add_argument("--sample-model", default="", help="the model that samples (default: yours)")
+    p.add_argument("--sample-fallback", choices=["constructed", "drop"], default="constructed")
     p.add_argument("--json", action="store_true", help="print the report as JSON at the end")
 
     p = ds_sub.add_parser(
@@ -83,6 +93,21 @@ def add_dataset_parser(sub: Any) -> None:
     p.add_argument("--name", required=True)
 
     ds_sub.add_parser("conversations", help="the saved conversations that can be imported")
+    p = ds_sub.add_parser(
+        "sample",
+        help="the model's own verified runs as traces (rejection sampling); a re-run goes on",
+    )
+    p.add_argument("name")
+    p.add_argument("--samples", type=int, default=5, help="runs per question (default 5)")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    p.add_argument("--model", default="", help="the model to be tuned (default: the configured)")
+    p.add_argument(
+        "--fallback",
+        choices=list(FALLBACKS),
+        default="constructed",
+        help="a question with no kept run keeps its constructed trace, or is dropped",
+    )
+    p.add_argument("--json", action="store_true", help="print the sampling figures as JSON")
 
     ds_sub.add_parser("list", help="the datasets")
     p = ds_sub.add_parser("show", help="examples of a dataset")
@@ -208,6 +233,65 @@ def _print_cited_notes(dataset: Dataset, pairs: list[ImportedPair]) -> None:
             )
 
 
+def _sample(ws: Workspace, args: argparse.Namespace) -> int:
+    """`dataset sample NAME`: each question not decided before, run by the model to be tuned;
+    Ctrl-C stops after the current question and a re-run goes on."""
+    cancel = threading.Event()
+    job = service.sample_pass(
+        ws,
+        args.name,
+        samples=args.samples,
+        temperature=args.temperature,
+        model=args.model,
+        fallback=args.fallback,
+        cancel=cancel,
+    )
+    quiet = bool(args.json)
+    if not quiet:
+        print(f"{job.todo} question(s) to sample, {args.samples} run(s) each.")
+    interactive = sys.stderr.isatty() and not quiet
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop(signum: int, frame: Any) -> None:
+        cancel.set()
+        print("\nStopping after the current question…", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        for event in job.run():
+            if isinstance(event, SampleProgress) and not quiet:
+                line = (
+                    f"{event.done}/{event.total} questions, {event.kept} kept, "
+                    f"{event.fallback} fallback, {event.dropped} dropped "
+                    f"(keep rate {event.keep_rate:.0%}), {event.per_minute:.1f}/min, "
+                    f"ETA {clock(event.eta_s, '--:--')}"
+                )
+                if interactive:
+                    sys.stderr.write(f"\r[{progress_bar(event.done, event.total)}] {line}   ")
+                    sys.stderr.flush()
+                else:
+                    print(line)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if interactive:
+            sys.stderr.write("\n")
+    figures = job.dataset.meta.get("sampling", {})
+    if quiet:
+        print(json.dumps(figures, indent=1))
+        return 0
+    if cancel.is_set():
+        print("Stopped; every decided question is saved. Run the same command to go on.")
+    if figures:
+        print(
+            f"Sampled {figures['questions']} question(s) so far: {figures['kept']} with the "
+            f"model's own run, {figures['fallback']} kept their constructed trace, "
+            f"{figures['dropped']} dropped (keep rate {figures['keep_rate']:.0%}; "
+            f"{figures['runs_kept']}/{figures['runs']} runs kept; "
+            f"{figures['prefix_tokens_reused']} prompt tokens reused from the cache)."
+        )
+    return 0
+
+
 def _list_conversations(ws: Workspace) -> int:
     store = ConversationStore(ws.layout.conversations)
     ids = store.ids()
@@ -246,6 +330,10 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
                 exclude=list(args.exclude),
                 teacher_traces=args.teacher_traces,
                 unanswerable_share=args.unanswerable,
+                samples=args.samples,
+                sample_temperature=args.sample_temperature,
+                sample_model=args.sample_model,
+                sample_fallback=args.sample_fallback,
             )
             teacher = service.make_teacher(ws, args.teacher, args.teacher_model)
             if teacher is not None and teacher.writes_pairs:
@@ -274,6 +362,8 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
             _print_report(report)
             print(f"Dataset folder: {dataset.folder}")
         return 0
+    if command == "sample":
+        return _sample(ws, args)
     if command == "conversations":
         return _list_conversations(ws)
     if command == "list":

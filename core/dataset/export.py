@@ -149,6 +149,7 @@ def card(dataset: Dataset, report: dict[str, Any]) -> str:
         "## Origins",
         *(f"- questions by {k}: {v}" for k, v in sorted(report["question_origins"].items())),
         *(f"- traces {k}: {v}" for k, v in sorted(report["trace_origins"].items())),
+        *_sampling_lines(report.get("sampling") or {}),
         "",
         "## Rejections",
         *(f"- {k}: {v}" for k, v in sorted(report["rejections"].items())),
@@ -160,6 +161,24 @@ def card(dataset: Dataset, report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _sampling_lines(sampling: dict[str, Any]) -> list[str]:
+    """The card's lines on the model's own runs (rejection sampling), when there were any."""
+    if not sampling.get("questions"):
+        return []
+    return [
+        "",
+        "## The model's own runs (rejection sampling)",
+        f"- Model: {sampling.get('model') or 'the configured model'}; "
+        f"{sampling.get('samples', 0)} runs per question at temperature "
+        f"{sampling.get('temperature', 0)}",
+        f"- Questions sampled: {sampling['questions']}: {sampling.get('kept', 0)} with a kept "
+        f"run (keep rate {sampling.get('keep_rate', 0):.0%}), {sampling.get('fallback', 0)} "
+        f"kept their constructed trace, {sampling.get('dropped', 0)} dropped",
+        f"- Runs kept: {sampling.get('runs_kept', 0)} of {sampling.get('runs', 0)} (clean, "
+        "vetting the gold passage, answering with the gold answer)",
+    ]
 
 
 def report(dataset: Dataset, count_tokens: Any = None) -> dict[str, Any]:
@@ -194,4 +213,5 @@ def report(dataset: Dataset, count_tokens: Any = None) -> dict[str, Any]:
         ),
         "trace_tokens": dict(sorted(buckets.items(), key=lambda kv: int(kv[0].split("-")[0]))),
         "trace_tokens_unit": "tokens" if count_tokens else "≈tokens (characters / 4)",
+        "sampling": dict(dataset.meta.get("sampling") or {}),
     }

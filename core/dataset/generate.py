@@ -24,6 +24,7 @@ from core.dataset.pairs import ImportedPair, run_pairs
 from core.dataset.progress import GenEvent, Progress, Stopwatch
 from core.dataset.questions import implausible, template_question
 from core.dataset.retrace import retrace
+from core.dataset.sampling import NONE_KEPT, SAMPLED, Sampler, Tally
 from core.dataset.seeds import MIN_SEED_CHARS, Seed, seeds_from
 from core.dataset.spec import EmptyKnowledgeBase, GenerateSpec
 from core.dataset.storage import Dataset
@@ -52,7 +53,10 @@ class Generator:
         config: AppConfig,
         count_tokens: Callable[[str], int],
         cancel: threading.Event | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
+        """``sampler``: the model to be tuned runs each accepted question and its best
+        verified run becomes the trace (``spec.samples`` > 0)."""
         self.spec = spec
         self.dataset = dataset
         self.chunks = chunks
@@ -68,6 +72,8 @@ class Generator:
             cancel=cancel,
         )
         self.decisions = Decisions(dataset)
+        self.sampler = sampler
+        self.tally = Tally(dataset, sampler.settings) if sampler is not None else None
         self._df_cache: dict[str, int] = {}
         self._normalised = [normalise(text) for _, text, _ in chunks]
         self._count = [0, 0, 0]
@@ -212,6 +218,14 @@ class Generator:
             self._count[1] += 1
             yield self.decisions.reject(key, outcome, {**row, "kind": kind})
             return
+        if self.sampler is not None and self.tally is not None:
+            verdict = self.sampler.decide(outcome)
+            self.tally.add(verdict)
+            if verdict.outcome == "dropped":
+                yield from self._decide(Rejection(NONE_KEPT, verdict.detail), key, kind, row)
+                return
+            if verdict.outcome in (SAMPLED, "fallback") and verdict.example is not None:
+                outcome = verdict.example  # cancelled: the constructed trace, not decided
         event = self.decisions.accept(outcome)
         self._count[0] += 1
         self._count[2] += 1

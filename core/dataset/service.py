@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from core.dataset import export as exporting
 from core.dataset.editing import ResultEntry, edited, replace_example
 from core.dataset.generate import Generator
 from core.dataset.pairs import ImportedPair
+from core.dataset.sampling import SampleEvent, Sampler, SampleSettings, sample_dataset, undecided
 from core.dataset.spec import GenerateSpec, spec_dict
 from core.dataset.storage import Dataset, DatasetStore
 from core.dataset.teacher import (
@@ -118,6 +120,16 @@ def generator(
     retriever = ws.retriever(spec.kb)
     method = ws.config.retrieval.method
     student = ws.backend(None)  # the model a dataset is for: its tokenizer sets the bounds
+    sampler = None
+    if spec.samples > 0:
+        settings = SampleSettings(
+            spec.samples,
+            spec.sample_temperature,
+            spec.sample_model,
+            spec.sample_fallback,
+            spec.seed,
+        )
+        sampler = sampler_for(ws, spec.kb, settings, cancel=cancel)
     gen = Generator(
         spec,
         dataset,
@@ -128,8 +140,57 @@ def generator(
         config=ws.config,
         count_tokens=student.count_tokens,
         cancel=cancel,
+        sampler=sampler,
     )
     return gen, dataset, created
+
+
+def sampler_for(
+    ws: Workspace,
+    kb: str,
+    settings: SampleSettings,
+    *,
+    cancel: threading.Event | None = None,
+    reuse_prefix: bool = True,
+) -> Sampler:
+    """The model to be tuned (``settings.model``, "" = the configured one) running the real
+    loop on knowledge base ``kb``, seeded first with the question, as the app runs it."""
+    agent = ws.agent(kb, model=settings.model or None, first_query="question")
+    return Sampler(agent, settings, cancel=cancel, reuse_prefix=reuse_prefix)
+
+
+@dataclass(frozen=True)
+class SamplePass:
+    dataset: Dataset
+    sampler: Sampler
+    todo: int
+    """Questions not decided by an earlier pass."""
+
+    def run(self) -> Iterator[SampleEvent]:
+        return sample_dataset(self.dataset, self.sampler, self.sampler.cancel)
+
+
+def sample_pass(
+    ws: Workspace,
+    name: str,
+    *,
+    samples: int = 5,
+    temperature: float = 0.7,
+    model: str = "",
+    fallback: str = "constructed",
+    cancel: threading.Event | None = None,
+) -> SamplePass:
+    """A pass over dataset ``name`` in which the model to be tuned samples each question
+    not decided before (its ``run()`` yields the events; a re-run goes on)."""
+    dataset = datasets(ws).open(name)
+    kb = str(dataset.meta.get("kb", ""))
+    if not kb:
+        raise CotragError(f"Dataset {name!r} does not say which knowledge base it was made from.")
+    settings = SampleSettings(
+        samples, temperature, model, fallback, int(dataset.meta.get("seed", 0))
+    )
+    sampler = sampler_for(ws, kb, settings, cancel=cancel)
+    return SamplePass(dataset, sampler, len(undecided(dataset)))
 
 
 def importer(

@@ -36,6 +36,14 @@ class GenerateSpec:
     k: int = 0
     """Round trip: the source chunk must be among the top k for the question (0: the
     loop's retrieval.k, so the question as a query shows the gold chunk in the trace)."""
+    samples: int = 0
+    """Runs of the model to be tuned per accepted question (0: off); the shortest run that
+    vets the gold passage and answers right becomes the trace (``trace_origin`` sampled)."""
+    sample_temperature: float = 0.7
+    sample_model: str = ""
+    """The model that samples ("" = the configured model, else the bundled one)."""
+    sample_fallback: str = "constructed"
+    """When no run is kept: keep the ``constructed`` trace, or ``drop`` the question."""
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -49,6 +57,14 @@ class GenerateSpec:
             raise CotragError(f"Unknown question kind(s) {sorted(unknown)}; use {list(KINDS)}.")
         if not any(w > 0 for w in self.kinds.values()):
             raise CotragError("Give at least one kind of question a weight above 0.")
+        if self.samples < 0:
+            raise CotragError("The number of samples must be 0 (off) or more.")
+        if self.samples and not 0.0 < self.sample_temperature <= 2.0:
+            raise CotragError("The sampling temperature must be above 0 and at most 2.")
+        if self.sample_fallback not in ("constructed", "drop"):
+            raise CotragError(
+                f"The sampling fallback is {self.sample_fallback!r}: use constructed or drop."
+            )
 
     def chosen(self, source: str) -> bool:
         """Whether a document is among those the run asks about."""
