@@ -130,6 +130,9 @@ def prepare(rows: list[Row], tokenizer: Any, spec: TrainSpec) -> Prepared:
     out = Prepared()
     for row in rows:
         enc = encode(tokenizer, row.messages, row.train_spans, mask_retrieved=spec.mask_retrieved)
+        if row.reader and len(enc) > spec.max_seq_len:
+            out.too_long += 1  # an extra reader row never decides the job's max_seq_len
+            continue
         out.longest_prompt = max(out.longest_prompt, enc.prompt_tokens)
         out.longest_row = max(out.longest_row, len(enc))
         if len(enc) > spec.max_seq_len:
