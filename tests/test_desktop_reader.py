@@ -1,5 +1,6 @@
-"""The Chat toolbar's "Answer with" choice: shown for a tuned model only, sent with the
-question, and the toolbar still fits a window 1024 pixels wide."""
+"""The reader in the app: the Chat toolbar's "Answer with" choice (shown for a tuned model
+only, sent with the question, the toolbar still fitting a window 1024 pixels wide) and the
+Training form's reader rows."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from PySide6.QtWidgets import QComboBox, QPushButton
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 
 from core.agent.loop import Agent
+from core.training.spec import TrainSpec
 from core.workspace import Workspace
 from desktop.chat_tab import ChatTab
+from desktop.spec_fields import SpecFields
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -70,3 +73,18 @@ def test_answer_with_shows_for_a_tuned_model_and_goes_with_the_question(
     assert asked and asked[-1]["answer_model"] == "base"
     bar.set_enabled_for_run(True)
     assert not bar.answer_combo.isEnabled()
+
+
+def test_the_training_form_holds_the_reader_rows(qtbot: Any) -> None:
+    fields = SpecFields()
+    qtbot.addWidget(fields)
+    fields.show_spec(TrainSpec(dataset="d", raft_rows=3, raft_absent_share=0.25))
+    assert (fields.raft_rows.value(), fields.raft_absent.value()) == (3, 0.25)
+    fields.raft_rows.setValue(1)
+    fields.raft_absent.setValue(0.4)
+    read = fields.read(TrainSpec(dataset="d"))
+    assert (read.raft_rows, read.raft_absent_share) == (1, 0.4)
+    fields.set_kind("embedder")
+    assert not fields.row_visible(fields.raft_rows)
+    fields.set_kind("generator")
+    assert fields.row_visible(fields.raft_rows) and fields.row_visible(fields.raft_absent)
