@@ -71,6 +71,7 @@ def test_a_constructed_answer_states_the_gold_span_first_with_its_citation(
             assert answer.count(f"[{gold}]") == 2
     # A span the grammar could not hold (a bracket) falls back to the passage's sentence.
     assert stated("a [b]", "lookup") == "" and stated("x" * 200, "lookup") == ""
+    assert stated("Run npm ci to install exactly what the lockfile names.", "imported") == ""
     assert stated("`14`", "default") == "The default is `14`"
 
 

@@ -167,8 +167,10 @@ def snippet(sentence: str, answer: str, limit: int = 100) -> str:
 
 
 LEAD_MAX_CHARS = 120
+LEAD_MAX_WORDS = 8
 """Longest gold span an answer states in its first sentence; a longer one (an imported
-answer, a whole clause) is answered with the passage's own sentence."""
+answer that is a sentence of its own, a whole clause) is answered with the passage's own
+sentence, which holds it."""
 
 
 def stated(answer: str, kind: str, subject: str = "") -> str:
@@ -178,7 +180,9 @@ def stated(answer: str, kind: str, subject: str = "") -> str:
     span cannot stand in a sentence the answer grammar admits (reserved characters, too
     long)."""
     span = " ".join(answer.split()).rstrip(".")
-    if not span or len(span) > LEAD_MAX_CHARS or re.search(r"[<>\[\]]", span):
+    if not span or len(span) > LEAD_MAX_CHARS or len(span.split()) > LEAD_MAX_WORDS:
+        return ""
+    if re.search(r"[<>\[\]]", span):
         return ""
     if kind == "default":
         return f"The default value of {subject} is {span}" if subject else f"The default is {span}"
