@@ -39,6 +39,9 @@ class Question:
     """dense, bm25 or hybrid; None follows ``retrieval.method``."""
     first_query: str | None = None
     """question, model or auto; None follows ``loop.first_query``."""
+    answer_model: str | None = None
+    """The answer stage's model: empty (the searcher), base or a model; None follows
+    ``loop.answer_model``."""
 
     @property
     def searched_kb(self) -> str | None:
@@ -68,6 +71,7 @@ def ask(ws: Workspace, question: Question, cancel: threading.Event | None = None
         grammar=question.grammar,
         method=question.method,
         first_query=question.first_query,
+        answer_model=question.answer_model,
     )
     events = agent.run(
         question.text, mode=question.mode, retriever_only=question.retriever_only, cancel=cancel

@@ -135,31 +135,72 @@ class Workspace:
         grammar: bool | None = None,
         method: str | None = None,
         first_query: str | None = None,
+        answer_model: str | None = None,
     ) -> Agent:
-        """``first_query`` overrides ``loop.first_query`` (question, model or auto)."""
+        """``first_query`` overrides ``loop.first_query`` (question, model or auto);
+        ``answer_model`` overrides ``loop.answer_model`` (empty, base or a model): the
+        model of the answer stage, loaded beside the searcher when it is another one."""
         path = self.model_path(model)
         backend = self.backend(model)
-        if grammar is None:
-            setting = self.config.loop.grammar
-            # "auto" asks for a grammar only where the engine can apply one; "on" insists.
-            can_constrain = backend.capabilities.constrained == "gbnf"
-            grammar = setting == "on" or (
-                setting == "auto" and can_constrain and model_needs_grammar(path)
-            )
         first = first_query or self.config.loop.first_query
         if first == "auto":
             first = auto_first_query(path)
         if first not in ("question", "model"):
             raise ConfigError(f"first query is {first!r}: use auto, question or model.")
+        answer_ref = self.answer_model_ref(model, answer_model)
+        answer_path = self.model_path(answer_ref) if answer_ref is not None else path
+        answer_backend = self.backend(answer_ref) if answer_path != path else None
         retriever = self.retriever(kb_name, method) if kb_name else None
         return Agent(
             backend,
             retriever,
             self.config,
-            grammar=grammar,
+            grammar=self._grammar(grammar, path, backend),
             first_query=first,  # type: ignore[arg-type]
             model_id=str(path),
+            answer_backend=answer_backend,
+            answer_grammar=self._grammar(grammar, answer_path, answer_backend or backend),
+            answer_model_id=str(answer_path),
         )
+
+    def _grammar(self, grammar: bool | None, path: Path, backend: Backend) -> bool:
+        if grammar is not None:
+            return grammar
+        setting = self.config.loop.grammar
+        # "auto" asks for a grammar only where the engine can apply one; "on" insists.
+        can_constrain = backend.capabilities.constrained == "gbnf"
+        return setting == "on" or (
+            setting == "auto" and can_constrain and model_needs_grammar(path)
+        )
+
+    def answer_model_ref(self, model: str | None, answer_model: str | None = None) -> str | None:
+        """The model reference the answer stage runs for a search ``model``; None for the
+        searcher itself. ``answer_model`` (else ``loop.answer_model``): empty for the same
+        model, ``base`` for the model a tuned model was trained from, or a model."""
+        wanted = (self.config.loop.answer_model if answer_model is None else answer_model).strip()
+        if not wanted:
+            return None
+        if wanted == "base":
+            return self.base_model_ref(model)
+        return wanted
+
+    def base_model_ref(self, model: str | None) -> str | None:
+        """The base a tuned model (a name, ``name:variant`` or one of its files) was trained
+        from, as its model.json records it; None for a model not tuned here."""
+        registry = ModelRegistry(self.layout)
+        path = self.model_path(model).expanduser().resolve()
+        root = registry.tuned_root.resolve()
+        if root not in path.parents:
+            return None
+        entry = registry.find(path.relative_to(root).parts[0])
+        if entry is None or entry.kind != "tuned":
+            return None
+        base = entry.info.get("base") or {}
+        for key in ("reference", "gguf"):
+            ref = str(base.get(key) or "").strip()
+            if ref:
+                return ref
+        return None
 
     def release(self, model: str | None = None) -> None:
         """Close one loaded model (the compare view loads A, then B)."""

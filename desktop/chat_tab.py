@@ -165,7 +165,9 @@ class ChatTab(TabView):
         self.trace.add_question(text)
         self._run_started = time.monotonic()
         self.footer.set_text("Loading the model…")
-        request = Question(text, mode=mode, kb=kb, model=model)
+        request = Question(
+            text, mode=mode, kb=kb, model=model, answer_model=self.toolbar.answer_model
+        )
 
         def work(push: Push, cancel: threading.Event) -> RunRecord:
             asking = ask(self.ws, request, cancel)

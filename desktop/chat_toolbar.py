@@ -6,7 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QWidget,
+)
 
 from core.agent.loop import Mode
 from core.errors import CotragError
@@ -19,10 +27,15 @@ MODES: list[tuple[Mode, str]] = [
     ("closed", "No documents (closed book)"),
 ]
 BUNDLED_LABEL = "SmolLM2-135M (bundled)"
+KIND_ROLE = Qt.ItemDataRole.UserRole + 1
+"""The model combo's items also hold the entry's kind (tuned, pulled, added, bundled)."""
+ANSWERERS: list[tuple[str, str]] = [("", "this model"), ("base", "its base")]
 
 
 class ChatToolbar(QWidget):
-    """Knowledge base, model (with Add model… and Get models…) and mode pickers, in a row."""
+    """Knowledge base and mode pickers on one row; under them the model (with, for a tuned
+    model, which model writes the answer), Add model… and Get models…: two rows fit a
+    window 1024 pixels wide beside the conversations."""
 
     model_added = Signal(Path)
     """A GGUF file was added to the models (and chosen)."""
@@ -32,9 +45,9 @@ class ChatToolbar(QWidget):
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ws = workspace
-        bar = QHBoxLayout(self)
-        bar.setContentsMargins(0, 0, 0, 0)
-        bar.setSpacing(8)  # the spacing of the tab's column it sits in
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(8)  # the spacing of the tab's column it sits in
         self.kb_combo = QComboBox(self)
         self.kb_combo.setMinimumWidth(160)
         self.kb_combo.setPlaceholderText("no knowledge base")
@@ -51,17 +64,46 @@ class ChatToolbar(QWidget):
         self.add_model_button.clicked.connect(self.choose_model)
         self.get_models_button = QPushButton("Get models…", self)
         self.get_models_button.setToolTip("Search the Hugging Face hub and pull a model")
+        self.answer_combo = QComboBox(self)
+        for key, label in ANSWERERS:
+            self.answer_combo.addItem(label, key)
+        # The setting chooses first (``loop.answer_model``); the choice here is per run.
+        self.answer_combo.setCurrentIndex(
+            max(0, self.answer_combo.findData(workspace.config.loop.answer_model.strip()))
+        )
+        self.answer_combo.setToolTip(
+            "The model that writes the answer from the passages: the tuned model itself, or "
+            "the model it was trained from (it searches, its base reads)"
+        )
+        self.answer_label = self._label("Answer with")
         self.mode_combo = QComboBox(self)
         for key, label in MODES:
             self.mode_combo.addItem(label, key)
-        for text, widget in (("Knowledge base", self.kb_combo), ("Model", self.model_combo)):
-            bar.addWidget(self._label(text))
-            bar.addWidget(widget)
-        bar.addWidget(self.add_model_button)
-        bar.addWidget(self.get_models_button)
-        bar.addWidget(self._label("Mode"))
-        bar.addWidget(self.mode_combo)
-        bar.addStretch(1)
+        rows = (
+            ("Knowledge base", self.kb_combo, [self._label("Mode"), self.mode_combo]),
+            (
+                "Model",
+                self.model_combo,
+                [
+                    self.answer_label,
+                    self.answer_combo,
+                    self.add_model_button,
+                    self.get_models_button,
+                ],
+            ),
+        )
+        for row, (text, combo, rest) in enumerate(rows):
+            grid.addWidget(self._label(text), row, 0)
+            grid.addWidget(combo, row, 1)
+            line = QHBoxLayout()
+            line.setSpacing(8)
+            for widget in rest:
+                line.addWidget(widget)
+            line.addStretch(1)
+            grid.addLayout(line, row, 2)
+        grid.setColumnStretch(2, 1)
+        self.model_combo.currentIndexChanged.connect(self._show_answerer)
+        self._show_answerer()
 
     def _label(self, text: str) -> QLabel:
         label = QLabel(text, self)
@@ -82,8 +124,32 @@ class ChatToolbar(QWidget):
     def mode(self) -> Mode:
         return self.mode_combo.currentData()
 
+    @property
+    def tuned(self) -> bool:
+        """Whether the chosen model was tuned here (it has a base to answer with)."""
+        return self.model_combo.currentData(KIND_ROLE) == "tuned"
+
+    @property
+    def answer_model(self) -> str | None:
+        """The answer stage's model for a tuned model: "" (itself) or "base"; None (the
+        setting, ``loop.answer_model``) for any other model."""
+        return str(self.answer_combo.currentData() or "") if self.tuned else None
+
+    @Slot()
+    def _show_answerer(self) -> None:
+        tuned = self.tuned
+        self.answer_label.setVisible(tuned)
+        self.answer_combo.setVisible(tuned)
+
     def set_enabled_for_run(self, running: bool) -> None:
-        for widget in (self.kb_combo, self.model_combo, self.mode_combo, self.add_model_button):
+        widgets = (
+            self.kb_combo,
+            self.model_combo,
+            self.answer_combo,
+            self.mode_combo,
+            self.add_model_button,
+        )
+        for widget in widgets:
             widget.setEnabled(not running)
 
     # -- filling ----------------------------------------------------------------------
@@ -105,6 +171,7 @@ class ChatToolbar(QWidget):
         combo = self.model_combo
         combo.clear()
         combo.addItem(BUNDLED_LABEL, "")
+        combo.setItemData(0, "bundled", KIND_ROLE)
         for entry in [*registry.library(), *registry.tuned()]:
             if not entry.present or (entry.kind == "tuned" and not entry.variants):
                 continue
@@ -112,6 +179,7 @@ class ChatToolbar(QWidget):
             # A tuned model with a guard verdict reads "name — worse than base".
             text = entry.picker_label if entry.verdict_note else f"{entry.name} ({label})"
             combo.addItem(text, entry.name)
+            combo.setItemData(combo.count() - 1, entry.kind, KIND_ROLE)
             tip = entry.describe()
             if entry.guard.get("sentence"):
                 tip += f"; {entry.guard['sentence']}"
@@ -124,6 +192,7 @@ class ChatToolbar(QWidget):
         want = select if select is not None else configured
         index = combo.findData(want) if want else 0
         combo.setCurrentIndex(max(0, index))
+        self._show_answerer()
 
     # -- adding a model -----------------------------------------------------------------
     @Slot()

@@ -59,6 +59,17 @@ class SpecFields(QWidget):
             "The held-out questions are searched among this many passages: the held-out "
             "documents' chunks, the distractors, then a sample of the rest"
         )
+        self.raft_rows = self._spin("Reader rows per example", 0, 16)
+        self.raft_rows.setToolTip(
+            "Extra answer-stage rows per example (0 = off): the passage that answers among "
+            "other passages of the knowledge base, at a random place, so the model learns to "
+            "read the right one"
+        )
+        self.raft_absent = self._double("…without the answer's passage", 0.0, 1.0, 2, 0.05)
+        self.raft_absent.setToolTip(
+            "Share of the reader rows whose passages do not hold the answer: the model learns "
+            'to say "The documents do not say."'
+        )
         self.mask_box = QCheckBox("No loss on passages and notes", self)
         self.mask_box.setToolTip(
             "Train only on what the model wrote: never on the retrieved passages, the loop's "
@@ -99,8 +110,9 @@ class SpecFields(QWidget):
             self.tracking_combo.addItem(kind, kind)
         form.addRow("Tracking", self.tracking_combo)
         self._generator_rows: list[QWidget] = [
-            self.lora_r, self.lora_alpha, self.lora_dropout, self.grad_accum, self.mask_box,
-            self.four_bit, self.checkpointing, self.guard_box, self.engine_combo, exports, self.tracking_combo,
+            self.lora_r, self.lora_alpha, self.lora_dropout, self.grad_accum, self.raft_rows,
+            self.raft_absent, self.mask_box, self.four_bit, self.checkpointing, self.guard_box,
+            self.engine_combo, exports, self.tracking_combo,
         ]  # fmt: skip
         self._embedder_rows: list[QWidget] = [self.negatives, self.eval_passages]
 
@@ -150,6 +162,8 @@ class SpecFields(QWidget):
         self.seed.setValue(spec.seed)
         self.negatives.setValue(spec.negatives)
         self.eval_passages.setValue(spec.eval_passages)
+        self.raft_rows.setValue(spec.raft_rows)
+        self.raft_absent.setValue(spec.raft_absent_share)
         self.mask_box.setChecked(spec.mask_retrieved)
         self.four_bit.setChecked(spec.load_in_4bit)
         self.checkpointing.setChecked(spec.gradient_checkpointing)
@@ -187,6 +201,8 @@ class SpecFields(QWidget):
             lora_alpha=self.lora_alpha.value(),
             lora_dropout=self.lora_dropout.value(),
             grad_accum=self.grad_accum.value(),
+            raft_rows=self.raft_rows.value(),
+            raft_absent_share=self.raft_absent.value(),
             mask_retrieved=self.mask_box.isChecked(),
             load_in_4bit=self.four_bit.isChecked(),
             gradient_checkpointing=self.checkpointing.isChecked(),

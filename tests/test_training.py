@@ -145,6 +145,33 @@ def test_the_loss_counts_only_trained_tokens(ws: Workspace, tokenizer: Any) -> N
     assert abs(float(ours) / n - float(reference)) < 1e-4
 
 
+def test_reader_rows_are_encoded_like_the_answer_stage_and_never_set_the_length(
+    ws: Workspace, tokenizer: Any
+) -> None:
+    spec = tiny_spec(raft_rows=2, raft_absent_share=0.5)
+    rows = dataset_rows(ws_dataset(ws), spec)
+    reader = [r for r in rows if r.reader]
+    assert reader
+    prepared = prepare(reader, tokenizer, spec)
+    assert len(prepared.train) == len(reader)
+    for row, enc in zip(reader, prepared.train, strict=True):
+        answer = row.messages[-1]["content"]
+        trained = tokenizer.decode(
+            [t for t, label in zip(enc.input_ids, enc.labels, strict=True) if label != IGNORE]
+        )
+        assert trained == answer + "<|im_end|>", "the whole answer (and the turn's end) only"
+    # A reader row longer than max_seq_len is dropped; it never fails the job's length check.
+    long = replace(reader[0], messages=[*reader[0].messages])
+    long.messages[1] = {"role": "user", "content": "word " * 400}
+    plain = replace(long, reader="")
+    short = replace(spec, max_seq_len=128)
+    assert (
+        prepare([long], tokenizer, short).longest_prompt,
+        prepare([long], tokenizer, short).too_long,
+    ) == (0, 1)
+    assert prepare([plain], tokenizer, short).longest_prompt > 128
+
+
 # -- checks before anything starts ----------------------------------------------------
 def test_a_bad_spec_is_a_sentence_before_anything_starts(ws: Workspace, tokenizer: Any) -> None:
     with pytest.raises(SpecError) as err:

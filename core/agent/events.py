@@ -131,6 +131,11 @@ class RunStats:
     seconds: float = 0.0
     generation_seconds: float = 0.0
     protocol_errors: int = 0
+    answer_model: str = ""
+    """The model that wrote the answer (another than the search turn's when the stages are
+    combined); empty when no answer stage ran."""
+    answer_tokens: int = 0
+    """Tokens the answer stage wrote (included in completion_tokens)."""
 
     @property
     def tokens_per_s(self) -> float:

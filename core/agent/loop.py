@@ -71,25 +71,39 @@ class Agent:
         first_query: Literal["question", "model"] = "model",
         reuse_cache: bool = True,
         model_id: str = "",
+        answer_backend: Backend | None = None,
+        answer_grammar: bool | None = None,
+        answer_model_id: str = "",
     ) -> None:
         """``first_query="question"`` makes the loop search with the question before the
         model writes anything (a seeded first round, as in IRCoT); ``"model"`` leaves the
         first query to the model. ``reuse_cache=False`` evaluates the whole text again at
-        every round: only the baseline of ``bench/loop_kv.py`` wants that."""
-        if grammar and backend.capabilities.constrained != "gbnf":
-            raise ConfigError(
-                f"loop.grammar is on but the {backend.name} backend cannot constrain its "
-                "output; set loop.grammar to auto or off."
-            )
+        every round: only the baseline of ``bench/loop_kv.py`` wants that.
+
+        ``answer_backend`` runs the answer stage (another model: a tuned model searches,
+        its base reads, say), with ``answer_grammar`` (default: ``grammar``); the run's
+        events still come as one stream and say which model answered."""
+        answer_grammar = grammar if answer_grammar is None else answer_grammar
+        for wanted, engine in ((grammar, backend), (answer_grammar, answer_backend or backend)):
+            if wanted and engine.capabilities.constrained != "gbnf":
+                raise ConfigError(
+                    f"loop.grammar is on but the {engine.name} backend cannot constrain its "
+                    "output; set loop.grammar to auto or off."
+                )
         self.backend = backend
+        self.answer_backend = answer_backend
         self.retriever = retriever
         self.config = config
         self.grammar = grammar
+        self.answer_grammar = answer_grammar
         if first_query not in ("question", "model"):
             raise ValueError(f"first_query must be question or model, not {first_query!r}")
         self.first_query = first_query
         self.reuse_cache = reuse_cache
         self.model_id = model_id or backend.name
+        self.answer_model_id = (
+            answer_model_id or (answer_backend.name if answer_backend else "") or self.model_id
+        )
         gen = config.generation
         self._sampling = Sampling(
             temperature=gen.temperature,
@@ -140,9 +154,12 @@ class Agent:
         return {
             "model": self.model_id,
             "engine": self.backend.name,
+            "answer_model": self.answer_model_id,
+            "answer_engine": (self.answer_backend or self.backend).name,
             "template_version": prompts.template_version(),
             "settings": {
                 "grammar": self.grammar,
+                "answer_grammar": self.answer_grammar,
                 "first_query": self.first_query,
                 "max_rounds": loop.max_rounds,
                 "min_rounds": loop.min_rounds,
@@ -186,6 +203,8 @@ class Agent:
             seconds=time.perf_counter() - started,
             generation_seconds=run.gen.generation_seconds,
             protocol_errors=errors,
+            answer_model=run.answered_by,
+            answer_tokens=run.answer_tokens,
         )
         message = ""
         if failure is not None:
@@ -568,21 +587,25 @@ class Agent:
         yield Finished("cancelled" if run.cancelled else "answered", stats)
 
     def _answer(self, run: RunState) -> Iterator[Event]:
+        backend = self.answer_backend or self.backend
+        run.answered_by = self.answer_model_id
         numbered = [(n, run.passages[n]) for n in run.vetted]
         messages = self._answer_messages(run, numbered)
-        prompt = self.backend.chat_prompt(messages)
+        prompt = backend.chat_prompt(messages)
         # Passages that do not fit the context window are dropped from the end: the
         # model listed the most useful ones first.
         budget = self.config.generation.n_ctx - self.config.generation.answer_max_tokens
-        while numbered and self.backend.count_tokens(prompt) > budget - _CONTEXT_MARGIN:
+        while numbered and backend.count_tokens(prompt) > budget - _CONTEXT_MARGIN:
             numbered.pop()
             messages = self._answer_messages(run, numbered)
-            prompt = self.backend.chat_prompt(messages)
+            prompt = backend.chat_prompt(messages)
         yield Prompt("closed" if run.mode == "closed" else "answer", messages, prompt)
-        session = self.backend.session(prompt, reuse_cache=self.reuse_cache)
+        session = backend.session(prompt, reuse_cache=self.reuse_cache)
         halt = threading.Event()
         # With the grammar on, every sentence must end citing a passage it was given.
-        grammar = answer_grammar([n for n, _ in numbered]) if self.grammar and numbered else None
+        grammar = (
+            answer_grammar([n for n, _ in numbered]) if self.answer_grammar and numbered else None
+        )
         request = StreamRequest(
             max_tokens=self.config.generation.answer_max_tokens,
             grammar=grammar,
@@ -597,6 +620,7 @@ class Agent:
                 yield Token("answer", chunk.text)
             if chunk.stats is not None:
                 run.gen.add(chunk.stats)
+                run.answer_tokens += chunk.stats.completion_tokens
             if run.cancelled:
                 halt.set()
         text = "".join(parts)

@@ -84,6 +84,10 @@ class RunState:
     vetted: list[int] = field(default_factory=list)
     seeded: list[int] = field(default_factory=list)
     """Passages the loop's own first search (with the question) showed."""
+    answered_by: str = ""
+    """The model the answer stage ran on (empty until it runs)."""
+    answer_tokens: int = 0
+    """Tokens the answer stage wrote."""
 
     @property
     def cancelled(self) -> bool:

@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="who writes the first search: the app (your question) or the model "
             "(default: loop.first_query, auto = question for untuned models)",
         )
+        p.add_argument(
+            "--answer-model",
+            default=None,
+            help="the model that writes the answer from the vetted passages: base (the model "
+            "a tuned model was trained from), a model name or file, or '' for the searcher "
+            "(default: loop.answer_model)",
+        )
         p.add_argument("--max-rounds", type=int, default=None)
         p.add_argument("-k", type=int, default=None, help="passages per search")
 

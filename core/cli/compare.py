@@ -35,6 +35,12 @@ def add_compare_parser(sub: Any) -> None:
     )
     p.add_argument("--mode", choices=["loop", "rag", "closed"], default="loop")
     p.add_argument("--first-query", choices=["auto", "question", "model"], default=None)
+    p.add_argument(
+        "--answer-model",
+        default=None,
+        help="the model that writes each side's answer: base (a tuned side's base model), a "
+        "model name or file, or '' for the side's own model (default: loop.answer_model)",
+    )
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", help="write the full report here (JSON)")
 
@@ -46,7 +52,13 @@ def cmd_compare(ws: Workspace, args: argparse.Namespace) -> int:
     items = load_items(ws, args.qa)
     if args.limit:
         items = items[: args.limit]
-    request = CompareRequest(a, b, kb=args.kb or ws.config.kb or "", first_query=args.first_query)
+    request = CompareRequest(
+        a,
+        b,
+        kb=args.kb or ws.config.kb or "",
+        first_query=args.first_query,
+        answer_model=args.answer_model,
+    )
 
     def on_item(side: int, index: int, result: ItemResult) -> None:
         label = (a, b)[side].label

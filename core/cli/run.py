@@ -46,6 +46,7 @@ def cmd_ask(ws: Workspace, args: argparse.Namespace) -> int:
         grammar=_grammar_choice(args),
         method=args.method,
         first_query=args.first_query,
+        answer_model=args.answer_model,
     )
     cancel = threading.Event()
     asking = ask(ws, question, cancel)
@@ -93,6 +94,7 @@ def cmd_eval(ws: Workspace, args: argparse.Namespace) -> int:
         grammar=_grammar_choice(args),
         method=args.method,
         first_query=args.first_query,
+        answer_model=args.answer_model,
         on_item=on_item,
     )
     summary = report.summary

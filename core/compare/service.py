@@ -30,6 +30,9 @@ class CompareRequest:
     """The knowledge base both search (unused by a closed-book side)."""
     first_query: str | None = None
     """``question``, ``model`` or ``auto``; None: the setting (``loop.first_query``)."""
+    answer_model: str | None = None
+    """The answer stage's model on both sides (empty, ``base`` or a model); None: the
+    setting (``loop.answer_model``)."""
 
     @property
     def needs_kb(self) -> bool:
@@ -49,12 +52,20 @@ def _model(side: Side) -> str | None:
 
 def agent_for(ws: Workspace, request: CompareRequest, side: Side) -> Agent:
     kb = request.kb if side.mode != "closed" else None
-    return ws.agent(kb or None, model=_model(side), first_query=request.first_query)
+    return ws.agent(
+        kb or None,
+        model=_model(side),
+        first_query=request.first_query,
+        answer_model=request.answer_model,
+    )
 
 
-def release(ws: Workspace, side: Side) -> None:
-    """Close a side's model before the other side loads its own."""
+def release(ws: Workspace, side: Side, answer_model: str | None = None) -> None:
+    """Close a side's models (its answer stage's too) before the other side loads its own."""
+    answer = ws.answer_model_ref(_model(side), answer_model)
     ws.release(_model(side))
+    if answer is not None:
+        ws.release(answer)
 
 
 def compare_models(
@@ -73,7 +84,7 @@ def compare_models(
         request.b,
         items,
         kb=request.kb,
-        release=lambda side: release(ws, side),
+        release=lambda side: release(ws, side, request.answer_model),
         on_item=on_item,
         cancel=cancel,
     )
@@ -91,7 +102,7 @@ def ask_both(
         agent = agent_for(ws, request, side)
         mode = cast("Mode", side.mode)  # one of MODES, as Side.parse and the tab's list make it
         yield from ((index, event) for event in agent.run(question, mode=mode, cancel=cancel))
-        release(ws, side)
+        release(ws, side, request.answer_model)
         if cancel is not None and cancel.is_set():
             return
 
@@ -106,6 +117,7 @@ def evaluate_questions(
     grammar: bool | None = None,
     method: str | None = None,
     first_query: str | None = None,
+    answer_model: str | None = None,
     on_item: Callable[[int, ItemResult], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> EvalReport:
@@ -113,7 +125,14 @@ def evaluate_questions(
     kb_name = kb if mode != "closed" else None
     if kb_name:
         ws.store.get(kb_name)
-    agent = ws.agent(kb_name, model=model, grammar=grammar, method=method, first_query=first_query)
+    agent = ws.agent(
+        kb_name,
+        model=model,
+        grammar=grammar,
+        method=method,
+        first_query=first_query,
+        answer_model=answer_model,
+    )
     return evaluate(
         agent,
         items,

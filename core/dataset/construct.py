@@ -166,6 +166,29 @@ def snippet(sentence: str, answer: str, limit: int = 100) -> str:
     return ("…" if start else "") + _plain(piece, limit)
 
 
+LEAD_MAX_CHARS = 120
+LEAD_MAX_WORDS = 8
+"""Longest gold span an answer states in its first sentence; a longer one (an imported
+answer that is a sentence of its own, a whole clause) is answered with the passage's own
+sentence, which holds it."""
+
+
+def stated(answer: str, kind: str, subject: str = "") -> str:
+    """The first sentence of a constructed answer, before its citation: the gold span said
+    outright (``The answer is npm ci``), so the answer rests on the span and not on a copy
+    of the sentence around it, whose first words may be another option's. Empty when the
+    span cannot stand in a sentence the answer grammar admits (reserved characters, too
+    long)."""
+    span = " ".join(answer.split()).rstrip(".")
+    if not span or len(span) > LEAD_MAX_CHARS or len(span.split()) > LEAD_MAX_WORDS:
+        return ""
+    if re.search(r"[<>\[\]]", span):
+        return ""
+    if kind == "default":
+        return f"The default value of {subject} is {span}" if subject else f"The default is {span}"
+    return f"The answer is {span}"
+
+
 @dataclass
 class TracePlan:
     question: str
@@ -275,8 +298,11 @@ class TraceWriter:
         gold = self.vetted[0] if self.vetted else None
         if gold is None:
             return UNANSWERED
-        sentence = snippet(self.plan.sentence, self.plan.answer, MAX_SENTENCE_CHARS - 8)
-        return f"{sentence.rstrip('.')} [{gold}]."
+        quote = snippet(self.plan.sentence, self.plan.answer, MAX_SENTENCE_CHARS - 8)
+        lead = stated(self.plan.answer, self.plan.kind)
+        if not lead:
+            return f"{quote.rstrip('.')} [{gold}]."
+        return f"{lead} [{gold}]. {quote.rstrip('.')} [{gold}]."
 
     # -- the Backend protocol --
 
@@ -468,11 +494,12 @@ class TwoHopWriter(TraceWriter):
         plan = self.hops
         limit = MAX_SENTENCE_CHARS - 8
         named = snippet(plan.first_sentence, plan.term, limit).rstrip(".")
-        if plan.kind == "default":
-            fact = f"The default value of {plan.term} is {plan.answer}"
-        else:
-            fact = snippet(plan.second_sentence, plan.answer, limit).rstrip(".")
-        return f"{named} [{first}]. {fact} [{second}]."
+        fact = snippet(plan.second_sentence, plan.answer, limit).rstrip(".")
+        # The answer first (what a reader is scored on), then the two passages it rests on.
+        lead = stated(plan.answer, plan.kind, _plain(plan.term, LEAD_MAX_CHARS))
+        if not lead:
+            return f"{fact} [{second}]. {named} [{first}]."
+        return f"{lead} [{second}]. {named} [{first}]. {fact} [{second}]."
 
 
 def construct_twohop_trace(

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.agent.record import RunRecord
 from core.dataset import export as exporting
 from core.dataset.storage import Dataset
+from core.training import raft
 from core.training.masking import IGNORE, Encoded, encode
 from core.training.spec import TrainSpec
 
@@ -27,6 +29,9 @@ class Row:
     split: str
     messages: list[dict[str, str]]
     train_spans: list[list[int]]
+    reader: str = ""
+    """A RAFT-style reader row: ``gold`` (the gold passage among distractors) or ``absent``
+    (distractors only, answered "The documents do not say."); empty for the dataset's own."""
 
 
 @dataclass
@@ -47,7 +52,8 @@ class Prepared:
 
 def dataset_rows(dataset: Dataset, spec: TrainSpec) -> list[Row]:
     rows: list[Row] = []
-    for example in dataset.examples():
+    examples = dataset.examples()
+    for example in examples:
         for row in exporting.rows(example):
             if spec.stages != "both" and row["stage"] != spec.stages:
                 continue
@@ -60,11 +66,47 @@ def dataset_rows(dataset: Dataset, spec: TrainSpec) -> list[Row]:
                     train_spans=row["train_spans"],
                 )
             )
+    if spec.raft_rows > 0 and spec.stages != "search":
+        rows.extend(_reader_rows(examples, spec))
     if rows and not any(r.split == "validation" for r in rows) and spec.validation_share > 0:
         for r in rows:
             if _share(r.id, spec.seed) < spec.validation_share:
                 r.split = "validation"
-    return rows
+    # The validation rows stay the dataset's own: its loss compares runs with and without.
+    return [r for r in rows if not (r.reader and r.split == "validation")]
+
+
+def _reader_rows(examples: list[dict[str, Any]], spec: TrainSpec) -> list[Row]:
+    """The RAFT-style answer-stage rows of every example (see :mod:`core.training.raft`)."""
+    records = [RunRecord.from_dict(e["record"]) for e in examples]
+    held_out = {str(e.get("source", "")) for e in examples if e.get("split") == "validation"}
+    pool = raft.Pool(
+        (r for e, r in zip(examples, records, strict=True) if e.get("split") != "validation"),
+        held_out,
+    )
+    out: list[Row] = []
+    for example, record in zip(examples, records, strict=True):
+        made = raft.reader_rows(
+            example,
+            record,
+            pool,
+            count=spec.raft_rows,
+            absent_share=spec.raft_absent_share,
+            seed=spec.seed,
+        )
+        for row in made:
+            answer = row.messages[-1]["content"]
+            out.append(
+                Row(
+                    id=str(example.get("id", "")),
+                    stage="answer",
+                    split=str(example.get("split") or "train"),
+                    messages=row.messages,
+                    train_spans=[[0, len(answer)]],
+                    reader="absent" if row.absent else "gold",
+                )
+            )
+    return out
 
 
 def _share(key: str, seed: int) -> float:
@@ -88,6 +130,9 @@ def prepare(rows: list[Row], tokenizer: Any, spec: TrainSpec) -> Prepared:
     out = Prepared()
     for row in rows:
         enc = encode(tokenizer, row.messages, row.train_spans, mask_retrieved=spec.mask_retrieved)
+        if row.reader and len(enc) > spec.max_seq_len:
+            out.too_long += 1  # an extra reader row never decides the job's max_seq_len
+            continue
         out.longest_prompt = max(out.longest_prompt, enc.prompt_tokens)
         out.longest_row = max(out.longest_row, len(enc))
         if len(enc) > spec.max_seq_len:

@@ -75,6 +75,11 @@ class TrainSpec:
     """No loss on what the loop wrote (passages, notes, closed tags)."""
     stages: str = "both"
     """Which rows to train on: the search turn, the answer stage, or both."""
+    raft_rows: int = 0
+    """Extra answer-stage rows per example (0 = off), RAFT-style: the gold passage at a
+    random place among other real passages of the knowledge base, renumbered."""
+    raft_absent_share: float = 0.2
+    """Share of those rows without the gold passage, answered "The documents do not say."."""
     engine: str = "auto"
     """``auto``: unsloth when CUDA and its environment are present, else torch + peft."""
     dtype: str = "auto"
@@ -212,6 +217,14 @@ class TrainSpec:
             f"checkpoint_every is {self.checkpoint_every}: use 0 or more.",
         )
         need(self.stages in STAGES, f"stages is {self.stages!r}: use both, search or answer.")
+        need(
+            0 <= self.raft_rows <= 16,
+            f"raft_rows is {self.raft_rows}: use 0 (off) up to 16 extra reader rows per example.",
+        )
+        need(
+            0.0 <= self.raft_absent_share <= 1.0,
+            f"raft_absent_share is {self.raft_absent_share}: use 0 up to 1.",
+        )
         need(self.engine in ENGINES, f"engine is {self.engine!r}: use one of {', '.join(ENGINES)}.")
         need(self.dtype in DTYPES, f"dtype is {self.dtype!r}: use one of {', '.join(DTYPES)}.")
         need(self.threads >= 0, f"threads is {self.threads}: use 0 (automatic) or more.")
