@@ -36,6 +36,12 @@ class GenerateSpec:
     k: int = 0
     """Round trip: the source chunk must be among the top k for the question (0: the
     loop's retrieval.k, so the question as a query shows the gold chunk in the trace)."""
+    rewrite: bool = False
+    """The question writer restates each verified question in its own words; the rewrite
+    is kept when it passes (:mod:`core.dataset.rewrite`), else the question as it was."""
+    rewrite_max_overlap: float = 0.6
+    """A rewrite whose share of content words found in the source sentence is above this
+    copies the documents' wording and is not kept."""
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -44,6 +50,8 @@ class GenerateSpec:
             raise CotragError("The unanswerable share must be within 0 and 1 (e.g. 0.1).")
         if not 0.0 <= self.validation_share < 1.0:
             raise CotragError("The validation share must be within 0 and 1 (e.g. 0.1).")
+        if not 0.0 < self.rewrite_max_overlap <= 1.0:
+            raise CotragError("The rewrite's word overlap bound must be above 0 and at most 1.")
         unknown = set(self.kinds) - set(KINDS)
         if unknown:
             raise CotragError(f"Unknown question kind(s) {sorted(unknown)}; use {list(KINDS)}.")

@@ -27,6 +27,7 @@ from core.dataset.construct import (
 )
 from core.dataset.draws import keyed_share, split_of
 from core.dataset.questions import search_text
+from core.dataset.rewrite import Rewrite, Rewriter
 from core.dataset.seeds import Seed
 from core.dataset.spec import GenerateSpec
 from core.dataset.teacher import Teacher, TeacherError
@@ -48,8 +49,11 @@ class Tracer:
         config: AppConfig,
         count_tokens: Callable[[str], int],
         cancel: threading.Event | None = None,
+        rewriter: Rewriter | None = None,
     ) -> None:
         self.spec = spec
+        self.rewriter = rewriter
+        """Restates each new question in the writer's words (None: the step is off)."""
         self.verifier = verifier
         self.retriever = retriever
         self.teacher = teacher
@@ -177,11 +181,20 @@ class Tracer:
         *,
         question_origin: str,
         teacher_failure: str = "",
+        rewrite: bool = False,
     ) -> dict[str, Any] | Rejection:
-        """Check a question, trace it through the real retrieval, and build the example."""
+        """Check a question, trace it through the real retrieval, and build the example.
+        With ``rewrite`` (and a rewriter), the checked question is first restated in the
+        writer's words; the example is traced with whichever question the step keeps."""
         rejection, rank = self.verifier.check(question, answer, seed.text, seed.chunk_id)
         if rejection is not None:
             return rejection
+        restated: Rewrite | None = None
+        if rewrite and self.rewriter is not None:
+            restated = self.rewriter.restate(
+                question, answer, sentence, seed.text, seed.chunk_id, rank
+            )
+            question, rank = restated.question, restated.rank
         plan = TracePlan(
             question=question,
             answer=answer,
@@ -224,7 +237,7 @@ class Tracer:
             elif not contains(record.answer, answer):
                 return Rejection("trace_answer", "the answer lost the gold answer")
         self.verifier.keep(question)
-        return self.example(
+        example = self.example(
             key,
             seed,
             question,
@@ -239,6 +252,9 @@ class Tracer:
             unanswerable=unanswerable,
             origin=origin,
         )
+        if restated is not None:
+            example.update(restated.fields())
+        return example
 
     def teacher_trace(
         self, question: str, answer: str, chunk_id: str
