@@ -150,3 +150,31 @@ def test_rewriting_needs_a_question_writer(ws: Workspace) -> None:
     with pytest.raises(CotragError, match="overlap"):
         GenerateSpec(kb="docs", rewrite_max_overlap=0.0)
     assert "no-writer" not in datasets(ws).names()  # nothing was created
+
+
+def test_the_cli_asks_for_the_step_and_prints_its_figures(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.cli import main
+
+    def answer(request: dict[str, Any], headers: dict[str, str]) -> Reply:
+        asked = rewriting(request)
+        if asked is None:
+            return 200, completion(""), 0.0
+        return 200, completion(ROUTES if asked[1] == "routes.yaml" else asked[0]), 0.0
+
+    root = str(ws.layout.root)
+    args = ["--data-dir", root, "dataset", "generate", "--kb", "docs", "--count", "3"]
+    args += ["--kinds", "lookup", "--unanswerable", "0", "--rewrite"]
+    with serve(answer) as url:
+        writer = ["--teacher", url, "--teacher-model", "writer"]
+        code = main([*args, *writer, "--name", "cli-rw"])
+        code_max = main([*args, *writer, "--name", "cli-rw-max", "--rewrite-max-overlap", "0.1"])
+    out = capsys.readouterr().out
+    assert code == 0 and code_max == 0
+    assert "rewritten in the writer's words: 1 of 3 (not kept: copied the source: 2)" in out
+    # With the bound at 0.1 the same rewrite shares too many words with its sentence.
+    assert "rewritten in the writer's words: 0 of 3 (not kept: copied the source: 3)" in out
+    assert datasets(ws).open("cli-rw-max").meta["spec"]["rewrite_max_overlap"] == 0.1
+    assert main([*args, "--name", "cli-none", "--teacher", "none"]) == 1
+    assert "needs a question writer" in capsys.readouterr().err
