@@ -99,6 +99,8 @@ def test_the_rewrite_step_keeps_a_good_rewrite_and_rejects_copies_leaks_and_lost
         assert not kept.rewritten and kept.question == TEMPLATE and kept.rank == rank
         assert kept.overlap == kept.source_overlap == 1.0
     assert copy.attempt == COPY and elsewhere.attempt == ELSEWHERE
+    assert copy.attempt_overlap is not None and copy.attempt_overlap > 0.6
+    assert good.attempt_overlap == good.overlap and failed.attempt_overlap is None
 
 
 def test_generation_with_the_rewrite_step_traces_the_kept_question_and_reports_it(

@@ -37,6 +37,7 @@ FIELDS = (
     "source_overlap",
     "rewrite_reason",
     "rewrite_attempt",
+    "attempt_overlap",
 )
 """What an example records of the step."""
 
@@ -105,6 +106,8 @@ class Rewrite:
     """What the writer wrote ('' when it failed)."""
     overlap: float
     source_overlap: float
+    attempt_overlap: float | None = None
+    """The word overlap of what the writer wrote (None when it wrote nothing)."""
 
     def fields(self) -> dict[str, Any]:
         """What the example records of the step."""
@@ -115,6 +118,7 @@ class Rewrite:
             self.source_overlap,
             self.reason,
             self.attempt,
+            self.attempt_overlap,
         )
         return dict(zip(FIELDS, values, strict=True))
 
@@ -138,7 +142,10 @@ class Rewriter:
         before = overlap(question, sentence)
 
         def kept_as_is(reason: str, attempt: str = "") -> Rewrite:
-            return Rewrite(question, rank, question, False, reason, attempt, before, before)
+            measured = overlap(attempt, sentence) if attempt else None
+            return Rewrite(
+                question, rank, question, False, reason, attempt, before, before, measured
+            )
 
         try:
             attempt = self.writer.rewrite(question, answer)
@@ -154,7 +161,7 @@ class Rewriter:
         rejection, new_rank = self.verifier.check(attempt, answer, source_text, chunk_id)
         if rejection is not None:
             return kept_as_is(rejection.reason, attempt)
-        return Rewrite(attempt, new_rank, question, True, "", attempt, after, before)
+        return Rewrite(attempt, new_rank, question, True, "", attempt, after, before, after)
 
 
 def summary(examples: list[dict[str, Any]]) -> dict[str, Any] | None:
