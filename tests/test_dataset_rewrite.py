@@ -101,6 +101,10 @@ def test_the_rewrite_step_keeps_a_good_rewrite_and_rejects_copies_leaks_and_lost
     assert copy.attempt == COPY and elsewhere.attempt == ELSEWHERE
     assert copy.attempt_overlap is not None and copy.attempt_overlap > 0.6
     assert good.attempt_overlap == good.overlap and failed.attempt_overlap is None
+    # A rewrite whose trace then fails gives way to the verified question.
+    back = good.not_kept("trace_failed")
+    assert (back.question, back.rank, back.rewritten) == (TEMPLATE, rank, False)
+    assert back.overlap == back.source_overlap and back.attempt == GOOD
 
 
 def test_generation_with_the_rewrite_step_traces_the_kept_question_and_reports_it(

@@ -8,7 +8,9 @@ Kept when (checked in this order; the first that fails is the reason counted):
 - the answer is not in it (``answer_in_question``);
 - it passes the generator's own checks (length, not a near-duplicate) and its round trip
   still finds the source chunk within the top k (``round_trip``; the other checks count
-  under their own names).
+  under their own names);
+- a trace of it can be made (``trace_failed``: the round trip found the chunk, but no
+  search of the constructed trace did; the verified question is traced instead).
 
 Otherwise the verified question is kept as it was. Either way the example records the
 question it came from, whether it was rewritten, why not, and both word overlaps, so the
@@ -17,7 +19,7 @@ quality report can show how far the questions moved from the documents' wording.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import median
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,6 +48,7 @@ REASON_LABELS = {
     "round_trip": "lost the round trip",
     "answer_in_question": "answer leaked",
     "writer_failed": "writer failed",
+    "trace_failed": "no trace found the source",
 }
 
 
@@ -108,6 +111,18 @@ class Rewrite:
     source_overlap: float
     attempt_overlap: float | None = None
     """The word overlap of what the writer wrote (None when it wrote nothing)."""
+    source_rank: int | None = None
+
+    def not_kept(self, reason: str) -> Rewrite:
+        """The verified question after all (its rewrite failed a later step: ``reason``)."""
+        return replace(
+            self,
+            question=self.source_question,
+            rank=self.source_rank,
+            rewritten=False,
+            reason=reason,
+            overlap=self.source_overlap,
+        )
 
     def fields(self) -> dict[str, Any]:
         """What the example records of the step."""
@@ -144,7 +159,7 @@ class Rewriter:
         def kept_as_is(reason: str, attempt: str = "") -> Rewrite:
             measured = overlap(attempt, sentence) if attempt else None
             return Rewrite(
-                question, rank, question, False, reason, attempt, before, before, measured
+                question, rank, question, False, reason, attempt, before, before, measured, rank
             )
 
         try:
@@ -161,7 +176,7 @@ class Rewriter:
         rejection, new_rank = self.verifier.check(attempt, answer, source_text, chunk_id)
         if rejection is not None:
             return kept_as_is(rejection.reason, attempt)
-        return Rewrite(attempt, new_rank, question, True, "", attempt, after, before, after)
+        return Rewrite(attempt, new_rank, question, True, "", attempt, after, before, after, rank)
 
 
 def summary(examples: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -195,47 +195,15 @@ class Tracer:
                 question, answer, sentence, seed.text, seed.chunk_id, rank
             )
             question, rank = restated.question, restated.rank
-        plan = TracePlan(
-            question=question,
-            answer=answer,
-            sentence=sentence,
-            gold_id=seed.chunk_id,
-            kind=kind,
-            heading=seed.heading,
-            query_source=search_text(question),
-        )
-        # Drawn from the chunk's content and position, not its id (which hashes the file's
-        # path): the same documents and seed make the same dataset wherever they are.
-        index = seed.chunk_id.rsplit("-", 1)[-1]
-        where = f"{seed.doc_hash}:{index}"
-        unanswerable = (
-            keyed_share(key.replace(seed.chunk_id, where, 1), self.spec.seed)
-            < self.spec.unanswerable_share
-        )
-        written = None if unanswerable else self.teacher_trace(question, answer, seed.chunk_id)
-        gold: int | None
-        if written is not None:
-            (record, gold), origin = written, "teacher"
-        else:
-            record, found = construct_trace(
-                plan,
-                self.retriever,
-                self.config,
-                self.count_tokens,
-                leave_out=seed.source if unanswerable else "",
-            )
-            gold, origin = found, "constructed"
-            if record.protocol_errors:
-                return Rejection("trace_protocol_error", record.protocol_errors[0].kind)
-            if unanswerable:
-                if record.results or record.answer != UNANSWERED:
-                    return Rejection("trace_answer", "the unanswerable trace vetted a passage")
-            elif gold is None:
-                return Rejection(
-                    "trace_missed_gold", "no search of the trace found the source chunk"
-                )
-            elif not contains(record.answer, answer):
-                return Rejection("trace_answer", "the answer lost the gold answer")
+        traced = self._traced(seed, question, answer, sentence, kind, key)
+        if isinstance(traced, Rejection) and restated is not None and restated.rewritten:
+            # The rewrite finds its chunk, but no trace of it does: the question as it was.
+            restated = restated.not_kept("trace_failed")
+            question, rank = restated.question, restated.rank
+            traced = self._traced(seed, question, answer, sentence, kind, key)
+        if isinstance(traced, Rejection):
+            return traced
+        record, gold, unanswerable, origin = traced
         self.verifier.keep(question)
         example = self.example(
             key,
@@ -255,6 +223,49 @@ class Tracer:
         if restated is not None:
             example.update(restated.fields())
         return example
+
+    def _traced(
+        self, seed: Seed, question: str, answer: str, sentence: str, kind: str, key: str
+    ) -> tuple[RunRecord, int | None, bool, str] | Rejection:
+        """The question's trace: ``(record, gold passage number, unanswerable, origin)``, or
+        why none could be made."""
+        plan = TracePlan(
+            question=question,
+            answer=answer,
+            sentence=sentence,
+            gold_id=seed.chunk_id,
+            kind=kind,
+            heading=seed.heading,
+            query_source=search_text(question),
+        )
+        # Drawn from the chunk's content and position, not its id (which hashes the file's
+        # path): the same documents and seed make the same dataset wherever they are.
+        index = seed.chunk_id.rsplit("-", 1)[-1]
+        where = f"{seed.doc_hash}:{index}"
+        unanswerable = (
+            keyed_share(key.replace(seed.chunk_id, where, 1), self.spec.seed)
+            < self.spec.unanswerable_share
+        )
+        written = None if unanswerable else self.teacher_trace(question, answer, seed.chunk_id)
+        if written is not None:
+            return written[0], written[1], False, "teacher"
+        record, gold = construct_trace(
+            plan,
+            self.retriever,
+            self.config,
+            self.count_tokens,
+            leave_out=seed.source if unanswerable else "",
+        )
+        if record.protocol_errors:
+            return Rejection("trace_protocol_error", record.protocol_errors[0].kind)
+        if unanswerable:
+            if record.results or record.answer != UNANSWERED:
+                return Rejection("trace_answer", "the unanswerable trace vetted a passage")
+        elif gold is None:
+            return Rejection("trace_missed_gold", "no search of the trace found the source chunk")
+        elif not contains(record.answer, answer):
+            return Rejection("trace_answer", "the answer lost the gold answer")
+        return record, gold, unanswerable, "constructed"
 
     def teacher_trace(
         self, question: str, answer: str, chunk_id: str
