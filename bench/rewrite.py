@@ -1,15 +1,18 @@
 """The rewrite step with "a model the user pulled" as the question writer.
 
     python bench/rewrite.py [--corpus DIR] [--files 12] [--count 20] [--writer GGUF]
-                            [--pairs] [--max-overlap 0.6] [--keep DIR]
+                            [--questions templates|writer] [--pairs] [--max-overlap 0.6]
+                            [--keep DIR] [--json FILE]
 
 The writer defaults to the bench stand-in (``bench/standin_model.py``: Qwen2.5-Coder-1.5B-
 Instruct Q4_K_M, fetched into ``~/.cache/cotrag-bench/``; bench only, never shipped). A
 knowledge base is built from the first ``--files`` documents of the corpus (default: the
 npm CLI's docs, ``commands/`` first), and ``--count`` examples are generated with the
-rewrite step on. Without ``--pairs`` the writer writes no question-and-answer pairs of its
-own (the app does that with a model file): the questions it restates are the answer-first
-ones (the writer's question when it passes, else the template), which keeps the run short.
+rewrite step on. ``--questions templates`` (the default) gives the writer only the short
+job the issue asks of it: the questions are the app's templates (as when the bundled model's
+question fails its checks), and the writer only restates them. ``--questions writer``: the
+writer also writes the answer-first question (and, with ``--pairs``, its own
+question-and-answer pairs, as the app does with a model file), so it restates its own.
 
 Printed: how many rewrites were kept and why the others were not, the median word overlap
 with the source sentence before and after, the seconds the writer took per rewrite and the
@@ -34,10 +37,18 @@ from _common import default_corpus
 class TimedWriter:
     """The teacher, with the seconds each rewrite took recorded (bench instrumentation)."""
 
-    def __init__(self, teacher: Any, pairs: bool) -> None:
+    def __init__(self, teacher: Any, pairs: bool, templates: bool) -> None:
         self.teacher = teacher
-        self.writes_pairs = pairs and teacher.writes_pairs
+        self.writes_pairs = pairs and teacher.writes_pairs and not templates
+        self.templates = templates
         self.rewrite_seconds: list[float] = []
+
+    def question(self, candidate: Any) -> str:
+        if self.templates:
+            from core.dataset.teacher import TeacherError
+
+            raise TeacherError("bench_templates", "bench: the template question is used")
+        return str(self.teacher.question(candidate))
 
     @property
     def name(self) -> str:
@@ -62,6 +73,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=12, help="documents indexed (0: all)")
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--writer", default="", help="a .gguf (default: the bench stand-in)")
+    parser.add_argument("--questions", choices=["templates", "writer"], default="templates")
     parser.add_argument("--pairs", action="store_true", help="the writer also writes pairs")
     parser.add_argument("--max-overlap", type=float, default=0.6)
     parser.add_argument("--keep", type=Path, default=None, help="data dir to keep (else temp)")
@@ -97,7 +109,9 @@ def main() -> None:
         kb = ws.store.get("bench")
         print(f"{len(files)} documents, {kb.count()} chunks; writer {writer_path}", flush=True)
         loaded = time.perf_counter()
-        writer = TimedWriter(service.make_teacher(ws, writer_path), args.pairs)
+        writer = TimedWriter(
+            service.make_teacher(ws, writer_path), args.pairs, args.questions == "templates"
+        )
         spec = GenerateSpec(
             kb="bench",
             count=args.count,
@@ -115,7 +129,7 @@ def main() -> None:
                 print(
                     f"  [{time.perf_counter() - started:5.0f} s] "
                     f"{'REWRITTEN' if ex['question_rewritten'] else ex['rewrite_reason']}: "
-                    f"{ex['question']}",
+                    f"{ex['source_question']}  =>  {ex.get('rewrite_attempt', '')}",
                     flush=True,
                 )
         seconds = time.perf_counter() - started
@@ -133,12 +147,13 @@ def main() -> None:
                 "teacher_errors": dict(gen.teacher_errors),
                 "pairs": [
                     {
+                        "origin": e["question_origin"],
                         "before": e["source_question"],
                         "writer": e.get("rewrite_attempt", ""),
                         "kept": e["question_rewritten"],
                         "reason": e["rewrite_reason"],
                         "answer": e["gold_answer"],
-                        "overlap": [e["source_overlap"], e["rewrite_overlap"]],
+                        "overlap": [e["source_overlap"], e.get("attempt_overlap")],
                     }
                     for e in examples
                 ],
