@@ -3,9 +3,9 @@ own words, and the restatement is kept only when it still works as a question.
 
 Kept when (checked in this order; the first that fails is the reason counted):
 - the writer wrote a question (``writer_failed``: an error, an empty reply, no ``?``);
+- the answer is not in it (``answer_in_question``);
 - it is not a copy: not the same question again, and the share of its content words found
   in the source sentence is at most ``max_overlap`` (``copied``);
-- the answer is not in it (``answer_in_question``);
 - it passes the generator's own checks (length, not a near-duplicate) and its round trip
   still finds the source chunk within the top k (``round_trip``; the other checks count
   under their own names);
@@ -168,11 +168,11 @@ class Rewriter:
             return kept_as_is("writer_failed")
         if not attempt.endswith("?") or not content_words(attempt):
             return kept_as_is("writer_failed", attempt)
+        if contains(attempt, answer):
+            return kept_as_is("answer_in_question", attempt)
         after = overlap(attempt, sentence)
         if normalise(attempt) == normalise(question) or after > self.max_overlap:
             return kept_as_is("copied", attempt)
-        if contains(attempt, answer):
-            return kept_as_is("answer_in_question", attempt)
         rejection, new_rank = self.verifier.check(attempt, answer, source_text, chunk_id)
         if rejection is not None:
             return kept_as_is(rejection.reason, attempt)
