@@ -124,6 +124,14 @@ class GeneratePanel(QWidget):
             "clean, vets the right passage and answers right (slow with a small model)."
         )
         lcol.addWidget(self.teacher_traces)
+        self.rewrite = QCheckBox("Rewrite questions in the writer's own words", self)
+        self.rewrite.setToolTip(
+            "The question writer restates each checked question the way a user would ask it. "
+            "A rewrite is kept only when searching with it still finds its passage, it does "
+            "not hold the answer, and at most 60% of its words come from the source sentence; "
+            "otherwise the original question stays."
+        )
+        lcol.addWidget(self.rewrite)
         self.licence = hint(
             "Check the licence of the model that writes the questions: some forbid training "
             "other models on their output.",
@@ -170,6 +178,8 @@ class GeneratePanel(QWidget):
     @Slot(int)
     def _on_teacher_changed(self, _index: int) -> None:
         self._show_endpoint(self.teacher_combo.currentData() == ENDPOINT)
+        # Templates only: no model to restate the questions.
+        self.rewrite.setEnabled(self.teacher_combo.currentData() != "none")
 
     # -- the request --
     def set_knowledge_bases(self, names: list[str], current: str) -> None:
@@ -195,6 +205,7 @@ class GeneratePanel(QWidget):
             count=self.count_spin.value(),
             kinds={k: 1.0 if box.isChecked() else 0.0 for k, box in self.kind_boxes.items()},
             teacher_traces=self.teacher_traces.isChecked(),
+            rewrite=self.rewrite.isEnabled() and self.rewrite.isChecked(),
         )
         teacher = str(self.teacher_combo.currentData())
         url, model = self.endpoint_edit.text().strip(), self.endpoint_model.text().strip()
@@ -224,10 +235,13 @@ class GeneratePanel(QWidget):
             self.count_spin,
             self.teacher_combo,
             self.teacher_traces,
+            self.rewrite,
             *self.kind_boxes.values(),
             self.dataset_list,
         ):
             w.setEnabled(not on)
+        if not on:
+            self._on_teacher_changed(self.teacher_combo.currentIndex())
 
     # -- progress --
     def begin(self, target: int, text: str) -> None:

@@ -1,5 +1,6 @@
 """The Dataset tab's quality report: how many examples and from where, why candidates were
-rejected, who wrote the questions and traces, rounds and trace lengths, as bar charts."""
+rejected, who wrote the questions and traces, rounds and trace lengths, as bar charts; and,
+when the rewrite step ran, how many questions it rewrote and how far their wording moved."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from core.dataset.rewrite import REASON_LABELS
 from desktop.bar_chart import BarChart
 
 
@@ -26,6 +28,11 @@ class QualityReport(QScrollArea):
             "origins": BarChart("Questions written by · traces", "#8b5cf6", inner),
             "rounds": BarChart("Search rounds per trace", "#10b981", inner),
             "trace_tokens": BarChart("Trace length (≈tokens)", "#64748b", inner),
+            "overlap": BarChart(
+                "Questions' words found in the source sentence: before → after rewriting",
+                "#0ea5e9",
+                inner,
+            ),
         }
         for chart in self.charts.values():
             rcol.addWidget(chart)
@@ -55,6 +62,29 @@ class QualityReport(QScrollArea):
             ]
         )
         self.charts["trace_tokens"].set_values(report.get("trace_tokens", {}))
+        self._show_rewrite(report.get("rewrite"))
+
+    def _show_rewrite(self, figures: dict[str, Any] | None) -> None:
+        """The rewrite step's figures (the chart is hidden when the step did not run)."""
+        chart = self.charts["overlap"]
+        chart.setVisible(bool(figures))
+        if not figures:
+            return
+        reasons = ", ".join(
+            f"{REASON_LABELS.get(k, k)} {v}" for k, v in figures.get("reasons", {}).items()
+        )
+        self.summary.setText(
+            self.summary.text()
+            + f"<br><b>{figures['rewritten']}</b> of {figures['tried']} questions rewritten "
+            "in the writer's own words"
+            + (f" (not kept: {reasons})" if reasons else "")
+            + f"; word overlap with the source sentence, median "
+            f"{figures['overlap_median_before']:.2f} before → "
+            f"{figures['overlap_median_after']:.2f} after."
+        )
+        before = [(f"before {k}", v) for k, v in figures.get("overlap_before", {}).items()]
+        after = [(f"after {k}", v) for k, v in figures.get("overlap_after", {}).items()]
+        chart.set_values(before + after)
 
 
 def sampling_sentence(sampling: dict[str, Any]) -> str:

@@ -118,6 +118,21 @@ def test_a_missing_name_or_knowledge_base_is_a_sentence(tab: DatasetTab) -> None
     assert "knowledge base" in tab.banner.text()
 
 
+def test_the_rewrite_box_asks_for_the_step_when_a_model_writes_the_questions(
+    tab: DatasetTab,
+) -> None:
+    form = tab.form
+    form.name_edit.setText("natural")
+    form.rewrite.setChecked(True)
+    form.teacher_combo.setCurrentIndex(form.teacher_combo.findData("bundled"))
+    assert form.rewrite.isEnabled() and form.request().spec.rewrite
+    form.teacher_combo.setCurrentIndex(form.teacher_combo.findData("none"))
+    assert not form.rewrite.isEnabled() and not form.request().spec.rewrite
+    form.set_running(True)
+    form.set_running(False)
+    assert not form.rewrite.isEnabled()  # still templates only: nothing to rewrite with
+
+
 def test_generate_waits_while_the_chat_uses_the_model(tab: DatasetTab) -> None:
     tab.set_model_busy(True)
     assert not tab.form.generate_button.isEnabled()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from core.cli.terminal import confirm, progress_bar
 from core.conversations import ConversationDamaged, ConversationStore, feedback_of
 from core.dataset import export as exporting
-from core.dataset import service
+from core.dataset import rewrite, service
 from core.dataset.from_chat import pairs_from_conversations
 from core.dataset.importing import load_pairs
 from core.dataset.pairs import ImportedPair, imported_before, pair_key
@@ -74,6 +74,20 @@ def add_dataset_parser(sub: Any) -> None:
     p.add_argument("--sample-temperature", type=float, default=0.7)
     p.add_argument("--sample-model", default="", help="the model that samples (default: yours)")
     p.add_argument("--sample-fallback", choices=["constructed", "drop"], default="constructed")
+    p.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="the question writer restates each verified question in its own words (kept "
+        "when it still finds its source, does not hold the answer and does not copy the "
+        "source sentence)",
+    )
+    p.add_argument(
+        "--rewrite-max-overlap",
+        type=float,
+        default=0.6,
+        help="with --rewrite: the most a rewrite may share of its content words with the "
+        "source sentence (default 0.6)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON at the end")
 
     p = ds_sub.add_parser(
@@ -189,6 +203,18 @@ def _print_report(report: dict[str, Any]) -> None:
         values = report.get(key) or {}
         if values:
             print(f"  {title}: " + ", ".join(f"{k}: {v}" for k, v in values.items()))
+    figures = report.get("rewrite")
+    if figures:
+        reasons = ", ".join(
+            f"{rewrite.REASON_LABELS.get(k, k)}: {v}" for k, v in figures["reasons"].items()
+        )
+        print(
+            f"  rewritten in the writer's words: {figures['rewritten']} of {figures['tried']}"
+            + (f" (not kept: {reasons})" if reasons else "")
+            + f"; word overlap with the source sentence, median "
+            f"{figures['overlap_median_before']:.2f} before, "
+            f"{figures['overlap_median_after']:.2f} after"
+        )
 
 
 def _import_pairs(ws: Workspace, args: argparse.Namespace) -> list[ImportedPair]:
@@ -334,6 +360,8 @@ def cmd_dataset(ws: Workspace, args: argparse.Namespace) -> int:
                 sample_temperature=args.sample_temperature,
                 sample_model=args.sample_model,
                 sample_fallback=args.sample_fallback,
+                rewrite=args.rewrite,
+                rewrite_max_overlap=args.rewrite_max_overlap,
             )
             teacher = service.make_teacher(ws, args.teacher, args.teacher_model)
             if teacher is not None and teacher.writes_pairs:

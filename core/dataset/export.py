@@ -22,6 +22,7 @@ from typing import Any
 
 from core.agent.events import Span
 from core.agent.record import RunRecord
+from core.dataset import rewrite
 from core.dataset.storage import Dataset
 from core.fileio import write_atomic
 
@@ -154,6 +155,7 @@ def card(dataset: Dataset, report: dict[str, Any]) -> str:
         "## Rejections",
         *(f"- {k}: {v}" for k, v in sorted(report["rejections"].items())),
         "",
+        *_rewrite_lines(report.get("rewrite")),
         "## Licence",
         "The examples quote the knowledge base's documents: their licence applies to this "
         "dataset. Questions written by a teacher model are subject to that model's terms; "
@@ -181,8 +183,28 @@ def _sampling_lines(sampling: dict[str, Any]) -> list[str]:
     ]
 
 
+def _rewrite_lines(figures: dict[str, Any] | None) -> list[str]:
+    """The card's section on the rewrite step (none when it did not run)."""
+    if not figures:
+        return []
+    return [
+        "## Questions in the writer's own words",
+        f"- Rewritten: {figures['rewritten']} of {figures['tried']} "
+        f"({figures['kept_rate']:.0%}); the others keep the verified question",
+        *(
+            f"- not kept, {rewrite.REASON_LABELS.get(k, k)}: {v}"
+            for k, v in figures["reasons"].items()
+        ),
+        f"- Word overlap with the source sentence (share of the question's content words): "
+        f"median {figures['overlap_median_before']:.2f} before, "
+        f"{figures['overlap_median_after']:.2f} after",
+        "",
+    ]
+
+
 def report(dataset: Dataset, count_tokens: Any = None) -> dict[str, Any]:
-    """Counts, rejections by reason, kinds, rounds, lengths, origins."""
+    """Counts, rejections by reason, kinds, rounds, lengths, origins; the rewrite step's
+    figures (``rewrite``) when it ran."""
     examples = dataset.examples()
     rejections = dataset.rejections()
     lengths: list[int] = []
@@ -193,7 +215,7 @@ def report(dataset: Dataset, count_tokens: Any = None) -> dict[str, Any]:
     for n in lengths:
         low = (n // 100) * 100
         buckets[f"{low}-{low + 99}"] += 1
-    return {
+    out: dict[str, Any] = {
         "examples": len(examples),
         "rejected": len(rejections),
         "acceptance_rate": round(len(examples) / max(1, len(examples) + len(rejections)), 3),
@@ -215,3 +237,7 @@ def report(dataset: Dataset, count_tokens: Any = None) -> dict[str, Any]:
         "trace_tokens_unit": "tokens" if count_tokens else "≈tokens (characters / 4)",
         "sampling": dict(dataset.meta.get("sampling") or {}),
     }
+    figures = rewrite.summary(examples)
+    if figures is not None:
+        out["rewrite"] = figures
+    return out

@@ -24,6 +24,7 @@ from core.dataset.pairs import ImportedPair, run_pairs
 from core.dataset.progress import GenEvent, Progress, Stopwatch
 from core.dataset.questions import implausible, template_question
 from core.dataset.retrace import retrace
+from core.dataset.rewrite import Rewriter, writer_of
 from core.dataset.sampling import NONE_KEPT, SAMPLED, Sampler, Tally
 from core.dataset.seeds import MIN_SEED_CHARS, Seed, seeds_from
 from core.dataset.spec import EmptyKnowledgeBase, GenerateSpec
@@ -62,14 +63,16 @@ class Generator:
         self.chunks = chunks
         self.teacher = teacher
         self.cancel = cancel
+        verifier = Verifier(search, k=spec.k or config.retrieval.k)
         self.tracer = Tracer(
             spec,
-            Verifier(search, k=spec.k or config.retrieval.k),
+            verifier,
             retriever=retriever,
             teacher=teacher,
             config=config,
             count_tokens=count_tokens,
             cancel=cancel,
+            rewriter=self._rewriter(verifier),
         )
         self.decisions = Decisions(dataset)
         self.sampler = sampler
@@ -86,6 +89,12 @@ class Generator:
         return self.tracer.teacher_errors
 
     # -- helpers --
+
+    def _rewriter(self, verifier: Verifier) -> Rewriter | None:
+        """The rewrite step's, when the spec asks for it (the teacher is the writer)."""
+        if not self.spec.rewrite:
+            return None
+        return Rewriter(writer_of(self.teacher), verifier, self.spec.rewrite_max_overlap)
 
     def _document_frequency(self, answer: str) -> int:
         key = normalise(answer)
@@ -285,6 +294,7 @@ class Generator:
                 candidate.kind,
                 key,
                 question_origin="teacher",
+                rewrite=True,
             )
             if not isinstance(outcome, Rejection):
                 return outcome
@@ -298,6 +308,7 @@ class Generator:
             key,
             question_origin="template",
             teacher_failure=failure,
+            rewrite=True,
         )
 
     def run_pairs(self, pairs: list[ImportedPair]) -> Iterator[GenEvent]:

@@ -12,6 +12,7 @@ from core.dataset import twohop
 from core.dataset.candidates import TWOHOP, Candidate
 from core.dataset.decisions import Decisions
 from core.dataset.progress import GenEvent, Stopwatch
+from core.dataset.rewrite import FIELDS as REWRITE_FIELDS
 from core.dataset.seeds import Seed
 from core.dataset.tracing import Tracer
 from core.dataset.verify import Rejection, normalise
@@ -79,7 +80,7 @@ def _retraced(
         return Rejection(
             "gold_chunk_gone", f"chunk {exc.args[0]} is no longer in the knowledge base"
         )
-    return tracer.verified(
+    found = tracer.verified(
         Seed.of_chunk(cid, text, meta),
         str(example["question"]),
         str(example["answer"]),
@@ -89,6 +90,10 @@ def _retraced(
         question_origin=str(example.get("question_origin", "template")),
         teacher_failure=str(example.get("teacher_failure", "")),
     )
+    if not isinstance(found, Rejection):
+        # The same question: what the rewrite step recorded of it still holds.
+        found.update({k: example[k] for k in REWRITE_FIELDS if k in example})
+    return found
 
 
 def _relinked(

@@ -16,6 +16,7 @@ from core.dataset import export as exporting
 from core.dataset.editing import ResultEntry, edited, replace_example
 from core.dataset.generate import Generator
 from core.dataset.pairs import ImportedPair
+from core.dataset.rewrite import writer_of
 from core.dataset.sampling import SampleEvent, Sampler, SampleSettings, sample_dataset, undecided
 from core.dataset.spec import GenerateSpec, spec_dict
 from core.dataset.storage import Dataset, DatasetStore
@@ -98,6 +99,8 @@ def generator(
 ) -> tuple[Generator, Dataset, bool]:
     """A generator writing into dataset ``name`` (created, or continued when it exists and
     was made from the same knowledge base)."""
+    if spec.rewrite:
+        writer_of(teacher)  # before anything is created: a sentence when there is none
     kb = ws.store.get(spec.kb)
     store = datasets(ws)
     meta: dict[str, Any] = {

@@ -44,6 +44,12 @@ class GenerateSpec:
     """The model that samples ("" = the configured model, else the bundled one)."""
     sample_fallback: str = "constructed"
     """When no run is kept: keep the ``constructed`` trace, or ``drop`` the question."""
+    rewrite: bool = False
+    """The question writer restates each verified question in its own words; the rewrite
+    is kept when it passes (:mod:`core.dataset.rewrite`), else the question as it was."""
+    rewrite_max_overlap: float = 0.6
+    """A rewrite whose share of content words found in the source sentence is above this
+    copies the documents' wording and is not kept."""
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -52,6 +58,8 @@ class GenerateSpec:
             raise CotragError("The unanswerable share must be within 0 and 1 (e.g. 0.1).")
         if not 0.0 <= self.validation_share < 1.0:
             raise CotragError("The validation share must be within 0 and 1 (e.g. 0.1).")
+        if not 0.0 < self.rewrite_max_overlap <= 1.0:
+            raise CotragError("The rewrite's word overlap bound must be above 0 and at most 1.")
         unknown = set(self.kinds) - set(KINDS)
         if unknown:
             raise CotragError(f"Unknown question kind(s) {sorted(unknown)}; use {list(KINDS)}.")

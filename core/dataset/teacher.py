@@ -8,6 +8,8 @@ Two ways to ask:
 - ``bridge_question(first, second, answer)`` (optional, pair-writing teachers only): a
   two-hop question whose answer needs both passages; without it, or when it fails the
   checks, the bridge question is built from the two sentences.
+- ``rewrite(question, answer)``: a verified question restated in the writer's own words
+  (the rewrite step, :mod:`core.dataset.rewrite`).
 
 Either may fail: every failure is a :class:`TeacherError` whose ``reason`` is counted
 among the rejections and whose message is a sentence.
@@ -117,6 +119,37 @@ def bridge_messages(first: str, second: str, answer: str) -> list[dict[str, str]
     ]
 
 
+REWRITE_SYSTEM = (
+    "You rewrite questions about documentation the way a user would type them: in your own "
+    "plain words, short, without the documentation's phrasing, so that the same answer "
+    "still fits. A fill-in question becomes a plain question. Never write the answer. "
+    "Reply with the question only, on one line, ending with a question mark."
+)
+"""The rewrite prompt (a question writer's prompt, like :data:`BRIDGE_SYSTEM`)."""
+
+REWRITE_EXAMPLE = (
+    'In the documentation about Cache, what fills the blank: "Entries older than ___ are '
+    'removed when the cache is cleaned."?',
+    "30 days",
+    "How long do cache entries last before a cleanup deletes them?",
+)
+"""One worked rewrite shown before the real one (a small writer keeps to the task far
+more often with an example)."""
+
+
+def rewrite_messages(question: str, answer: str) -> list[dict[str, str]]:
+    def ask(q: str, a: str) -> str:
+        return f"Question: {q}\nAnswer (do not write it): {a}\nRewritten question:"
+
+    example_q, example_a, example_rewrite = REWRITE_EXAMPLE
+    return [
+        {"role": "system", "content": REWRITE_SYSTEM},
+        {"role": "user", "content": ask(example_q, example_a)},
+        {"role": "assistant", "content": example_rewrite},
+        {"role": "user", "content": ask(question, answer)},
+    ]
+
+
 def clean_question(text: str) -> str:
     """One line, up to the first question mark; a prefix such as ``Question:`` dropped."""
     line = " ".join(text.strip().split())
@@ -203,6 +236,17 @@ class BackendTeacher:
         if not question:
             raise TeacherError("empty_output", "The teacher wrote no question.")
         return question
+
+    def rewrite(self, question: str, answer: str) -> str:
+        """``question`` restated in the model's own words (the rewrite step)."""
+        prompt = self.backend.chat_prompt(rewrite_messages(question, answer))
+        text, finish = self._complete(prompt, ("\n",), 64)
+        if finish == "length":
+            raise TeacherError("unclosed_output", "The teacher's question never ended.")
+        rewritten = clean_question(text)
+        if not rewritten:
+            raise TeacherError("empty_output", "The teacher wrote no question.")
+        return rewritten
 
 
 # -- an OpenAI-compatible endpoint ------------------------------------------------------
@@ -314,6 +358,13 @@ class HttpTeacher:
         if not question:
             raise TeacherError("empty_output", "The teacher wrote no question.")
         return question
+
+    def rewrite(self, question: str, answer: str) -> str:
+        """``question`` restated in the writer's own words (the rewrite step)."""
+        rewritten = clean_question(self._post(rewrite_messages(question, answer), 64))
+        if not rewritten:
+            raise TeacherError("empty_output", "The teacher wrote no question.")
+        return rewritten
 
 
 def _retry_after(exc: urllib.error.HTTPError, default: float) -> float:

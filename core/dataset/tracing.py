@@ -27,6 +27,7 @@ from core.dataset.construct import (
 )
 from core.dataset.draws import keyed_share, split_of
 from core.dataset.questions import search_text
+from core.dataset.rewrite import Rewrite, Rewriter
 from core.dataset.seeds import Seed
 from core.dataset.spec import GenerateSpec
 from core.dataset.teacher import Teacher, TeacherError
@@ -48,8 +49,11 @@ class Tracer:
         config: AppConfig,
         count_tokens: Callable[[str], int],
         cancel: threading.Event | None = None,
+        rewriter: Rewriter | None = None,
     ) -> None:
         self.spec = spec
+        self.rewriter = rewriter
+        """Restates each new question in the writer's words (None: the step is off)."""
         self.verifier = verifier
         self.retriever = retriever
         self.teacher = teacher
@@ -177,11 +181,54 @@ class Tracer:
         *,
         question_origin: str,
         teacher_failure: str = "",
+        rewrite: bool = False,
     ) -> dict[str, Any] | Rejection:
-        """Check a question, trace it through the real retrieval, and build the example."""
+        """Check a question, trace it through the real retrieval, and build the example.
+        With ``rewrite`` (and a rewriter), the checked question is first restated in the
+        writer's words; the example is traced with whichever question the step keeps."""
         rejection, rank = self.verifier.check(question, answer, seed.text, seed.chunk_id)
         if rejection is not None:
             return rejection
+        restated: Rewrite | None = None
+        if rewrite and self.rewriter is not None:
+            restated = self.rewriter.restate(
+                question, answer, sentence, seed.text, seed.chunk_id, rank
+            )
+            question, rank = restated.question, restated.rank
+        traced = self._traced(seed, question, answer, sentence, kind, key)
+        if isinstance(traced, Rejection) and restated is not None and restated.rewritten:
+            # The rewrite finds its chunk, but no trace of it does: the question as it was.
+            restated = restated.not_kept("trace_failed")
+            question, rank = restated.question, restated.rank
+            traced = self._traced(seed, question, answer, sentence, kind, key)
+        if isinstance(traced, Rejection):
+            return traced
+        record, gold, unanswerable, origin = traced
+        self.verifier.keep(question)
+        example = self.example(
+            key,
+            seed,
+            question,
+            answer,
+            sentence,
+            kind,
+            question_origin,
+            teacher_failure,
+            rank,
+            record,
+            gold,
+            unanswerable=unanswerable,
+            origin=origin,
+        )
+        if restated is not None:
+            example.update(restated.fields())
+        return example
+
+    def _traced(
+        self, seed: Seed, question: str, answer: str, sentence: str, kind: str, key: str
+    ) -> tuple[RunRecord, int | None, bool, str] | Rejection:
+        """The question's trace: ``(record, gold passage number, unanswerable, origin)``, or
+        why none could be made."""
         plan = TracePlan(
             question=question,
             answer=answer,
@@ -200,45 +247,25 @@ class Tracer:
             < self.spec.unanswerable_share
         )
         written = None if unanswerable else self.teacher_trace(question, answer, seed.chunk_id)
-        gold: int | None
         if written is not None:
-            (record, gold), origin = written, "teacher"
-        else:
-            record, found = construct_trace(
-                plan,
-                self.retriever,
-                self.config,
-                self.count_tokens,
-                leave_out=seed.source if unanswerable else "",
-            )
-            gold, origin = found, "constructed"
-            if record.protocol_errors:
-                return Rejection("trace_protocol_error", record.protocol_errors[0].kind)
-            if unanswerable:
-                if record.results or record.answer != UNANSWERED:
-                    return Rejection("trace_answer", "the unanswerable trace vetted a passage")
-            elif gold is None:
-                return Rejection(
-                    "trace_missed_gold", "no search of the trace found the source chunk"
-                )
-            elif not contains(record.answer, answer):
-                return Rejection("trace_answer", "the answer lost the gold answer")
-        self.verifier.keep(question)
-        return self.example(
-            key,
-            seed,
-            question,
-            answer,
-            sentence,
-            kind,
-            question_origin,
-            teacher_failure,
-            rank,
-            record,
-            gold,
-            unanswerable=unanswerable,
-            origin=origin,
+            return written[0], written[1], False, "teacher"
+        record, gold = construct_trace(
+            plan,
+            self.retriever,
+            self.config,
+            self.count_tokens,
+            leave_out=seed.source if unanswerable else "",
         )
+        if record.protocol_errors:
+            return Rejection("trace_protocol_error", record.protocol_errors[0].kind)
+        if unanswerable:
+            if record.results or record.answer != UNANSWERED:
+                return Rejection("trace_answer", "the unanswerable trace vetted a passage")
+        elif gold is None:
+            return Rejection("trace_missed_gold", "no search of the trace found the source chunk")
+        elif not contains(record.answer, answer):
+            return Rejection("trace_answer", "the answer lost the gold answer")
+        return record, gold, unanswerable, "constructed"
 
     def teacher_trace(
         self, question: str, answer: str, chunk_id: str
