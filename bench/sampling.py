@@ -8,8 +8,11 @@ Verified template questions are generated from the corpus (default: the npm CLI'
 then each is sampled twice with the same seeds: once as the product does it (every search
 turn first, so each finds the prompt and the seeded first ``<query_res>`` in the cache,
 then the answer stages), once answering right after each search (the answer prompt pushes
-the prefix out of the single-sequence cache). The two alternate question by question, so
-a change in the machine's load falls on both. Nothing is written to a dataset.
+the prefix out of the single-sequence cache). A run whose search turn cannot be kept gets
+no answer stage in either mode, so the second mode still finds the prefix after such a
+run: its saving is what the reuse adds to the product's own order, and it grows with the
+share of runs that reach the answer stage. The two alternate question by question, so a
+change in the machine's load falls on both. Nothing is written to a dataset.
 """
 
 from __future__ import annotations
