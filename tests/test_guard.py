@@ -11,7 +11,15 @@ import pytest
 
 from core.models.installed import ModelRegistry
 from core.paths import DataLayout
-from core.training.events import Done, GuardDone, Guarding, ProcessOutcome, encode, parse_event
+from core.training.events import (
+    Done,
+    GuardDone,
+    Guarding,
+    ProcessOutcome,
+    WorkerEvent,
+    encode,
+    parse_event,
+)
 from core.training.guard import MIN_QUESTIONS, describe, verdict
 from core.workspace import auto_first_query
 
@@ -44,8 +52,8 @@ def test_the_verdict_rule_starts_at_the_minimum_of_questions() -> None:
 
 
 def test_the_sentence_says_the_verdict_the_counts_and_p() -> None:
-    table = {"questions": 40, "both": 7, "only_a": 6, "only_b": 2, "neither": 25}
-    table["mcnemar_p"] = 0.2891
+    table: dict[str, float] = {"questions": 40, "both": 7, "only_a": 6, "only_b": 2}
+    table.update(neither=25, mcnemar_p=0.2891)
     assert describe("worse", table) == (
         "Worse than the base: 9/40 vs 13/40 right on held-out questions (only tuned 2, "
         "only base 6, McNemar p = 0.29)."
@@ -56,16 +64,17 @@ def test_the_sentence_says_the_verdict_the_counts_and_p() -> None:
 
 def test_the_guard_events_round_trip() -> None:
     table = {"questions": 40, "both": 7, "only_a": 6, "only_b": 2, "neither": 25, "mcnemar_p": 0.29}
-    events = [
+    done = Done(model="m", guard="Worse than the base: …")
+    events: list[WorkerEvent] = [
         Guarding(index=3, total=120, side="tuned-model"),
         GuardDone(
             verdict="worse", sentence="Worse than the base: …", table=table, first_query="model"
         ),
-        Done(model="m", guard="Worse than the base: …"),
+        done,
     ]
     for event in events:
         assert parse_event("noise " + encode(event)) == event
-    outcome = ProcessOutcome(0, final=events[-1])  # type: ignore[arg-type]
+    outcome = ProcessOutcome(0, final=done)
     assert outcome.sentence() == "Done: the tuned model is m. Worse than the base: …"
     assert ProcessOutcome(0, final=Done(model="m")).sentence() == "Done: the tuned model is m."
 
