@@ -85,7 +85,8 @@ def _local_short_answer(text: str) -> str:
         if m:
             text = m.group(1)
             break
-    text = re.sub(r"[*_#>]+", "", text).strip()
+    text = re.sub(r"\*+", "", text)
+    text = re.sub(r"(?m)^\s*(?:#+|>+|[-+] )\s*", "", text).strip()
     out = []
     in_code = False
     for i, ch in enumerate(text):
@@ -134,21 +135,26 @@ def words(text: str) -> int:
 
 def report_dict(report: Any, seconds: float) -> dict[str, Any]:
     """An EvalReport with both scores per item, the summary, and wall seconds."""
-    items = []
-    for item in report.items:
-        row = asdict(item)
-        first, whole = score(item.answer, item.expected)
+    return rescore(
+        {
+            "mode": report.mode,
+            "model": report.model,
+            "items": [asdict(item) for item in report.items],
+            "wall_seconds": round(seconds, 1),
+        }
+    )
+
+
+def rescore(side: dict[str, Any]) -> dict[str, Any]:
+    """Both scores, the short answer and the word count of every saved answer (a cached
+    side is scored again, so a change of scorer never needs a new evaluation)."""
+    for row in side["items"]:
+        first, whole = score(row["answer"], row["expected"])
         row["first_ok"], row["contains_ok"] = first, whole
-        row["short_answer"] = short_answer(item.answer)
-        row["words"] = words(item.answer)
-        items.append(row)
-    return {
-        "mode": report.mode,
-        "model": report.model,
-        "items": items,
-        "summary": summarize(items),
-        "wall_seconds": round(seconds, 1),
-    }
+        row["short_answer"] = short_answer(row["answer"])
+        row["words"] = words(row["answer"])
+    side["summary"] = summarize(side["items"])
+    return side
 
 
 def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -286,7 +292,7 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
         cache = evals_dir / f"{key}-{qa_key}.json"
         if cache.exists() and not args.fresh:
             print(f"  {label}: reused {cache.name}", flush=True)
-            return json.loads(cache.read_text())
+            return rescore(json.loads(cache.read_text()))
         agent = make()
         t0 = time.perf_counter()
 
