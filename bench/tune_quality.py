@@ -38,7 +38,6 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -288,12 +287,12 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
     evals_dir.mkdir(exist_ok=True)
     qa_key = f"{qa.stem}-{len(items)}"
 
-    def run_eval(label: str, key: str, make: Callable[[], Any], mode: str, model: str) -> Any:
+    def run_eval(label: str, key: str, agent_kwargs: dict[str, Any], mode: str, model: str) -> Any:
         cache = evals_dir / f"{key}-{qa_key}.json"
         if cache.exists() and not args.fresh:
             print(f"  {label}: reused {cache.name}", flush=True)
             return rescore(json.loads(cache.read_text()))
-        agent = make()
+        agent = ws.agent(kb, **agent_kwargs)
         t0 = time.perf_counter()
 
         def progress(index: int, _: Any) -> None:
@@ -309,9 +308,9 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     sides: dict[str, Any] = {}
     sides["base loop (seeded)"] = run_eval(
-        "base loop", "base-loop", lambda: ws.agent(kb, first_query="question"), "loop", "default"
+        "base loop", "base-loop", {"first_query": "question"}, "loop", "default"
     )
-    sides["base rag"] = run_eval("base rag", "base-rag", lambda: ws.agent(kb), "rag", "default")
+    sides["base rag"] = run_eval("base rag", "base-rag", {}, "rag", "default")
     ws.release(None)
 
     supports_answer_model = "answer_model" in inspect.signature(ws.agent).parameters
@@ -343,14 +342,14 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
         recipe_sides["tuned loop"] = run_eval(
             f"{recipe} loop",
             f"{key}-loop",
-            lambda m=model: ws.agent(kb, model=m, first_query="model"),
+            {"model": model, "first_query": "model"},
             "loop",
             model,
         )
         recipe_sides["tuned loop, app-seeded"] = run_eval(
             f"{recipe} seeded",
             f"{key}-seeded",
-            lambda m=model: ws.agent(kb, model=m, first_query="question"),
+            {"model": model, "first_query": "question"},
             "loop",
             model,
         )
@@ -358,12 +357,7 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
             recipe_sides["tuned search + base reader (seeded)"] = run_eval(
                 f"{recipe} +base reader",
                 f"{key}-basereader",
-                lambda m=model: ws.agent(
-                    kb,
-                    model=m,
-                    first_query="question",
-                    answer_model="default",  # type: ignore[call-arg]
-                ),
+                {"model": model, "first_query": "question", "answer_model": "default"},
                 "loop",
                 model,
             )
