@@ -254,14 +254,15 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
     gen_spec = GenerateSpec(kb=kb, count=args.count)
     gen_values = parse_sets(gen_spec, args.gen_set)
     tag = hashlib.sha1(json.dumps(gen_values, sort_keys=True).encode()).hexdigest()[:6]
-    dataset = f"traces-{args.count}" + (f"-{tag}" if gen_values else "")
+    dataset = f"traces-{args.count}" + ("" if args.teacher == "bundled" else f"-{args.teacher}")
+    dataset += f"-{tag}" if gen_values else ""
     done = datasets(ws).exists(dataset) and len(datasets(ws).open(dataset).examples()) >= int(
         0.9 * args.count
     )
     if not done:
         gen_spec = GenerateSpec(**{**asdict(gen_spec), **gen_values})
         t0 = time.perf_counter()
-        gen, ds, _ = generator(ws, dataset, gen_spec, make_teacher(ws, "bundled"))
+        gen, ds, _ = generator(ws, dataset, gen_spec, make_teacher(ws, args.teacher))
         for _ in gen.run():
             pass
         timer.add("generate", time.perf_counter() - t0)
@@ -269,6 +270,7 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "examples": len(ds.examples()),
             "seconds": timer.stages["generate"],
             "gen_set": args.gen_set,
+            "teacher": args.teacher,
         }
         save_state()
         print(
@@ -545,6 +547,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument(
         "--gen-set", action="append", default=[], metavar="FIELD=VALUE", help="GenerateSpec"
+    )
+    parser.add_argument(
+        "--teacher",
+        default="bundled",
+        help="question writer: bundled, none (templates only; minutes instead of an hour "
+        "on a loaded machine), a GGUF path or model name",
     )
     parser.add_argument("--work-root", type=Path, default=Path("/tmp"))
     parser.add_argument("--npm-corpus", type=Path, default=None)
