@@ -309,11 +309,14 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return out
 
     sides: dict[str, Any] = {}
-    sides["base loop (seeded)"] = run_eval(
-        "base loop", "base-loop", {"first_query": "question"}, "loop", "default"
-    )
-    sides["base rag"] = run_eval("base rag", "base-rag", {}, "rag", "default")
-    ws.release(None)
+    if not args.train_only:
+        sides["base loop (seeded)"] = run_eval(
+            "base loop", "base-loop", {"first_query": "question"}, "loop", "default"
+        )
+        sides["base rag"] = run_eval("base rag", "base-rag", {}, "rag", "default")
+        ws.release(None)
+    models_dir = work / "models"
+    models_dir.mkdir(exist_ok=True)
 
     supports_answer_model = "answer_model" in inspect.signature(ws.agent).parameters
     recipes: dict[str, Any] = {}
@@ -324,38 +327,59 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
             f"{recipe}-{dataset}-"
             + hashlib.sha1(json.dumps([preset, sets]).encode()).hexdigest()[:6]
         )
-        model = state.get("models", {}).get(key)
+        # One file per trained model, so a --train-only process can train the next recipe
+        # while another evaluates the last one.
+        model_file = models_dir / f"{key}.json"
+        trained: dict[str, Any] = (
+            json.loads(model_file.read_text())
+            if model_file.exists()
+            else {
+                "model": state.get("models", {}).get(key),
+                "train": state.get("train", {}).get(key, {}),
+            }
+        )
+        model = trained["model"]
         if model and not _model_exists(ws, model):
             model = None
+        if model is None and args.wait:
+            print(f"  {recipe}: waiting for {model_file} (a --train-only run)", flush=True)
+            while not model_file.exists():
+                time.sleep(20)
+            time.sleep(2)
+            trained = json.loads(model_file.read_text())
+            model = trained["model"]
         if model is None:
             t0 = time.perf_counter()
             model, train_info = _train(ws, dataset, preset, sets, recipe)
             timer.add(f"train {recipe}", time.perf_counter() - t0)
-            state.setdefault("models", {})[key] = model
-            state.setdefault("train", {})[key] = {
-                **train_info,
-                "seconds": timer.stages[f"train {recipe}"],
+            trained = {
+                "model": model,
+                "train": {**train_info, "seconds": timer.stages[f"train {recipe}"]},
             }
-            save_state()
+            model_file.write_text(json.dumps(trained, indent=2))
         else:
             print(f"  {recipe}: model {model} reused", flush=True)
         ws.release(None)
+        if args.train_only:
+            continue
         recipe_sides: dict[str, Any] = {}
-        recipe_sides["tuned loop"] = run_eval(
-            f"{recipe} loop",
-            f"{key}-loop",
-            {"model": model, "first_query": "model"},
-            "loop",
-            model,
-        )
-        recipe_sides["tuned loop, app-seeded"] = run_eval(
-            f"{recipe} seeded",
-            f"{key}-seeded",
-            {"model": model, "first_query": "question"},
-            "loop",
-            model,
-        )
-        if supports_answer_model and args.combine:
+        if "loop" in args.sides:
+            recipe_sides["tuned loop"] = run_eval(
+                f"{recipe} loop",
+                f"{key}-loop",
+                {"model": model, "first_query": "model"},
+                "loop",
+                model,
+            )
+        if "seeded" in args.sides:
+            recipe_sides["tuned loop, app-seeded"] = run_eval(
+                f"{recipe} seeded",
+                f"{key}-seeded",
+                {"model": model, "first_query": "question"},
+                "loop",
+                model,
+            )
+        if supports_answer_model and "combo" in args.sides:
             recipe_sides["tuned search + base reader (seeded)"] = run_eval(
                 f"{recipe} +base reader",
                 f"{key}-basereader",
@@ -369,7 +393,7 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "model": model,
             "preset": preset,
             "sets": sets,
-            "train": state.get("train", {}).get(key, {}),
+            "train": trained["train"],
             "sides": recipe_sides,
         }
         _print_corpus(name, sides, {recipe: recipes[recipe]})
@@ -458,7 +482,7 @@ def _print_corpus(
         print(table(prow))
     for recipe, r in recipes.items():
         errors: dict[str, int] = {}
-        for item in r["sides"]["tuned loop"]["items"]:
+        for item in r["sides"].get("tuned loop", {}).get("items", []):
             for kind in item["protocol_errors"]:
                 errors[kind] = errors.get(kind, 0) + 1
         print(f"{recipe}: {r['preset']} {' '.join(r['sets'])}; tuned loop errors {errors}")
@@ -559,7 +583,18 @@ def main() -> None:
     parser.add_argument("--npm-qa", type=Path, default=None)
     parser.add_argument("--zsh-qa", type=Path, default=None)
     parser.add_argument(
-        "--no-combine", dest="combine", action="store_false", help="skip the base-reader side"
+        "--sides",
+        default="loop,seeded,combo",
+        help="tuned sides: loop (own queries), seeded (app-seeded first search), combo "
+        "(seeded, base model on the answer stage, where the workspace offers it)",
+    )
+    parser.add_argument(
+        "--train-only", action="store_true", help="train the recipes, evaluate nothing"
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="never train: wait for a --train-only run to finish each recipe's model",
     )
     parser.add_argument("--fresh", action="store_true", help="evaluate again, no cached sides")
     parser.add_argument(
@@ -568,6 +603,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
+    args.sides = {x.strip() for x in args.sides.split(",") if x.strip()}
     for recipe in args.recipes:
         if recipe not in RECIPES:
             raise SystemExit(f"Unknown recipe {recipe!r}: use one of {', '.join(RECIPES)}.")
