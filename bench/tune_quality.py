@@ -256,8 +256,11 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
     tag = hashlib.sha1(json.dumps(gen_values, sort_keys=True).encode()).hexdigest()[:6]
     dataset = f"traces-{args.count}" + ("" if args.teacher == "bundled" else f"-{args.teacher}")
     dataset += f"-{tag}" if gen_values else ""
-    done = datasets(ws).exists(dataset) and len(datasets(ws).open(dataset).examples()) >= int(
-        0.9 * args.count
+    # Done when a run of this bench finished it (a corpus may give fewer examples than
+    # asked for) or when it holds nearly the count.
+    done = datasets(ws).exists(dataset) and (
+        dataset in state.get("datasets", {})
+        or len(datasets(ws).open(dataset).examples()) >= int(0.9 * args.count)
     )
     if not done:
         gen_spec = GenerateSpec(**{**asdict(gen_spec), **gen_values})
