@@ -132,18 +132,6 @@ def words(text: str) -> int:
 # -- reports as plain dicts ------------------------------------------------------------
 
 
-def report_dict(report: Any, seconds: float) -> dict[str, Any]:
-    """An EvalReport with both scores per item, the summary, and wall seconds."""
-    return rescore(
-        {
-            "mode": report.mode,
-            "model": report.model,
-            "items": [asdict(item) for item in report.items],
-            "wall_seconds": round(seconds, 1),
-        }
-    )
-
-
 def rescore(side: dict[str, Any]) -> dict[str, Any]:
     """Both scores, the short answer and the word count of every saved answer (a cached
     side is scored again, so a change of scorer never needs a new evaluation)."""
@@ -293,23 +281,47 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
     qa_key = f"{qa.stem}-{len(items)}"
 
     def run_eval(label: str, key: str, agent_kwargs: dict[str, Any], mode: str, model: str) -> Any:
-        cache = evals_dir / f"{key}-{qa_key}.json"
-        if cache.exists() and not args.fresh:
-            print(f"  {label}: reused {cache.name}", flush=True)
-            return rescore(json.loads(cache.read_text()))
-        agent = ws.agent(kb, **agent_kwargs)
+        """One side on the questions. Each answer is appended to ``evals/KEY-QA.jsonl`` as
+        it is scored, so a stopped run goes on where it was and a smaller --limit reuses it."""
+        whole = evals_dir / f"{key}-{qa_key}.json"  # a finished side (an earlier format)
+        if whole.exists() and not args.fresh:
+            print(f"  {label}: reused {whole.name}", flush=True)
+            return rescore(json.loads(whole.read_text()))
+        log = evals_dir / f"{key}-{qa.stem}.jsonl"
+        if args.fresh and log.exists():
+            log.unlink()
+        done: dict[str, dict[str, Any]] = {}
+        if log.exists():
+            for line in log.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    done[row["id"]] = row
+        todo = [item for item in items if item.id not in done]
         t0 = time.perf_counter()
+        if todo:
+            print(f"  {label}: {len(todo)} of {len(items)} questions to run", flush=True)
+            agent = ws.agent(kb, **agent_kwargs)
 
-        def progress(index: int, _: Any) -> None:
-            if (index + 1) % 10 == 0:
-                print(f"  [{label}] {index + 1}/{len(items)}", flush=True)
+            def progress(index: int, result: Any) -> None:
+                row = asdict(result)
+                done[row["id"]] = row
+                with log.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                if (index + 1) % 5 == 0:
+                    print(f"  [{label}] {index + 1}/{len(todo)}", flush=True)
 
-        report = evaluate(agent, items, mode=mode, kb=kb, model=model, on_item=progress)
-        seconds = time.perf_counter() - t0
-        timer.add(f"evaluate {label}", seconds)
-        out = report_dict(report, seconds)
-        cache.write_text(json.dumps(out, ensure_ascii=False, indent=1))
-        return out
+            evaluate(agent, todo, mode=mode, kb=kb, model=model, on_item=progress)
+            timer.add(f"evaluate {label}", time.perf_counter() - t0)
+        else:
+            print(f"  {label}: reused {log.name}", flush=True)
+        return rescore(
+            {
+                "mode": mode,
+                "model": model,
+                "items": [done[item.id] for item in items],
+                "wall_seconds": round(sum(done[item.id]["seconds"] for item in items), 1),
+            }
+        )
 
     sides: dict[str, Any] = {}
     if not args.train_only:
