@@ -300,7 +300,7 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 if line.strip():
                     row = json.loads(line)
                     done[row["id"]] = row
-        todo = [item for item in items if item.id not in done]
+        todo = [] if args.report_only else [item for item in items if item.id not in done]
         t0 = time.perf_counter()
         if todo:
             print(f"  {label}: {len(todo)} of {len(items)} questions to run", flush=True)
@@ -322,8 +322,10 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
             {
                 "mode": mode,
                 "model": model,
-                "items": [done[item.id] for item in items],
-                "wall_seconds": round(sum(done[item.id]["seconds"] for item in items), 1),
+                "items": [done[item.id] for item in items if item.id in done],
+                "wall_seconds": round(
+                    sum(done[item.id]["seconds"] for item in items if item.id in done), 1
+                ),
             }
         )
 
@@ -360,6 +362,9 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
         model = trained["model"]
         if model and not _model_exists(ws, model):
             model = None
+        if model is None and args.report_only:
+            print(f"  {recipe}: not trained yet", flush=True)
+            continue
         if model is None and args.wait:
             print(f"  {recipe}: waiting for {model_file} (a --train-only run)", flush=True)
             while not model_file.exists():
@@ -417,6 +422,8 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
         }
         _print_corpus(name, sides, {recipe: recipes[recipe]})
     ws.close()
+    if args.report_only:
+        _common_questions(sides, recipes)
     result = {
         "corpus": name,
         "paths": [str(p) for p in paths],
@@ -431,6 +438,17 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     _print_corpus(name, sides, recipes, timer.stages)
     return result
+
+
+def _common_questions(base: dict[str, Any], recipes: dict[str, Any]) -> None:
+    """Cut every side to the questions all sides have answered (a report on runs that are
+    still going), and score the cut sides again."""
+    all_sides = [*base.values(), *(x for r in recipes.values() for x in r["sides"].values())]
+    common = set.intersection(*({i["id"] for i in side["items"]} for side in all_sides))
+    for side in all_sides:
+        side["items"] = [i for i in side["items"] if i["id"] in common]
+        rescore(side)
+    print(f"report on the {len(common)} questions every side has answered so far", flush=True)
 
 
 def _model_exists(ws: Any, model: str) -> bool:
@@ -449,6 +467,7 @@ def _print_corpus(
     rows = [
         [
             name,
+            "n",
             "acc first",
             "acc contains",
             "recall@k",
@@ -468,6 +487,7 @@ def _print_corpus(
         rows.append(
             [
                 label,
+                str(s["questions"]),
                 f"{s['accuracy_first']:.3f}",
                 f"{s['accuracy_contains']:.3f}",
                 f"{recall:.3f}" if recall is not None else "-",
@@ -612,6 +632,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--train-only", action="store_true", help="train the recipes, evaluate nothing"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: tables over the questions every side has answered so far",
     )
     parser.add_argument(
         "--wait",
