@@ -69,6 +69,8 @@ __doc__ = (__doc__ or "") + "\n".join(
 )
 
 CORPORA = ("npm", "zsh")
+RUNTIME_FIELDS = ("threads=", "processes=", "engine=", "checkpoint_every=", "tracking=")
+"""``--set`` fields that change how fast a model trains, not the model."""
 
 # -- scoring -------------------------------------------------------------------------
 
@@ -344,9 +346,11 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
     for recipe in args.recipes:
         preset, sets = RECIPES[recipe]
         sets = [*sets, *args.set]
+        # The model's key: what changes the weights (not the threads it was trained with).
+        recipe_sets = [x for x in sets if not x.startswith(RUNTIME_FIELDS)]
         key = (
             f"{recipe}-{dataset}-"
-            + hashlib.sha1(json.dumps([preset, sets]).encode()).hexdigest()[:6]
+            + hashlib.sha1(json.dumps([preset, recipe_sets]).encode()).hexdigest()[:6]
         )
         # One file per trained model, so a --train-only process can train the next recipe
         # while another evaluates the last one.
