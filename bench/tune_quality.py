@@ -333,10 +333,12 @@ def run_corpus(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     sides: dict[str, Any] = {}
     if not args.train_only:
-        sides["base loop (seeded)"] = run_eval(
-            "base loop", "base-loop", {"first_query": "question"}, "loop", "default"
-        )
-        sides["base rag"] = run_eval("base rag", "base-rag", {}, "rag", "default")
+        if "loop" in args.base:
+            sides["base loop (seeded)"] = run_eval(
+                "base loop", "base-loop", {"first_query": "question"}, "loop", "default"
+            )
+        if "rag" in args.base:
+            sides["base rag"] = run_eval("base rag", "base-rag", {}, "rag", "default")
         ws.release(None)
     models_dir = work / "models"
     models_dir.mkdir(exist_ok=True)
@@ -448,11 +450,15 @@ def _common_questions(base: dict[str, Any], recipes: dict[str, Any]) -> None:
     """Cut every side to the questions all sides have answered (a report on runs that are
     still going), and score the cut sides again."""
     all_sides = [*base.values(), *(x for r in recipes.values() for x in r["sides"].values())]
-    common = set.intersection(*({i["id"] for i in side["items"]} for side in all_sides))
+    answered = [{i["id"] for i in side["items"]} for side in all_sides]
+    common = set.intersection(*[a for a in answered if a]) if any(answered) else set()
     for side in all_sides:
         side["items"] = [i for i in side["items"] if i["id"] in common]
         rescore(side)
-    print(f"report on the {len(common)} questions every side has answered so far", flush=True)
+    print(
+        f"report on the {len(common)} questions every started side has answered so far",
+        flush=True,
+    )
 
 
 def _model_exists(ws: Any, model: str) -> bool:
@@ -634,6 +640,7 @@ def main() -> None:
         help="tuned sides: loop (own queries), seeded (app-seeded first search), combo "
         "(seeded, base model on the answer stage, where the workspace offers it)",
     )
+    parser.add_argument("--base", default="loop,rag", help="base sides: loop, rag, or both")
     parser.add_argument(
         "--train-only", action="store_true", help="train the recipes, evaluate nothing"
     )
@@ -655,6 +662,7 @@ def main() -> None:
     args = parser.parse_args()
     args.recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
     args.sides = {x.strip() for x in args.sides.split(",") if x.strip()}
+    args.base = {x.strip() for x in args.base.split(",") if x.strip()}
     for recipe in args.recipes:
         if recipe not in RECIPES:
             raise SystemExit(f"Unknown recipe {recipe!r}: use one of {', '.join(RECIPES)}.")
