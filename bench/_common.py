@@ -49,6 +49,41 @@ def default_html_corpus() -> Path:
     )
 
 
+ZSH_PAGES = (
+    "Options.html",
+    "Parameters.html",
+    "Shell-Builtin-Commands.html",
+    "Prompt-Expansion.html",
+    "Conditional-Expressions.html",
+    "Redirection.html",
+    "Files.html",
+    "Invocation.html",
+    "Jobs-_0026-Signals.html",
+    "Arithmetic-Evaluation.html",
+    "Command-Execution.html",
+    "Functions.html",
+)
+"""The pages of the zsh manual that bench/data/zsh_docs_qa.jsonl asks about: options,
+parameters, builtins and the shell's core chapters (about 640 kB of HTML of the 3.9 MB)."""
+
+
+def zsh_corpus() -> list[Path]:
+    """The selected pages of the zsh HTML manual (Debian's zsh-doc), as files to index."""
+    folder = default_html_corpus()
+    pages = [folder / name for name in ZSH_PAGES]
+    missing = [p.name for p in pages if not p.is_file()]
+    if missing:
+        raise SystemExit(
+            f"The zsh manual at {folder} lacks {', '.join(missing)}: "
+            "`apt-get install zsh-doc` installs the whole HTML manual."
+        )
+    return pages
+
+
+def zsh_qa() -> Path:
+    return HERE / "data" / "zsh_docs_qa.jsonl"
+
+
 def default_qa() -> Path:
     return HERE / "data" / "npm_docs_qa.jsonl"
 
