@@ -369,8 +369,11 @@ def test_resume_after_the_process_was_killed(
     path = download_file(client(hub, cache), GGUF, name, progress=seen.append, journal_dir=journal)
     assert sha256(path) == hashlib.sha256(data).hexdigest()
     assert seen[0].resumed_from == on_disk
+    # What the server had sent but the killed child had not yet written (socket buffers,
+    # one read) is fetched again: 80 kB was seen on a loaded machine. A download that
+    # started over would fetch the 40%+ on disk twice.
     refetched = hub.bytes_served(GGUF, name) - len(data)
-    assert refetched < 0.01 * len(data), f"{refetched} bytes fetched twice"
+    assert refetched < 0.05 * len(data), f"{refetched} bytes fetched twice"
     assert try_to_load_from_cache(GGUF, name, cache_dir=cache) == str(path)
     assert hf_hub_download(GGUF, name, cache_dir=cache, local_files_only=True) == str(path)
     assert pending_downloads(journal, cache) == []
