@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
@@ -12,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.cli.terminal import confirm, progress_bar
+from core.cli.terminal import confirm, ctrl_c_cancels, progress_bar
 from core.conversations import ConversationDamaged, ConversationStore, feedback_of
 from core.dataset import export as exporting
 from core.dataset import rewrite, service
@@ -147,39 +146,32 @@ def add_dataset_parser(sub: Any) -> None:
 def _run(events: Any, cancel: threading.Event, quiet: bool) -> tuple[int, int]:
     """Print progress; Ctrl-C stops after the current example (nothing accepted is lost)."""
     interactive = sys.stderr.isatty() and not quiet
-    previous = signal.getsignal(signal.SIGINT)
-
-    def stop(signum: int, frame: Any) -> None:
-        cancel.set()
-        print("\nStopping after the current example…", file=sys.stderr)
-
-    signal.signal(signal.SIGINT, stop)
     accepted = rejected = 0
     last_print = 0.0
-    try:
-        event: GenEvent
-        for event in events:
-            if isinstance(event, Accepted):
-                if not interactive and not quiet:
-                    ex = event.example
-                    print(f"+ [{ex['kind']}] {ex['question']}  →  {ex['answer']}")
-            elif isinstance(event, Rejected):
-                pass
-            elif isinstance(event, Progress):
-                accepted, rejected = event.accepted, event.rejected
-                now = time.monotonic()
-                if interactive and now - last_print > 0.2:
-                    last_print = now
-                    sys.stderr.write(
-                        f"\r[{progress_bar(event.accepted, event.target)}] {event.accepted}/"
-                        f"{event.target} accepted, {event.rejected} rejected, "
-                        f"{event.per_minute:.0f}/min, ETA {clock(event.eta_s, '--:--')}   "
-                    )
-                    sys.stderr.flush()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if interactive:
-            sys.stderr.write("\n")
+    with ctrl_c_cancels(cancel, "Stopping after the current example…"):
+        try:
+            event: GenEvent
+            for event in events:
+                if isinstance(event, Accepted):
+                    if not interactive and not quiet:
+                        ex = event.example
+                        print(f"+ [{ex['kind']}] {ex['question']}  →  {ex['answer']}")
+                elif isinstance(event, Rejected):
+                    pass
+                elif isinstance(event, Progress):
+                    accepted, rejected = event.accepted, event.rejected
+                    now = time.monotonic()
+                    if interactive and now - last_print > 0.2:
+                        last_print = now
+                        sys.stderr.write(
+                            f"\r[{progress_bar(event.accepted, event.target)}] {event.accepted}/"
+                            f"{event.target} accepted, {event.rejected} rejected, "
+                            f"{event.per_minute:.0f}/min, ETA {clock(event.eta_s, '--:--')}   "
+                        )
+                        sys.stderr.flush()
+        finally:
+            if interactive:
+                sys.stderr.write("\n")
     return accepted, rejected
 
 
@@ -276,31 +268,24 @@ def _sample(ws: Workspace, args: argparse.Namespace) -> int:
     if not quiet:
         print(f"{job.todo} question(s) to sample, {args.samples} run(s) each.")
     interactive = sys.stderr.isatty() and not quiet
-    previous = signal.getsignal(signal.SIGINT)
-
-    def stop(signum: int, frame: Any) -> None:
-        cancel.set()
-        print("\nStopping after the current question…", file=sys.stderr)
-
-    signal.signal(signal.SIGINT, stop)
-    try:
-        for event in job.run():
-            if isinstance(event, SampleProgress) and not quiet:
-                line = (
-                    f"{event.done}/{event.total} questions, {event.kept} kept, "
-                    f"{event.fallback} fallback, {event.dropped} dropped "
-                    f"(keep rate {event.keep_rate:.0%}), {event.per_minute:.1f}/min, "
-                    f"ETA {clock(event.eta_s, '--:--')}"
-                )
-                if interactive:
-                    sys.stderr.write(f"\r[{progress_bar(event.done, event.total)}] {line}   ")
-                    sys.stderr.flush()
-                else:
-                    print(line)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if interactive:
-            sys.stderr.write("\n")
+    with ctrl_c_cancels(cancel, "Stopping after the current question…"):
+        try:
+            for event in job.run():
+                if isinstance(event, SampleProgress) and not quiet:
+                    line = (
+                        f"{event.done}/{event.total} questions, {event.kept} kept, "
+                        f"{event.fallback} fallback, {event.dropped} dropped "
+                        f"(keep rate {event.keep_rate:.0%}), {event.per_minute:.1f}/min, "
+                        f"ETA {clock(event.eta_s, '--:--')}"
+                    )
+                    if interactive:
+                        sys.stderr.write(f"\r[{progress_bar(event.done, event.total)}] {line}   ")
+                        sys.stderr.flush()
+                    else:
+                        print(line)
+        finally:
+            if interactive:
+                sys.stderr.write("\n")
     figures = job.dataset.meta.get("sampling", {})
     if quiet:
         print(json.dumps(figures, indent=1))

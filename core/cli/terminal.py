@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from typing import TextIO
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 from core.agent.events import (
     Answer,
@@ -139,3 +143,21 @@ class ProgressLine:
             self.stream.write("\n")
             self.stream.flush()
             self.shown = False
+
+
+@contextmanager
+def ctrl_c_cancels(cancel: threading.Event, message: str = "") -> Iterator[None]:
+    """Within the block, Ctrl-C sets ``cancel`` (and prints ``message``) instead of raising
+    KeyboardInterrupt; the previous handler is back afterwards."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop(signum: int, frame: Any) -> None:
+        cancel.set()
+        if message:
+            print(f"\n{message}", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
