@@ -228,25 +228,22 @@ class BackendTeacher:
 
     def bridge_question(self, first: str, second: str, answer: str) -> str:
         """A two-hop question (asked only of a model that writes pairs)."""
-        prompt = self.backend.chat_prompt(bridge_messages(first, second, answer))
-        text, finish = self._complete(prompt, ("\n",), 96)
+        return self._one_line_question(bridge_messages(first, second, answer), 96)
+
+    def rewrite(self, question: str, answer: str) -> str:
+        """``question`` restated in the model's own words (the rewrite step)."""
+        return self._one_line_question(rewrite_messages(question, answer), 64)
+
+    def _one_line_question(self, messages: list[dict[str, str]], tokens: int) -> str:
+        """The question the model writes on one line, cleaned; an error when it never ends
+        the line or writes nothing."""
+        text, finish = self._complete(self.backend.chat_prompt(messages), ("\n",), tokens)
         if finish == "length":
             raise TeacherError("unclosed_output", "The teacher's question never ended.")
         question = clean_question(text)
         if not question:
             raise TeacherError("empty_output", "The teacher wrote no question.")
         return question
-
-    def rewrite(self, question: str, answer: str) -> str:
-        """``question`` restated in the model's own words (the rewrite step)."""
-        prompt = self.backend.chat_prompt(rewrite_messages(question, answer))
-        text, finish = self._complete(prompt, ("\n",), 64)
-        if finish == "length":
-            raise TeacherError("unclosed_output", "The teacher's question never ended.")
-        rewritten = clean_question(text)
-        if not rewritten:
-            raise TeacherError("empty_output", "The teacher wrote no question.")
-        return rewritten
 
 
 # -- an OpenAI-compatible endpoint ------------------------------------------------------
@@ -344,27 +341,24 @@ class HttpTeacher:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def question(self, candidate: Candidate) -> str:
-        question = clean_question(self._post(question_messages(candidate), 64))
-        if not question:
-            raise TeacherError("empty_output", "The teacher wrote no question.")
-        return question
+        return self._question(question_messages(candidate), 64)
 
     def pair(self, passage: str, heading: str, kind: str) -> tuple[str, str]:
         return parse_pair(self._post(pair_messages(passage, heading, kind), 200))
 
     def bridge_question(self, first: str, second: str, answer: str) -> str:
         """A two-hop question: X described by the first passage, asked about by the second."""
-        question = clean_question(self._post(bridge_messages(first, second, answer), 96))
-        if not question:
-            raise TeacherError("empty_output", "The teacher wrote no question.")
-        return question
+        return self._question(bridge_messages(first, second, answer), 96)
 
     def rewrite(self, question: str, answer: str) -> str:
         """``question`` restated in the writer's own words (the rewrite step)."""
-        rewritten = clean_question(self._post(rewrite_messages(question, answer), 64))
-        if not rewritten:
+        return self._question(rewrite_messages(question, answer), 64)
+
+    def _question(self, messages: list[dict[str, str]], tokens: int) -> str:
+        question = clean_question(self._post(messages, tokens))
+        if not question:
             raise TeacherError("empty_output", "The teacher wrote no question.")
-        return rewritten
+        return question
 
 
 def _retry_after(exc: urllib.error.HTTPError, default: float) -> float:
