@@ -6,10 +6,10 @@ import pytest
 
 from core.compare.evaluation import EvalReport, ItemResult, QAFileError, load_qa
 from core.compare.pairs import Comparison, Side
-from core.compare.scoring import contains_any, score_answer
 from core.compare.service import CompareRequest, compare_models, load_items
 from core.dataset.storage import DatasetStore
 from core.errors import CotragError
+from core.scoring import contains_any, score_answer
 from core.workspace import Workspace
 
 

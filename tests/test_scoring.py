@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.compare.scoring import answer_words, score_answer, short_answer
+from core.scoring import answer_words, score_answer, short_answer
 
 
 @pytest.mark.parametrize(

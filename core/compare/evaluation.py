@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.agent.record import RunRecord
-from core.compare.scoring import answer_words, contains_any, score_answer
 from core.errors import CotragError
+from core.scoring import answer_words, contains_any, score_answer
 
 if TYPE_CHECKING:
     from core.agent.loop import Agent
