@@ -3,7 +3,9 @@
 For a verified question the model to be tuned runs the real loop (the app's seeded first
 search) ``samples`` times at a temperature, each run with its own recorded seed. A run is
 kept when it finished without a protocol error, its own ``<results>`` vet the gold
-passage(s) and its answer contains the gold answer; the kept run with the fewest
+passage(s) and its short answer (the first sentence, :mod:`core.scoring`, as the guard and
+``cotrag eval`` score it) holds the gold answer: a run that buries the answer in a long
+ramble teaches rambling; the kept run with the fewest
 completion tokens becomes the example's trace (``trace_origin = "sampled"``). A question
 with no kept run keeps the trace it had (fallback ``constructed``) or leaves the dataset
 (``drop``, recorded as a rejection); either is counted in ``meta["sampling"]``.
@@ -35,8 +37,8 @@ from core.agent.record import RunRecord
 from core.dataset.candidates import TWOHOP
 from core.dataset.progress import Accepted, Rejected
 from core.dataset.storage import Dataset
-from core.dataset.verify import contains
 from core.errors import CotragError
+from core.scoring import score_answer
 
 SAMPLED = "sampled"
 FALLBACKS = ("constructed", "drop")
@@ -125,7 +127,7 @@ def judge(
     numbers = [n for n in gold if n is not None]
     if record.finished != "answered":
         return "not_answered", numbers
-    if not contains(record.answer, answer):
+    if not score_answer(record.answer, [answer])[0]:
         return "wrong_answer", numbers
     if twohop and (
         len(record.retrievals) < 2 or not all(f"[{n}]" in record.answer for n in numbers)
