@@ -34,7 +34,6 @@ import argparse
 import hashlib
 import inspect
 import json
-import re
 import statistics
 import sys
 import time
@@ -46,12 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import default_corpus, default_qa, table, zsh_corpus, zsh_qa
 
-try:  # the shared scorer (helper `score`); a local copy until it lands on main
-    from core.compare.scoring import score_answer as _score_answer
-    from core.compare.scoring import short_answer as _short_answer
-except ImportError:  # pragma: no cover - depends on the branch
-    _score_answer = None
-    _short_answer = None
+from core.scoring import answer_words, score_answer, short_answer
 
 RECIPES: dict[str, tuple[str, list[str]]] = {
     "old": ("cpu-quick", []),
@@ -60,9 +54,14 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "search-only": ("cpu-quick", ["stages=search"]),
     "answer-only": ("cpu-quick", ["stages=answer"]),
     "lr2e-4-120": ("cpu-quick", ["learning_rate=2e-4", "max_steps=120"]),
+    "raft": (
+        "cpu-quick",
+        ["learning_rate=2e-4", "lora_r=64", "lora_alpha=128", "raft_rows=2"],
+    ),
 }
 """name -> (preset, sets). ``old`` is cpu-quick as shipped (LoRA r16 α32, lr 1e-3, 60 steps);
-``r64`` is the Agent Distillation recipe (r64 α128 all linear layers, lr 2e-4)."""
+``r64`` is the Agent Distillation recipe (r64 α128 all linear layers, lr 2e-4); ``raft`` adds
+two RAFT reader rows per example (the gold passage among distractors, a share without it)."""
 
 __doc__ = (__doc__ or "") + "\n".join(
     f"    {k:12} {preset} {' '.join(sets)}" for k, (preset, sets) in RECIPES.items()
@@ -72,63 +71,13 @@ CORPORA = ("npm", "zsh")
 RUNTIME_FIELDS = ("threads=", "processes=", "engine=", "checkpoint_every=", "tracking=")
 """``--set`` fields that change how fast a model trains, not the model."""
 
-# -- scoring -------------------------------------------------------------------------
-
-_ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|no|fig)\.$", re.IGNORECASE)
-
-
-def _local_short_answer(text: str) -> str:
-    """The ``Answer:`` line if there is one, else the first sentence (citations and
-    Markdown stripped; "e.g.", "1.5" and "`a.b`" never end a sentence)."""
-    text = re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", "", text or "")
-    for line in text.splitlines():
-        m = re.match(r"\s*\**answer\**\s*:\s*(.+)", line, re.IGNORECASE)
-        if m:
-            text = m.group(1)
-            break
-    text = re.sub(r"\*+", "", text)
-    text = re.sub(r"(?m)^\s*(?:#+|>+|[-+] )\s*", "", text).strip()
-    out = []
-    in_code = False
-    for i, ch in enumerate(text):
-        out.append(ch)
-        if ch == "`":
-            in_code = not in_code
-        if in_code:
-            continue
-        if ch == "\n" and i + 1 < len(text) and text[i + 1] == "\n":
-            break
-        if ch in ".!?":
-            nxt = text[i + 1] if i + 1 < len(text) else " "
-            if not nxt.isspace():
-                continue
-            if ch == "." and _ABBREV.search("".join(out)):
-                continue
-            break
-    return "".join(out).strip()
-
-
-def short_answer(text: str) -> str:
-    return _short_answer(text) if _short_answer is not None else _local_short_answer(text)
+# -- scoring: core.scoring, as cotrag eval and the guard score ---------------------------
 
 
 def score(answer: str, expected: list[str]) -> tuple[bool, bool]:
-    """(first sentence holds an expected string, the whole answer holds one)."""
-    if _score_answer is not None:
-        first, whole = _score_answer(answer, expected)
-        return bool(first), bool(whole)
-    if not answer:
-        return False, False
-    short = short_answer(answer).casefold()
-    whole_text = answer.casefold()
-    return (
-        any(e.casefold() in short for e in expected),
-        any(e.casefold() in whole_text for e in expected),
-    )
-
-
-def words(text: str) -> int:
-    return len((text or "").split())
+    """(the short answer holds an expected string, the whole answer holds one)."""
+    first, whole = score_answer(answer or "", expected)
+    return bool(first), bool(whole)
 
 
 # -- reports as plain dicts ------------------------------------------------------------
@@ -141,7 +90,7 @@ def rescore(side: dict[str, Any]) -> dict[str, Any]:
         first, whole = score(row["answer"], row["expected"])
         row["first_ok"], row["contains_ok"] = first, whole
         row["short_answer"] = short_answer(row["answer"])
-        row["words"] = words(row["answer"])
+        row["words"] = answer_words(row["answer"] or "")
     side["summary"] = summarize(side["items"])
     return side
 
