@@ -49,9 +49,15 @@ def guard_text(entry: ModelEntry) -> str:
     lines = [f"<b>Guard of {entry.name}</b>: {guard['sentence']}"]
     if table:
         who = {"model": "the tuned model's own first search", "question": "the app's first search"}
+        source = str(guard.get("question_source", ""))
+        asked = (
+            "questions of a QA file"
+            if source == "file"
+            else f"held-out questions of dataset {guard.get('dataset', '?')}"
+        )
         lines.append(
             f"Base ({guard.get('base', '?')}) vs {entry.name} on {table.get('questions', 0)} "
-            f"held-out questions of dataset {guard.get('dataset', '?')}, loop mode, greedy, with "
+            f"{asked}, loop mode, greedy, with "
             f"{who.get(str(guard.get('first_query')), '?')}: both right {table.get('both', 0)}"
             f" · only tuned {table.get('only_b', 0)} · only base {table.get('only_a', 0)} · "
             f"neither {table.get('neither', 0)} · McNemar p = "

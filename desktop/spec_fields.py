@@ -12,9 +12,12 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGridLayout,
+    QHBoxLayout,
     QLineEdit,
+    QPushButton,
     QSpinBox,
     QWidget,
 )
@@ -88,6 +91,23 @@ class SpecFields(QWidget):
             "worse than the base — is kept with the model and shown in every model list"
         )
         form.addRow("Guard", self.guard_box)
+        guard_qa_row = QWidget(self)
+        qa_layout = QHBoxLayout(guard_qa_row)
+        qa_layout.setContentsMargins(0, 0, 0, 0)
+        self.guard_qa = QLineEdit(guard_qa_row)
+        self.guard_qa.setPlaceholderText("the dataset's held-out questions")
+        self.guard_qa.setToolTip(
+            "A QA file (one JSON object per line: question, answers) whose questions the guard "
+            "asks instead. Questions as you ask them give the verdict that holds: on the "
+            "dataset's fill-in template questions a tuned model looks better than it is, so "
+            "only a loss on them counts"
+        )
+        qa_layout.addWidget(self.guard_qa, 1)
+        browse = QPushButton("Choose…", guard_qa_row)
+        browse.clicked.connect(self._choose_guard_qa)
+        qa_layout.addWidget(browse)
+        self.guard_box.toggled.connect(guard_qa_row.setEnabled)
+        form.addRow("Guard questions", guard_qa_row)
         self.engine_combo = QComboBox(self)
         for engine in ("auto", "torch", "unsloth"):
             self.engine_combo.addItem(engine, engine)
@@ -112,7 +132,7 @@ class SpecFields(QWidget):
         self._generator_rows: list[QWidget] = [
             self.lora_r, self.lora_alpha, self.lora_dropout, self.grad_accum, self.raft_rows,
             self.raft_absent, self.mask_box, self.four_bit, self.checkpointing, self.guard_box,
-            self.engine_combo, exports, self.tracking_combo,
+            guard_qa_row, self.engine_combo, exports, self.tracking_combo,
         ]  # fmt: skip
         self._embedder_rows: list[QWidget] = [self.negatives, self.eval_passages]
 
@@ -131,6 +151,13 @@ class SpecFields(QWidget):
         spin.setSingleStep(step)
         self._form.addRow(label, spin)
         return spin
+
+    def _choose_guard_qa(self) -> None:
+        file, _ = QFileDialog.getOpenFileName(
+            self, "Questions for the guard", "", "QA files (*.jsonl *.json);;All files (*)"
+        )
+        if file:
+            self.guard_qa.setText(file)
 
     def set_kind(self, kind: str) -> None:
         """The rows of a generator, an embedder or an alternating job (the generator's, plus
@@ -168,6 +195,7 @@ class SpecFields(QWidget):
         self.four_bit.setChecked(spec.load_in_4bit)
         self.checkpointing.setChecked(spec.gradient_checkpointing)
         self.guard_box.setChecked(spec.guard)
+        self.guard_qa.setText(spec.guard_qa)
         self.engine_combo.setCurrentIndex(max(0, self.engine_combo.findData(spec.engine)))
         for kind, box in self.export_boxes.items():
             box.setChecked(kind in spec.exports)
@@ -207,6 +235,7 @@ class SpecFields(QWidget):
             load_in_4bit=self.four_bit.isChecked(),
             gradient_checkpointing=self.checkpointing.isChecked(),
             guard=self.guard_box.isChecked(),
+            guard_qa=self.guard_qa.text().strip(),
             engine=str(self.engine_combo.currentData()),
             exports=[k for k, box in self.export_boxes.items() if box.isChecked()],
             tracking=str(self.tracking_combo.currentData()),

@@ -93,9 +93,13 @@ def test_the_training_tab_ends_with_the_verdict_and_opens_compare(qtbot, tmp_pat
     _worse_model(ws)
     tab = TrainingTab(ws, settings_in(tmp_path))
     qtbot.addWidget(tab)
-    assert tab.form.fields.guard_box.isChecked() and tab.spec().guard
-    tab.form.fields.guard_box.setChecked(False)
-    assert not tab.spec().guard
+    fields = tab.form.fields
+    assert fields.guard_box.isChecked() and tab.spec().guard and tab.spec().guard_qa == ""
+    # The guard's own questions: a QA file the user names (greyed out with the guard off).
+    fields.guard_qa.setText(" /somewhere/my-questions.jsonl ")
+    assert tab.spec().guard_qa == "/somewhere/my-questions.jsonl"
+    fields.guard_box.setChecked(False)
+    assert not tab.spec().guard and not fields.guard_qa.parentWidget().isEnabled()
     monitor = tab.monitor
     monitor.show_event(GuardDone(verdict="worse", sentence=SENTENCE, table=TABLE), live=True)
     monitor.show_event(Done(model="tuned-worse", guard=SENTENCE), live=True)

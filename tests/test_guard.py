@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from core.compare.evaluation import QAFileError
+from core.dataset.storage import DatasetStore
+from core.errors import CotragError
 from core.models.installed import ModelRegistry
 from core.paths import DataLayout
 from core.training.events import (
@@ -21,6 +24,7 @@ from core.training.events import (
     parse_event,
 )
 from core.training.guard import MIN_QUESTIONS, describe, verdict
+from core.training.guard_questions import pick_questions
 from core.workspace import auto_first_query
 
 
@@ -41,6 +45,19 @@ from core.workspace import auto_first_query
 )
 def test_the_verdict_rule(base: int, tuned: int, n: int, p: float, expected: str) -> None:
     assert verdict(base, tuned, n, p) == expected
+
+
+@pytest.mark.parametrize(
+    ("base", "tuned", "expected"),
+    [(13, 9, "worse"), (9, 13, "unchecked"), (10, 10, "unchecked"), (12, 13, "unchecked")],
+)
+def test_on_template_questions_only_a_loss_is_a_verdict(
+    base: int, tuned: int, expected: str
+) -> None:
+    # Template questions are the training data's own style: a "better" or a "same" on them
+    # says little (the bench measured "better" there for a model that lost on hand-written
+    # questions), a loss even there says a lot.
+    assert verdict(base, tuned, 40, 0.15, only_worse=True) == expected
 
 
 def test_the_verdict_rule_starts_at_the_minimum_of_questions() -> None:
@@ -110,3 +127,93 @@ def test_the_verdict_is_kept_in_model_json_and_read_back(tmp_path: Path) -> None
     registry.update_tuned("tuned-1", {"guard": {"verdict": "", "sentence": "Unchecked: …"}})
     entry = registry.find("tuned-1")
     assert entry is not None and entry.verdict == "" and entry.verdict_note == ""
+
+
+def _example(i: int, split: str, origin: str, **more: object) -> dict[str, object]:
+    return {
+        "id": f"e{i}",
+        "question": f"question {i} ({origin})?",
+        "answer": f"answer {i}",
+        "split": split,
+        "question_origin": origin,
+        "unanswerable": False,
+        **more,
+    }
+
+
+def _guarded_dataset(layout: DataLayout, name: str, examples: list[dict[str, object]]) -> None:
+    dataset = DatasetStore(layout.datasets).create(name, {"kb": "docs"})
+    for example in examples:
+        dataset.append_example(example)
+    info = {
+        "name": name,
+        "tuned": True,
+        "base": {"reference": "default"},
+        "dataset": {"name": name},
+    }
+    folder = ModelRegistry(layout).tuned_root / name
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text(json.dumps(info), "utf-8")
+
+
+def test_the_guard_asks_natural_held_out_questions_when_there_are_enough(tmp_path: Path) -> None:
+    layout = DataLayout.at(tmp_path)
+    held = [_example(i, "validation", "template") for i in range(10)]
+    held += [_example(10 + i, "validation", "teacher") for i in range(5)]
+    held += [_example(20 + i, "validation", "template", question_rewritten=True) for i in range(3)]
+    held += [_example(30, "validation", "conversation", unanswerable=True)]  # never asked
+    training = [_example(40 + i, "train", "teacher") for i in range(5)]  # never asked
+    _guarded_dataset(layout, "ds", held + training)
+    entry = ModelRegistry(layout).find("ds")
+    assert entry is not None
+    picked = pick_questions(layout, entry, 40)
+    assert picked.source == "natural" and picked.kb == "docs"
+    assert len(picked.items) == picked.natural == 8
+    assert {q.id for q in picked.items} == {f"e{i}" for i in (*range(10, 15), *range(20, 23))}
+    assert picked.words() == "8 held-out natural questions"
+    assert not picked.conclusive_only_when_worse
+    # The limit cuts the natural ones; it never fills up with templates.
+    assert [q.id for q in pick_questions(layout, entry, 3).items] == ["e10", "e11", "e12"]
+
+
+def test_too_few_natural_questions_mix_in_templates_and_say_so(tmp_path: Path) -> None:
+    layout = DataLayout.at(tmp_path)
+    held = [_example(i, "validation", "template") for i in range(9)]
+    held += [_example(10 + i, "validation", "import") for i in range(2)]
+    _guarded_dataset(layout, "mixed", held)
+    _guarded_dataset(layout, "templates", held[:9])
+    registry = ModelRegistry(layout)
+    mixed = registry.find("mixed")
+    templates = registry.find("templates")
+    assert mixed is not None and templates is not None
+    picked = pick_questions(layout, mixed, 40)
+    assert picked.source == "mixed" and (picked.natural, picked.template) == (2, 9)
+    assert [q.id for q in picked.items[:2]] == ["e10", "e11"]  # natural ones first
+    assert picked.words() == "11 held-out questions (2 natural, 9 template)"
+    assert picked.conclusive_only_when_worse
+    picked = pick_questions(layout, templates, 40)
+    assert picked.source == "template" and picked.words() == "9 held-out template questions"
+    assert picked.conclusive_only_when_worse
+
+
+def test_a_qa_file_replaces_the_held_out_questions(tmp_path: Path) -> None:
+    layout = DataLayout.at(tmp_path)
+    _guarded_dataset(layout, "ds", [_example(i, "validation", "template") for i in range(9)])
+    entry = ModelRegistry(layout).find("ds")
+    assert entry is not None
+    qa = tmp_path / "mine.jsonl"
+    lines = [{"id": f"q{i}", "question": f"How {i}?", "answers": [f"a{i}"]} for i in range(12)]
+    qa.write_text("\n".join(json.dumps(x) for x in lines), "utf-8")
+    picked = pick_questions(layout, entry, 10, str(qa))
+    assert picked.source == "file" and picked.kb == "docs" and picked.natural == 10
+    assert [q.answers for q in picked.items[:2]] == [["a0"], ["a1"]]
+    assert picked.words() == "10 questions from mine.jsonl"
+    assert not picked.conclusive_only_when_worse
+    (tmp_path / "bad.jsonl").write_text('{"question": "no answers"}', "utf-8")
+    with pytest.raises(QAFileError, match=r"bad\.jsonl:1"):
+        pick_questions(layout, entry, 10, str(tmp_path / "bad.jsonl"))
+    # A dataset that is gone: the QA file still works, the held-out questions do not.
+    DatasetStore(layout.datasets).delete("ds")
+    assert len(pick_questions(layout, entry, 40, str(qa)).items) == 12
+    with pytest.raises(CotragError, match="is gone"):
+        pick_questions(layout, entry, 40)

@@ -370,8 +370,9 @@ def _guarded_run(ws: Workspace, capsys: pytest.CaptureFixture[str], n: int) -> N
     assert guard["first_query"] in ("model", "question") and guard["dataset"] == "held"
     # Fewer than 8 held-out questions: no verdict is made up.
     assert guard["verdict"] == "unchecked" and entry.verdict == ""
-    assert f"/{n} right on held-out questions" in guard["sentence"]
-    assert "Too few held-out questions" in guard["sentence"]
+    assert f"/{n} right on {n} held-out " in guard["sentence"]
+    assert guard["question_source"] in ("natural", "mixed", "template")
+    assert "Too few questions" in guard["sentence"]
     # The loop's "auto" first query now follows the guard.
     agent = ws.agent("docs", model="guarded")
     assert agent.first_query == guard["first_query"]

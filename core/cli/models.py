@@ -45,6 +45,12 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     q.add_argument("name")
     q.add_argument("--questions", type=int, default=40, help="the most held-out questions asked")
+    q.add_argument(
+        "--qa",
+        default="",
+        metavar="FILE",
+        help="ask the questions of this QA file (cotrag eval's format) instead",
+    )
     q.add_argument("--json", action="store_true")
     q = msub.add_parser("add", help="register a .gguf file or a model folder where it is")
     q.add_argument("path")
@@ -172,7 +178,9 @@ def _guard(ws: Workspace, args: argparse.Namespace) -> int:
         bar.update(index, total, SIDE_WORDS.get(side, side))
 
     try:
-        result = check_model(ws, args.name, limit=args.questions, on_item=on_item, cancel=stop)
+        result = check_model(
+            ws, args.name, limit=args.questions, qa_file=args.qa, on_item=on_item, cancel=stop
+        )
     except KeyboardInterrupt:
         stop.set()
         bar.clear()

@@ -4,11 +4,10 @@ After a generator run exports its model (and on ``cotrag models guard NAME``), t
 base model and the tuned model answer the same held-out questions in the mode the
 app uses (the search loop), with greedy decoding:
 
-- the questions are the trained dataset's validation split (examples with
-  ``split == "validation"``: documents the run never saw), each with the answer
-  its trace was verified against; unanswerable examples are left out (their
-  right answer, "the documents do not say", is not what a verdict should rest
-  on), and at most ``limit`` of them are asked, in the dataset's order;
+- the questions (:mod:`core.training.guard_questions`): a QA file the user names, else
+  the trained dataset's held-out (validation) natural questions, else its held-out
+  template questions, each with the answer its trace was verified against; at most
+  ``limit`` of them, in order;
 - the base runs with the app-seeded first search (``first_query="question"``),
   the tuned model twice: writing its own first query (``model``) and seeded
   (``question``). Its better setting is its side of the verdict (a tie goes to
@@ -24,7 +23,10 @@ below 0.05, and a user is better served by a cautious warning than by silence, s
   AND (p < 0.2 OR the gap is at least 5 points of accuracy);
 - ``better`` in the mirror case (more often right, p < 0.2 or ≥ 5 points);
 - ``same`` ("no different") otherwise;
-- ``unchecked`` when fewer than :data:`MIN_QUESTIONS` held-out questions have an
+- ``unchecked`` when the questions include fill-in templates and the tuned model is not
+  worse: template questions are the training data's own style and flatter it, so only a
+  loss on them is conclusive;
+- ``unchecked`` when fewer than :data:`MIN_QUESTIONS` questions have an
   answer (the table is still computed and kept when there is at least one), or
   when the check was cancelled or failed. An unchecked model has no verdict
   (``ModelEntry.verdict == ""``).
@@ -45,16 +47,15 @@ from typing import Any
 
 from core.compare.evaluation import EvalReport, ItemResult, QAItem, evaluate
 from core.compare.pairs import Comparison, Side
-from core.compare.questions import dataset_questions
-from core.dataset.storage import DatasetNotFound, DatasetStore
-from core.errors import CotragError, ModelNotFound
+from core.errors import ModelNotFound
 from core.models.installed import ModelEntry, ModelRegistry
+from core.training.guard_questions import MIN_QUESTIONS, GuardQuestions, pick_questions
 from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-MIN_QUESTIONS = 8
-"""Held-out questions with an answer below which the guard gives no verdict."""
+__all__ = ["MIN_QUESTIONS", "GuardResult", "check_model", "describe", "unchecked", "verdict"]
+
 P_CUTOFF = 0.2
 GAP_POINTS = 5.0
 VERDICT_WORDS = {
@@ -75,16 +76,29 @@ OnItem = Callable[[int, int, str], None]
 """(questions answered so far over all sides, questions in all, the side running)."""
 
 
-def verdict(base_right: int, tuned_right: int, questions: int, p: float) -> str:
-    """``better``, ``same``, ``worse`` or ``unchecked`` (the rule in the module's doc)."""
+def verdict(
+    base_right: int, tuned_right: int, questions: int, p: float, *, only_worse: bool = False
+) -> str:
+    """``better``, ``same``, ``worse`` or ``unchecked`` (the rule in the module's doc);
+    ``only_worse``: the questions flatter the tuned model (templates), so anything but
+    ``worse`` is ``unchecked``."""
     if questions < MIN_QUESTIONS:
         return "unchecked"
-    if tuned_right == base_right:
-        return "same"
-    gap = 100.0 * abs(tuned_right - base_right) / questions
-    if p < P_CUTOFF or gap >= GAP_POINTS:
-        return "better" if tuned_right > base_right else "worse"
-    return "same"
+    found = "same"
+    if tuned_right != base_right:
+        gap = 100.0 * abs(tuned_right - base_right) / questions
+        if p < P_CUTOFF or gap >= GAP_POINTS:
+            found = "better" if tuned_right > base_right else "worse"
+    if only_worse and found != "worse":
+        return "unchecked"
+    return found
+
+
+TEMPLATE_NOTE = (
+    "Template questions are the training data's own style and flatter a tuned model, so "
+    "only a loss on them is a verdict: give the guard questions as users ask them (a QA "
+    "file, or a dataset whose questions the teacher wrote or rewrote) for one."
+)
 
 
 @dataclass
@@ -98,6 +112,10 @@ class GuardResult:
     """The tuned model's better first-query setting (``model`` or ``question``); ``""``
     when nothing was measured."""
     questions: int = 0
+    question_source: str = ""
+    """What the questions were (:data:`core.training.guard_questions.SOURCES`)."""
+    natural_questions: int = 0
+    """How many of them were natural (not fill-in templates)."""
     table: dict[str, Any] = field(default_factory=dict)
     """The paired table of base (a) and tuned (b, with ``first_query``)."""
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -123,9 +141,12 @@ class GuardResult:
         return int(self.table.get("both", 0)) + int(self.table.get("only_b", 0))
 
 
-def describe(result_verdict: str, table: dict[str, Any], note: str = "") -> str:
-    """``Worse than the base: 9/40 vs 13/40 right on held-out questions (only tuned 2,
-    only base 6, McNemar p = 0.29).`` (``note`` is added for an unchecked result)."""
+def describe(
+    result_verdict: str, table: dict[str, Any], note: str = "", on: str = "held-out questions"
+) -> str:
+    """``Worse than the base: 9/40 vs 13/40 right on 40 held-out natural questions (only
+    tuned 2, only base 6, McNemar p = 0.29).`` (``on`` says what the questions were;
+    ``note`` is added for an unchecked result)."""
     head = VERDICT_WORDS.get(result_verdict, result_verdict)
     n = int(table.get("questions", 0))
     if not n:
@@ -133,30 +154,11 @@ def describe(result_verdict: str, table: dict[str, Any], note: str = "") -> str:
     both = int(table.get("both", 0))
     tuned, base = both + int(table.get("only_b", 0)), both + int(table.get("only_a", 0))
     counts = (
-        f"{tuned}/{n} vs {base}/{n} right on held-out questions (only tuned "
+        f"{tuned}/{n} vs {base}/{n} right on {on} (only tuned "
         f"{table.get('only_b', 0)}, only base {table.get('only_a', 0)}, McNemar p = "
         f"{float(table.get('mcnemar_p', 1.0)):.2g})"
     )
     return f"{head}: {counts}." + (f" {note}" if note else "")
-
-
-def guard_questions(ws: Workspace, entry: ModelEntry, limit: int) -> tuple[list[QAItem], str]:
-    """The held-out questions of the dataset ``entry`` was trained on, and its knowledge
-    base (the dataset's record, else the model's)."""
-    data = entry.info.get("dataset", {}) or {}
-    name = str(data.get("name", ""))
-    if not name:
-        raise CotragError(f"The model {entry.name!r} does not say which dataset it was tuned on.")
-    try:
-        dataset = DatasetStore(ws.layout.datasets).open(name)
-    except DatasetNotFound as exc:
-        raise CotragError(
-            f"The dataset {name!r} that {entry.name!r} was tuned on is gone: the guard needs "
-            "its held-out questions."
-        ) from exc
-    kb = str(dataset.meta.get("kb", "") or data.get("kb", ""))
-    items = dataset_questions(dataset.examples(), "validation")
-    return items[: max(0, limit)], kb
 
 
 def check_model(
@@ -164,12 +166,14 @@ def check_model(
     name: str,
     *,
     limit: int = 40,
+    qa_file: str = "",
     on_item: OnItem | None = None,
     cancel: threading.Event | None = None,
     store: bool = True,
 ) -> GuardResult:
-    """Base vs the tuned model ``name`` on its dataset's held-out questions; the result
-    is written into the model's model.json (``store=False``: only returned)."""
+    """Base vs the tuned model ``name`` on its dataset's held-out questions, or on the
+    questions of ``qa_file``; the result is written into the model's model.json
+    (``store=False``: only returned)."""
     registry = ModelRegistry(ws.layout)
     entry = registry.find(name)
     if entry is None or entry.kind != "tuned":
@@ -177,9 +181,19 @@ def check_model(
     started = time.perf_counter()
     base_info = entry.info.get("base", {}) or {}
     base = str(base_info.get("reference", "") or "default")
-    items, kb = guard_questions(ws, entry, limit)
+    questions = pick_questions(ws.layout, entry, limit, qa_file)
+    items, kb = questions.items, questions.kb
     dataset = str((entry.info.get("dataset", {}) or {}).get("name", ""))
-    result = GuardResult(name, "unchecked", "", base=base, dataset=dataset, kb=kb)
+    result = GuardResult(
+        name,
+        "unchecked",
+        "",
+        question_source=questions.source,
+        natural_questions=questions.natural,
+        base=base,
+        dataset=dataset,
+        kb=kb,
+    )
     if not items:
         result.sentence = describe(
             "unchecked",
@@ -195,7 +209,7 @@ def check_model(
         ws.store.get(kb)  # a missing knowledge base is a sentence, before any model loads
         gguf = str(base_info.get("gguf", ""))  # the file the base runs from, when it has one
         base_run = gguf if gguf and Path(gguf).is_file() else base
-        _measure(ws, result, entry, base_run, items, on_item, cancel)
+        _measure(ws, result, entry, base_run, questions, on_item, cancel)
     result.seconds = round(time.perf_counter() - started, 1)
     result.checked = datetime.now(UTC).isoformat(timespec="seconds")
     if store:
@@ -208,10 +222,11 @@ def _measure(
     result: GuardResult,
     entry: ModelEntry,
     base_run: str,
-    items: list[QAItem],
+    questions: GuardQuestions,
     on_item: OnItem | None,
     cancel: threading.Event | None,
 ) -> None:
+    items: list[QAItem] = questions.items
     total = len(items) * len(SIDES)
     reports: dict[str, EvalReport] = {}
     runs = {
@@ -261,12 +276,18 @@ def _measure(
     result.table = own if result.first_query == "model" else seeded
     result.questions = len(items)
     result.verdict = verdict(
-        result.base_right, result.tuned_right, len(items), float(result.table["mcnemar_p"])
+        result.base_right,
+        result.tuned_right,
+        len(items),
+        float(result.table["mcnemar_p"]),
+        only_worse=questions.conclusive_only_when_worse,
     )
     note = ""
-    if result.verdict == "unchecked":
-        note = f"Too few held-out questions for a verdict ({MIN_QUESTIONS} needed)."
-    result.sentence = describe(result.verdict, result.table, note)
+    if len(items) < MIN_QUESTIONS:
+        note = f"Too few questions for a verdict ({MIN_QUESTIONS} needed)."
+    elif result.verdict == "unchecked":
+        note = TEMPLATE_NOTE
+    result.sentence = describe(result.verdict, result.table, note, questions.words())
 
 
 def unchecked(ws: Workspace, name: str, why: str) -> GuardResult:

@@ -13,8 +13,10 @@ checked, only loads it (:func:`load_job`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from core.compare.evaluation import load_qa
 from core.dataset.storage import Dataset, DatasetNotFound, DatasetStore
 from core.errors import CotragError
 from core.paths import DataLayout
@@ -48,6 +50,11 @@ def check_job(
             dataset = DatasetStore(layout.datasets).open(spec.dataset)
         except (DatasetNotFound, CotragError) as exc:
             problems.append(f"dataset: {exc}")
+    if spec.guard and spec.guard_qa.strip():
+        try:
+            load_qa(Path(spec.guard_qa))
+        except CotragError as exc:
+            problems.append(f"guard_qa: {exc}")
     try:
         base = resolve_base(spec.base, layout)
     except CotragError as exc:

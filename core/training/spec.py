@@ -109,6 +109,9 @@ class TrainSpec:
     held-out questions and the verdict (better / no different / worse) is recorded."""
     guard_questions: int = 40
     """The most held-out questions the guard asks (each is answered three times)."""
+    guard_qa: str = ""
+    """A QA file (``cotrag eval``'s format) whose questions the guard asks instead of the
+    dataset's held-out ones: questions as users ask them give the verdict that holds."""
 
     # -- TOML ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -187,15 +187,13 @@ def _train(
     metrics = entry.info.get("metrics", {})
     # The model is exported: the run is done, whatever happens to the guard below.
     run.write_state("done", model=entry.name)
-    guard = (
-        _guard(layout, entry.name, spec.guard_questions, emit, should_stop) if spec.guard else None
-    )
+    guard = _guard(layout, entry.name, spec, emit, should_stop) if spec.guard else None
     emit(Done(model=entry.name, outputs=outputs, metrics=metrics, guard=guard))
     return EXIT_DONE
 
 
 def _guard(
-    layout: DataLayout, name: str, limit: int, emit: Emit, should_stop: Callable[[], bool]
+    layout: DataLayout, name: str, spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool]
 ) -> str:
     """Base vs tuned on the held-out questions (see :mod:`core.training.guard`). Cancel
     leaves the model exported and unchecked; a failure of the guard fails nothing."""
@@ -216,7 +214,14 @@ def _guard(
     try:
         if should_stop():
             cancel.set()
-        result = check_model(ws, name, limit=limit, on_item=on_item, cancel=cancel)
+        result = check_model(
+            ws,
+            name,
+            limit=spec.guard_questions,
+            qa_file=spec.guard_qa,
+            on_item=on_item,
+            cancel=cancel,
+        )
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         why = f"the check failed ({type(exc).__name__}: {exc})."
