@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QToolButton, QWidget
 
 from core.agent.events import Finished, RunStats
 from core.conversations import FEEDBACK_DOWN, FEEDBACK_UP
+from desktop.fit import ElidedLabel
 
 
 def format_stats(stats: RunStats) -> str:
@@ -33,7 +34,7 @@ class ChatFooter(QWidget):
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(8)  # the spacing of the tab's column it sits in
-        self.label = QLabel("", self)
+        self.label = ElidedLabel("", self, min_chars=30)
         self.label.setObjectName("footer")
         row.addWidget(self.label, 1)
         self.thumb_up = QToolButton(self)

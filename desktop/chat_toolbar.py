@@ -20,6 +20,7 @@ from core.agent.loop import Mode
 from core.errors import CotragError
 from core.models.installed import ModelRegistry
 from core.workspace import Workspace
+from desktop.fit import fit_combo
 
 MODES: list[tuple[Mode, str]] = [
     ("loop", "Reason & search (loop)"),
@@ -49,16 +50,16 @@ class ChatToolbar(QWidget):
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(8)  # the spacing of the tab's column it sits in
         self.kb_combo = QComboBox(self)
-        self.kb_combo.setMinimumWidth(160)
         self.kb_combo.setPlaceholderText("no knowledge base")
         self.kb_combo.setToolTip("The knowledge base the model searches")
+        fit_combo(self.kb_combo, 12)
         self.model_combo = QComboBox(self)
-        self.model_combo.setMinimumWidth(200)
-        # A name may carry its guard's verdict ("— worse than base"): as wide as it needs.
-        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.model_combo.setToolTip(
             "The generator model: GGUF (llama.cpp), Hugging Face folder (transformers), MLX"
         )
+        # A name may carry its guard's verdict ("— worse than base"): shortened where the
+        # row is narrow, whole in the tooltip.
+        fit_combo(self.model_combo, 16)
         self.add_model_button = QPushButton("Add model…", self)
         self.add_model_button.setToolTip("Add a local .gguf file (or drop one on this tab)")
         self.add_model_button.clicked.connect(self.choose_model)

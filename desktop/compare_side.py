@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from desktop.scaffold import section_title, splitter
+from desktop.fit import ElidedLabel
+from desktop.scaffold import column, splitter
 from desktop.trace_view import TraceView
 
 
@@ -22,21 +23,25 @@ class SideBySide(QWidget):
         qrow.addWidget(self.question, 1)
         qrow.addWidget(self.ask_button)
         scol.addLayout(qrow)
+        # Each title sits on its own pane, so it moves with the splitter's handle.
         split = splitter(self, Qt.Orientation.Horizontal)
-        self.trace_a = TraceView(split)
-        self.trace_b = TraceView(split)
-        for view, name in ((self.trace_a, "A"), (self.trace_b, "B")):
-            view.set_empty_text(f"Model {name}'s trace appears here.")
-        split.addWidget(self.trace_a)
-        split.addWidget(self.trace_b)
+        split.setChildrenCollapsible(False)
         self.side_split = split
-        titles = QHBoxLayout()
-        self.title_a = section_title("A", self)
-        self.title_b = section_title("B", self)
-        for t in (self.title_a, self.title_b):
-            titles.addWidget(t, 1)
-        scol.addLayout(titles)
+        self.trace_a, self.title_a = self._pane(split, "A")
+        self.trace_b, self.title_b = self._pane(split, "B")
+        split.setSizes([1, 1])
         scol.addWidget(split, 1)
+
+    def _pane(self, split: QSplitter, name: str) -> tuple[TraceView, ElidedLabel]:
+        pane, pcol = column(split, (0, 0, 0, 0))
+        title = ElidedLabel(name, pane, min_chars=8)
+        title.setObjectName("sectionTitle")
+        view = TraceView(pane)
+        view.set_empty_text(f"Model {name}'s trace appears here.")
+        pcol.addWidget(title)
+        pcol.addWidget(view, 1)
+        split.addWidget(pane)
+        return view, title
 
     def start(self, question: str, a_label: str, b_label: str) -> None:
         """Both traces cleared and headed by the question, the titles naming the models."""

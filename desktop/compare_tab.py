@@ -29,6 +29,7 @@ from core.models.installed import ModelEntry, ModelRegistry
 from core.workspace import Workspace
 from desktop.compare_side import SideBySide
 from desktop.compare_table import EvaluationTable
+from desktop.fit import fit_combo
 from desktop.scaffold import TabView
 from desktop.tasks import Job, JobGroup, Push
 
@@ -102,6 +103,8 @@ class CompareTab(TabView):
         ):
             bar.addWidget(QLabel(label, self))
             bar.addWidget(widget, 1)
+        for combo, chars in ((self.kb_combo, 8), (self.a_combo, 12), (self.b_combo, 12)):
+            fit_combo(combo, chars)
         root.addLayout(bar)
         root.addWidget(self.banner)
         self.guard_label = QLabel("", self)

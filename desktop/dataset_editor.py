@@ -11,9 +11,11 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -40,7 +42,17 @@ class ExampleEditor(QWidget):
         self.trace = TraceView(self)
         self.trace.set_empty_text("Click an example to see its trace.")
         self.trace.passage_requested.connect(self._open_passage)
-        ecol.addWidget(self.trace, 1)
+        # The trace over the edit fields, the handle between them to give either more room.
+        split = QSplitter(Qt.Orientation.Vertical, self)
+        split.setChildrenCollapsible(False)
+        split.addWidget(self.trace)
+        fields = QWidget(split)
+        fcol = QVBoxLayout(fields)
+        fcol.setContentsMargins(0, 6, 0, 0)
+        split.addWidget(fields)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        ecol.addWidget(split, 1)
         edit_form = QFormLayout()
         self.edit_question = QLineEdit(self)
         self.edit_answer = QLineEdit(self)
@@ -50,8 +62,9 @@ class ExampleEditor(QWidget):
         edit_form.addRow("Question", self.edit_question)
         edit_form.addRow("Answer", self.edit_answer)
         edit_form.addRow("Cited answer", self.edit_cited)
-        edit_form.addRow("Results", self.edit_results)
-        ecol.addLayout(edit_form)
+        edit_form.addRow(QLabel("Results", self))
+        edit_form.addRow(self.edit_results)  # the whole width: its reasons need the room
+        fcol.addLayout(edit_form)
         erow = QHBoxLayout()
         self.save_button = QPushButton("Save edit", self)
         self.remove_button = QPushButton("Delete example", self)
@@ -61,7 +74,7 @@ class ExampleEditor(QWidget):
         for b in (self.save_button, self.remove_button, self.undo_button):
             erow.addWidget(b)
         erow.addStretch(1)
-        ecol.addLayout(erow)
+        fcol.addLayout(erow)
         self.last_dialog: PassageDialog | None = None
 
     def enable(self, selected: int, *, generating: bool, has: bool) -> None:
@@ -88,7 +101,8 @@ class ExampleEditor(QWidget):
         )
         header = table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(1, 130)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         table.setFixedHeight(120)
         return table

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QHBoxLayout,
+    QGridLayout,
     QHeaderView,
     QTableWidget,
     QTableWidgetItem,
@@ -36,20 +36,25 @@ class ExamplesPanel(QWidget):
         self._examples: list[dict[str, Any]] = []
         mcol = QVBoxLayout(self)
         mcol.setContentsMargins(6, 12, 6, 12)
-        bar = QHBoxLayout()
         self.title = section_title("Examples", self)
-        bar.addWidget(self.title)
-        bar.addStretch(1)
+        mcol.addWidget(self.title)
+        # The filters under the title, two pairs a row: each combo as wide as its longest
+        # value, so "any" and "behaviour" are never cut, in a pane a third of 1024 px.
+        bar = QGridLayout()
+        bar.setHorizontalSpacing(6)
         self.filters: dict[str, QComboBox] = {}
-        for key, label in FILTERS:
+        for i, (key, label) in enumerate(FILTERS):
             lab = hint(label, self)
             lab.setWordWrap(False)
             combo = QComboBox(self)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             combo.addItem(ANY)
             combo.currentIndexChanged.connect(self.fill_table)
             self.filters[key] = combo
-            bar.addWidget(lab)
-            bar.addWidget(combo)
+            bar.addWidget(lab, i // 2, (i % 2) * 2)
+            bar.addWidget(combo, i // 2, (i % 2) * 2 + 1)
+        bar.setColumnStretch(1, 1)
+        bar.setColumnStretch(3, 1)
         mcol.addLayout(bar)
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -59,10 +64,17 @@ class ExamplesPanel(QWidget):
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
+        # The question and the answer keep a readable width (the user may drag them); the
+        # short columns fit their contents, the document takes what is left, and a narrow
+        # pane scrolls sideways instead of squeezing the question to nothing.
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in range(1, len(COLUMNS)):
+        for col in range(len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        for col, width in ((0, 240), (1, 130)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(col, width)
+        header.setStretchLastSection(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         mcol.addWidget(self.table, 1)
         self.empty_hint = hint(
             "Pick a knowledge base and press Generate: the app writes questions from your "

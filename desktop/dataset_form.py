@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLineEdit,
     QListWidget,
@@ -27,6 +28,7 @@ from core.durations import time_left
 from core.errors import CotragError
 from core.models.installed import ModelRegistry
 from core.workspace import Workspace
+from desktop.fit import fit_combo
 from desktop.scaffold import hint, section_title
 
 ENDPOINT = "endpoint"
@@ -95,6 +97,8 @@ class GeneratePanel(QWidget):
         self.endpoint_key = QLineEdit(self)
         self.endpoint_key.setEchoMode(QLineEdit.EchoMode.Password)
         self.endpoint_key.setPlaceholderText("API key (kept in the OS keyring)")
+        fit_combo(self.kb_combo, 10)
+        fit_combo(self.teacher_combo, 12)
         form.addRow("Knowledge base", self.kb_combo)
         form.addRow("Name", self.name_edit)
         form.addRow("Examples", self.count_spin)
@@ -108,15 +112,15 @@ class GeneratePanel(QWidget):
             form.addRow(label, widget)
         self.form = form
         lcol.addLayout(form)
-        kinds = QHBoxLayout()
+        kinds = QGridLayout()  # three a row: the form stays narrow enough for 1024 px
         kinds.setSpacing(6)
         self.kind_boxes: dict[str, QCheckBox] = {}
-        for kind in KINDS:
+        for i, kind in enumerate(KINDS):
             box = QCheckBox(kind, self)
             box.setChecked(True)
             self.kind_boxes[kind] = box
-            kinds.addWidget(box)
-        kinds.addStretch(1)
+            kinds.addWidget(box, i // 3, i % 3)
+        kinds.setColumnStretch(3, 1)
         lcol.addLayout(kinds)
         self.teacher_traces = QCheckBox("The model also tries to write each trace", self)
         self.teacher_traces.setToolTip(

@@ -21,6 +21,7 @@ from core.dataset.sampling import MAX_SAMPLES, SampleProgress
 from core.durations import time_left
 from core.models.installed import ModelRegistry
 from core.workspace import Workspace
+from desktop.fit import fit_combo
 from desktop.scaffold import hint, section_title
 
 FALLBACK_LABELS = [
@@ -67,6 +68,8 @@ class SamplingPanel(QWidget):
         self.fallback_combo = QComboBox(self)
         for value, label in FALLBACK_LABELS:
             self.fallback_combo.addItem(label, value)
+        fit_combo(self.model_combo, 10)
+        fit_combo(self.fallback_combo, 10)
         form.addRow("Runs per question", self.samples_spin)
         form.addRow("Temperature", self.temperature_spin)
         form.addRow("Model", self.model_combo)

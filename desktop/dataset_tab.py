@@ -31,6 +31,7 @@ from desktop.dataset_examples import ExamplesPanel
 from desktop.dataset_form import ENDPOINT, GeneratePanel, GenerateRequest
 from desktop.dataset_report import QualityReport
 from desktop.dataset_sampling import SamplingPanel, progress_text
+from desktop.fit import vertical_scroll
 from desktop.scaffold import TabView, splitter
 from desktop.tasks import Job, JobGroup, Push
 
@@ -75,13 +76,15 @@ class DatasetTab(TabView):
         self.side.addTab(self.editor, "Example")
         self.report = QualityReport(self.side)
         self.side.addTab(self.report, "Quality report")
-        self.splitter.addWidget(self.form)
+        # Each pane can be widened by its handle; the form scrolls in a short window.
+        self.splitter.addWidget(vertical_scroll(self.form))
         self.splitter.addWidget(self.examples)
         self.splitter.addWidget(self.side)
+        self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 4)
-        self.splitter.setStretchFactor(2, 3)
-        self.splitter.setSizes([330, 560, 420])
+        self.splitter.setStretchFactor(2, 4)
+        self.splitter.setSizes([300, 480, 480])
 
         form = self.form
         form.dataset_list.itemClicked.connect(self._on_dataset_clicked)

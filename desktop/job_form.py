@@ -10,16 +10,16 @@ import threading
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +30,7 @@ from core.training.spec import PRESETS, TrainSpec
 from core.workspace import Workspace
 from desktop import embedder_runs as er
 from desktop.colab_panel import ColabPanel
+from desktop.fit import VerticalScroll
 from desktop.scaffold import hint, section_title
 from desktop.spec_fields import SpecFields
 from desktop.tasks import JobGroup, Push
@@ -109,10 +110,8 @@ class JobForm(QWidget):
         lcol.addLayout(pick)
 
         self.fields = SpecFields(self)
-        scroll = QScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self.fields)
+        scroll = VerticalScroll(self.fields, self)
+        scroll.setFrameShape(QFrame.Shape.StyledPanel)
         lcol.addWidget(scroll, 1)
 
         self.gpu_label = hint("", self)

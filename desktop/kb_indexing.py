@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from core.durations import time_left
 from core.knowledge.indexer import FileDone, IndexSummary, Progress
+from desktop.fit import ElidedLabel
 
 STATUS_COLOURS = {
     "indexed": "#047857",
@@ -62,6 +63,7 @@ class DropZone(QFrame):
             self,
         )
         self.text.setObjectName("dropText")
+        self.text.setWordWrap(True)
         layout.addWidget(self.text, 1)
         self.add_files = QPushButton("Add files…", self)
         self.add_folder = QPushButton("Add folder…", self)
@@ -83,7 +85,7 @@ class IndexProgress(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         self.bar = QProgressBar(self)
         self.bar.setTextVisible(False)
-        self.label = QLabel("", self)
+        self.label = ElidedLabel("", self)
         self.label.setObjectName("hint")
         self.cancel_button = QPushButton("Cancel", self)
         row.addWidget(self.bar, 2)

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
-    QLabel,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -32,6 +31,7 @@ from core.knowledge.store import KBInfo
 from core.knowledge.types import Hit
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
+from desktop.fit import ElidedLabel, fit_combo
 from desktop.kb_documents import DocumentsPanel
 from desktop.kb_indexing import DropZone, IndexProgress, local_paths, summary_sentence
 from desktop.kb_search import SearchPanel
@@ -70,7 +70,7 @@ class KnowledgeTab(TabView):
         top = QHBoxLayout()
         title = section_title("Knowledge base", self)
         self.kb_combo = QComboBox(self)
-        self.kb_combo.setMinimumWidth(240)
+        fit_combo(self.kb_combo, 16)
         self.kb_combo.setPlaceholderText("No knowledge base yet")
         self.kb_combo.currentTextChanged.connect(self._on_kb_changed)
         self.new_button = QPushButton("New…", self)
@@ -80,7 +80,7 @@ class KnowledgeTab(TabView):
         self.new_button.clicked.connect(self.ask_create)
         self.rename_button.clicked.connect(self.ask_rename)
         self.delete_button.clicked.connect(self.ask_delete)
-        self.kb_info = QLabel("", self)
+        self.kb_info = ElidedLabel("", self, min_chars=24)
         self.kb_info.setObjectName("hint")
         self.kb_info.setToolTip(
             "The embedder whose vectors serve searches (Training tab: re-embed)"
@@ -88,8 +88,7 @@ class KnowledgeTab(TabView):
         for w in (title, self.kb_combo, self.new_button, self.rename_button, self.delete_button):
             top.addWidget(w)
         top.addSpacing(12)
-        top.addWidget(self.kb_info)
-        top.addStretch(1)
+        top.addWidget(self.kb_info, 1)
         root.addLayout(top)
 
         self.drop_zone = DropZone(self)

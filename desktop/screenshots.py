@@ -15,6 +15,11 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QWidget
 
+from core.training.events import Done, Eval, Started, Step, WorkerEvent, to_dict
+from core.training.runs import RunStore
+from core.training.spec import TrainSpec
+from core.workspace import Workspace
+
 SAMPLE_DOCS = {
     "tea/green-tea.md": """# Brewing green tea
 
@@ -87,6 +92,21 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     return condition()
 
 
+def stage_finished_run(workspace: Workspace, dataset: str, name: str, steps: int = 12) -> None:
+    """A finished training run on ``dataset`` in the run store, as the worker records one
+    (its losses falling), so the Training tab's history and chart have something to show
+    without minutes of training."""
+    run = RunStore(workspace.layout).create(name, TrainSpec(dataset=dataset, max_steps=steps))
+    events: list[WorkerEvent] = [Started(engine="torch", device="cpu", rows_train=18, total=steps)]
+    for step in range(1, steps + 1):
+        events.append(Step(step=step, total=steps, loss=2.4 / (1 + 0.3 * step), seconds=step))
+        if step % 4 == 0:
+            events.append(Eval(step=step, loss=2.6 / (1 + 0.25 * step)))
+    events.append(Done(model=""))
+    run.events_file.write_text("".join(json.dumps(to_dict(e)) + "\n" for e in events), "utf-8")
+    run.write_state("done")
+
+
 def _save(widget: QWidget, path: Path) -> Path:
     QApplication.processEvents()
     widget.grab().save(str(path))
@@ -94,7 +114,7 @@ def _save(widget: QWidget, path: Path) -> Path:
 
 
 def render_screenshots(out_dir: Path) -> list[Path]:
-    from core.workspace import Workspace, setup_logging
+    from core.workspace import setup_logging
     from desktop.window import MainWindow
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -236,7 +256,6 @@ def render_training_embedder(
     knowledge base exists): recall before and after, and the re-embed panel ready to use the
     tuned embedder. Adds one run (and its embedder) to that data dir; with ``reembed`` the
     knowledge base is re-embedded with it too (a new version, switched to)."""
-    from core.workspace import Workspace
     from desktop.window import MainWindow
 
     out.parent.mkdir(parents=True, exist_ok=True)
