@@ -50,8 +50,9 @@ class ExampleEditor(QWidget):
         fcol = QVBoxLayout(fields)
         fcol.setContentsMargins(0, 6, 0, 0)
         split.addWidget(fields)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 0)
+        split.setSizes([10_000, 1])  # the fields at their least height, the trace the rest
         ecol.addWidget(split, 1)
         edit_form = QFormLayout()
         self.edit_question = QLineEdit(self)
@@ -102,7 +103,7 @@ class ExampleEditor(QWidget):
         header = table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(1, 130)
+        header.resizeSection(1, 110)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         table.setFixedHeight(120)
         return table
@@ -112,6 +113,8 @@ class ExampleEditor(QWidget):
         self.trace.clear()
         self.edit_question.setText("" if example is None else str(example.get("question", "")))
         self.edit_answer.setText("" if example is None else str(example.get("answer", "")))
+        for line in (self.edit_question, self.edit_answer):
+            line.setCursorPosition(0)  # a long question shows its start, not its end
         self.edit_cited.setPlainText(
             "" if example is None else str(example["record"].get("answer", ""))
         )

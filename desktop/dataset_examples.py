@@ -53,8 +53,7 @@ class ExamplesPanel(QWidget):
             self.filters[key] = combo
             bar.addWidget(lab, i // 2, (i % 2) * 2)
             bar.addWidget(combo, i // 2, (i % 2) * 2 + 1)
-        bar.setColumnStretch(1, 1)
-        bar.setColumnStretch(3, 1)
+        bar.setColumnStretch(4, 1)
         mcol.addLayout(bar)
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(COLUMNS)

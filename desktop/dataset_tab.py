@@ -84,7 +84,7 @@ class DatasetTab(TabView):
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 4)
         self.splitter.setStretchFactor(2, 4)
-        self.splitter.setSizes([300, 480, 480])
+        self.splitter.setSizes([300, 540, 460])
 
         form = self.form
         form.dataset_list.itemClicked.connect(self._on_dataset_clicked)

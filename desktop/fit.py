@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QResizeEvent
-from PySide6.QtWidgets import QComboBox, QFrame, QLabel, QScrollArea, QSizePolicy, QWidget
+from PySide6.QtWidgets import QComboBox, QFrame, QLabel, QScrollArea, QSizePolicy, QStyle, QWidget
 
 COMBO_PROPERTY = "fitTooltip"
 """The combo box's own tooltip, kept under the current choice's text."""
@@ -67,11 +67,14 @@ class ElidedLabel(QLabel):
 
 
 def fit_combo(combo: QComboBox, min_chars: int = 14) -> QComboBox:
-    """Let ``combo`` be as narrow as about ``min_chars`` characters (wider when there is
-    room), and keep the current choice's whole text in its tooltip, above its own tooltip."""
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(min_chars)
-    combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    """Let ``combo`` be as narrow as about ``min_chars`` characters (as wide as its longest
+    item when there is room), and keep the current choice's whole text in its tooltip, above its own tooltip."""
+    # As wide as its longest item where there is room (the size hint); a minimum width set
+    # outright wins over the contents' minimum, so a layout may narrow it that far.
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+    arrow = combo.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, combo)
+    combo.setMinimumWidth(combo.fontMetrics().averageCharWidth() * min_chars + arrow + 12)
+    combo.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
     if combo.property(COMBO_PROPERTY) is None:
         combo.setProperty(COMBO_PROPERTY, combo.toolTip())
         combo.currentTextChanged.connect(lambda _text: _combo_tip(combo))

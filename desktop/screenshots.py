@@ -19,7 +19,10 @@ from core.training.events import Done, Eval, Started, Step, WorkerEvent, to_dict
 from core.training.runs import RunStore
 from core.training.spec import TrainSpec
 from core.workspace import Workspace
+from desktop.screen_audit import audit
 
+SIZES = [(1024, 700), (1600, 1000)]
+"""Every tab is saved at the smallest window the app is made for and at a large one."""
 SAMPLE_DOCS = {
     "tea/green-tea.md": """# Brewing green tea
 
@@ -113,12 +116,28 @@ def _save(widget: QWidget, path: Path) -> Path:
     return path
 
 
+def _shots(window: QWidget, out_dir: Path, name: str, notes: list[str]) -> list[Path]:
+    """The window at each of ``SIZES``, as ``NAME-WIDTH.png``; what the screen audit finds
+    on each goes into ``notes``."""
+    saved = []
+    for width, height in SIZES:
+        window.resize(width, height)
+        wait_until(lambda: False, 0.3)  # let the layouts and the traces settle
+        path = _save(window, out_dir / f"{name}-{width}.png")
+        notes.extend(f"{path.name}: {finding}" for finding in audit(window))
+        if (window.width(), window.height()) != (width, height):
+            notes.append(f"{path.name}: the window is {window.width()}x{window.height()}")
+        saved.append(path)
+    return saved
+
+
 def render_screenshots(out_dir: Path) -> list[Path]:
     from core.workspace import setup_logging
     from desktop.window import MainWindow
 
     out_dir.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="cotrag-shots-") as tmp:
         root = Path(tmp)
         workspace = Workspace(root / "data")
@@ -130,10 +149,10 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         # Tabs are built when first opened, and the window grows to the widest one's
         # minimum then: built now, every shot has the same size, as in earlier versions.
         window.tabs.build_all()
-        window.resize(1280, 820)
+        window.resize(*SIZES[0])
         window.show()
         wait_until(lambda: window.painted and not window.kb_tab.busy(), 60)
-        saved.append(_save(window, out_dir / "knowledge-empty.png"))
+        saved += _shots(window, out_dir, "knowledge-empty", notes)
 
         docs = write_sample_docs(root / "docs")
         window.kb_tab.index_paths([docs])
@@ -141,22 +160,22 @@ def render_screenshots(out_dir: Path) -> list[Path]:
             lambda: window.kb_tab.progress_row.isVisible() and window.kb_tab.files.rowCount() > 0,
             120,
         )
-        saved.append(_save(window, out_dir / "knowledge-indexing.png"))
+        saved += _shots(window, out_dir, "knowledge-indexing", notes)
         wait_until(lambda: not window.kb_tab.indexing and not window.kb_tab.busy(), 300)
         window.kb_tab.search_box.setText("water temperature for green tea")
         window.kb_tab.search()
         wait_until(lambda: window.kb_tab.hits.count() > 0 and not window.kb_tab.busy(), 60)
-        saved.append(_save(window, out_dir / "knowledge.png"))
+        saved += _shots(window, out_dir, "knowledge", notes)
 
         window.tabs.setCurrentWidget(window.chat_tab)
-        saved.append(_save(window, out_dir / "chat-empty.png"))
+        saved += _shots(window, out_dir, "chat-empty", notes)
         window.chat_tab.ask(QUESTION)
         wait_until(
             lambda: len(window.chat_tab.trace.blocks) >= 3 or not window.chat_tab.running, 300
         )
-        saved.append(_save(window, out_dir / "chat-streaming.png"))
+        saved += _shots(window, out_dir, "chat-streaming", notes)
         wait_until(lambda: not window.chat_tab.running, 900)
-        saved.append(_save(window, out_dir / "chat.png"))
+        saved += _shots(window, out_dir, "chat", notes)
         cards = [c for w in window.chat_tab.trace.passage_widgets() for c in w.cards]
         if cards:
             window.chat_tab.open_passage(cards[0].hit)
@@ -166,28 +185,29 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         tab = window.dataset_tab
         window.tabs.setCurrentWidget(tab)
         wait_until(lambda: not tab.busy(), 30)
-        saved.append(_save(window, out_dir / "dataset-empty.png"))
+        saved += _shots(window, out_dir, "dataset-empty", notes)
         tab.form.name_edit.setText("sample")
         tab.form.count_spin.setValue(6)
         tab.generate()
         wait_until(lambda: tab.examples.table.rowCount() >= 1 or not tab.generating, 300)
-        saved.append(_save(window, out_dir / "dataset-generating.png"))
+        saved += _shots(window, out_dir, "dataset-generating", notes)
         wait_until(lambda: not tab.generating and not tab.busy(), 600)
         if tab.examples.table.rowCount():
             tab.examples.table.selectRow(0)
         wait_until(lambda: False, 1.0)  # let the trace lay its blocks out
-        saved.append(_save(window, out_dir / "dataset.png"))
+        saved += _shots(window, out_dir, "dataset", notes)
         tab.side.setCurrentIndex(1)
-        saved.append(_save(window, out_dir / "dataset-report.png"))
+        saved += _shots(window, out_dir, "dataset-report", notes)
 
         train = window.training_tab
         window.tabs.setCurrentWidget(train)
         wait_until(lambda: not train.jobs.busy() and train.form.dataset_combo.count() > 0, 60)
-        saved.append(_save(window, out_dir / "training-form.png"))
-        train.form.fields.max_steps.setValue(8)
+        saved += _shots(window, out_dir, "training-form", notes)
+        train.form.fields.max_steps.setValue(4)
         train.form.fields.batch_size.setValue(2)
         train.form.fields.eval_every.setValue(2)
         train.form.fields.checkpoint_every.setValue(4)
+        train.form.fields.guard_box.setChecked(False)
         for kind, box in train.form.fields.export_boxes.items():
             box.setChecked(kind in ("lora", "q8_0"))
         train.form.name_edit.setText("sample-tuned")
@@ -199,10 +219,10 @@ def render_screenshots(out_dir: Path) -> list[Path]:
             ),
             600,
         )
-        saved.append(_save(window, out_dir / "training-running.png"))
+        saved += _shots(window, out_dir, "training-running", notes)
         wait_until(lambda: not train.running and not train.jobs.busy(), 900)
         wait_until(lambda: False, 0.5)
-        saved.append(_save(window, out_dir / "training.png"))
+        saved += _shots(window, out_dir, "training", notes)
 
         compare = window.compare_tab
         window.tabs.setCurrentWidget(compare)
@@ -214,7 +234,7 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         compare.ask_both()
         wait_until(lambda: not compare.running, 900)
         wait_until(lambda: False, 0.5)
-        saved.append(_save(window, out_dir / "compare.png"))
+        saved += _shots(window, out_dir, "compare", notes)
         qa = root / "qa.jsonl"
         qa.write_text(
             "".join(
@@ -231,12 +251,12 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         compare.views.setCurrentIndex(1)
         compare.run_comparison()
         wait_until(lambda: not compare.running, 1800)
-        saved.append(_save(window, out_dir / "compare-table.png"))
+        saved += _shots(window, out_dir, "compare-table", notes)
 
         window.tabs.setCurrentWidget(window.models_tab)
         window.models_tab.refresh()
         wait_until(lambda: False, 0.3)
-        saved.append(_save(window, out_dir / "models.png"))
+        saved += _shots(window, out_dir, "models", notes)
 
         from desktop.settings_dialog import SettingsDialog
 
@@ -246,7 +266,9 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         dialog.close()
         window.close()
         QApplication.processEvents()
-    return saved
+    report = out_dir / "screen-audit.txt"
+    report.write_text("".join(f"{line}\n" for line in notes) or "Nothing clipped or covered.\n")
+    return [*saved, report]
 
 
 def render_training_embedder(
