@@ -105,6 +105,11 @@ class ExampleEditor(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         header.resizeSection(1, 110)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        # Never so narrow that a header is cut ("Why it is rele"): the pane keeps this width.
+        # (The tick column holds a check box beside its number; the scroll bar takes room.)
+        least = sum(header.sectionSizeFromContents(c).width() for c in (0, 2)) + 110 + 24
+        bar = table.verticalScrollBar().sizeHint().width()
+        table.setMinimumWidth(least + bar + 2 * table.frameWidth())
         table.setFixedHeight(120)
         return table
 

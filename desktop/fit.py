@@ -4,9 +4,19 @@ longest item (Qt then shortens the shown text) and say the whole choice in their
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtGui import QResizeEvent
-from PySide6.QtWidgets import QComboBox, QFrame, QLabel, QScrollArea, QSizePolicy, QStyle, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
+    QWidget,
+)
 
 COMBO_PROPERTY = "fitTooltip"
 """The combo box's own tooltip, kept under the current choice's text."""
@@ -78,8 +88,46 @@ def fit_combo(combo: QComboBox, min_chars: int = 14) -> QComboBox:
     if combo.property(COMBO_PROPERTY) is None:
         combo.setProperty(COMBO_PROPERTY, combo.toolTip())
         combo.currentTextChanged.connect(lambda _text: _combo_tip(combo))
+        combo.installEventFilter(_elider())
     _combo_tip(combo)
     return combo
+
+
+class _ComboElider(QObject):
+    """Paints a combo box's closed text shortened with "…" where it does not fit (Qt would
+    cut it mid-letter)."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() != QEvent.Type.Paint or not isinstance(watched, QComboBox):
+            return False
+        if watched.isEditable():
+            return False
+        painter = QStylePainter(watched)
+        option = QStyleOptionComboBox()
+        watched.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        field = watched.style().subControlRect(
+            QStyle.ComplexControl.CC_ComboBox,
+            option,
+            QStyle.SubControl.SC_ComboBoxEditField,
+            watched,
+        )
+        room = field.width() - (0 if option.currentIcon.isNull() else option.iconSize.width() + 4)
+        option.currentText = watched.fontMetrics().elidedText(
+            option.currentText, Qt.TextElideMode.ElideRight, max(0, room)
+        )
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+        return True
+
+
+_ELIDER: _ComboElider | None = None
+
+
+def _elider() -> _ComboElider:
+    global _ELIDER
+    if _ELIDER is None:
+        _ELIDER = _ComboElider()
+    return _ELIDER
 
 
 def _combo_tip(combo: QComboBox) -> None:

@@ -125,8 +125,9 @@ class RunTable(QTableWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.setColumnWidth(0, 220)
-        self.setColumnWidth(1, 80)
-        self.setColumnWidth(2, 60)
+        # Status and chunks as wide as their header or values, in whatever font.
+        for col in (1, 2):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
 
     def add(self, event: FileDone) -> None:
         row = self.rowCount()

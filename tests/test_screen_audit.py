@@ -21,6 +21,7 @@ from core.dataset.storage import DatasetStore
 from core.workspace import Workspace
 from desktop.screen_audit import audit, report
 from desktop.screenshots import stage_finished_run, wait_until
+from desktop.style import stylesheet
 from desktop.window import MainWindow
 
 SIZES = [(1024, 700), (1600, 1000)]
@@ -30,6 +31,7 @@ TABS = ["kb", "chat", "dataset", "training", "compare", "models"]
 @pytest.fixture(scope="module")
 def window(qapp: QApplication, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MainWindow]:
     root = tmp_path_factory.mktemp("audit")
+    qapp.setStyleSheet(stylesheet())  # the app's look: its fonts and paddings take room
     ws = tiny_workspace(root, examples=6)
     assert isinstance(ws, Workspace)
     examples = DatasetStore(ws.layout.datasets).open("tiny").examples()
@@ -49,6 +51,7 @@ def window(qapp: QApplication, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield win
     win.close()
     QApplication.processEvents()
+    qapp.setStyleSheet("")
     ws.close()
 
 
