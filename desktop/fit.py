@@ -89,6 +89,7 @@ def fit_combo(combo: QComboBox, min_chars: int = 14) -> QComboBox:
         combo.setProperty(COMBO_PROPERTY, combo.toolTip())
         combo.currentTextChanged.connect(lambda _text: _combo_tip(combo))
         combo.installEventFilter(_elider())
+        combo.setProperty("elidesText", True)  # the screen audit's word for it
     _combo_tip(combo)
     return combo
 

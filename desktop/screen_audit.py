@@ -39,6 +39,9 @@ ELLIPSIS = "…"
 # Text may overhang its box by this many pixels (anti-aliasing, a glyph's side bearing)
 # before a person could see it cut.
 SLACK = 2
+# A combo box that paints its text shortened with "…" where it does not fit says so with
+# this (Qt's own cuts it mid-letter); with the whole text in its tooltip it passes.
+ELIDES_PROPERTY = "elidesText"
 # Widgets laid over others on purpose (a floating banner, a drop hint) say so with this.
 OVERLAY_PROPERTY = "auditOverlay"
 
@@ -117,7 +120,7 @@ def _label(label: QLabel) -> Finding | None:
         return None
     hint = QLabel.sizeHint(label)
     need = hint.width() - (label.width() - have_w)
-    if need > have_w + SLACK and not _tooltip_holds(plain, label.toolTip()):
+    if need > have_w + SLACK:
         return Finding(widget_path(label), "clipped", plain, need, have_w)
     hint_h = hint.height() - (label.height() - have_h)
     if hint_h > have_h + 2 * SLACK + 2:
@@ -157,7 +160,7 @@ def _button(button: QAbstractButton) -> Finding | None:
     else:
         return None
     need += icon_w
-    if need > have + SLACK and not _tooltip_holds(text, button.toolTip()):
+    if need > have + SLACK:
         return Finding(widget_path(button), "clipped", text, need, have)
     return None
 
@@ -178,7 +181,8 @@ def _combo(combo: QComboBox) -> Finding | None:
     icon = combo.itemIcon(combo.currentIndex()) if combo.currentIndex() >= 0 else None
     if icon is not None and not icon.isNull():
         need += combo.iconSize().width() + 4
-    if need > field.width() + SLACK and not _tooltip_holds(text, combo.toolTip()):
+    elides = bool(combo.property(ELIDES_PROPERTY))
+    if need > field.width() + SLACK and not (elides and _tooltip_holds(text, combo.toolTip())):
         return Finding(widget_path(combo), "clipped", text, need, field.width())
     return None
 

@@ -10,7 +10,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QWidget,
+)
 from qt_helpers import settings_in
 from small_docs import tiny_workspace
 
@@ -19,6 +26,7 @@ from core.chat import keep_turn
 from core.conversations import ConversationStore
 from core.dataset.storage import DatasetStore
 from core.workspace import Workspace
+from desktop.fit import fit_combo
 from desktop.screen_audit import audit, report
 from desktop.screenshots import stage_finished_run, wait_until
 from desktop.style import stylesheet
@@ -48,6 +56,10 @@ def window(qapp: QApplication, tmp_path_factory: pytest.TempPathFactory) -> Iter
     win.dataset_tab.open_dataset("tiny")
     assert wait_until(lambda: win.dataset_tab.examples.table.rowCount() > 0, 30)
     win.dataset_tab.examples.table.selectRow(0)
+    history = win.training_tab.history.table
+    assert wait_until(lambda: history.rowCount() > 0, 30)
+    history.selectRow(0)  # its loss curve and figures in the monitor
+    assert wait_until(lambda: len(win.training_tab.monitor.chart.train) > 0, 30)
     yield win
     win.close()
     QApplication.processEvents()
@@ -76,7 +88,7 @@ def test_every_tab_is_readable(window: MainWindow, size: tuple[int, int]) -> Non
     assert not failures, "\n".join(failures)
 
 
-def test_the_audit_finds_a_clipped_label_and_overlapping_siblings(qapp: QApplication) -> None:
+def test_the_audit_finds_clipped_text_and_overlapping_siblings(qapp: QApplication) -> None:
     host = QWidget()
     row = QHBoxLayout(host)
     clipped = QLabel("A label far too long for the room it has")
@@ -84,17 +96,26 @@ def test_the_audit_finds_a_clipped_label_and_overlapping_siblings(qapp: QApplica
     elided = QLabel("A label far…")
     elided.setToolTip("A label far too long for the room it has")
     elided.setFixedWidth(90)
-    row.addWidget(clipped)
-    row.addWidget(elided)
+    cut_combo = QComboBox()
+    cut_combo.addItem("A choice far too long for its box")
+    cut_combo.setFixedWidth(90)
+    fitted = fit_combo(QComboBox())
+    fitted.addItem("A choice far too long for its box, shortened")
+    fitted.setFixedWidth(90)
+    for widget in (clipped, elided, cut_combo, fitted):
+        row.addWidget(widget)
     row.addStretch()
     loose = QPushButton("Covered", host)
     loose.setGeometry(0, 0, 120, 30)  # over the layout's labels
-    host.resize(400, 60)
+    host.resize(600, 60)
     host.show()
     _settle(0.1)
     found = audit(host)
     clipped_found = [f for f in found if f.problem == "clipped"]
-    assert [f.text for f in clipped_found] == ["A label far too long for the room it has"]
+    assert [f.text for f in clipped_found] == [
+        "A label far too long for the room it has",
+        "A choice far too long for its box",
+    ]
     assert clipped_found[0].need > clipped_found[0].have == 60
     assert "QLabel" in clipped_found[0].path
     overlaps = [f for f in found if f.problem == "overlaps"]
