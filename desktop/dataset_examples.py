@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.fit import FillColumn
 from desktop.scaffold import hint, section_title
 
 COLUMNS = ["Question", "Answer", "Kind", "Split", "Question by", "Rounds", "Document"]
@@ -63,16 +64,15 @@ class ExamplesPanel(QWidget):
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        # The question and the answer keep a readable width (the user may drag them); the
-        # short columns fit their contents, the document takes what is left, and a narrow
-        # pane scrolls sideways instead of squeezing the question to nothing.
+        # The short columns fit their contents, the answer starts at a readable width (the
+        # user may drag it), the question takes what is left but never less than 220 px: a
+        # narrow pane scrolls sideways instead of squeezing the question to nothing.
         header = self.table.horizontalHeader()
         for col in range(len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        for col, width in ((0, 240), (1, 130)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(col, width)
-        header.setStretchLastSection(True)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(1, 130)
+        self.question_column = FillColumn(self.table, 0, 220)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         mcol.addWidget(self.table, 1)
         self.empty_hint = hint(

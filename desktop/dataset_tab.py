@@ -81,8 +81,8 @@ class DatasetTab(TabView):
         self.splitter.addWidget(self.examples)
         self.splitter.addWidget(self.side)
         self.splitter.setChildrenCollapsible(False)
-        self.splitter.setStretchFactor(0, 2)
-        self.splitter.setStretchFactor(1, 4)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 6)
         self.splitter.setStretchFactor(2, 4)
         self.splitter.setSizes([300, 540, 460])
 
