@@ -146,12 +146,17 @@ class ProgressLine:
 
 
 @contextmanager
-def ctrl_c_cancels(cancel: threading.Event, message: str = "") -> Iterator[None]:
+def ctrl_c_cancels(
+    cancel: threading.Event, message: str = "", *, again_aborts: bool = False
+) -> Iterator[None]:
     """Within the block, Ctrl-C sets ``cancel`` (and prints ``message``) instead of raising
-    KeyboardInterrupt; the previous handler is back afterwards."""
+    KeyboardInterrupt (``again_aborts``: a second Ctrl-C raises it); the previous handler
+    is back afterwards."""
     previous = signal.getsignal(signal.SIGINT)
 
     def stop(signum: int, frame: Any) -> None:
+        if again_aborts and cancel.is_set():
+            raise KeyboardInterrupt
         cancel.set()
         if message:
             print(f"\n{message}", file=sys.stderr)

@@ -471,17 +471,27 @@ class ModelRegistry:
         return f"Deleted {name!r}."
 
 
+def tuned_info(model_path: Path) -> dict[str, Any]:
+    """The model.json of the tuned model whose export ``model_path`` is (``{}`` for any
+    other path): its GGUF files sit next to model.json, its merged folder inside it."""
+    if not model_path.exists():
+        return {}
+    for folder in (model_path.parent, model_path.parent.parent):
+        record = folder / MODEL_FILE
+        if not record.is_file():
+            continue
+        try:
+            info = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) and info.get("tuned") else {}
+    return {}
+
+
 def recorded_guard(model_file: Path) -> dict[str, Any]:
     """The guard record of the tuned model whose export ``model_file`` is (``{}`` for any
-    other file): a tuned model's GGUF files sit next to its model.json."""
-    record = model_file.parent / MODEL_FILE
-    if not model_file.is_file() or not record.is_file():
-        return {}
-    try:
-        info = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    guard = info.get("guard") if isinstance(info, dict) and info.get("tuned") else None
+    other file)."""
+    guard = tuned_info(model_file).get("guard")
     return guard if isinstance(guard, dict) else {}
 
 
