@@ -78,24 +78,24 @@ def _balance_inline(paragraph: str) -> str:
 
 
 def _pair_ticks(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """The code spans (a run of backticks up to the next run as long, on the same line)
-    and the runs that open none."""
+    """The code spans and the runs that open none. A span opens at a run that touches the
+    word after it and closes at the next run as long, on the same line, that touches the
+    word before it; a run with space on both sides (a stray mark) opens nothing."""
     runs = list(_TICKS_RE.finditer(text))
     spans: list[tuple[int, int]] = []
     unpaired: list[tuple[int, int]] = []
     i = 0
     while i < len(runs):
         opener = runs[i]
-        closer = next(
-            (
-                j
-                for j in range(i + 1, len(runs))
-                if runs[j].group() == opener.group()
-                and "\n" not in text[opener.end() : runs[j].start()]
-            ),
-            None,
-        )
-        if closer is None:
+        after = text[opener.end() : opener.end() + 1]
+        same = (j for j in range(i + 1, len(runs)) if runs[j].group() == opener.group())
+        closer = next(same, None)
+        if (
+            not after.strip()
+            or closer is None
+            or "\n" in text[opener.end() : runs[closer].start()]
+            or not text[runs[closer].start() - 1].strip()
+        ):
             unpaired.append(opener.span())
             i += 1
         else:
@@ -184,6 +184,14 @@ def render_markdown(doc: QTextDocument, text: str, known: Collection[int] = ()) 
     doc.setMarkdown(balance_markdown(text))
     if known:
         link_citations(doc, known)
+
+
+def snippet_of(text: str, limit: int = 180) -> str:
+    """A passage's opening as it reads (Markdown marks gone, lines joined), cut at a word."""
+    snippet = " ".join(markdown_plain(text).split())
+    if len(snippet) > limit:
+        snippet = snippet[:limit].rsplit(" ", 1)[0] + " …"
+    return snippet
 
 
 def markdown_plain(text: str) -> str:

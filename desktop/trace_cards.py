@@ -11,6 +11,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from core.knowledge.types import Hit
+from desktop.markdown_text import snippet_of
 
 
 class PassageCard(QFrame):
@@ -43,10 +44,7 @@ class PassageCard(QFrame):
             heading.setObjectName("cardHeading")
             heading.setTextFormat(Qt.TextFormat.PlainText)
             layout.addWidget(heading)
-        snippet = " ".join(hit.text.split())
-        if len(snippet) > 220:
-            snippet = snippet[:220].rsplit(" ", 1)[0] + " …"
-        text = QLabel(snippet, self)
+        text = QLabel(snippet_of(hit.text, 220), self)
         text.setObjectName("cardText")
         text.setWordWrap(True)
         text.setTextFormat(Qt.TextFormat.PlainText)
