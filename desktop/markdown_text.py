@@ -218,10 +218,13 @@ def results_html(text: str, passages: Mapping[int, Hit]) -> str:
     for line in text.splitlines():
         match = _RESULT_LINE_RE.match(line)
         number = int(match.group(1)) if match else 0
-        if match and number in passages:
-            hit = passages[number]
+        if match:
             reason = _linked(line[match.end() :], passages)
-            label = f'<a href="cite:{number}">[{number}] {html.escape(hit.label)}</a>'
+            if number in passages:
+                hit = passages[number]
+                label = f'<a href="cite:{number}">[{number}] {html.escape(hit.label)}</a>'
+            else:  # a number the app never gave: say so rather than repeat a made-up label
+                label = f"[{number}] <i>(no passage has this number)</i>"
             lines.append(f"{label} — {reason}" if reason.strip() else label)
         else:
             lines.append(_linked(line, passages))

@@ -30,8 +30,7 @@ class PassageCard(QFrame):
         layout.setContentsMargins(10, 6, 10, 8)
         layout.setSpacing(2)
         top = QHBoxLayout()
-        name = hit.source.replace("\\", "/").rsplit("/", 1)[-1]
-        label = QLabel(f"<b>[{number}]</b>&nbsp; {html.escape(name)} #{hit.chunk_index}", self)
+        label = QLabel(f"<b>[{number}]</b>&nbsp; {html.escape(hit.label)}", self)
         label.setObjectName("cardSource")
         score = QLabel(f"{hit.method} {hit.score:.3f}", self)
         score.setObjectName("cardScore")

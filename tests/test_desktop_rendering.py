@@ -105,7 +105,8 @@ def test_vetted_passages_carry_the_apps_labels_and_links(view: TraceView, qtbot)
     results = view.block_widgets("results")[0]
     text = results.text()
     assert "[3] path.md#22 — it names the port" in text
-    assert "#50" not in text and "[6] path.md#78" in text  # unknown numbers stay the model's
+    assert "#50" not in text and "#78" not in text
+    assert "[6] (no passage has this number) — more" in text
     assert 'href="cite:3"' in results.body.toHtml() and "cite:6" not in results.body.toHtml()
     with qtbot.waitSignal(view.passage_requested) as signal:
         results.body.anchorClicked.emit(QUrl("cite:3"))
