@@ -616,8 +616,7 @@ class Agent:
         parts: list[str] = []
         cut = False
         for chunk in session.stream(request):
-            if chunk.finish_reason is not None:
-                cut = chunk.finish_reason == "length"
+            cut = cut or chunk.finish_reason == "length"
             if chunk.text:
                 parts.append(chunk.text)
                 yield Token("answer", chunk.text)
@@ -631,8 +630,7 @@ class Agent:
         if run.cancelled:
             return
         given = {n for n, _ in numbered}
-        cited = [n for n in bracket_citations(text) if n in given]
-        yield Answer(text.strip(), cited, cut=cut)
+        yield Answer(text.strip(), [n for n in bracket_citations(text) if n in given], cut=cut)
 
     @staticmethod
     def _answer_messages(run: RunState, numbered: list[tuple[int, Hit]]) -> list[dict[str, str]]:
