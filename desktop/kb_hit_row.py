@@ -40,7 +40,7 @@ class HitRow(QWidget):
         super().__init__(parent)
         self.hit = hit
         where = hit.label + (f"  ›  {' '.join(hit.heading.split())}" if hit.heading else "")
-        snippet = snippet_of(hit.text)
+        snippet = snippet_of(hit.text, heading=hit.heading)
         score = f"{hit.method} {hit.score:.3f}"
         self.summary = f"{where}  {score}\n{snippet}"
         self._layout = layout = QVBoxLayout(self)

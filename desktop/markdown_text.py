@@ -186,9 +186,14 @@ def render_markdown(doc: QTextDocument, text: str, known: Collection[int] = ()) 
         link_citations(doc, known)
 
 
-def snippet_of(text: str, limit: int = 180) -> str:
-    """A passage's opening as it reads (Markdown marks gone, lines joined), cut at a word."""
-    snippet = " ".join(markdown_plain(text).split())
+def snippet_of(text: str, limit: int = 180, heading: str = "") -> str:
+    """A passage's opening as it reads (Markdown marks gone, lines joined), cut at a word;
+    a first line that only repeats the passage's own heading (shown beside it) is left out."""
+    lines = markdown_plain(text).strip().splitlines()
+    last_heading = heading.rsplit(">", 1)[-1].strip()
+    if len(lines) > 1 and last_heading and lines[0].strip() == last_heading:
+        lines = lines[1:]
+    snippet = " ".join(" ".join(lines).split())
     if len(snippet) > limit:
         snippet = snippet[:limit].rsplit(" ", 1)[0] + " …"
     return snippet

@@ -43,7 +43,7 @@ class PassageCard(QFrame):
             heading.setObjectName("cardHeading")
             heading.setTextFormat(Qt.TextFormat.PlainText)
             layout.addWidget(heading)
-        text = QLabel(snippet_of(hit.text, 220), self)
+        text = QLabel(snippet_of(hit.text, 220, hit.heading), self)
         text.setObjectName("cardText")
         text.setWordWrap(True)
         text.setTextFormat(Qt.TextFormat.PlainText)

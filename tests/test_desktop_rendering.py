@@ -19,7 +19,7 @@ from core.agent.events import (
 )
 from core.agent.record import RunRecord
 from core.knowledge.types import Hit
-from desktop.markdown_text import balance_markdown, markdown_plain, render_markdown
+from desktop.markdown_text import balance_markdown, markdown_plain, render_markdown, snippet_of
 from desktop.replay import events_from_record
 from desktop.trace_blocks import CUT_MARK, StoppedRow
 from desktop.trace_view import TraceView
@@ -89,8 +89,12 @@ def test_unbalanced_markdown_is_closed_or_neutralised(qapp) -> None:  # type: ig
     assert balance_markdown("`a` and ``b`c`` **d**") == "`a` and ``b`c`` **d**"
 
 
-def test_markdown_reads_without_its_marks() -> None:
+def test_markdown_reads_without_its_marks(qapp) -> None:  # type: ignore[no-untyped-def]
     assert markdown_plain("### Setup\n\nRun `make` **now**.") == "Setup\nRun make now."
+    # A snippet is one line, without the heading shown beside it.
+    assert snippet_of("### Setup\n\nRun `make`\n**now**.", heading="Guide > Setup") == (
+        "Run make now."
+    )
 
 
 def test_vetted_passages_carry_the_apps_labels_and_links(view: TraceView, qtbot) -> None:  # type: ignore[no-untyped-def]
