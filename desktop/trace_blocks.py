@@ -137,8 +137,8 @@ class BlockWidget(QFrame):
         self.body.setObjectName(f"body_{tag}")
         self.body.anchorClicked.connect(self._on_anchor)
         layout.addWidget(self.body)
-
         self.cut = False
+        """The token limit cut the text (:meth:`mark_cut`)."""
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.title and not self.toggle.isHidden():
