@@ -23,7 +23,7 @@ from core.workspace import Workspace
 from desktop.add_to_dataset import AddToDatasetDialog, outcome_sentence
 from desktop.chat_ask import AskBox
 from desktop.chat_conversations import ConversationList
-from desktop.chat_footer import ChatFooter, format_stats
+from desktop.chat_footer import ChatFooter
 from desktop.chat_toolbar import ChatToolbar
 from desktop.confirm import confirm_destructive
 from desktop.passage_dialog import PassageDialog
@@ -332,7 +332,10 @@ class ChatTab(TabView):
             self.show_error(f"One question in this conversation could not be shown ({problem}).")
         if conv.kb:
             self.toolbar.kb_combo.setCurrentText(conv.kb)
-        self.footer.set_text(format_stats(last.stats) if last else "")
+        if last is not None:
+            self.footer.show_finished(last)  # "Stopped." too, when the user stopped it
+        else:
+            self.footer.set_text("")
         final = conv.turns[-1] if conv.turns else {}
         self._show_feedback(bool(final.get("answer")) and final.get("mode") != "closed")
 

@@ -25,6 +25,7 @@ from core.workspace import Workspace
 from desktop.chat_tab import ChatTab
 from desktop.passage_dialog import PassageDialog
 from desktop.settings_dialog import SettingsDialog
+from desktop.trace_blocks import StoppedRow
 from desktop.window import MainWindow
 
 pytestmark = [
@@ -150,6 +151,15 @@ def test_stop_ends_the_run_and_re_enables_the_controls(
     assert chat.ask_box.ask_button.isEnabled() and not chat.ask_box.question.isReadOnly()
     assert chat.footer.text().startswith("Stopped.")
     assert not chat.trace.block_widgets("answer")
+    assert isinstance(chat.trace.blocks[-1], StoppedRow)
+    # Reopened, the stopped question still says so, in the trace and the footer.
+    conv = chat.conversation
+    assert conv is not None
+    qtbot.waitUntil(lambda: bool(chat.conversations.load(conv.id).turns), timeout=10_000)
+    chat.new_conversation()
+    chat.open_conversation(conv.id)
+    assert isinstance(chat.trace.blocks[-1], StoppedRow)
+    assert chat.footer.text().startswith("Stopped.")
 
 
 def test_a_failure_is_a_sentence_in_the_window(

@@ -120,6 +120,8 @@ class Answer:
     text: str
     citations: list[int]
     """Passage numbers cited as [n] that exist among the passages given to the answer stage."""
+    cut: bool = False
+    """The answer stage's token limit ended the answer (it may stop mid-sentence)."""
 
 
 @dataclass

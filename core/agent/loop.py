@@ -614,7 +614,9 @@ class Agent:
         )
         yield BlockStart("answer")
         parts: list[str] = []
+        cut = False
         for chunk in session.stream(request):
+            cut = cut or chunk.finish_reason == "length"
             if chunk.text:
                 parts.append(chunk.text)
                 yield Token("answer", chunk.text)
@@ -628,7 +630,7 @@ class Agent:
         if run.cancelled:
             return
         given = {n for n, _ in numbered}
-        yield Answer(text.strip(), [n for n in bracket_citations(text) if n in given])
+        yield Answer(text.strip(), [n for n in bracket_citations(text) if n in given], cut=cut)
 
     @staticmethod
     def _answer_messages(run: RunState, numbered: list[tuple[int, Hit]]) -> list[dict[str, str]]:
