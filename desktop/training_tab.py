@@ -207,7 +207,7 @@ class TrainingTab(TabView):
         colab = self.form.where == "colab" and spec.kind != "embedder"
 
         def work(push: Push, cancel: threading.Event) -> PreparedRun:
-            return prepare_run(ws, spec, wanted or None)
+            return prepare_run(ws, spec, wanted or None, here=not colab)
 
         def failed(message: str) -> None:
             self.form.start_button.setEnabled(True)

@@ -3,6 +3,7 @@ or slider without focus scrolls the form around it instead (desktop/wheel_guard.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,22 @@ def test_the_wheel_over_an_unfocused_combo_box_scrolls_the_training_form(  # typ
 
 def test_the_guard_is_installed_once(qapp) -> None:  # type: ignore[no-untyped-def]
     assert install_wheel_guard() is install_wheel_guard()
+
+
+def test_start_refuses_at_once_what_the_worker_would_refuse_here(  # type: ignore[no-untyped-def]
+    qtbot, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU visible, whatever the machine
+    tab = TrainingTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(tab)
+    tab.resize(1024, 700)
+    tab.show()
+    engine = tab.form.fields.engine_combo
+    engine.setCurrentIndex(engine.findData("unsloth"))
+    started = time.monotonic()
+    tab.start()
+    qtbot.waitUntil(lambda: tab.banner.isVisible(), timeout=5_000)
+    assert time.monotonic() - started < 2.0
+    assert "engine is unsloth but no NVIDIA GPU is visible" in tab.banner.text()
+    assert not tab.running and tab.form.start_button.isEnabled()
+    tab.grab().save("/tmp/inputs/training-unsloth-refused.png")

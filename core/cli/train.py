@@ -150,7 +150,7 @@ def _start(ws: Workspace, args: argparse.Namespace, store: RunStore) -> int:
         if args.where == "colab":
             check_colab_job(spec, args.gpu)  # before a run is made for it
         print("Checking the job…", file=sys.stderr)
-        prepared = service.prepare_run(ws, spec, args.name)
+        prepared = service.prepare_run(ws, spec, args.name, here=args.where != "colab")
         print(f"Run {prepared.name}: {prepared.note}", file=sys.stderr)
     if args.where == "colab":
         if prepared.resume:
