@@ -123,6 +123,7 @@ class DatasetTab(TabView):
         self.jobs.start(work, "ds-list", on_result=lambda rows: self._got_list(rows, want))
 
     def _got_list(self, rows: list[service.DatasetSummary], want: str) -> None:
+        self.form.set_datasets({row.name: row.examples for row in rows})
         listing = self.form.dataset_list
         listing.clear()
         for row in rows:
@@ -142,9 +143,9 @@ class DatasetTab(TabView):
             self.open_dataset(str(name))
 
     def open_dataset(self, name: str) -> None:
+        # Opening a dataset to look at it leaves the form's name alone: Generate never adds
+        # to a dataset because it was viewed (the name field says when it would).
         self.current_name = name
-        if not self.form.name_edit.text():
-            self.form.name_edit.setText(name)
 
         def work(push: Push, cancel: threading.Event) -> tuple[list[dict[str, Any]], Any]:
             dataset = service.datasets(self.ws).open(name)
@@ -258,7 +259,7 @@ class DatasetTab(TabView):
     def import_file(self, path: Path) -> None:
         if self._refuse_while_model_busy():
             return
-        name = self.form.name_edit.text().strip() or path.stem
+        name = self.form.typed_name() or path.stem
         kb = self.form.kb_combo.currentText()
         if not kb:
             self.show_error("Choose the knowledge base the questions are about first.")
