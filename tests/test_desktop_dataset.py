@@ -76,7 +76,8 @@ def test_generate_shows_examples_their_trace_and_the_report(qtbot, tab: DatasetT
     tags = [getattr(w, "tag", type(w).__name__) for w in tab.editor.trace.blocks]
     assert tags[:4] == ["QLabel", "think", "query", "PassagesWidget"]
     assert "results" in tags and "answer" in tags
-    assert tab.editor.edit_question.text() == tab.examples.table.item(0, 0).text()
+    first = tab.examples.table.item(0, 0)
+    assert first is not None and tab.editor.edit_question.text() == first.text()
     assert "examples" in tab.report.summary.text()
     assert tab.report.charts["kinds"].values
 
