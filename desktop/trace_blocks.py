@@ -24,6 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.agent.events import protocol_error_label
+
 TITLES = {
     "think": "Thinking",
     "query": "Search",
@@ -198,4 +200,6 @@ class ProtocolErrorRow(QLabel):
         self.setObjectName("protocolError")
         self.setWordWrap(True)
         self.setTextFormat(Qt.TextFormat.RichText)
-        self.setText(f"<b>Protocol error · {html.escape(kind)}</b> — {html.escape(detail)}")
+        label = html.escape(protocol_error_label(kind))
+        self.setText(f"<b>Format slip: {label}</b> — {html.escape(detail)}")
+        self.setToolTip(f"The model broke the search format (protocol error {kind})")

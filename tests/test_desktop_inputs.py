@@ -1,5 +1,6 @@
 """Inputs the user did not touch never change: the mouse wheel over a combo box, spin box
-or slider without focus scrolls the form around it instead (desktop/wheel_guard.py)."""
+or slider without focus scrolls the form around it instead (desktop/wheel_guard.py); the
+job check refuses at once what the worker would; the window speaks the user's words."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QScrollArea, QWidget
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 
+from core.agent.events import RunStats
+from core.dataset.reasons import REJECTION_LABELS
+from core.durations import loss_text, took
 from core.workspace import Workspace
+from desktop.bar_chart import ROW
+from desktop.chat_footer import format_stats
+from desktop.dataset_report import QualityReport
+from desktop.trace_blocks import ProtocolErrorRow
 from desktop.training_tab import TrainingTab
 from desktop.wheel_guard import install_wheel_guard
 
@@ -96,3 +104,50 @@ def test_start_refuses_at_once_what_the_worker_would_refuse_here(  # type: ignor
     assert "engine is unsloth but no NVIDIA GPU is visible" in tab.banner.text()
     assert not tab.running and tab.form.start_button.isEnabled()
     tab.grab().save("/tmp/inputs/training-unsloth-refused.png")
+
+
+# -- the user's words, not the program's ------------------------------------------------
+def test_rejection_reasons_are_plain_words_with_the_code_in_the_tooltip(qtbot) -> None:  # type: ignore[no-untyped-def]
+    report = QualityReport()
+    qtbot.addWidget(report)
+    report.resize(420, 600)
+    report.show_report(
+        {
+            "examples": 10,
+            "documents": 3,
+            "rejected": 9,
+            "acceptance_rate": 0.5,
+            "splits": {"train": 8, "validation": 2},
+            "rejections": {"one_hop": 2, "round_trip_second_hop": 4, "near_duplicate": 3},
+        }
+    )
+    report.show()
+    chart = report.charts["rejections"]
+    labels = [label for label, _ in chart.values]
+    assert labels == ["2nd search misses", "repeats a question", "one search is enough"]
+    assert not any("_" in label for label in labels)
+    assert "(round_trip_second_hop)" in chart.tip_at(ROW + 1)
+    assert "(one_hop)" in chart.tip_at(3 * ROW + 1)
+    # Each label fits the chart's label column at its narrowest (150 px).
+    metrics = chart.fontMetrics()
+    assert all(metrics.horizontalAdvance(label) <= 144 for label in REJECTION_LABELS.values())
+    report.grab().save("/tmp/inputs/dataset-report-reasons.png")
+
+
+def test_a_protocol_error_and_the_run_figures_read_as_words(qtbot) -> None:  # type: ignore[no-untyped-def]
+    row = ProtocolErrorRow("repeated_query", "searched 'backup schedule' again")
+    qtbot.addWidget(row)
+    assert "the same search twice" in row.text() and "repeated_query" not in row.text()
+    assert "repeated_query" in row.toolTip()
+    stats = RunStats(rounds=2, prompt_tokens=1840, cached_tokens=620, seconds=4.2)
+    stats.protocol_errors = 1
+    text = format_stats(stats)
+    assert "cache" not in text and "evaluated" not in text
+    assert "1,840 tokens read, 620 already known" in text and "1 format slip" in text
+
+
+def test_cotrag_trains_final_line_is_rounded() -> None:
+    assert took(23 * 60 + 31.4) == "23 min 31 s" and took(42.4) == "42 s"
+    assert took(3725) == "1 h 02 min"
+    assert loss_text(0.02647238431705369) == "0.026" and loss_text(0.3472823481992405) == "0.347"
+    assert loss_text(None) == "–" and loss_text(0.00123) == "0.0012"

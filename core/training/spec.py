@@ -262,6 +262,17 @@ class TrainSpec:
             raise SpecError(problems)
 
 
+PRESET_NOTES: dict[str, str] = {
+    "embedder": "Tunes the bundled MiniLM search embedder on the dataset's questions: "
+    "a few minutes on this computer.",
+    "cpu-quick": "A first tuned model in minutes on a laptop CPU: 60 short LoRA steps "
+    "on the bundled model.",
+    "cpu-full": "The whole dataset twice, with every export: an hour or more on a CPU.",
+    "gpu-standard": "For an NVIDIA GPU with unsloth: 4-bit base weights, longer examples, "
+    "three passes over the dataset.",
+}
+"""What each preset is for, in one line (the Training tab and `cotrag train presets`)."""
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The bundled MiniLM embedder on a CPU: a few minutes for a few hundred questions.
     "embedder": {
