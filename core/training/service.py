@@ -63,7 +63,12 @@ class PreparedRun:
         if prepared is not None:
             return (
                 f"{len(prepared.train)} training rows ({prepared.train_tokens} tokens), "
-                f"{len(prepared.validation)} validation rows"
+                + (
+                    f"{len(prepared.validation)} validation rows"
+                    if prepared.validation
+                    else "no validation rows (the dataset holds out no document: no "
+                    "validation loss)"
+                )
                 + (
                     f", {prepared.too_long} longer than max_seq_len left out"
                     if prepared.too_long

@@ -66,7 +66,8 @@ class TrainSpec:
     """4-bit base weights (QLoRA): GPU engine only."""
     seed: int = 42
     validation_share: float = 0.1
-    """Share of train rows held out when the dataset has no validation split."""
+    """Embedder runs: share of documents held out when the dataset has no validation split.
+    Generator runs follow the dataset's own split (:mod:`core.training.data`)."""
     eval_every: int = 20
     """Steps between validation losses (0 = only at the end)."""
     checkpoint_every: int = 20
