@@ -56,6 +56,8 @@ class DatasetTab(TabView):
         self._model_busy = False
         self._started = 0.0
         self.current_name = ""
+        self._can_undo = False
+        """The open dataset has an edit or a delete to take back."""
         self._build()
         self._set_generating(False)
 
@@ -147,14 +149,14 @@ class DatasetTab(TabView):
         # to a dataset because it was viewed (the name field says when it would).
         self.current_name = name
 
-        def work(push: Push, cancel: threading.Event) -> tuple[list[dict[str, Any]], Any]:
+        def work(push: Push, cancel: threading.Event) -> tuple[list[dict[str, Any]], Any, bool]:
             dataset = service.datasets(self.ws).open(name)
-            return dataset.examples(), exporting.report(dataset)
+            return dataset.examples(), exporting.report(dataset), dataset.can_undo
 
         self.jobs.start(work, "ds-open", on_result=self._got_dataset)
 
-    def _got_dataset(self, result: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
-        examples, report = result
+    def _got_dataset(self, result: tuple[list[dict[str, Any]], dict[str, Any], bool]) -> None:
+        examples, report, self._can_undo = result
         self.examples.set_examples(examples)
         self.report.show_report(report)
         self._update_buttons()
@@ -182,7 +184,8 @@ class DatasetTab(TabView):
         has = bool(self.current_name)
         self.form.enable(generating=self.generating, model_busy=self._model_busy, has=has)
         self.sampling.sample_button.setEnabled(has and not self.generating and not self._model_busy)
-        self.editor.enable(len(self.examples.selected_ids()), generating=self.generating, has=has)
+        selected, undo = len(self.examples.selected_ids()), self._can_undo
+        self.editor.enable(selected, generating=self.generating, has=has, undo=undo)
 
     def _set_generating(self, on: bool) -> None:
         self.form.set_running(on)

@@ -84,6 +84,9 @@ def test_generate_shows_examples_their_trace_and_the_report(qtbot, tab: DatasetT
 
 def test_edit_delete_and_undo(qtbot, tab: DatasetTab, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     generate(qtbot, tab, "edits", 2)
+    # A freshly made dataset: no edit or delete to take back.
+    assert not tab.editor.undo_button.isEnabled()
+    assert "Nothing to undo" in tab.editor.undo_button.toolTip()
     file = data_dir / "datasets" / "edits" / "examples.jsonl"
     before = file.read_text("utf-8")
     tab.examples.table.selectRow(0)
@@ -104,6 +107,7 @@ def test_edit_delete_and_undo(qtbot, tab: DatasetTab, data_dir: Path) -> None:  
     tab.editor.remove_button.click()
     qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
     assert len(file.read_text("utf-8").splitlines()) == len(before.splitlines()) - 1
+    qtbot.waitUntil(tab.editor.undo_button.isEnabled)
     tab.editor.undo_button.click()
     qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
     assert json.loads(file.read_text("utf-8").splitlines()[0])["status"] == "edited"

@@ -16,10 +16,13 @@ from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 from core.agent.events import RunStats
 from core.dataset.reasons import REJECTION_LABELS
 from core.durations import loss_text, took
+from core.knowledge.manifest import DocInfo
 from core.workspace import Workspace
 from desktop.bar_chart import ROW
 from desktop.chat_footer import format_stats
 from desktop.dataset_report import QualityReport
+from desktop.dataset_tab import DatasetTab
+from desktop.kb_tab import KnowledgeTab
 from desktop.trace_blocks import ProtocolErrorRow
 from desktop.training_tab import TrainingTab
 from desktop.wheel_guard import install_wheel_guard
@@ -151,3 +154,45 @@ def test_cotrag_trains_final_line_is_rounded() -> None:
     assert took(3725) == "1 h 02 min"
     assert loss_text(0.02647238431705369) == "0.026" and loss_text(0.3472823481992405) == "0.347"
     assert loss_text(None) == "–" and loss_text(0.00123) == "0.0012"
+
+
+# -- enabled only with something to act on -----------------------------------------------
+def test_remove_document_and_generate_wait_for_something_to_act_on(  # type: ignore[no-untyped-def]
+    qtbot, ws: Workspace, tmp_path: Path
+) -> None:
+    kb = KnowledgeTab(ws)
+    qtbot.addWidget(kb)
+    kb.resize(1024, 700)
+    kb.show()
+    kb.refresh()
+    panel = kb.documents_panel
+    qtbot.waitUntil(lambda: panel.documents.count() == 1)  # the placeholder
+    assert not panel.remove_button.isEnabled()
+    assert panel.remove_button.toolTip() == "No documents to remove"
+    kb.grab().save("/tmp/inputs/kb-empty.png")
+    panel.show_documents(
+        [DocInfo("/docs/a.md", "h1", 3, "2026-01-01T00:00:00Z"), DocInfo("/docs/b.md", "h2", 2, "")]
+    )
+    assert not panel.remove_button.isEnabled() and "Select" in panel.remove_button.toolTip()
+    panel.documents.item(1).setSelected(True)
+    assert (
+        panel.remove_button.isEnabled() and "1 selected document" in panel.remove_button.toolTip()
+    )
+    panel.set_busy(True)
+    assert not panel.remove_button.isEnabled()
+
+    data = DatasetTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(data)
+    data.resize(1024, 700)
+    data.show()
+    form = data.form
+    assert (
+        not form.generate_button.isEnabled()
+        and "No knowledge base" in form.generate_button.toolTip()
+    )
+    assert not form.export_button.isEnabled() and not form.delete_button.isEnabled()
+    data.set_knowledge_bases(["Manuals"], "Manuals")
+    assert form.generate_button.isEnabled() and form.generate_button.text() == "Generate"
+    data.grab().save("/tmp/inputs/dataset-fresh.png")
+    data.shutdown()
+    kb.shutdown()
