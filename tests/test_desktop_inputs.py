@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
-from PySide6.QtWidgets import QApplication, QScrollArea, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QScrollArea, QWidget
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 
 from core.agent.events import RunStats
@@ -20,6 +20,7 @@ from core.knowledge.manifest import DocInfo
 from core.workspace import Workspace
 from desktop.bar_chart import ROW
 from desktop.chat_footer import format_stats
+from desktop.compare_table import EvaluationTable
 from desktop.dataset_report import QualityReport
 from desktop.dataset_tab import DatasetTab
 from desktop.kb_tab import KnowledgeTab
@@ -147,6 +148,10 @@ def test_a_protocol_error_and_the_run_figures_read_as_words(qtbot) -> None:  # t
     text = format_stats(stats)
     assert "cache" not in text and "evaluated" not in text
     assert "1,840 tokens read, 620 already known" in text and "1 format slip" in text
+    table = EvaluationTable()
+    qtbot.addWidget(table)
+    names = [label.text() for label in table.findChildren(QLabel)]
+    assert "Runs with a format slip" in names and not any("Protocol" in n for n in names)
 
 
 def test_cotrag_trains_final_line_is_rounded() -> None:
