@@ -3,9 +3,9 @@
 Fields (``TrainSpec.problems``), this computer for a job that runs here (everything the
 worker would refuse about the engine, the GPU and 4-bit weights: :func:`machine_problems`,
 a fraction of a second, before the base is loaded or converted), the dataset (exists, has
-training rows), the base model (resolves), and lengths: a row whose *prompt* alone is longer than
-``max_seq_len`` can never be trained, so that is an error naming the length to
-use; longer rows whose prompt fits are dropped and counted.
+training rows), the base model (resolves), and lengths: a row whose *prompt* alone is
+longer than ``max_seq_len`` can never be trained, so that is an error naming the length
+to use; longer rows whose prompt fits are dropped and counted.
 
 :func:`check_job` runs once, where a run is prepared
 (:func:`core.training.service.prepare_run`); the worker, given a run that was
