@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.agent.events import protocol_error_label
 from core.knowledge.types import Hit
 from desktop.markdown_text import render_markdown, results_html
 
@@ -212,7 +213,9 @@ class ProtocolErrorRow(QLabel):
         self.setObjectName("protocolError")
         self.setWordWrap(True)
         self.setTextFormat(Qt.TextFormat.RichText)
-        self.setText(f"<b>Protocol error · {html.escape(kind)}</b> — {html.escape(detail)}")
+        label = html.escape(protocol_error_label(kind))
+        self.setText(f"<b>Format slip: {label}</b> — {html.escape(detail)}")
+        self.setToolTip(f"The model broke the search format (protocol error {kind})")
 
 
 class StoppedRow(QLabel):

@@ -87,8 +87,8 @@ def paint_event(painter: Painter, event: Event) -> None:
         s = event.stats
         painter.write(
             f"\n── {event.reason}: {s.rounds} rounds, {s.completion_tokens} tokens at "
-            f"{s.tokens_per_s:.1f} tok/s, {s.prompt_tokens} prompt tokens evaluated, "
-            f"{s.cached_tokens} reused from cache, {s.seconds:.1f} s ──\n",
+            f"{s.tokens_per_s:.1f} tok/s, prompt {s.prompt_tokens} tokens read, "
+            f"{s.cached_tokens} already known, {s.seconds:.1f} s ──\n",
             "think",
         )
 

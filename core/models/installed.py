@@ -42,6 +42,7 @@ VARIANT_FILES = {
 PREFERRED = ("q8_0", "f16", "q4_k_m", "lora")
 """The file a bare name runs: the best that was exported."""
 BUNDLED_LICENCE = "apache-2.0"
+BUNDLED_DISPLAY = "SmolLM2-135M (bundled)"
 KINDS = ("bundled", "pulled", "added", "tuned")
 VERDICTS = ("better", "same", "worse")
 """A tuned model's guard verdict against its base (see core.training.guard)."""
@@ -223,6 +224,12 @@ class ModelEntry:
     def verdict_note(self) -> str:
         """The verdict in a picker's words: ``worse than base`` (``""`` when unchecked)."""
         return VERDICT_NOTES.get(self.verdict, "")
+
+    @property
+    def display_name(self) -> str:
+        """The name a person reads: the bundled model's own (``SmolLM2-135M (bundled)``),
+        else the entry's name."""
+        return BUNDLED_DISPLAY if self.kind == "bundled" else self.name
 
     @property
     def picker_label(self) -> str:
