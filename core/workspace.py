@@ -27,7 +27,7 @@ from core.llm.engines import (
     model_is_tuned,
     model_needs_grammar,
 )
-from core.models.installed import ModelRegistry, recorded_guard
+from core.models.installed import ModelRegistry, recorded_guard, tuned_info
 from core.paths import DataLayout
 
 log = logging.getLogger(__name__)
@@ -187,15 +187,9 @@ class Workspace:
     def base_model_ref(self, model: str | None) -> str | None:
         """The base a tuned model (a name, ``name:variant`` or one of its files) was trained
         from, as its model.json records it; None for a model not tuned here."""
-        registry = ModelRegistry(self.layout)
-        path = self.model_path(model).expanduser().resolve()
-        root = registry.tuned_root.resolve()
-        if root not in path.parents:
+        base = tuned_info(self.model_path(model).expanduser().resolve()).get("base") or {}
+        if not isinstance(base, dict):
             return None
-        entry = registry.find(path.relative_to(root).parts[0])
-        if entry is None or entry.kind != "tuned":
-            return None
-        base = entry.info.get("base") or {}
         for key in ("reference", "gguf"):
             ref = str(base.get(key) or "").strip()
             if ref:

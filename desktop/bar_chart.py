@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QHelpEvent, QPainter, QPaintEvent
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 ROW = 20
 
@@ -15,14 +15,38 @@ class BarChart(QWidget):
         self.title = title
         self.colour = QColor(colour)
         self.values: list[tuple[str, int]] = []
+        self.tips: list[str] = []
+        """What each bar's label stands for in full (its tooltip; "" for the label itself)."""
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self._resize()
 
-    def set_values(self, values: dict[str, int] | list[tuple[str, int]]) -> None:
+    def set_values(
+        self, values: dict[str, int] | list[tuple[str, int]], tips: list[str] | None = None
+    ) -> None:
         items = list(values.items()) if isinstance(values, dict) else list(values)
         self.values = [(str(k), int(v)) for k, v in items]
+        self.tips = list(tips or [])
         self._resize()
         self.update()
+
+    def tip_at(self, y: float) -> str:
+        """The tooltip of the bar at height ``y``: its full text, then its label."""
+        row = int(y // ROW) - 1
+        if not 0 <= row < len(self.values):
+            return ""
+        label = self.values[row][0]
+        tip = self.tips[row] if row < len(self.tips) else ""
+        return f"{label}: {tip}" if tip else label
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            tip = self.tip_at(event.pos().y())
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self)
+            else:
+                QToolTip.hideText()
+            return True
+        return super().event(event)
 
     def _resize(self) -> None:
         self.setFixedHeight(ROW * (len(self.values) or 1) + ROW + 6)

@@ -46,11 +46,14 @@ class AskBox(QWidget):
     def text(self) -> str:
         return self.question.toPlainText().strip()
 
-    def set_state(self, *, running: bool, model_busy: bool) -> None:
-        """Ask while nothing runs and the model is free; Stop while a run goes on."""
-        self.ask_button.setEnabled(not running and not model_busy)
+    def set_state(self, *, running: bool, model_busy: bool, missing: str = "") -> None:
+        """Ask while nothing runs, the model is free and nothing is ``missing`` (why a
+        question cannot be asked: no knowledge base); Stop while a run goes on."""
+        self.ask_button.setEnabled(not running and not model_busy and not missing)
         self.ask_button.setToolTip(
-            "Wait for the dataset run: the model runs one thing at a time" if model_busy else ""
+            "Wait for the dataset run: the model runs one thing at a time"
+            if model_busy
+            else missing
         )
         self.stop_button.setEnabled(running)
         self.question.setReadOnly(running)

@@ -71,9 +71,14 @@ class ConversationList(QWidget):
             for row in range(self.list.count())
         ]
 
-    def set_enabled_for_run(self, running: bool) -> None:
-        for widget in (self.list, self.new_button, self.delete_button):
+    def set_enabled_for_run(self, running: bool, has: bool) -> None:
+        """While a question runs the list stays as it is; Export… and Delete act on the
+        open conversation (``has``: one with a question in it)."""
+        for widget in (self.list, self.new_button):
             widget.setEnabled(not running)
+        for button in (self.export_button, self.delete_button):
+            button.setEnabled(has and not running)
+            button.setToolTip("" if has else "Open a conversation in the list first")
 
     @Slot(QListWidgetItem)
     def _on_clicked(self, item: QListWidgetItem) -> None:

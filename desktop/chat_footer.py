@@ -14,12 +14,12 @@ def format_stats(stats: RunStats) -> str:
     parts = [
         f"{stats.tokens_per_s:.1f} tokens/s",
         f"{stats.rounds} round{'s' if stats.rounds != 1 else ''}",
-        f"{stats.cached_tokens} prompt tokens reused from cache",
-        f"{stats.prompt_tokens} evaluated",
+        f"prompt {stats.prompt_tokens:,} tokens read, {stats.cached_tokens:,} already known",
         f"{stats.seconds:.1f} s",
     ]
     if stats.protocol_errors:
-        parts.append(f"{stats.protocol_errors} protocol error(s)")
+        n = stats.protocol_errors
+        parts.append(f"{n} format slip{'s' if n != 1 else ''}")
     return " · ".join(parts)
 
 
@@ -36,6 +36,11 @@ class ChatFooter(QWidget):
         row.setSpacing(8)  # the spacing of the tab's column it sits in
         self.label = ElidedLabel("", self, min_chars=30)
         self.label.setObjectName("footer")
+        self.label.setToolTip(
+            "Speed, search rounds, the prompt's tokens the model read and those it already "
+            "had from the last turn (its cache), the time taken, and the model's slips from "
+            "the search format (protocol errors)"
+        )
         row.addWidget(self.label, 1)
         self.thumb_up = QToolButton(self)
         self.thumb_up.setText("✓ Good")

@@ -23,7 +23,7 @@ from core.workspace import Workspace
 from desktop.add_to_dataset import AddToDatasetDialog, outcome_sentence
 from desktop.chat_ask import AskBox
 from desktop.chat_conversations import ConversationList
-from desktop.chat_footer import ChatFooter, format_stats
+from desktop.chat_footer import ChatFooter
 from desktop.chat_toolbar import ChatToolbar
 from desktop.confirm import confirm_destructive
 from desktop.passage_dialog import PassageDialog
@@ -77,6 +77,7 @@ class ChatTab(TabView):
         self.toolbar = ChatToolbar(self.ws, main)
         self.toolbar.model_added.connect(self._on_model_added)
         self.toolbar.failed.connect(self.show_error)
+        self.toolbar.choice_changed.connect(self._update_buttons)
         self.toolbar.get_models_button.clicked.connect(self.open_models)
         mcol.addWidget(self.toolbar)
         self.trace = TraceView(main)
@@ -132,16 +133,23 @@ class ChatTab(TabView):
         return self._job
 
     def _set_running(self, on: bool) -> None:
-        self.ask_box.set_state(running=on, model_busy=self._model_busy)
+        self._update_buttons()
         self.toolbar.set_enabled_for_run(on)
-        self.side.set_enabled_for_run(on)
         self.run_state_changed.emit(on)
+
+    def _update_buttons(self) -> None:
+        """Ask, Export… and Delete, enabled only with something to act on."""
+        running, toolbar = self.running, self.toolbar
+        self.ask_box.set_state(
+            running=running, model_busy=self._model_busy, missing=toolbar.missing()
+        )
+        self.side.set_enabled_for_run(running, bool(self.conversation and self.conversation.turns))
 
     @Slot(bool)
     def set_model_busy(self, busy: bool) -> None:
         """A dataset is being generated with the model: one stream at a time."""
         self._model_busy = busy
-        self.ask_box.set_state(running=self.running, model_busy=busy)
+        self._update_buttons()
 
     @Slot()
     def ask(self, question: str | None = None) -> None:
@@ -162,6 +170,7 @@ class ChatTab(TabView):
         if self.conversation is None:
             self.conversation = self.conversations.new(text, kb=kb, model=model or "")
         self.ask_box.question.clear()
+        self._show_feedback(False)  # the thumbs belong to the answer now being written
         self.trace.add_question(text)
         self._run_started = time.monotonic()
         self.footer.set_text("Loading the model…")
@@ -332,9 +341,13 @@ class ChatTab(TabView):
             self.show_error(f"One question in this conversation could not be shown ({problem}).")
         if conv.kb:
             self.toolbar.kb_combo.setCurrentText(conv.kb)
-        self.footer.set_text(format_stats(last.stats) if last else "")
+        if last is not None:
+            self.footer.show_finished(last)  # "Stopped." too, when the user stopped it
+        else:
+            self.footer.set_text("")
         final = conv.turns[-1] if conv.turns else {}
         self._show_feedback(bool(final.get("answer")) and final.get("mode") != "closed")
+        self._update_buttons()
 
     @Slot()
     def new_conversation(self) -> None:
@@ -344,6 +357,7 @@ class ChatTab(TabView):
         self.footer.set_text("")
         self.hide_error()
         self.side.list.clearSelection()
+        self._update_buttons()
         self.ask_box.question.setFocus()
 
     @Slot()

@@ -39,6 +39,8 @@ class ChatToolbar(QWidget):
     window 1024 pixels wide beside the conversations."""
 
     model_added = Signal(Path)
+    choice_changed = Signal()
+    """The knowledge base or the mode changed (Ask may become possible or not)."""
     """A GGUF file was added to the models (and chosen)."""
     failed = Signal(str)
     """A sentence saying why a model could not be added."""
@@ -105,6 +107,8 @@ class ChatToolbar(QWidget):
         grid.setColumnStretch(2, 1)
         self.model_combo.currentIndexChanged.connect(self._show_answerer)
         self._show_answerer()
+        self.kb_combo.currentIndexChanged.connect(lambda _i: self.choice_changed.emit())
+        self.mode_combo.currentIndexChanged.connect(lambda _i: self.choice_changed.emit())
 
     def _label(self, text: str) -> QLabel:
         label = QLabel(text, self)
@@ -124,6 +128,15 @@ class ChatToolbar(QWidget):
     @property
     def mode(self) -> Mode:
         return self.mode_combo.currentData()
+
+    def missing(self) -> str:
+        """Why a question cannot be asked with these choices ("" when it can)."""
+        if self.mode != "closed" and not self.kb:
+            return (
+                "No knowledge base yet: build one in the Knowledge base tab, or set the mode "
+                "to closed book"
+            )
+        return ""
 
     @property
     def tuned(self) -> bool:

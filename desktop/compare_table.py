@@ -35,9 +35,14 @@ METRICS = [
     ("median_answer_words", "Median answer words"),
     ("recall_at_k", "Recall@k"),
     ("mean_rounds", "Mean rounds"),
-    ("protocol_error_rate", "Protocol-error rate"),
+    ("protocol_error_rate", "Runs with a format slip"),
     ("seconds_per_question", "Seconds / question"),
 ]
+METRIC_TIPS = {
+    "recall_at_k": "Share of questions whose right passage was among the passages found",
+    "protocol_error_rate": "Share of questions whose run broke the search format at least "
+    "once (protocol_error_rate)",
+}
 QUESTION_COLUMNS = [
     "Question",
     "Expected",
@@ -80,7 +85,9 @@ class EvaluationTable(QWidget):
         for col, head in ((1, self.head_a), (2, self.head_b)):
             grid.addWidget(head, 0, col)
         for row, (key, label) in enumerate(METRICS, 1):
-            grid.addWidget(QLabel(label, self), row, 0)
+            name = QLabel(label, self)
+            name.setToolTip(METRIC_TIPS.get(key, ""))
+            grid.addWidget(name, row, 0)
             for col in (1, 2):
                 cell = QLabel("–", self)
                 self.summary_cells[(key, col)] = cell

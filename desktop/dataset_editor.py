@@ -78,12 +78,17 @@ class ExampleEditor(QWidget):
         fcol.addLayout(erow)
         self.last_dialog: PassageDialog | None = None
 
-    def enable(self, selected: int, *, generating: bool, has: bool) -> None:
-        """Edits need one example selected (a delete: some), undo a dataset; none while a run
-        writes the dataset."""
+    def enable(self, selected: int, *, generating: bool, has: bool, undo: bool = False) -> None:
+        """Edits need one example selected (a delete: some), Undo an edit or a delete of the
+        open dataset to take back (``undo``); none while a run writes the dataset."""
         self.save_button.setEnabled(selected == 1 and not generating)
         self.remove_button.setEnabled(selected > 0 and not generating)
-        self.undo_button.setEnabled(has and not generating)
+        self.undo_button.setEnabled(has and undo and not generating)
+        self.undo_button.setToolTip(
+            "Bring back the examples as they were before the last edit or delete"
+            if has and undo
+            else "Nothing to undo: no edit or delete of this dataset to take back"
+        )
 
     def _results_table(self) -> QTableWidget:
         table = QTableWidget(0, len(RESULT_COLUMNS), self)

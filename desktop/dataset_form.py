@@ -51,6 +51,11 @@ class GeneratePanel(QWidget):
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ws = workspace
+        self._sizes: dict[str, int] = {}
+        """Each dataset's name and number of examples (the list the tab last read)."""
+        self._suggested = ""
+        """The fresh name the form put in the name field (the user has not changed it)."""
+        self._generating = self._model_busy = self._has = False
         self.column = QVBoxLayout(self)
         self.column.setContentsMargins(12, 12, 6, 12)
         self._build_datasets()
@@ -83,11 +88,14 @@ class GeneratePanel(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         self.kb_combo = QComboBox(self)
         self.kb_combo.setPlaceholderText("no knowledge base")
+        self.kb_combo.currentTextChanged.connect(lambda _kb: self._kb_changed())
         self.name_edit = QLineEdit(self)
         self.name_edit.setPlaceholderText("e.g. manual-v1 (a name that exists continues it)")
+        self.name_edit.textChanged.connect(lambda _t: self._apply())
         self.count_spin = QSpinBox(self)
         self.count_spin.setRange(1, 100_000)
         self.count_spin.setValue(200)
+        self.count_spin.valueChanged.connect(lambda _v: self._apply())
         self.teacher_combo = QComboBox(self)
         self.teacher_combo.currentIndexChanged.connect(self._on_teacher_changed)
         self.endpoint_edit = QLineEdit(self)
@@ -112,6 +120,10 @@ class GeneratePanel(QWidget):
             form.addRow(label, widget)
         self.form = form
         lcol.addLayout(form)
+        # Says so when the name is a dataset's that exists: Generate then adds to it.
+        self.name_state = hint("", self)
+        self.name_state.hide()
+        lcol.addWidget(self.name_state)
         kinds = QGridLayout()  # three a row: the form stays narrow enough for 1024 px
         kinds.setSpacing(6)
         self.kind_boxes: dict[str, QCheckBox] = {}
@@ -194,6 +206,42 @@ class GeneratePanel(QWidget):
         if chosen:
             self.kb_combo.setCurrentText(chosen)
 
+    # -- the dataset's name --
+    def set_datasets(self, sizes: dict[str, int]) -> None:
+        """The datasets there are (name: examples). An empty name field gets a fresh name:
+        after a restart Generate makes a new dataset unless the user names an old one."""
+        self._sizes = dict(sizes)
+        if not self.name_edit.text().strip():
+            self._suggest()
+        self._apply()
+
+    def fresh_name(self) -> str:
+        """An unused dataset name from the knowledge base's (``Manuals-qa``, ``Manuals-qa-2``)."""
+        stem = f"{self.kb_combo.currentText().strip() or 'dataset'}-qa"[:60]
+        name, n = stem, 2
+        while name in self._sizes:
+            name, n = f"{stem}-{n}", n + 1
+        return name
+
+    def _suggest(self) -> None:
+        self._suggested = self.fresh_name()
+        self.name_edit.setText(self._suggested)
+
+    def _kb_changed(self) -> None:
+        name = self.name_edit.text().strip()
+        if not name or name == self._suggested:
+            self._suggest()  # the suggestion follows the knowledge base
+        self._apply()
+
+    def typed_name(self) -> str:
+        """The name the user typed ("" while the field holds the form's own suggestion)."""
+        name = self.name_edit.text().strip()
+        return "" if name == self._suggested else name
+
+    def existing_size(self) -> int | None:
+        """The number of examples of the dataset the name field names, None for a new name."""
+        return self._sizes.get(self.name_edit.text().strip())
+
     def request(self) -> GenerateRequest:
         """The run the form asks for (CotragError: what is missing, as a sentence)."""
         name = self.name_edit.text().strip()
@@ -222,13 +270,37 @@ class GeneratePanel(QWidget):
     def enable(self, *, generating: bool, model_busy: bool, has: bool) -> None:
         """The buttons a user may press: ``has`` a dataset open, a run ``generating``, the
         model busy elsewhere (the chat)."""
-        self.generate_button.setEnabled(not generating and not model_busy)
-        self.generate_button.setToolTip(
-            "Wait for the chat's answer: the model runs one thing at a time" if model_busy else ""
-        )
+        self._generating, self._model_busy, self._has = generating, model_busy, has
+        self._apply()
+
+    def _apply(self) -> None:
+        generating, model_busy, has = self._generating, self._model_busy, self._has
+        no_kb = self.kb_combo.count() == 0
+        size = self.existing_size()
+        name = self.name_edit.text().strip()
+        self.generate_button.setText("Generate" if size is None else "Add to dataset")
+        if size is None:
+            self.name_state.hide()
+            adds = ""
+        else:
+            adds = (
+                f"“{name}” exists with {size} example{'s' if size != 1 else ''}: Generate adds "
+                f"up to {self.count_spin.value()} more to it. Type a new name for a new dataset."
+            )
+            self.name_state.setText(adds)
+            self.name_state.show()
+        self.generate_button.setEnabled(not generating and not model_busy and not no_kb)
+        if no_kb:
+            tip = "No knowledge base yet: build one in the Knowledge base tab first"
+        elif model_busy:
+            tip = "Wait for the chat's answer: the model runs one thing at a time"
+        else:
+            tip = adds
+        self.generate_button.setToolTip(tip)
         self.cancel_button.setEnabled(generating)
-        self.export_button.setEnabled(has and not generating)
-        self.delete_button.setEnabled(has and not generating)
+        for button in (self.export_button, self.delete_button):
+            button.setEnabled(has and not generating)
+            button.setToolTip("" if has else "Open a dataset first: click one in the list")
         self.import_button.setEnabled(not generating and not model_busy)
 
     def set_running(self, on: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from core.dataset.reasons import rejection_label, rejection_tip
 from core.dataset.rewrite import REASON_LABELS
 from desktop.bar_chart import BarChart
 
@@ -49,8 +50,10 @@ class QualityReport(QScrollArea):
             f"{report['acceptance_rate']:.0%}.{sampling_sentence(report.get('sampling') or {})}"
         )
         self.charts["kinds"].set_values(report.get("kinds", {}))
+        rejected = sorted(report.get("rejections", {}).items(), key=lambda kv: -kv[1])
         self.charts["rejections"].set_values(
-            sorted(report.get("rejections", {}).items(), key=lambda kv: -kv[1])
+            [(rejection_label(code), n) for code, n in rejected],
+            [rejection_tip(code) for code, _ in rejected],
         )
         origins = [(f"questions: {k}", v) for k, v in report.get("question_origins", {}).items()]
         origins += [(f"traces: {k}", v) for k, v in report.get("trace_origins", {}).items()]

@@ -57,6 +57,8 @@ class DatasetTab(TabView):
         self._model_busy = False
         self._started = 0.0
         self.current_name = ""
+        self._can_undo = False
+        """The open dataset has an edit or a delete to take back."""
         self._build()
         self._set_generating(False)
 
@@ -126,6 +128,7 @@ class DatasetTab(TabView):
         self.jobs.start(work, "ds-list", on_result=lambda rows: self._got_list(rows, want))
 
     def _got_list(self, rows: list[service.DatasetSummary], want: str) -> None:
+        self.form.set_datasets({row.name: row.examples for row in rows})
         listing = self.form.dataset_list
         listing.clear()
         for row in rows:
@@ -145,18 +148,18 @@ class DatasetTab(TabView):
             self.open_dataset(str(name))
 
     def open_dataset(self, name: str) -> None:
+        # Opening a dataset to look at it leaves the form's name alone: Generate never adds
+        # to a dataset because it was viewed (the name field says when it would).
         self.current_name = name
-        if not self.form.name_edit.text():
-            self.form.name_edit.setText(name)
 
-        def work(push: Push, cancel: threading.Event) -> tuple[list[dict[str, Any]], Any]:
+        def work(push: Push, cancel: threading.Event) -> tuple[list[dict[str, Any]], Any, bool]:
             dataset = service.datasets(self.ws).open(name)
-            return dataset.examples(), exporting.report(dataset)
+            return dataset.examples(), exporting.report(dataset), dataset.can_undo
 
         self.jobs.start(work, "ds-open", on_result=self._got_dataset)
 
-    def _got_dataset(self, result: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
-        examples, report = result
+    def _got_dataset(self, result: tuple[list[dict[str, Any]], dict[str, Any], bool]) -> None:
+        examples, report, self._can_undo = result
         self.examples.set_examples(examples)
         self.report.show_report(report)
         self._update_buttons()
@@ -184,7 +187,8 @@ class DatasetTab(TabView):
         has = bool(self.current_name)
         self.form.enable(generating=self.generating, model_busy=self._model_busy, has=has)
         self.sampling.sample_button.setEnabled(has and not self.generating and not self._model_busy)
-        self.editor.enable(len(self.examples.selected_ids()), generating=self.generating, has=has)
+        selected, undo = len(self.examples.selected_ids()), self._can_undo
+        self.editor.enable(selected, generating=self.generating, has=has, undo=undo)
 
     def _set_generating(self, on: bool) -> None:
         self.form.set_running(on)
@@ -261,7 +265,7 @@ class DatasetTab(TabView):
     def import_file(self, path: Path) -> None:
         if self._refuse_while_model_busy():
             return
-        name = self.form.name_edit.text().strip() or path.stem
+        name = self.form.typed_name() or path.stem
         kb = self.form.kb_combo.currentText()
         if not kb:
             self.show_error("Choose the knowledge base the questions are about first.")

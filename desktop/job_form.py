@@ -10,7 +10,7 @@ import threading
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from core.training.gpu_env import GpuStatus, setup_gpu_env
 from core.training.rounds import RoundsPlan
-from core.training.spec import PRESETS, TrainSpec
+from core.training.spec import PRESET_NOTES, PRESETS, TrainSpec
 from core.workspace import Workspace
 from desktop import embedder_runs as er
 from desktop.colab_panel import ColabPanel
@@ -95,6 +95,9 @@ class JobForm(QWidget):
         self._base_label = QLabel("Base model", self)
         pick.addRow(self._base_label, base_row)
         pick.addRow("Preset", self.preset_combo)
+        # What the chosen preset is for, in one line.
+        self.preset_note = hint("", self)
+        pick.addRow("", self.preset_note)
         pick.addRow("Name", self.name_edit)
         self.where_combo = QComboBox(self)
         self.where_combo.addItem("This computer", "local")
@@ -155,13 +158,10 @@ class JobForm(QWidget):
         for name, values in PRESETS.items():
             if values.get("kind", "generator") == ("generator" if rounds else kind):
                 self.preset_combo.addItem(name, name)
+                note = PRESET_NOTES.get(name, "")
+                index = self.preset_combo.count() - 1
+                self.preset_combo.setItemData(index, note, Qt.ItemDataRole.ToolTipRole)
         self.preset_combo.blockSignals(False)
-        self.preset_combo.setToolTip(
-            "embedder: the bundled MiniLM, two passes over the questions on this computer"
-            if embedder
-            else "cpu-quick: minutes on the bundled model; cpu-full: the whole dataset twice; "
-            "gpu-standard: unsloth on an NVIDIA GPU"
-        )
         if (embedder or rounds) and self.where != "local":
             self.where_combo.setCurrentIndex(self.where_combo.findData("local"))
         first = "cpu-quick" if not embedder else str(self.preset_combo.itemData(0))
@@ -225,6 +225,10 @@ class JobForm(QWidget):
 
     def apply_preset(self, name: str) -> None:
         self.fields.show_spec(TrainSpec().with_preset(name))
+        note = PRESET_NOTES.get(name, "")
+        self.preset_note.setText(note)
+        self.preset_note.setVisible(bool(note))
+        self.preset_combo.setToolTip(note)
 
     def spec(self) -> TrainSpec:
         """The spec the form describes (checked when the job is prepared, not here)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.knowledge.types import Hit
+from desktop.kb_hit_row import HitRow
 from desktop.passage_dialog import PassageDialog
 from desktop.scaffold import hint, section_title
 
@@ -43,7 +44,11 @@ class SearchPanel(QWidget):
         row.addWidget(self.search_button)
         col.addLayout(row)
         self.hits = QListWidget(self)
+        self.hits.setObjectName("searchHits")  # its rows pad themselves (HitRow)
         self.hits.setWordWrap(True)
+        self.hits.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.hits.setVerticalScrollMode(QListWidget.ScrollMode.ScrollPerPixel)
+        self.hits.viewport().installEventFilter(self)
         self.hits.setAlternatingRowColors(True)
         self.hits.itemActivated.connect(self.open_hit)
         self.hits.itemClicked.connect(self.open_hit)
@@ -65,14 +70,28 @@ class SearchPanel(QWidget):
             item.setFlags(Qt.ItemFlag.NoItemFlags)
             self.hits.addItem(item)
         for hit in hits:
-            snippet = " ".join(hit.text.split())
-            if len(snippet) > 160:
-                snippet = snippet[:160].rsplit(" ", 1)[0] + " …"
-            where = hit.label + (f"  ›  {hit.heading}" if hit.heading else "")
-            item = QListWidgetItem(f"{where}     {hit.method} {hit.score:.3f}\n{snippet}")
+            row = HitRow(hit, self.hits)
+            item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole, hit)
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, row.summary)
             item.setToolTip(hit.source)
             self.hits.addItem(item)
+            self.hits.setItemWidget(item, row)
+        self._fit_rows()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.hits.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_rows()
+        return super().eventFilter(watched, event)
+
+    def _fit_rows(self) -> None:
+        """Each result as tall as its wrapped text at the list's width (no sideways scroll)."""
+        width = self.hits.viewport().width()
+        for i in range(self.hits.count()):
+            item = self.hits.item(i)
+            row = self.hits.itemWidget(item)
+            if isinstance(row, HitRow):
+                item.setSizeHint(QSize(width, row.height_for(width)))
 
     @Slot(QListWidgetItem)
     def open_hit(self, item: QListWidgetItem) -> None:

@@ -209,7 +209,6 @@ class KnowledgeTab(TabView):
         self.documents_panel.show_documents(docs)
         chunks = sum(d.chunks for d in docs)
         self.kb_info.setText(f"{len(docs)} documents · {chunks} chunks{self._serving}")
-        self.remove_button.setEnabled(bool(docs) and self._index_job is None)
 
     def create_kb(self, name: str) -> None:
         self._job(
@@ -327,11 +326,11 @@ class KnowledgeTab(TabView):
             self.new_button,
             self.rename_button,
             self.delete_button,
-            self.remove_button,
             self.drop_zone.add_files,
             self.drop_zone.add_folder,
         ):
             w.setEnabled(not on)
+        self.documents_panel.set_busy(on)
 
     @Slot(list)
     def _on_index_events(self, events: list[IndexEvent]) -> None:

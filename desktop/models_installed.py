@@ -29,7 +29,7 @@ INSTALLED_COLUMNS = ("Name", "Kind", "Format", "Size", "Quantization", "Licence"
 
 
 class InstalledModels(QGroupBox):
-    """Every model the app can run, the default starred."""
+    """Every model the app can run, the default marked."""
 
     models_changed = Signal()
     status_message = Signal(str)
@@ -72,7 +72,8 @@ class InstalledModels(QGroupBox):
         for row, e in enumerate(entries):
             size = format_bytes(e.size_bytes) if e.present else "files missing"
             template = "yes" if e.chat_template else "no"
-            name = f"★ {e.picker_label}" if e.name == default else e.picker_label
+            label = e.display_name + (f" — {e.verdict_note}" if e.verdict_note else "")
+            name = f"{label} · default" if e.name == default else label
             cells = (name, e.kind, e.format, size, e.quantization or "–", e.licence or "?",
                      template, e.lineage)  # fmt: skip
             for col, text in enumerate(cells):
@@ -80,8 +81,13 @@ class InstalledModels(QGroupBox):
                 item.setData(Qt.ItemDataRole.UserRole, e.name)
                 if col == 7:
                     item.setToolTip(e.lineage)
-                if col == 0 and e.guard.get("sentence"):
-                    item.setToolTip(str(e.guard["sentence"]))
+                if col == 0:
+                    tips = [f"Its name in commands: {e.name}"]
+                    if e.name == default:
+                        tips.append("The default: the model the chat and the tools use")
+                    if e.guard.get("sentence"):
+                        tips.append(str(e.guard["sentence"]))
+                    item.setToolTip("\n".join(tips))
                 self.table.setItem(row, col, item)
             if e.name == keep:
                 self.table.selectRow(row)

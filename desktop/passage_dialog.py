@@ -7,6 +7,7 @@ import html
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from core.knowledge.types import Hit
+from desktop.markdown_text import balance_markdown
 
 
 class PassageDialog(QDialog):
@@ -29,7 +30,10 @@ class PassageDialog(QDialog):
         header.setWordWrap(True)
         layout.addWidget(header)
         self.text = QTextBrowser(self)
-        self.text.setPlainText(hit.text)
+        self.text.setOpenExternalLinks(False)
+        self.text.setOpenLinks(False)
+        # A passage is Markdown as its document wrote it (a cut chunk may leave a fence open).
+        self.text.setMarkdown(balance_markdown(hit.text))
         layout.addWidget(self.text, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)

@@ -36,7 +36,7 @@ def events_from_record(data: dict[str, Any]) -> list[Event]:
         events.append(BlockStart("answer"))
         events.append(BlockEnd("answer", record.answer))
     if record.answer:
-        events.append(Answer(record.answer, list(record.citations)))
+        events.append(Answer(record.answer, list(record.citations), cut=record.answer_cut))
     events.append(
         Finished(
             record.finished or "answered",

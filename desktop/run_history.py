@@ -116,6 +116,22 @@ class RunHistory(QObject):
         if row >= 0:
             self.table.selectRow(row)
 
+    def offer(self, name: str) -> str:
+        """The run ``name`` holds the name a new run asked for (nothing runs): select it, so
+        Resume is one click when it can go on, and say so in the window's words."""
+        self.select(name)
+        self.update_buttons(None)
+        if self.resume_button.isEnabled():
+            return (
+                f"A run named “{name}” exists already and stopped before its end. It is "
+                "selected under Runs: press Resume to continue it, or type another name to "
+                "start a new run."
+            )
+        return (
+            f"A run named “{name}” exists already (selected under Runs). Type another name "
+            "to start a new run."
+        )
+
     def selected_run(self) -> str:
         model = self.table.selectionModel()
         rows = model.selectedRows() if model else []

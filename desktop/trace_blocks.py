@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import html
 import math
-import re
+from collections.abc import Mapping
 
-from PySide6.QtCore import QSize, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QResizeEvent, QTextCursor, QWheelEvent
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QColor, QResizeEvent, QTextCharFormat, QTextCursor, QWheelEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -23,6 +23,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from core.agent.events import protocol_error_label
+from core.knowledge.types import Hit
+from desktop.markdown_text import render_markdown, results_html
 
 TITLES = {
     "think": "Thinking",
@@ -35,28 +39,7 @@ KIND_TITLES = {
     ("query", "seed"): "Search · the app searched with your question",
     ("query_res", "note"): "Note from the app",
 }
-_CITE_RE = re.compile(r"\[(\d+)\]")
-
-
-def link_citations(markdown: str, known: set[int]) -> str:
-    """Turn ``[n]`` into a Markdown link ``cite:n`` when passage n exists."""
-
-    def repl(match: re.Match[str]) -> str:
-        n = int(match.group(1))
-        return f"[\\[{n}\\]](cite:{n})" if n in known else match.group(0)
-
-    return _CITE_RE.sub(repl, markdown)
-
-
-def html_with_citations(text: str, known: set[int]) -> str:
-    escaped = html.escape(text)
-
-    def repl(match: re.Match[str]) -> str:
-        n = int(match.group(1))
-        return f'<a href="cite:{n}">[{n}]</a>' if n in known else match.group(0)
-
-    body = _CITE_RE.sub(repl, escaped).replace("\n", "<br>")
-    return f"<div>{body}</div>"
+CUT_MARK = "… (cut at the answer's token limit)"
 
 
 class AutoText(QTextBrowser):
@@ -137,6 +120,11 @@ class BlockWidget(QFrame):
         title = KIND_TITLES.get((tag, kind)) or TITLES.get(tag, tag)
         self.title = QLabel(title.upper(), self)
         self.title.setObjectName("blockTitle")
+        if tag == "think":
+            # The label opens and closes the block too, not only its small arrow.
+            self.title.setCursor(Qt.CursorShape.PointingHandCursor)
+            self.title.setToolTip("Show or hide the model's thinking")
+            self.title.installEventFilter(self)
         if author == "loop":
             self.title.setToolTip("Written by the app, not by the model")
         self.state = QLabel("writing…", self)
@@ -150,6 +138,17 @@ class BlockWidget(QFrame):
         self.body.setObjectName(f"body_{tag}")
         self.body.anchorClicked.connect(self._on_anchor)
         layout.addWidget(self.body)
+        self.cut = False
+        """The token limit cut the text (:meth:`mark_cut`)."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.title and not self.toggle.isHidden():
+            if event.type() == QEvent.Type.MouseButtonPress:
+                return True  # taken, so that the release comes here too
+            if event.type() == QEvent.Type.MouseButtonRelease:
+                self.toggle.toggle()
+                return True
+        return super().eventFilter(watched, event)
 
     @property
     def collapsed(self) -> bool:
@@ -178,16 +177,32 @@ class BlockWidget(QFrame):
     def text(self) -> str:
         return self.body.toPlainText()
 
-    def finish(self, text: str, known: set[int]) -> None:
-        """Render the block once, richly, now that its text is final."""
+    def finish(self, text: str, passages: Mapping[int, Hit]) -> None:
+        """Render the block once, richly, now that its text is final: the answer's Markdown
+        (balanced) with the app's own citation links, the vetted passages under the app's
+        own labels."""
         self.finished = True
         self.state.hide()
         if self.tag == "answer":
-            self.body.setMarkdown(link_citations(text.strip(), known))
+            render_markdown(self.body.document(), text.strip(), set(passages))
         elif self.tag == "results":
-            self.body.setHtml(html_with_citations(text.strip(), known))
+            self.body.setHtml(results_html(text.strip(), passages))
         else:
             self.body.setPlainText(text.strip())
+        self.body.fit()
+
+    def mark_cut(self) -> None:
+        """Say, at the end of the text, that the token limit cut it."""
+        if self.cut:
+            return
+        self.cut = True
+        cursor = QTextCursor(self.body.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        fmt = QTextCharFormat()
+        fmt.setForeground(QColor("#92400e"))
+        fmt.setFontItalic(True)
+        cursor.insertBlock()
+        cursor.insertText(CUT_MARK, fmt)
         self.body.fit()
 
 
@@ -198,4 +213,15 @@ class ProtocolErrorRow(QLabel):
         self.setObjectName("protocolError")
         self.setWordWrap(True)
         self.setTextFormat(Qt.TextFormat.RichText)
-        self.setText(f"<b>Protocol error · {html.escape(kind)}</b> — {html.escape(detail)}")
+        label = html.escape(protocol_error_label(kind))
+        self.setText(f"<b>Format slip: {label}</b> — {html.escape(detail)}")
+        self.setToolTip(f"The model broke the search format (protocol error {kind})")
+
+
+class StoppedRow(QLabel):
+    """Where a run the user stopped ended (live and when the conversation is reopened)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Stopped — you stopped this question before it finished.", parent)
+        self.setObjectName("runStopped")
+        self.setWordWrap(True)

@@ -25,7 +25,7 @@ from core.agent.events import (
 )
 from core.knowledge.types import Hit
 from desktop.replay import events_from_record
-from desktop.trace_blocks import BlockWidget, ProtocolErrorRow
+from desktop.trace_blocks import BlockWidget, ProtocolErrorRow, StoppedRow
 from desktop.trace_cards import PassagesWidget
 
 
@@ -160,16 +160,20 @@ class TraceView(QScrollArea):
         elif isinstance(event, Answer):
             answers = self.block_widgets("answer")
             if answers and not answers[-1].finished:
-                answers[-1].finish(event.text, set(self.passages))
+                answers[-1].finish(event.text, self.passages)
+            if answers and event.cut:
+                answers[-1].mark_cut()
         elif isinstance(event, Finished):
             if self._open is not None:
-                self._open.finish(self._open.text(), set(self.passages))
+                self._open.finish(self._open.text(), self.passages)
                 self._open = None
+            if event.reason == "cancelled":
+                self._add(StoppedRow(self._canvas))
             self.run_finished.emit(event)
 
     def _start_block(self, tag: str, author: str = "model", kind: str = "") -> BlockWidget:
         if self._open is not None:
-            self._open.finish(self._open.text(), set(self.passages))
+            self._open.finish(self._open.text(), self.passages)
         block = BlockWidget(tag, self._canvas, author=author, kind=kind)
         run = self.passages
         # A citation opens the passage of the block's own run, whatever came after it.
@@ -185,7 +189,7 @@ class TraceView(QScrollArea):
         block = self._open if self._open and self._open.tag == event.tag else None
         if block is None:
             block = self._start_block(event.tag, event.author, event.kind)
-        block.finish(event.text, set(self.passages))
+        block.finish(event.text, self.passages)
         self._open = None
 
     def _add_passages(self, event: Retrieval) -> None:
@@ -193,9 +197,10 @@ class TraceView(QScrollArea):
             range(len(self.passages) + 1, len(self.passages) + 1 + len(event.hits))
         )
         numbered = list(zip(numbers, event.hits, strict=False))
+        shown_before = set(self.passages)
         for number, hit in numbered:
             self.passages[number] = hit
-        widget = PassagesWidget(event.query, numbered, self._canvas)
+        widget = PassagesWidget(event.query, numbered, self._canvas, shown_before)
         widget.passage_clicked.connect(self.passage_requested)
         self._add(widget)
         self._cards_for_next_query_res = True

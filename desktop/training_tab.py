@@ -23,7 +23,7 @@ from core.errors import CotragError
 from core.models.installed import ModelRegistry
 from core.training.events import Done, ProcessOutcome
 from core.training.rounds import run_rounds
-from core.training.runs import RunStore
+from core.training.runs import RunExists, RunStore
 from core.training.service import PreparedRun, local_command, prepare_resume, prepare_run
 from core.training.spec import TrainSpec
 from core.workspace import Workspace
@@ -206,15 +206,23 @@ class TrainingTab(TabView):
         # An embedder trains on this computer.
         colab = self.form.where == "colab" and spec.kind != "embedder"
 
-        def work(push: Push, cancel: threading.Event) -> PreparedRun:
-            return prepare_run(ws, spec, wanted or None)
+        def work(push: Push, cancel: threading.Event) -> PreparedRun | RunExists:
+            try:
+                return prepare_run(ws, spec, wanted or None, here=not colab)
+            except RunExists as exc:
+                if not exc.run:
+                    raise
+                return exc  # the window offers the run that has the name
 
         def failed(message: str) -> None:
             self.form.start_button.setEnabled(True)
             self.monitor.say("The job cannot start.")
             self.show_error(message)
 
-        def launch(prepared: PreparedRun) -> None:
+        def launch(prepared: PreparedRun | RunExists) -> None:
+            if isinstance(prepared, RunExists):
+                failed(self.history.offer(prepared.run))
+                return
             if colab:
                 self._launch_remote(prepared)
             else:

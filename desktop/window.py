@@ -26,6 +26,7 @@ from desktop.first_paint import on_first_paint
 from desktop.lazy_tabs import LazyTabs
 from desktop.settings_dialog import SettingsDialog
 from desktop.style import icon
+from desktop.wheel_guard import install_wheel_guard
 
 if TYPE_CHECKING:
     from desktop.chat_tab import ChatTab
@@ -73,6 +74,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("CoT-RAG Studio")
         self.setWindowIcon(icon("app"))
         self.resize(1200, 800)
+        # No combo box, spin box or slider anywhere changes from a wheel it did not ask for.
+        install_wheel_guard()
 
         # The model runs one stream at a time: chat, dataset and compare runs exclude
         # each other (each tab is told whether another one is using the model).

@@ -155,3 +155,17 @@ def test_grammar_answer_cites_the_passages_it_was_given(real_backend: Backend) -
     assert retrieval.hits, "the keyword retriever finds the tomato passage"
     assert answer.citations, answer.text
     assert set(answer.citations) <= set(retrieval.numbers)
+
+
+def test_an_answer_the_token_limit_ends_is_marked_cut(real_backend: Backend) -> None:
+    def answer_with(limit: int) -> Answer:
+        config = AppConfig(
+            generation=GenerationConfig(n_ctx=2048, n_threads=1, answer_max_tokens=limit)
+        )
+        agent = Agent(real_backend, KeywordRetriever(PASSAGES), config)
+        events = list(agent.run("How much sun do tomatoes need?", mode="rag"))
+        (answer,) = [e for e in events if isinstance(e, Answer)]
+        return answer
+
+    assert answer_with(16).cut
+    assert not answer_with(400).cut

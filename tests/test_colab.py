@@ -21,7 +21,7 @@ import pytest
 from core.colab import cli, results, runtime
 from core.colab.errors import DamagedResults, NotebookError, UnknownGpu
 from core.colab.job import CPU_TEST_ENV
-from core.colab.manifest import sha256_file
+from core.colab.manifest import file_sha256
 from core.colab.notebook import build_notebook, write_export
 from core.colab.sources import bundled_sources
 from core.paths import DataLayout
@@ -151,7 +151,7 @@ def test_a_successful_run_streams_events_and_fetches_checked_results(
     assert out.model_dir is not None and (out.model_dir / "adapter.gguf").is_file()
     assert isinstance(out.final, Done)
     for rel, facts in (out.final.files or {}).items():
-        assert sha256_file(out.model_dir / rel) == facts["sha256"]
+        assert file_sha256(out.model_dir / rel) == facts["sha256"]
     calls = standin["calls"]()
     new = next(c for c in calls if c.get("command") == "new")
     assert new["accelerator"] == "T4"
@@ -419,7 +419,7 @@ def test_the_notebook_trains_on_the_cpu_with_nbclient(
     done = events[-1]
     assert isinstance(done, Done) and done.archive and done.files
     archive = out_dir / "cotrag" / done.archive
-    assert sha256_file(archive) == done.archive_sha256
+    assert file_sha256(archive) == done.archive_sha256
     assert "model.json" in done.files and done.outputs["lora"] in done.files
     assert SECRET not in json.dumps(nb)
     # The archive as a user would download it from Colab: checked, registered with lineage.
@@ -430,7 +430,7 @@ def test_the_notebook_trains_on_the_cpu_with_nbclient(
         ModelRegistry(DataLayout(tmp_path / "data")), model_dir, gpu="cpu-test"
     )
     info = entry.info
-    assert info["dataset"]["hash"] == sha256_file(exported.dataset)
+    assert info["dataset"]["hash"] == file_sha256(exported.dataset)
     assert info["spec"]["max_steps"] == 2 and info["metrics"]["steps"] == 2
     assert info["trained_on"]["where"] == "colab"
     assert entry.folder is not None

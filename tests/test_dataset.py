@@ -22,7 +22,7 @@ from core.agent.parser import trace_errors
 from core.agent.record import RunRecord
 from core.dataset import export as exporting
 from core.dataset.candidates import candidates
-from core.dataset.draws import split_of
+from core.dataset.draws import plan_splits, split_of
 from core.dataset.generate import Generator
 from core.dataset.pairs import ImportedPair
 from core.dataset.progress import Accepted, Rejected
@@ -32,6 +32,8 @@ from core.dataset.spec import EmptyKnowledgeBase, GenerateSpec
 from core.dataset.storage import DatasetStore
 from core.dataset.teacher import BackendTeacher
 from core.dataset.validate import validate
+from core.training.data import dataset_rows
+from core.training.spec import TrainSpec
 from core.workspace import Workspace
 
 
@@ -80,6 +82,59 @@ def test_generate_yields_verified_examples_in_the_exact_protocol(ws: Workspace) 
         by_split.setdefault(example["split"], set()).add(example["source"])
     assert not (by_split.get("train", set()) & by_split.get("validation", set()))
     assert split_of("a.md", 0, 0.5) == split_of("a.md", 0, 0.5)
+
+
+def test_a_small_knowledge_base_still_holds_a_document_out_and_training_follows_it(
+    ws: Workspace,
+) -> None:
+    sources = ["backup.md", "proxy.md", "timers.md"]
+    share = 0.1
+    # A seed where no document's draw falls under the share (the case that made a
+    # 10-example dataset without validation examples).
+    seed = next(s for s in range(100) if all(split_of(d, s, share) == "train" for d in sources))
+    run(
+        ws,
+        "small-split",
+        GenerateSpec(kb="docs", count=6, validation_share=share, unanswerable_share=0.0, seed=seed),
+    )
+    dataset = datasets(ws).open("small-split")
+    examples = dataset.examples()
+    held = {e["source"] for e in examples if e["split"] == "validation"}
+    assert len(held) == 1 and dataset.meta["held_out"] == sorted(held)
+    assert {e["source"] for e in examples if e["split"] == "train"}.isdisjoint(held)
+    # Training's rows split as the dataset does: one split, one truth.
+    rows = dataset_rows(dataset, TrainSpec(dataset="small-split", validation_share=0.5))
+    assert {r.id for r in rows if r.split == "validation"} == {
+        e["id"] for e in examples if e["split"] == "validation"
+    }
+    assert exporting.report(dataset)["splits"]["validation"] == len(
+        [e for e in examples if e["split"] == "validation"]
+    )
+    # Continuing the dataset keeps every document where it was.
+    run(
+        ws,
+        "small-split",
+        GenerateSpec(kb="docs", count=9, validation_share=share, unanswerable_share=0.0, seed=seed),
+    )
+    again = datasets(ws).open("small-split").examples()
+    assert {e["source"] for e in again if e["split"] == "validation"} == held
+
+
+def test_the_split_rule() -> None:
+    docs = ["a.md", "b.md", "c.md"]
+    seed = next(s for s in range(100) if all(split_of(d, s, 0.1) == "train" for d in docs))
+    splits = plan_splits(docs, seed, 0.1)
+    assert len(splits.held) == 1 and splits.lead in splits.held
+    assert sum(splits.of(d) == "validation" for d in docs) == 1
+    assert not plan_splits(["a.md"], seed, 0.1).held  # one document: nothing to hold out
+    assert not plan_splits(docs, seed, 0.0).held  # no share asked for
+    # Documents with examples keep their split; one held out already is enough.
+    kept = plan_splits(docs, seed, 0.1, existing={d: "train" for d in docs})
+    assert not kept.held and all(kept.of(d) == "train" for d in docs)
+    more = plan_splits([*docs, "d.md"], seed, 0.1, existing={"a.md": "validation"})
+    assert not more.held and more.lead == "" and more.of("a.md") == "validation"
+    # The documents an earlier run held out stay held out.
+    assert plan_splits(docs, seed, 0.1, held=["b.md"]).of("b.md") == "validation"
 
 
 def test_a_constructed_trace_is_what_the_loop_renders_for_a_model(ws: Workspace) -> None:

@@ -25,6 +25,7 @@ from core.workspace import Workspace
 from desktop.chat_tab import ChatTab
 from desktop.passage_dialog import PassageDialog
 from desktop.settings_dialog import SettingsDialog
+from desktop.trace_blocks import StoppedRow
 from desktop.window import MainWindow
 
 pytestmark = [
@@ -150,6 +151,52 @@ def test_stop_ends_the_run_and_re_enables_the_controls(
     assert chat.ask_box.ask_button.isEnabled() and not chat.ask_box.question.isReadOnly()
     assert chat.footer.text().startswith("Stopped.")
     assert not chat.trace.block_widgets("answer")
+    assert isinstance(chat.trace.blocks[-1], StoppedRow)
+    # Reopened, the stopped question still says so, in the trace and the footer.
+    conv = chat.conversation
+    assert conv is not None
+    qtbot.waitUntil(lambda: bool(chat.conversations.load(conv.id).turns), timeout=10_000)
+    chat.new_conversation()
+    chat.open_conversation(conv.id)
+    assert isinstance(chat.trace.blocks[-1], StoppedRow)
+    assert chat.footer.text().startswith("Stopped.")
+
+
+def test_buttons_with_nothing_to_act_on_are_disabled_and_the_thumbs_follow_the_turn(  # type: ignore[no-untyped-def]
+    qtbot, chat: ChatTab, ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    side, ask = chat.side, chat.ask_box.ask_button
+    # No conversation open: nothing to export or delete.
+    assert not side.export_button.isEnabled() and not side.delete_button.isEnabled()
+    assert "Open a conversation" in side.delete_button.toolTip()
+    # No knowledge base: Ask has nothing to search, unless the mode is closed book.
+    chat.set_knowledge_bases([], "")
+    assert not ask.isEnabled() and "No knowledge base" in ask.toolTip()
+    mode = chat.toolbar.mode_combo
+    mode.setCurrentIndex(mode.findData("closed"))
+    assert ask.isEnabled()
+    mode.setCurrentIndex(mode.findData("loop"))
+    chat.set_knowledge_bases(["Tea"], "Tea")
+    assert ask.isEnabled()
+
+    use_backend(monkeypatch, ws, ScriptedBackend(SCRIPT))
+    chat.ask("How hot should green tea water be?")
+    qtbot.waitUntil(lambda: not chat.running, timeout=20_000)
+    assert side.export_button.isEnabled() and side.delete_button.isEnabled()
+    assert chat.footer.thumb_up.isVisibleTo(chat)
+    # A new answer being written: the thumbs and Add to dataset… are not the last turn's.
+    long_think = "<think>" + "let me think about this carefully " * 70 + "</think>"
+    ws.config.loop.max_block_tokens, ws.config.loop.max_total_tokens = 1000, 1024
+    use_backend(monkeypatch, ws, SlowBackend([long_think, *SCRIPT]))
+    chat.ask("And black tea?")
+    qtbot.waitUntil(lambda: len(chat.trace.block_widgets("think")) == 2, timeout=10_000)
+    footer = chat.footer
+    assert not footer.thumb_up.isVisibleTo(chat) and not footer.thumb_down.isVisibleTo(chat)
+    assert not footer.add_dataset_button.isVisibleTo(chat)
+    chat.stop()
+    qtbot.waitUntil(lambda: not chat.running, timeout=10_000)
+    chat.new_conversation()
+    assert not side.export_button.isEnabled() and not side.delete_button.isEnabled()
 
 
 def test_a_failure_is_a_sentence_in_the_window(

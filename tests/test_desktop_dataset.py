@@ -76,13 +76,17 @@ def test_generate_shows_examples_their_trace_and_the_report(qtbot, tab: DatasetT
     tags = [getattr(w, "tag", type(w).__name__) for w in tab.editor.trace.blocks]
     assert tags[:4] == ["QLabel", "think", "query", "PassagesWidget"]
     assert "results" in tags and "answer" in tags
-    assert tab.editor.edit_question.text() == tab.examples.table.item(0, 0).text()
+    first = tab.examples.table.item(0, 0)
+    assert first is not None and tab.editor.edit_question.text() == first.text()
     assert "examples" in tab.report.summary.text()
     assert tab.report.charts["kinds"].values
 
 
 def test_edit_delete_and_undo(qtbot, tab: DatasetTab, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     generate(qtbot, tab, "edits", 2)
+    # A freshly made dataset: no edit or delete to take back.
+    assert not tab.editor.undo_button.isEnabled()
+    assert "Nothing to undo" in tab.editor.undo_button.toolTip()
     file = data_dir / "datasets" / "edits" / "examples.jsonl"
     before = file.read_text("utf-8")
     tab.examples.table.selectRow(0)
@@ -103,9 +107,46 @@ def test_edit_delete_and_undo(qtbot, tab: DatasetTab, data_dir: Path) -> None:  
     tab.editor.remove_button.click()
     qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
     assert len(file.read_text("utf-8").splitlines()) == len(before.splitlines()) - 1
+    qtbot.waitUntil(tab.editor.undo_button.isEnabled)
     tab.editor.undo_button.click()
     qtbot.waitUntil(lambda: not tab.busy(), timeout=20_000)
     assert json.loads(file.read_text("utf-8").splitlines()[0])["status"] == "edited"
+
+
+def test_after_a_restart_generate_makes_a_new_dataset_unless_told_to_add(  # type: ignore[no-untyped-def]
+    qtbot, tab: DatasetTab, tmp_path: Path
+) -> None:
+    generate(qtbot, tab, "walk", 2)
+    size = tab.form.existing_size()
+    assert size is not None and size >= 1
+    assert tab.form.generate_button.text() == "Add to dataset"
+    # A restart: a new tab on the same data folder.
+    again = DatasetTab(tab.ws, settings_in(tmp_path / "restart"))
+    qtbot.addWidget(again)
+    again.resize(1024, 700)
+    again.show()
+    again.set_knowledge_bases(["Manuals"], "Manuals")
+    again.refresh()
+    qtbot.waitUntil(lambda: again.form.dataset_list.count() == 1)
+    form = again.form
+    assert form.name_edit.text() == "Manuals-qa"  # a fresh name, not the old dataset's
+    assert form.existing_size() is None and form.generate_button.text() == "Generate"
+    assert not form.name_state.isVisible()
+    # Opening the old dataset to look at it does not aim Generate at it.
+    again.open_dataset("walk")
+    qtbot.waitUntil(lambda: again.examples.table.rowCount() == size)
+    assert form.name_edit.text() == "Manuals-qa"
+    # Naming it on purpose: the button and the line under the name say Generate adds to it.
+    form.name_edit.setText("walk")
+    assert form.generate_button.text() == "Add to dataset"
+    qtbot.waitUntil(form.name_state.isVisible)
+    assert f"“walk” exists with {size} example" in form.name_state.text()
+    assert "adds up to 200 more" in form.generate_button.toolTip()
+    again.grab().save("/tmp/inputs/dataset-add-to-existing.png")
+    form.name_edit.setText("")
+    form.set_datasets({"walk": size, "Manuals-qa": 3})
+    assert form.name_edit.text() == "Manuals-qa-2"
+    again.shutdown()
 
 
 def test_a_missing_name_or_knowledge_base_is_a_sentence(tab: DatasetTab) -> None:

@@ -8,6 +8,7 @@ import pytest
 from qt_helpers import IGNORED_QT_MESSAGES, drop
 
 from core.workspace import Workspace
+from desktop.kb_hit_row import HitRow
 from desktop.kb_tab import DEFAULT_KB_NAME, KnowledgeTab
 from desktop.screenshots import write_sample_docs
 
@@ -79,7 +80,12 @@ def test_dropping_files_and_a_folder_indexes_and_lists_them_and_reports_a_bad_fi
     tab.search()
     qtbot.waitUntil(lambda: tab.hits.count() > 0 and not tab.busy(), timeout=30_000)
     first = tab.hits.item(0)
-    assert first.text().startswith("green-tea.md")
+    assert first.data(256).label.startswith("green-tea.md")
+    row = tab.hits.itemWidget(first)
+    assert isinstance(row, HitRow)
+    # The passage's Markdown reads as text; its score stays on the header line.
+    assert "#" not in row.snippet.text() and "`" not in row.snippet.text()
+    assert row.score.y() == row.place.y()
     tab.search_panel.open_hit(first)
     dialog = tab.findChild(__import__("desktop.passage_dialog").passage_dialog.PassageDialog)
     assert dialog is not None and "70 to 80 degrees" in dialog.text.toPlainText()

@@ -83,14 +83,14 @@ def search_and_pick(qtbot, tab: ModelsTab) -> None:  # type: ignore[no-untyped-d
 def test_search_pull_and_chat_picker(qtbot, ws: Workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tab = make_tab(qtbot, ws, tmp_path)
     assert tab.table.rowCount() == 1  # the bundled model
-    assert tab.table.item(0, 0).text() == "★ default"
+    assert tab.table.item(0, 0).text() == "SmolLM2-135M (bundled) · default"
     search_and_pick(qtbot, tab)
     with qtbot.waitSignal(tab.models_changed, timeout=60_000):
         tab.pull_button.click()
     [row] = tab.rows
     assert row.state == "done" and row.bar.value() == 1000
     names = [tab.table.item(r, 0).text() for r in range(tab.table.rowCount())]
-    assert names == ["★ default", "smol.Q4_1"]
+    assert names == ["SmolLM2-135M (bundled) · default", "smol.Q4_1"]
     assert tab.table.item(1, 2).text() == "gguf" and tab.table.item(1, 5).text() == "apache-2.0"
     chat = ChatTab(ws, settings_in(tmp_path))
     qtbot.addWidget(chat)
@@ -99,7 +99,7 @@ def test_search_pull_and_chat_picker(qtbot, ws: Workspace, tmp_path: Path) -> No
     tab.table.selectRow(1)
     tab.default_button.click()
     assert ws.config.model == "smol.Q4_1"
-    assert tab.table.item(1, 0).text() == "★ smol.Q4_1"
+    assert tab.table.item(1, 0).text() == "smol.Q4_1 · default"
     tab.delete_button.click()
     assert ws.config.model == ""
     assert ModelRegistry(ws.layout).find("smol.Q4_1") is None

@@ -24,7 +24,6 @@ from core.agent.record import RunRecord
 from core.knowledge.types import Hit
 from desktop.replay import events_from_record
 from desktop.tasks import Job
-from desktop.trace_blocks import link_citations
 from desktop.trace_view import TraceView
 
 pytestmark = [
@@ -140,7 +139,6 @@ def test_tokens_of_one_block_merge_into_one_insert() -> None:
         [Token("think", "a"), Token("think", "b"), BlockEnd("think", "ab"), Token("query", "c")]
     )
     assert merged == [Token("think", "ab"), BlockEnd("think", "ab"), Token("query", "c")]
-    assert link_citations("see [2] and [9]", {2}) == "see [\\[2\\]](cite:2) and [9]"
 
 
 def test_worker_items_arrive_in_order_on_the_gui_thread_in_few_batches(qtbot) -> None:  # type: ignore[no-untyped-def]

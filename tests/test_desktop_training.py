@@ -8,10 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
 from small_docs import tiny_workspace
 
 from core.models.installed import ModelRegistry
+from core.training.runs import RunStore
+from core.training.spec import PRESET_NOTES, TrainSpec
 from core.workspace import Workspace
 from desktop.chat_tab import ChatTab
 from desktop.compare_tab import CompareTab
@@ -68,6 +71,37 @@ def test_the_form_holds_the_spec_and_a_bad_value_is_a_sentence(qtbot, tab: Train
     qtbot.waitUntil(lambda: tab.banner.isVisible(), timeout=30_000)
     assert "learning_rate" in tab.banner.text()
     assert not tab.running and tab.form.start_button.isEnabled()
+
+
+def test_a_taken_run_name_is_said_in_the_windows_words_and_resume_is_offered(  # type: ignore[no-untyped-def]
+    qtbot, tab: TrainingTab, ws: Workspace
+) -> None:
+    run = RunStore(ws.layout).create("walk-5", TrainSpec(dataset="tiny"))
+    run.write_state("cancelled")
+    (run.checkpoints / "step-2").mkdir(parents=True)
+    (run.checkpoints / "step-2" / "trainer.pt").write_bytes(b"")  # what Resume looks for
+    tab.refresh()
+    qtbot.waitUntil(lambda: tab.history.row_of("walk-5") >= 0, timeout=20_000)
+    assert not tab.history.resume_button.isEnabled()  # nothing selected yet
+    tab.form.name_edit.setText("walk-5")
+    tab.start()
+    qtbot.waitUntil(lambda: tab.banner.isVisible(), timeout=60_000)
+    text = tab.banner.text()
+    assert "“walk-5” exists already" in text and "press Resume" in text
+    assert "--resume" not in text
+    assert tab.history.selected_run() == "walk-5" and tab.history.resume_button.isEnabled()
+    assert tab.form.start_button.isEnabled() and not tab.running
+    tab.grab().save("/tmp/inputs/training-run-exists.png")
+    RunStore(ws.layout).delete("walk-5")
+
+
+def test_each_preset_says_what_it_is_for(tab: TrainingTab) -> None:
+    combo = tab.form.preset_combo
+    for i in range(combo.count()):
+        combo.setCurrentIndex(i)
+        note = PRESET_NOTES[str(combo.itemData(i))]
+        assert combo.itemData(i, Qt.ItemDataRole.ToolTipRole) == note
+        assert tab.form.preset_note.text() == note and combo.toolTip() == note
 
 
 def test_a_run_trains_cancels_resumes_and_its_model_reaches_the_chat(  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from core.agent import prompts
 from core.agent.record import RunRecord
 from core.dataset.construct import UNANSWERED, stated
 from core.dataset.service import datasets
+from core.dataset.storage import DatasetStore
 from core.dataset.verify import contains
 from core.knowledge.types import Hit
 from core.training.data import Row, dataset_rows
@@ -120,7 +122,7 @@ def test_reader_rows_put_the_gold_passage_at_the_cited_number_among_real_distrac
 
 
 def test_reader_rows_are_the_same_for_the_same_seed_and_stay_out_of_validation(
-    ws: Workspace,
+    ws: Workspace, tmp_path: Path
 ) -> None:
     dataset = datasets(ws).open("tiny")
     chosen = spec(raft_rows=2, raft_absent_share=0.5)
@@ -129,10 +131,17 @@ def test_reader_rows_are_the_same_for_the_same_seed_and_stay_out_of_validation(
     other = [r for r in dataset_rows(dataset, replace(chosen, seed=8)) if r.reader]
     assert once == again
     assert [r.messages for r in other] != [r.messages for r in once]
-    # With a held-out share, the reader rows of held-out examples are not added.
-    held = dataset_rows(dataset, replace(chosen, validation_share=0.5))
+    # With a document held out, the reader rows of its examples are not added.
+    rows = dataset.examples()
+    out = str(rows[0]["source"])
+    copy = DatasetStore(tmp_path).create("held", dict(dataset.meta))
+    for example in rows:
+        copy.append_example(
+            {**example, "split": "validation" if example["source"] == out else "train"}
+        )
+    held = dataset_rows(copy, chosen)
     validation = {r.id for r in held if r.split == "validation"}
-    assert validation, "some examples held out"
+    assert validation == {str(e["id"]) for e in rows if e["source"] == out}
     assert not [r for r in held if r.reader and r.split == "validation"]
     assert {r.id for r in held if r.reader} <= {r.id for r in held} - validation
     # Search-only runs get none; off by default.

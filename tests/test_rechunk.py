@@ -18,6 +18,7 @@ import pytest
 import core.knowledge.chunking as chunking_module
 import core.knowledge.indexer as indexer_module
 from core.config import ChunkingConfig
+from core.fileio import file_sha256
 from core.knowledge import embedder_catalog, reembed
 from core.knowledge.chunking import chunk_document, pipeline_fingerprint
 from core.knowledge.embedder import Embedder
@@ -28,7 +29,6 @@ from core.knowledge.indexer import (
     IndexEvent,
     IndexSummary,
     Progress,
-    file_sha256,
     source_key,
 )
 from core.knowledge.knowledge_base import KnowledgeBase

@@ -11,6 +11,7 @@ import copy
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -204,6 +205,35 @@ def test_a_bad_spec_is_a_sentence_before_anything_starts(ws: Workspace, tokenize
         ]
     )
     assert code == 1
+
+
+def test_what_the_worker_would_refuse_on_this_computer_is_found_in_under_a_second(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No GPU visible, whatever this machine has: the worker would refuse unsloth here.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    started = time.monotonic()
+    with pytest.raises(SpecError) as err:
+        check_job(ws.layout, tiny_spec(engine="unsloth"))  # lengths too: it stops before
+    assert time.monotonic() - started < 1.0
+    assert "engine is unsloth but no NVIDIA GPU is visible" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        check_job(ws.layout, tiny_spec(load_in_4bit=True), lengths=False)
+    assert "load_in_4bit" in str(err.value) and "no NVIDIA GPU" in str(err.value)
+    # A job for Colab is not held to this computer's GPU.
+    assert check_job(ws.layout, tiny_spec(engine="unsloth"), lengths=False, here=False)
+    assert check_job(ws.layout, tiny_spec(), lengths=False).rows
+
+    from core.cli import main
+
+    before = {run.name for run in RunStore(ws.layout).runs()}
+    started = time.monotonic()
+    code = main(
+        ["--data-dir", str(ws.layout.root), "train", "--dataset", "tiny", "--set", "engine=unsloth"]
+    )
+    assert code == 1 and time.monotonic() - started < 5.0
+    assert "engine is unsloth but no NVIDIA GPU is visible" in capsys.readouterr().err
+    assert {run.name for run in RunStore(ws.layout).runs()} == before  # no run was made
 
 
 # -- a real run, its exports, Cancel, Resume, kill -9 ------------------------------------

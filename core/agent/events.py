@@ -107,6 +107,26 @@ class Vetted:
     all (rag)."""
 
 
+PROTOCOL_ERROR_LABELS: dict[str, str] = {
+    "unclosed_tag": "a tag was left open",
+    "unknown_tag": "a tag the format does not have",
+    "empty_query": "an empty search",
+    "repeated_query": "the same search twice",
+    "no_tags": "no search format at all",
+    "block_too_long": "a block ran too long",
+    "max_rounds": "too many search rounds",
+    "max_total_tokens": "the trace ran too long",
+    "stray_text": "text outside the format's tags",
+    "forged_block": "wrote a block the app writes",
+    "results_cite_nothing": "vetted none of the passages",
+}
+"""A protocol error's kind in a person's words (the kind stays in a tooltip or a log)."""
+
+
+def protocol_error_label(kind: str) -> str:
+    return PROTOCOL_ERROR_LABELS.get(kind, kind.replace("_", " "))
+
+
 @dataclass(frozen=True)
 class ProtocolError:
     kind: str
@@ -120,6 +140,8 @@ class Answer:
     text: str
     citations: list[int]
     """Passage numbers cited as [n] that exist among the passages given to the answer stage."""
+    cut: bool = False
+    """The answer stage's token limit ended the answer (it may stop mid-sentence)."""
 
 
 @dataclass

@@ -15,9 +15,9 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any, Literal
 
-from core.agent import prompts
+from core.agent import answering, prompts
+from core.agent.answering import CONTEXT_MARGIN
 from core.agent.events import (
-    Answer,
     BlockEnd,
     BlockStart,
     Event,
@@ -30,8 +30,8 @@ from core.agent.events import (
     Token,
     Vetted,
 )
-from core.agent.grammar import answer_grammar, results_body_grammar, segment_grammar
-from core.agent.parser import ParseItem, TagParser, bracket_citations, results_numbers
+from core.agent.grammar import results_body_grammar, segment_grammar
+from core.agent.parser import ParseItem, TagParser, results_numbers
 from core.agent.prompts import seed_query
 from core.agent.state import (
     Mode,
@@ -54,8 +54,6 @@ NOTHING_VETTED = re.compile(r"^\s*(?:none|nothing)\s*\.?\s*$", re.IGNORECASE)
 """A results block that vets no passage on purpose: ``<results> none </results>``."""
 MAX_WASTED_MOVES = 2
 """Queries that ran no search (repeated, empty) or forged blocks before the loop concludes."""
-_CONTEXT_MARGIN = 16
-"""Tokens kept free at the end of the context window for the closing tags the loop writes."""
 
 
 class Agent:
@@ -456,7 +454,7 @@ class Agent:
 
     def _context_room(self, session: Session) -> int:
         used = self.backend.count_tokens(session.text)
-        return self.config.generation.n_ctx - used - _CONTEXT_MARGIN
+        return self.config.generation.n_ctx - used - CONTEXT_MARGIN
 
     # -- moves -------------------------------------------------------------------------
 
@@ -587,54 +585,15 @@ class Agent:
         yield Finished("cancelled" if run.cancelled else "answered", stats)
 
     def _answer(self, run: RunState) -> Iterator[Event]:
-        backend = self.answer_backend or self.backend
         run.answered_by = self.answer_model_id
-        numbered = [(n, run.passages[n]) for n in run.vetted]
-        messages = self._answer_messages(run, numbered)
-        prompt = backend.chat_prompt(messages)
-        # Passages that do not fit the context window are dropped from the end: the
-        # model listed the most useful ones first.
-        budget = self.config.generation.n_ctx - self.config.generation.answer_max_tokens
-        while numbered and backend.count_tokens(prompt) > budget - _CONTEXT_MARGIN:
-            numbered.pop()
-            messages = self._answer_messages(run, numbered)
-            prompt = backend.chat_prompt(messages)
-        yield Prompt("closed" if run.mode == "closed" else "answer", messages, prompt)
-        session = backend.session(prompt, reuse_cache=self.reuse_cache)
-        halt = threading.Event()
-        # With the grammar on, every sentence must end citing a passage it was given.
-        grammar = (
-            answer_grammar([n for n, _ in numbered]) if self.answer_grammar and numbered else None
+        yield from answering.answer(
+            run,
+            self.answer_backend or self.backend,
+            self.config.generation,
+            self._sampling,
+            grammar=self.answer_grammar,
+            reuse_cache=self.reuse_cache,
         )
-        request = StreamRequest(
-            max_tokens=self.config.generation.answer_max_tokens,
-            grammar=grammar,
-            sampling=self._sampling,
-            cancel=halt,
-        )
-        yield BlockStart("answer")
-        parts: list[str] = []
-        for chunk in session.stream(request):
-            if chunk.text:
-                parts.append(chunk.text)
-                yield Token("answer", chunk.text)
-            if chunk.stats is not None:
-                run.gen.add(chunk.stats)
-                run.answer_tokens += chunk.stats.completion_tokens
-            if run.cancelled:
-                halt.set()
-        text = "".join(parts)
-        yield BlockEnd("answer", text)
-        if run.cancelled:
-            return
-        given = {n for n, _ in numbered}
-        yield Answer(text.strip(), [n for n in bracket_citations(text) if n in given])
-
-    @staticmethod
-    def _answer_messages(run: RunState, numbered: list[tuple[int, Hit]]) -> list[dict[str, str]]:
-        if run.mode == "closed":
-            return prompts.closed_messages(run.question)
-        return prompts.answer_messages(run.question, numbered)
 
 
 def _over(backend: Backend, text: str, limit: int) -> bool:

@@ -54,6 +54,8 @@ class RunRecord:
     """results (vetted by the model), fallback (it cited nothing usable) or all (rag)."""
     answer: str = ""
     citations: list[int] = field(default_factory=list)
+    answer_cut: bool = False
+    """The answer stage's token limit ended the answer."""
     protocol_errors: list[ProtocolError] = field(default_factory=list)
     error_seq: list[int] = field(default_factory=list)
     stats: RunStats = field(default_factory=RunStats)
@@ -95,6 +97,7 @@ class RunRecord:
         elif isinstance(event, Answer):
             self.answer = event.text
             self.citations = list(event.citations)
+            self.answer_cut = event.cut
         elif isinstance(event, Finished):
             self.finished = event.reason
             self.stats = event.stats
@@ -165,6 +168,7 @@ class RunRecord:
             "results_source": self.results_source,
             "answer": self.answer,
             "citations": list(self.citations),
+            "answer_cut": self.answer_cut,
             "protocol_errors": [
                 {"kind": e.kind, "detail": e.detail, "seq": seq}
                 for e, seq in zip(self.protocol_errors, self.error_seq, strict=True)
@@ -224,6 +228,7 @@ class RunRecord:
             results_source=str(data.get("results_source", "")),
             answer=str(data.get("answer", "")),
             citations=[int(n) for n in data.get("citations", [])],
+            answer_cut=bool(data.get("answer_cut", False)),
             protocol_errors=errors,
             error_seq=error_seq,
             stats=stats,

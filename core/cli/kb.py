@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.cli.kb_versions import cmd_kb_versions
-from core.cli.terminal import progress_bar
+from core.cli.terminal import ctrl_c_cancels, progress_bar
 from core.durations import clock
 from core.knowledge import service
 from core.knowledge.indexer import FileDone, IndexSummary, Progress
@@ -79,15 +78,9 @@ def cmd_index(ws: Workspace, args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
     summary: IndexSummary | None = None
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-        print("\nStopping after the current document (Ctrl-C again to abort)…", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     last_line = 0.0
-    try:
+    stopping = "Stopping after the current document (Ctrl-C again to abort)…"
+    with ctrl_c_cancels(cancel, stopping, again_aborts=True):
         events = service.index(
             ws, kb, paths, include=args.include, exclude=args.exclude, cancel=cancel
         )
@@ -115,8 +108,6 @@ def cmd_index(ws: Workspace, args: argparse.Namespace) -> int:
                     print(("\r" if tty else "") + msg, file=sys.stderr)
             elif isinstance(event, IndexSummary):
                 summary = event
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if tty:
         print(file=sys.stderr)
     if summary is None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from core.cli.terminal import ProgressLine, confirm
+from core.cli.terminal import ProgressLine, confirm, ctrl_c_cancels
 from core.knowledge import service
 from core.knowledge.reembed import ReembedProgress
 
@@ -79,24 +78,18 @@ def cmd_kb_versions(ws: Workspace, args: argparse.Namespace) -> int:
     embedder = "" if args.embedder == "default" else args.embedder
     serving = service.serving(ws, args.name).number  # a clear error before Ctrl-C is taken
     cancel = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        cancel.set()
-
-    signal.signal(signal.SIGINT, on_sigint)
     bar = ProgressLine(sys.stderr)
     try:
-        result = service.reembed(
-            ws,
-            args.name,
-            embedder,
-            on_progress=_printer(bar),
-            cancel=cancel,
-            switch=not args.no_switch,
-        )
+        with ctrl_c_cancels(cancel):
+            result = service.reembed(
+                ws,
+                args.name,
+                embedder,
+                on_progress=_printer(bar),
+                cancel=cancel,
+                switch=not args.no_switch,
+            )
     finally:
-        signal.signal(signal.SIGINT, previous)
         bar.clear()
     v = result.version
     if result.cancelled:

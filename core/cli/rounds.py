@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from core.cli.terminal import ProgressLine
+from core.cli.terminal import ProgressLine, ctrl_c_cancels
 from core.errors import CotragError
 from core.training.events import Error, Step
 from core.training.rounds import (
@@ -77,12 +76,6 @@ def cmd_train_rounds(ws: Workspace, args: argparse.Namespace) -> int:
         generator=_overrides(args.generator_set, args.generator_preset),
     )
     cancel = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        cancel.set()
-
-    signal.signal(signal.SIGINT, on_sigint)
     bar = ProgressLine(sys.stderr)
 
     def show(event: RoundsEvent) -> None:
@@ -105,9 +98,9 @@ def cmd_train_rounds(ws: Workspace, args: argparse.Namespace) -> int:
             print("  " + json.dumps(event.figures, ensure_ascii=False), file=sys.stderr)
 
     try:
-        summaries = run_rounds(ws, plan, on_event=show, cancel=cancel)
+        with ctrl_c_cancels(cancel):
+            summaries = run_rounds(ws, plan, on_event=show, cancel=cancel)
     finally:
-        signal.signal(signal.SIGINT, previous)
         bar.clear()
     if len(summaries) < plan.rounds:
         if cancel.is_set():

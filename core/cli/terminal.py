@@ -87,8 +87,8 @@ def paint_event(painter: Painter, event: Event) -> None:
         s = event.stats
         painter.write(
             f"\n── {event.reason}: {s.rounds} rounds, {s.completion_tokens} tokens at "
-            f"{s.tokens_per_s:.1f} tok/s, {s.prompt_tokens} prompt tokens evaluated, "
-            f"{s.cached_tokens} reused from cache, {s.seconds:.1f} s ──\n",
+            f"{s.tokens_per_s:.1f} tok/s, prompt {s.prompt_tokens} tokens read, "
+            f"{s.cached_tokens} already known, {s.seconds:.1f} s ──\n",
             "think",
         )
 
@@ -146,12 +146,17 @@ class ProgressLine:
 
 
 @contextmanager
-def ctrl_c_cancels(cancel: threading.Event, message: str = "") -> Iterator[None]:
+def ctrl_c_cancels(
+    cancel: threading.Event, message: str = "", *, again_aborts: bool = False
+) -> Iterator[None]:
     """Within the block, Ctrl-C sets ``cancel`` (and prints ``message``) instead of raising
-    KeyboardInterrupt; the previous handler is back afterwards."""
+    KeyboardInterrupt (``again_aborts``: a second Ctrl-C raises it); the previous handler
+    is back afterwards."""
     previous = signal.getsignal(signal.SIGINT)
 
     def stop(signum: int, frame: Any) -> None:
+        if again_aborts and cancel.is_set():
+            raise KeyboardInterrupt
         cancel.set()
         if message:
             print(f"\n{message}", file=sys.stderr)

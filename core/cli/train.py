@@ -15,7 +15,7 @@ from core.cli.embedders import follow_embedder_run, start_embedder_run
 from core.cli.terminal import ProgressLine, confirm
 from core.cli.worker_output import print_event, run_worker
 from core.colab.service import check_colab_job, export_notebook, fetch_pushed_run, run_on_colab
-from core.durations import clock
+from core.durations import loss_text, took
 from core.errors import CotragError
 from core.models.token import get_token
 from core.training import service
@@ -23,7 +23,7 @@ from core.training.events import Done
 from core.training.gpu_env import setup_gpu_env
 from core.training.runs import RunStore
 from core.training.service import PreparedRun
-from core.training.spec import PRESETS, TrainSpec, parse_sets
+from core.training.spec import PRESET_NOTES, PRESETS, TrainSpec, parse_sets
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -106,7 +106,7 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> int:
         return 0
     if args.action == "presets":
         for name, values in PRESETS.items():
-            print(name, json.dumps(values))
+            print(f"{name}: {PRESET_NOTES.get(name, '')}\n  {json.dumps(values)}")
         return 0
     if args.action == "show":
         run = store.get(_need_run(args))
@@ -150,7 +150,7 @@ def _start(ws: Workspace, args: argparse.Namespace, store: RunStore) -> int:
         if args.where == "colab":
             check_colab_job(spec, args.gpu)  # before a run is made for it
         print("Checking the job…", file=sys.stderr)
-        prepared = service.prepare_run(ws, spec, args.name)
+        prepared = service.prepare_run(ws, spec, args.name, here=args.where != "colab")
         print(f"Run {prepared.name}: {prepared.note}", file=sys.stderr)
     if args.where == "colab":
         if prepared.resume:
@@ -161,9 +161,9 @@ def _start(ws: Workspace, args: argparse.Namespace, store: RunStore) -> int:
     if isinstance(outcome.final, Done):
         metrics = outcome.final.metrics
         print(
-            f"Took {clock(time.monotonic() - started, '--:--')} (min:s); final loss "
-            f"{metrics.get('final_loss')}, "
-            f"validation loss {metrics.get('eval_loss')}. Ask it: cotrag ask --model "
+            f"Took {took(time.monotonic() - started)}; final loss "
+            f"{loss_text(metrics.get('final_loss'))}, "
+            f"validation loss {loss_text(metrics.get('eval_loss'))}. Ask it: cotrag ask --model "
             f'{outcome.final.model} "…"',
             file=sys.stderr,
         )

@@ -21,7 +21,7 @@ from typing import Any
 import core
 from core.colab.errors import NotebookError
 from core.colab.job import HEADLESS_ENV, OUT_FOLDER, TOKEN_FILE, TOKEN_NAME, ColabJob
-from core.colab.manifest import MANIFEST_NAME, make_manifest, sha256_file
+from core.colab.manifest import MANIFEST_NAME, file_sha256, make_manifest
 from core.fileio import temp_path, write_json_atomic
 from core.paths import DataLayout
 from core.training.events import (
@@ -88,7 +88,7 @@ def remote_prepare(job_data: dict[str, Any], work: Path, *, cpu_test: bool = Fal
         folder = layout.datasets / job.dataset_name
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, folder / "examples.jsonl")
-        if job.dataset_sha256 and sha256_file(folder / "examples.jsonl") != job.dataset_sha256:
+        if job.dataset_sha256 and file_sha256(folder / "examples.jsonl") != job.dataset_sha256:
             raise NotebookError(
                 f"{job.dataset_file} is not the file this notebook was made for (its sha256 "
                 "differs): upload the file exported with it."
@@ -282,7 +282,7 @@ def remote_package(job_data: dict[str, Any], work: Path, done: Done | None) -> d
             "outputs": outputs,
             "metrics": done.metrics,
             "archive": f"{OUT_FOLDER}/{archive.name}",
-            "archive_sha256": sha256_file(archive),
+            "archive_sha256": file_sha256(archive),
             "files": files,
             "hub_repo": hub_repo,
             "remote": True,

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core.colab.errors import DamagedResults
-from core.colab.manifest import MANIFEST_NAME, make_manifest, sha256_file
+from core.colab.manifest import MANIFEST_NAME, file_sha256, make_manifest
 from core.errors import CotragError, HubError, HubFileNotFound, HubRepoNotFound, HubUnreachable
 from core.models.download import download_file
 from core.models.hub import HubClient, RepoFiles, hub_errors
@@ -317,7 +317,7 @@ def pull_results(
             dest = tmp / model / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             _copy_out(source, dest)
-            if sha256_file(dest) != files[rel].get("sha256"):
+            if file_sha256(dest) != files[rel].get("sha256"):
                 raise DamagedResults(
                     f"The file {rel} of {run_name} pulled from {repo_id} is damaged (its "
                     "sha256 differs from the manifest's): push the results again."

@@ -7,25 +7,18 @@ notebook's package cell writes it; the app checks every file it receives against
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
+from core.fileio import file_sha256
+
 MANIFEST_NAME = "cotrag-manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def make_manifest(model_dir: Path, model: str | None = None) -> dict[str, Any]:
     """``{"model", "files": {rel: {size, sha256}}}`` for ``model_dir``, as the notebook writes."""
     files = {
-        p.relative_to(model_dir).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        p.relative_to(model_dir).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(model_dir.rglob("*"))
         if p.is_file()
     }

@@ -35,7 +35,7 @@ from core.colab.job import (
     WORK_FOLDER,
     make_job,
 )
-from core.colab.manifest import sha256_file
+from core.colab.manifest import file_sha256
 from core.colab.sources import bundled_sources
 from core.dataset.storage import Dataset
 from core.fileio import write_atomic
@@ -285,7 +285,7 @@ def write_export(
         dataset_repo=dataset_repo,
         base_repo=base_repo,
         dataset_name=dataset.name,
-        dataset_sha256=sha256_file(data_path),
+        dataset_sha256=file_sha256(data_path),
         dataset_meta=dict(dataset.meta),
     )
     import nbformat  # deferred: jsonschema, slow to import, only for writing a notebook

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.colab.errors import DamagedResults
-from core.colab.manifest import MANIFEST_NAME, sha256_file
+from core.colab.manifest import MANIFEST_NAME, file_sha256
 from core.llm.engines import default_model_path
 
 
@@ -48,7 +48,7 @@ def extract_results(
             raise DamagedResults(f"{archive.name} does not hold the model {model!r}.")
         for rel, facts in files.items():
             path = extracted / rel
-            if not path.is_file() or sha256_file(path) != facts.get("sha256"):
+            if not path.is_file() or file_sha256(path) != facts.get("sha256"):
                 raise DamagedResults(f"The file {rel} of {archive.name} is damaged.")
         target = into / model
         shutil.rmtree(target, ignore_errors=True)

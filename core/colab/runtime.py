@@ -48,7 +48,7 @@ from core.colab.cli import (
 )
 from core.colab.errors import ColabError
 from core.colab.job import HEADLESS_ENV, TOKEN_FILE, WORK_FOLDER
-from core.colab.manifest import sha256_file
+from core.colab.manifest import file_sha256
 from core.colab.results import extract_results
 from core.paths import DataLayout
 from core.training.events import (
@@ -451,7 +451,7 @@ def _download(
             kind="download",
             exit_code=result.code,
         )
-    if sha256_file(part) != final.archive_sha256:
+    if file_sha256(part) != final.archive_sha256:
         part.unlink(missing_ok=True)
         return RemoteOutcome(
             "failed",

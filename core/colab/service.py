@@ -268,7 +268,7 @@ def export_notebook(
     """The job, checked once, as ``train.ipynb`` + the dataset file + a README in
     ``out_dir``, to run by hand on Colab (the run is named ``name``, else
     ``<dataset>-colab``)."""
-    check_job(ws.layout, spec)
+    check_job(ws.layout, spec, here=False)
     dataset = DatasetStore(ws.layout.datasets).open(spec.dataset)
     run_name = name or f"{spec.dataset}-colab"
     return write_export(Path(out_dir), spec, dataset, run_name, push_repo=push_repo)

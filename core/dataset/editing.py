@@ -26,7 +26,7 @@ from core.agent.grammar import MAX_REASON_CHARS
 from core.agent.parser import bracket_citations, results_numbers, trace_errors
 from core.agent.record import RunRecord
 from core.dataset.candidates import sentences
-from core.dataset.draws import split_of
+from core.dataset.draws import Splits
 from core.dataset.storage import Dataset
 from core.dataset.verify import contains
 from core.knowledge.types import Hit
@@ -152,9 +152,12 @@ def _moved_source(
     """The source chunk is now the passage ``number``: the example's source fields and its
     split follow it (a document's examples all stay in one split)."""
     if hit.source != out.get("source"):
-        out["split"] = split_of(
-            hit.source, int(meta.get("seed", 0)), float(meta.get("validation_share", 0.0))
+        splits = Splits(
+            int(meta.get("seed", 0)),
+            float(meta.get("validation_share", 0.0)),
+            frozenset(meta.get("held_out", [])),
         )
+        out["split"] = splits.of(hit.source)
     out["source"] = hit.source
     out["chunk_id"] = hit.id
     out["doc_hash"] = str(hit.extra.get("doc_hash", ""))

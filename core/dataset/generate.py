@@ -19,7 +19,7 @@ from core.config import AppConfig
 from core.dataset import twohop
 from core.dataset.candidates import SINGLE_KINDS, TWOHOP, Candidate, candidates, sentences
 from core.dataset.decisions import Decisions
-from core.dataset.draws import split_of
+from core.dataset.draws import plan_splits
 from core.dataset.pairs import ImportedPair, run_pairs
 from core.dataset.progress import GenEvent, Progress, Stopwatch
 from core.dataset.questions import implausible, template_question
@@ -161,11 +161,29 @@ class Generator:
             raise EmptyKnowledgeBase(
                 f"Knowledge base {self.spec.kb!r} has no documents; index some first."
             )
-        return self.decisions.resume(self.tracer.verifier)
+        decided, kept = self.decisions.resume(self.tracer.verifier)
+        self._plan_splits(kept)
+        return decided, kept
+
+    def _plan_splits(self, kept: list[dict[str, Any]]) -> None:
+        """The run's splits by document (:mod:`core.dataset.draws`: a small knowledge base
+        still holds one document out); the documents it held out are kept in the meta."""
+        documents = {str(m.get("source", "")) for _, _, m in self.chunks}
+        splits = plan_splits(
+            (d for d in documents if self.spec.chosen(d)),
+            self.spec.seed,
+            self.spec.validation_share,
+            existing={str(e.get("source", "")): str(e.get("split", "train")) for e in kept},
+            held=self.dataset.meta.get("held_out", []),
+        )
+        self.tracer.splits = splits
+        if sorted(splits.held) != sorted(self.dataset.meta.get("held_out", [])):
+            self.dataset.meta["held_out"] = sorted(splits.held)
+            self.dataset.save_meta()
 
     def run(self) -> Iterator[GenEvent]:
         decided, kept = self._resume()
-        seeds = seeds_from(self.chunks, self.spec)
+        seeds = seeds_from(self.chunks, self.spec, first=self.tracer.splits.lead)
         if not seeds:
             raise EmptyKnowledgeBase(
                 f"Knowledge base {self.spec.kb!r} has no chunk long enough to ask about "
@@ -268,7 +286,7 @@ class Generator:
         found = twohop.bridges(
             parts,
             seed=self.spec.seed,
-            split=lambda source: split_of(source, self.spec.seed, self.spec.validation_share),
+            split=self.tracer.splits.of,
             common=lambda answer: self._document_frequency(answer) > limit,
         )
         return [b for b in found if b.key not in decided]

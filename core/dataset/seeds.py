@@ -32,9 +32,12 @@ class Seed:
         )
 
 
-def seeds_from(chunks: list[tuple[str, str, dict[str, Any]]], spec: GenerateSpec) -> list[Seed]:
+def seeds_from(
+    chunks: list[tuple[str, str, dict[str, Any]]], spec: GenerateSpec, *, first: str = ""
+) -> list[Seed]:
     """Chunks long enough to ask about, spread over the documents: round robin over the
-    documents in a seeded order, each document's chunks shuffled with the same seed."""
+    documents in a seeded order (the document ``first`` leads it), each document's chunks
+    shuffled with the same seed."""
     by_doc: dict[str, list[Seed]] = {}
     for chunk_id, text, meta in chunks:
         source = str(meta.get("source", ""))
@@ -43,4 +46,4 @@ def seeds_from(chunks: list[tuple[str, str, dict[str, Any]]], spec: GenerateSpec
         if len(text) < MIN_SEED_CHARS:
             continue
         by_doc.setdefault(source, []).append(Seed.of_chunk(chunk_id, text, meta))
-    return spread_over_documents(by_doc, spec.seed, lambda s: s.chunk_id)
+    return spread_over_documents(by_doc, spec.seed, lambda s: s.chunk_id, first=first)

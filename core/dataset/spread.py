@@ -10,17 +10,20 @@ T = TypeVar("T")
 
 
 def spread_over_documents(
-    by_doc: dict[str, list[T]], seed: int, key: Callable[[T], str]
+    by_doc: dict[str, list[T]], seed: int, key: Callable[[T], str], *, first: str = ""
 ) -> list[T]:
-    """Round robin over the documents in a seeded order, each document's items sorted by
-    ``key`` and then shuffled with the same seeded generator (``by_doc``'s lists are
-    reordered in place)."""
+    """Round robin over the documents in a seeded order (``first``, when given, leads it),
+    each document's items sorted by ``key`` and then shuffled with the same seeded
+    generator (``by_doc``'s lists are reordered in place)."""
     rng = random.Random(seed)
     order = sorted(by_doc)
     rng.shuffle(order)
     for source in order:
         by_doc[source].sort(key=key)
         rng.shuffle(by_doc[source])
+    if first in by_doc:
+        order.remove(first)
+        order.insert(0, first)
     spread: list[T] = []
     depth = 0
     while True:

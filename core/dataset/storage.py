@@ -102,6 +102,11 @@ class Dataset:
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
         write_atomic(self.examples_file, text)
 
+    @property
+    def can_undo(self) -> bool:
+        """An edit or a delete can be undone (the examples before it are kept)."""
+        return (self.folder / "examples.jsonl.bak").exists()
+
     def undo(self) -> bool:
         """Bring back the examples as they were before the last edit or delete."""
         backup = self.folder / "examples.jsonl.bak"

@@ -25,7 +25,7 @@ from core.dataset.construct import (
     construct_twohop_trace,
     keywords,
 )
-from core.dataset.draws import keyed_share, split_of
+from core.dataset.draws import Splits, keyed_share
 from core.dataset.questions import search_text
 from core.dataset.rewrite import Rewrite, Rewriter
 from core.dataset.seeds import Seed
@@ -62,6 +62,8 @@ class Tracer:
         self.cancel = cancel
         self.teacher_errors: Counter[str] = Counter()
         """Why a teacher gave nothing usable (a template or a constructed trace ran)."""
+        self.splits = Splits(spec.seed, spec.validation_share)
+        """Each document's split (the generator plans them for its run)."""
 
     def bridge_question(self, bridge: twohop.Bridge) -> tuple[str, str, str]:
         """A pair-writing teacher's bridge question when it passes the plausibility checks,
@@ -339,7 +341,7 @@ class Tracer:
             "gold_numbers": [] if gold is None else [gold],
             "round_trip_rank": rank,
             "rounds": record.stats.rounds,
-            "split": split_of(seed.source, self.spec.seed, self.spec.validation_share),
+            "split": self.splits.of(seed.source),
             "template_version": prompts.template_version(),
             "record": record.to_dict(),
         }

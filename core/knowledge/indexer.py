@@ -21,7 +21,6 @@ files finish, and can be reported, as soon as possible.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import threading
 import time
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from core.config import ChunkingConfig
 from core.errors import CotragError, DocumentError
+from core.fileio import file_sha256
 from core.knowledge.chunking import chunk_document, pipeline_fingerprint
 from core.knowledge.loaders import iter_files, load_document
 from core.knowledge.records import embedding_text
@@ -94,14 +94,6 @@ class IndexSummary:
 
 
 IndexEvent = FileDone | Progress | IndexSummary
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_key(path: Path) -> str:

@@ -42,6 +42,7 @@ VARIANT_FILES = {
 PREFERRED = ("q8_0", "f16", "q4_k_m", "lora")
 """The file a bare name runs: the best that was exported."""
 BUNDLED_LICENCE = "apache-2.0"
+BUNDLED_DISPLAY = "SmolLM2-135M (bundled)"
 KINDS = ("bundled", "pulled", "added", "tuned")
 VERDICTS = ("better", "same", "worse")
 """A tuned model's guard verdict against its base (see core.training.guard)."""
@@ -223,6 +224,12 @@ class ModelEntry:
     def verdict_note(self) -> str:
         """The verdict in a picker's words: ``worse than base`` (``""`` when unchecked)."""
         return VERDICT_NOTES.get(self.verdict, "")
+
+    @property
+    def display_name(self) -> str:
+        """The name a person reads: the bundled model's own (``SmolLM2-135M (bundled)``),
+        else the entry's name."""
+        return BUNDLED_DISPLAY if self.kind == "bundled" else self.name
 
     @property
     def picker_label(self) -> str:
@@ -471,17 +478,27 @@ class ModelRegistry:
         return f"Deleted {name!r}."
 
 
+def tuned_info(model_path: Path) -> dict[str, Any]:
+    """The model.json of the tuned model whose export ``model_path`` is (``{}`` for any
+    other path): its GGUF files sit next to model.json, its merged folder inside it."""
+    if not model_path.exists():
+        return {}
+    for folder in (model_path.parent, model_path.parent.parent):
+        record = folder / MODEL_FILE
+        if not record.is_file():
+            continue
+        try:
+            info = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) and info.get("tuned") else {}
+    return {}
+
+
 def recorded_guard(model_file: Path) -> dict[str, Any]:
     """The guard record of the tuned model whose export ``model_file`` is (``{}`` for any
-    other file): a tuned model's GGUF files sit next to its model.json."""
-    record = model_file.parent / MODEL_FILE
-    if not model_file.is_file() or not record.is_file():
-        return {}
-    try:
-        info = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    guard = info.get("guard") if isinstance(info, dict) and info.get("tuned") else None
+    other file)."""
+    guard = tuned_info(model_file).get("guard")
     return guard if isinstance(guard, dict) else {}
 
 

@@ -1,9 +1,11 @@
 """Training rows from a dataset: which rows, which split, encoded, in length-grouped batches.
 
 The rows are the dataset's ``chat`` export (the search turn and the answer stage of
-each example, with the spans the loss is on). Validation rows are the dataset's own
-held-out documents; a dataset without any gets ``validation_share`` of its examples
-held out, chosen by id so a resumed run holds out the same ones.
+each example, with the spans the loss is on). The split is the dataset's own: a row is a
+validation row exactly when its example's ``split`` is ``validation`` (the documents the
+dataset held out, :mod:`core.dataset.draws`), so training, Compare and the dataset's report
+count the same examples. A dataset without validation examples trains without a
+validation loss rather than with a split of its own.
 """
 
 from __future__ import annotations
@@ -68,10 +70,6 @@ def dataset_rows(dataset: Dataset, spec: TrainSpec) -> list[Row]:
             )
     if spec.raft_rows > 0 and spec.stages != "search":
         rows.extend(_reader_rows(examples, spec))
-    if rows and not any(r.split == "validation" for r in rows) and spec.validation_share > 0:
-        for r in rows:
-            if _share(r.id, spec.seed) < spec.validation_share:
-                r.split = "validation"
     # The validation rows stay the dataset's own: its loss compares runs with and without.
     return [r for r in rows if not (r.reader and r.split == "validation")]
 
@@ -107,11 +105,6 @@ def _reader_rows(examples: list[dict[str, Any]], spec: TrainSpec) -> list[Row]:
                 )
             )
     return out
-
-
-def _share(key: str, seed: int) -> float:
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def dataset_hash(dataset: Dataset) -> str:

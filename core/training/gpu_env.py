@@ -10,6 +10,7 @@ worker is then started from there when a run's engine is auto or unsloth.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,15 @@ def gpu_status(layout: DataLayout) -> GpuStatus:
     else:
         sentence = "No NVIDIA GPU found: training runs on the CPU (torch + peft)."
     return GpuStatus(nvidia, ready, sentence)
+
+
+def cuda_visible() -> bool:
+    """A CUDA GPU is there for a worker started from here: an NVIDIA driver answers and
+    ``CUDA_VISIBLE_DEVICES`` does not hide every device (a fraction of a second, no torch)."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and hidden.strip() in ("", "-1", "none", "NoDevFiles"):
+        return False
+    return _nvidia_present()
 
 
 def _nvidia_present() -> bool:

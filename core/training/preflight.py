@@ -1,9 +1,11 @@
 """Everything about a job that can be checked before a process starts.
 
-Fields (``TrainSpec.problems``), the dataset (exists, has training rows), the base
-model (resolves), and lengths: a row whose *prompt* alone is longer than
-``max_seq_len`` can never be trained, so that is an error naming the length to
-use; longer rows whose prompt fits are dropped and counted.
+Fields (``TrainSpec.problems``), this computer for a job that runs here (everything the
+worker would refuse about the engine, the GPU and 4-bit weights: :func:`machine_problems`,
+a fraction of a second, before the base is loaded or converted), the dataset (exists, has
+training rows), the base model (resolves), and lengths: a row whose *prompt* alone is
+longer than ``max_seq_len`` can never be trained, so that is an error naming the length
+to use; longer rows whose prompt fits are dropped and counted.
 
 :func:`check_job` runs once, where a run is prepared
 (:func:`core.training.service.prepare_run`); the worker, given a run that was
@@ -12,6 +14,7 @@ checked, only loads it (:func:`load_job`).
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ from core.errors import CotragError
 from core.paths import DataLayout
 from core.training.base_models import BaseModel, load_tokenizer, resolve_base
 from core.training.data import Prepared, Row, dataset_rows, prepare
+from core.training.gpu_env import cuda_visible
+from core.training.process import gpu_env_ready
 from core.training.spec import SpecError, TrainSpec
 
 
@@ -35,14 +40,23 @@ class Checked:
 
 
 def check_job(
-    layout: DataLayout, spec: TrainSpec, *, tokenizer: Any = None, lengths: bool = True
+    layout: DataLayout,
+    spec: TrainSpec,
+    *,
+    tokenizer: Any = None,
+    lengths: bool = True,
+    here: bool = True,
 ) -> Checked:
     """Raise :class:`SpecError` with every problem found, or return what was checked.
 
-    ``lengths`` tokenizes every row with the base's tokenizer (seconds for hundreds
-    of rows; the tokenizer is loaded from the base when not given).
+    ``here``: the job runs on this computer (not on Colab), so this computer's GPU and
+    environment are checked too. ``lengths`` tokenizes every row with the base's
+    tokenizer (seconds for hundreds of rows; the tokenizer is loaded from the base when
+    not given).
     """
     problems = spec.problems()
+    if here and spec.kind != "embedder":
+        problems += machine_problems(layout, spec)
     dataset: Dataset | None = None
     base: BaseModel | None = None
     if spec.dataset.strip():
@@ -79,6 +93,35 @@ def check_job(
     checked.prepared = prepare(rows, tokenizer, spec)
     check_lengths(spec, checked.prepared)
     return checked
+
+
+def machine_problems(layout: DataLayout, spec: TrainSpec) -> list[str]:
+    """What the worker would refuse, or silently drop, about running ``spec`` on this
+    computer (the same rules as :func:`core.training.trainer.pick_engine`), found without
+    starting it: no torch import, no model loaded."""
+    gpu = cuda_visible()
+    # The worker runs in the GPU environment when it is set up (engine auto or unsloth),
+    # else in this app's own, where unsloth is normally absent.
+    unsloth = gpu_env_ready(layout) or importlib.util.find_spec("unsloth") is not None
+    problems: list[str] = []
+    if spec.engine == "unsloth":
+        if not gpu:
+            problems.append(
+                "engine is unsloth but no NVIDIA GPU is visible on this computer: set engine "
+                "to auto (it trains on the CPU here) or torch."
+            )
+        elif not unsloth:
+            problems.append(
+                "engine is unsloth but the GPU environment is not set up: set it up (the "
+                "Training tab's button or `cotrag train setup-gpu`) or set engine to auto."
+            )
+    elif spec.load_in_4bit and spec.engine == "auto" and not (gpu and unsloth):
+        where = "no NVIDIA GPU is visible" if not gpu else "the GPU environment is not set up"
+        problems.append(
+            f"load_in_4bit needs the GPU engine (unsloth) but {where} on this computer: "
+            "turn load_in_4bit off (or pick a CPU preset)."
+        )
+    return problems
 
 
 def load_job(layout: DataLayout, spec: TrainSpec) -> Checked:

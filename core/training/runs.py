@@ -37,7 +37,10 @@ class RunNotFound(CotragError, FileNotFoundError):
 
 
 class RunExists(CotragError, FileExistsError):
-    pass
+    def __init__(self, message: str, *, run: str = "") -> None:
+        super().__init__(message)
+        self.run = run
+        """The training run that holds the name ("" when a model holds it)."""
 
 
 def pid_alive(pid: int) -> bool:
@@ -166,7 +169,8 @@ class RunStore:
         if self.exists(name):
             raise RunExists(
                 f"A training run named {name!r} exists: resume it with --resume {name}, "
-                "or choose another name."
+                "or choose another name.",
+                run=name,
             )
         if self._model_exists(name):
             # The run's tuned model takes the run's name.

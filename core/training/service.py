@@ -63,7 +63,12 @@ class PreparedRun:
         if prepared is not None:
             return (
                 f"{len(prepared.train)} training rows ({prepared.train_tokens} tokens), "
-                f"{len(prepared.validation)} validation rows"
+                + (
+                    f"{len(prepared.validation)} validation rows"
+                    if prepared.validation
+                    else "no validation rows (the dataset holds out no document: no "
+                    "validation loss)"
+                )
                 + (
                     f", {prepared.too_long} longer than max_seq_len left out"
                     if prepared.too_long
@@ -91,18 +96,22 @@ def default_name(ws: Workspace, spec: TrainSpec) -> str:
     return runs(ws).unique_name(f"{spec.dataset}-{suffix}")
 
 
-def prepare_run(ws: Workspace, spec: TrainSpec, name: str | None = None) -> PreparedRun:
+def prepare_run(
+    ws: Workspace, spec: TrainSpec, name: str | None = None, *, here: bool = True
+) -> PreparedRun:
     """Check a new job once and create its run (``name``, else :func:`default_name`).
 
-    Raises :class:`core.training.spec.SpecError` with every problem found (fields,
-    dataset, base, lengths), or the run store's errors for a name that is taken.
+    ``here``: it runs on this computer (not on Colab), whose GPU and environment are
+    checked too. Raises :class:`core.training.spec.SpecError` with every problem found
+    (fields, this computer, dataset, base, lengths), or the run store's errors for a name
+    that is taken.
     """
     if spec.kind == "embedder":
         embedder = check_embedder_job(ws.layout, spec, ws.store)
         name = name or default_name(ws, spec)
         check_new_name(ws.layout, name)
         return PreparedRun(runs(ws).create(name, spec), spec, embedder=embedder)
-    checked = check_job(ws.layout, spec)
+    checked = check_job(ws.layout, spec, here=here)
     name = name or default_name(ws, spec)
     return PreparedRun(runs(ws).create(name, spec), spec, checked=checked)
 

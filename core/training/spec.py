@@ -66,7 +66,8 @@ class TrainSpec:
     """4-bit base weights (QLoRA): GPU engine only."""
     seed: int = 42
     validation_share: float = 0.1
-    """Share of train rows held out when the dataset has no validation split."""
+    """Embedder runs: share of documents held out when the dataset has no validation split.
+    Generator runs follow the dataset's own split (:mod:`core.training.data`)."""
     eval_every: int = 20
     """Steps between validation losses (0 = only at the end)."""
     checkpoint_every: int = 20
@@ -261,6 +262,17 @@ class TrainSpec:
         if problems:
             raise SpecError(problems)
 
+
+PRESET_NOTES: dict[str, str] = {
+    "embedder": "Tunes the bundled MiniLM search embedder on the dataset's questions: "
+    "a few minutes on this computer.",
+    "cpu-quick": "A first tuned model in minutes on a laptop CPU: 60 short LoRA steps "
+    "on the bundled model.",
+    "cpu-full": "The whole dataset twice, with every export: an hour or more on a CPU.",
+    "gpu-standard": "For an NVIDIA GPU with unsloth: 4-bit base weights, longer examples, "
+    "three passes over the dataset.",
+}
+"""What each preset is for, in one line (the Training tab and `cotrag train presets`)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The bundled MiniLM embedder on a CPU: a few minutes for a few hundred questions.
