@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QUrl, Signal, Slot
@@ -51,7 +50,6 @@ class ChatTab(TabView):
         self.conversation: Conversation | None = None
         self.jobs = JobGroup(self, self.show_error)
         self._job: Job | None = None
-        self._run_started = 0.0
         self._model_busy = False
         self.setAcceptDrops(True)
         self._build()
@@ -172,8 +170,7 @@ class ChatTab(TabView):
         self.ask_box.question.clear()
         self._show_feedback(False)  # the thumbs belong to the answer now being written
         self.trace.add_question(text)
-        self._run_started = time.monotonic()
-        self.footer.set_text("Loading the model…")
+        self.footer.start_clock("Loading the model…")
         request = Question(
             text, mode=mode, kb=kb, model=model, answer_model=self.toolbar.answer_model
         )
@@ -211,8 +208,7 @@ class ChatTab(TabView):
     def _on_events(self, events: list[object]) -> None:
         self.trace.handle(events)
         if self.running and not any(isinstance(e, Finished) for e in events):
-            elapsed = time.monotonic() - self._run_started
-            self.footer.set_text(f"Generating… {elapsed:.1f} s")
+            self.footer.set_phase("Generating…")
 
     @Slot(object)
     def _on_run_finished(self, event: Finished) -> None:
@@ -251,6 +247,7 @@ class ChatTab(TabView):
 
     @Slot()
     def _on_job_finished(self) -> None:
+        self.footer.stop_clock()
         self._job = None
         self._set_running(False)
         self.ask_box.question.setFocus()

@@ -424,3 +424,20 @@ def test_thumbs_and_add_to_dataset_turn_a_question_into_an_example(
     assert example["question"] == "How hot should green tea water be?"
     assert example["question_origin"] == "import" and example["source"].endswith("tea.md")
     assert example["record"]["answer"] == "Brew it at 70 to 80 degrees [1]."
+
+
+def test_the_footer_says_what_a_run_waits_for_and_keeps_its_clock_running(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from desktop.chat_footer import ChatFooter
+
+    footer = ChatFooter()
+    qtbot.addWidget(footer)
+    footer.start_clock("Loading the model…")
+    assert footer.text().startswith("Loading the model… 0.")
+    # Nothing arrives while the model loads: the time still moves.
+    qtbot.waitUntil(lambda: footer.text() not in ("Loading the model… 0.0 s",), timeout=3000)
+    qtbot.waitUntil(lambda: float(footer.text().split()[-2]) >= 0.4, timeout=3000)
+    footer.set_phase("Generating…")
+    assert footer.text().startswith("Generating… ") and footer.text().endswith(" s")
+    footer.set_text("Stopping…")  # a plain text stops the clock
+    qtbot.wait(450)
+    assert footer.text() == "Stopping…"
