@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
@@ -87,6 +88,8 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._after_paint: list[Callable[[], None]] = []
 
+        self._tab_messages: dict[str, tuple[str, float]] = {}
+        """Each tab's last status message and when it goes stale (monotonic seconds)."""
         self.tabs = LazyTabs(self)
         self.tabs.setDocumentMode(True)
         self.tabs.built.connect(self._on_tab_built)
@@ -183,8 +186,8 @@ class MainWindow(QMainWindow):
         view = cast(
             "KnowledgeTab | ChatTab | DatasetTab | TrainingTab | CompareTab | ModelsTab", tab
         )
-        view.status_message.connect(self.show_status)
-        view.error.connect(self.show_error)
+        view.status_message.connect(lambda message, k=key: self.show_status(message, k))
+        view.error.connect(lambda message, k=key: self.show_error(message, k))
         if key == "kb":
             self.kb_tab.knowledge_bases_changed.connect(self._on_knowledge_bases)
         elif key == "chat":
@@ -313,6 +316,14 @@ class MainWindow(QMainWindow):
 
     @Slot(str, bool)
     def _on_tab_shown(self, key: str, fresh: bool) -> None:
+        # A tab's last message stays with it: leaving the tab takes it off the status bar,
+        # coming back shows it again while it is fresh.
+        message, until = self._tab_messages.get(key, ("", 0.0))
+        left = until - time.monotonic()
+        if message and left > 0.5:
+            self.statusBar().showMessage(message, int(left * 1000))
+        else:
+            self.statusBar().clearMessage()
         # Datasets and models made in other tabs (or by the CLI) show up when looked at;
         # a tab built to be shown has just read them.
         if fresh or key not in REFRESH_ON_SHOW:
@@ -332,13 +343,17 @@ class MainWindow(QMainWindow):
         for other in self._users():
             other.set_model_busy(bool(self._model_users - {other}))
 
-    @Slot(str)
-    def show_status(self, message: str) -> None:
-        self.statusBar().showMessage(message, 10_000)
+    def show_status(self, message: str, tab: str = "", seconds: float = 10.0) -> None:
+        """``message`` on the status bar for ``seconds``; a tab's message (``tab``: its key)
+        shows while that tab is the one shown, and again when the user comes back to it."""
+        if tab:
+            self._tab_messages[tab] = (message, time.monotonic() + seconds)
+            if self.tabs.key_at(self.tabs.currentIndex()) != tab:
+                return
+        self.statusBar().showMessage(message, int(seconds * 1000))
 
-    @Slot(str)
-    def show_error(self, message: str) -> None:
-        self.statusBar().showMessage(message, 15_000)
+    def show_error(self, message: str, tab: str = "") -> None:
+        self.show_status(message, tab, 15.0)
 
     @Slot()
     def open_settings(self) -> None:

@@ -97,3 +97,30 @@ def test_a_tab_built_late_hears_what_it_missed(
     assert not compare.side.ask_button.isEnabled()
     window.dataset_tab.run_state_changed.emit(False)
     assert compare.side.ask_button.isEnabled()
+
+
+def test_a_tab_s_status_message_stays_with_its_tab(
+    qtbot: QtBot,
+    ws: Workspace,
+    tmp_path: Path,
+) -> None:
+    window = MainWindow(ws, settings_in(tmp_path))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.painted, timeout=10_000)
+    bar = window.statusBar()
+    window.kb_tab.status_message.emit("Indexed 3 files.")
+    assert bar.currentMessage() == "Indexed 3 files."
+    # Another tab: the knowledge base's message does not follow the user there.
+    window.tabs.setCurrentWidget(window.dataset_tab)
+    assert bar.currentMessage() == ""
+    window.dataset_tab.status_message.emit("Exported 10 rows.")
+    assert bar.currentMessage() == "Exported 10 rows."
+    # A message from a tab not shown waits for its tab.
+    window.kb_tab.error.emit("The PDF is damaged.")
+    assert bar.currentMessage() == "Exported 10 rows."
+    window.tabs.setCurrentWidget(window.kb_tab)
+    assert bar.currentMessage() == "The PDF is damaged."
+    window.tabs.setCurrentWidget(window.dataset_tab)
+    assert bar.currentMessage() == "Exported 10 rows."
+    qtbot.waitUntil(lambda: not window.kb_tab.busy(), timeout=60_000)
