@@ -18,13 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
-from PySide6.QtCore import QSettings, QTimer, QUrl, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence, QShowEvent
+from PySide6.QtCore import QSettings, QTimer, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import QLabel, QMainWindow, QWidget
 
 from core.workspace import Workspace
 from desktop.first_paint import on_first_paint
 from desktop.lazy_tabs import LazyTabs
+from desktop.open_path import open_path
 from desktop.settings_dialog import SettingsDialog
 from desktop.style import icon
 from desktop.wheel_guard import install_wheel_guard
@@ -363,12 +364,14 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def open_data_folder(self) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.ws.layout.root)))
+        open_path(self, self.ws.layout.root, "data folder")
 
     @Slot()
     def open_log(self) -> None:
-        if self.log_file is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_file)))
+        if self.log_file is None:
+            self.show_status("This session writes no log file (it logs to the terminal).")
+            return
+        open_path(self, self.log_file, "log file")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         # Workers stop cooperatively (between tokens / batches); wait for them so no

@@ -124,3 +124,23 @@ def test_a_tab_s_status_message_stays_with_its_tab(
     window.tabs.setCurrentWidget(window.dataset_tab)
     assert bar.currentMessage() == "Exported 10 rows."
     qtbot.waitUntil(lambda: not window.kb_tab.busy(), timeout=60_000)
+
+
+def test_a_file_nothing_opens_is_shown_with_its_path(qtbot: QtBot, tmp_path: Path) -> None:
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QMessageBox, QWidget
+
+    from desktop.open_path import open_path
+
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    missing = tmp_path / "logs" / "cotrag.log"
+    assert not open_path(parent, missing, "log file")
+    box = parent.findChild(QMessageBox)
+    assert box is not None and box.isVisible()
+    assert box.text() == "There is no log file yet. It will be here:"
+    assert box.informativeText() == str(missing)
+    copy = next(b for b in box.buttons() if b.text() == "Copy path")
+    copy.click()
+    assert QGuiApplication.clipboard().text() == str(missing)
+    assert box.isVisible()  # copying leaves the dialog open
