@@ -3,10 +3,11 @@ while a run goes on, and the table of the last run's files."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QColor
+from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtGui import QColor, QHideEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -76,6 +77,14 @@ class DropZone(QFrame):
         self.style().polish(self)
 
 
+WAITS = {
+    "loading": "Loading the embedding model…",
+    "preparing": "Preparing the embedding model for this computer (the first time only, "
+    "up to a minute)…",
+}
+"""What the progress row says while the embedding model loads, by ``Progress.stage``."""
+
+
 class IndexProgress(QWidget):
     """The row shown while indexing: a bar, files and chunks done, and Cancel."""
 
@@ -92,15 +101,40 @@ class IndexProgress(QWidget):
         row.addWidget(self.label, 3)
         row.addWidget(self.cancel_button)
 
+        self._waiting = ""
+        self._since = 0.0
+        self._clock = QTimer(self)
+        self._clock.setInterval(250)
+        self._clock.timeout.connect(self._tick)
+
     def start(self) -> None:
         self.bar.setRange(0, 0)
-        self.label.setText("Reading files…")
+        self._wait("Reading files…")
+
+    def _wait(self, what: str) -> None:
+        """Say what the run waits for, with the time it has waited, kept current."""
+        self._waiting, self._since = what, time.monotonic()
+        self._tick()
+        self._clock.start()
+
+    def _tick(self) -> None:
+        self.label.setText(f"{self._waiting} {time.monotonic() - self._since:.0f} s")
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self._clock.stop()  # the run ended
+        super().hideEvent(event)
 
     def cancelling(self) -> None:
+        self._clock.stop()
         self.label.setText("Cancelling after the current batch…")
         self.cancel_button.setEnabled(False)
 
     def show_progress(self, p: Progress) -> None:
+        if p.stage:
+            self.bar.setRange(0, 0)
+            self._wait(WAITS.get(p.stage, "Loading the embedding model…"))
+            return
+        self._clock.stop()
         self.bar.setRange(0, max(1, p.files_total))
         self.bar.setValue(p.files_done)
         rate = f"{p.chunks_per_s:.0f} chunks/s · " if p.chunks_per_s else ""

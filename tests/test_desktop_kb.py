@@ -155,3 +155,22 @@ def test_only_the_newest_search_is_shown(qtbot, tab: KnowledgeTab, tmp_path: Pat
     first = tab.hits.item(0).data(256)
     assert first is not None and first.source.endswith("bike.md")
     assert not tab.jobs.latest
+
+
+def test_the_progress_row_says_what_indexing_waits_for(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from core.knowledge.indexer import Progress
+    from desktop.kb_indexing import IndexProgress
+
+    row = IndexProgress()
+    qtbot.addWidget(row)
+    row.show()
+    row.start()
+    assert row.label.text().startswith("Reading files… 0 s")
+    row.show_progress(Progress(0, 5, 0, 0.0, None, "", "preparing"))
+    assert row.label.text().startswith("Preparing the embedding model for this computer")
+    # Nothing arrives while the model is exported: the time still moves.
+    qtbot.waitUntil(lambda: row.label.text().endswith(" 1 s"), timeout=3000)
+    row.show_progress(Progress(1, 5, 12, 30.0, 8.0, "/docs/a.md"))
+    assert row.label.text().startswith("1 of 5 files · 12 chunks")
+    qtbot.wait(1300)
+    assert row.label.text().startswith("1 of 5 files")  # the clock stopped

@@ -90,6 +90,7 @@ def test_export_is_complete_and_reused(
     folder = export_dir(cache, Embedder().model_path, backend)
     assert (folder / "export.json").exists()
     assert _leftovers(cache) == []
+    assert not Embedder(backend=backend, cache_dir=cache).will_prepare()  # exported already
 
     def no_export(*_args: object) -> None:
         raise AssertionError("the cached export should have been used")
@@ -98,6 +99,13 @@ def test_export_is_complete_and_reused(
     again = Embedder(backend=backend, cache_dir=cache)
     assert again.backend == backend
     assert (np.array(again.embed(SENTENCES[:1])) * torch_vectors[:1]).sum() >= 0.999
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_first_load_says_it_will_export_first(backend: EmbedderBackend, tmp_path: Path) -> None:
+    _needs(backend)
+    assert Embedder(backend=backend, cache_dir=tmp_path).will_prepare()  # nothing cached
+    assert not Embedder(backend="torch", cache_dir=tmp_path).will_prepare()
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])

@@ -174,7 +174,7 @@ def test_a_file_that_vanishes_mid_run_is_reported_and_the_rest_indexed(
         events.append(event)
         # Files are read a few ahead of the one being embedded: this is the last moment
         # before any is read (listed and hashed at the start, gone now).
-        if isinstance(event, Progress) and event.current == "loading the embedding model":
+        if isinstance(event, Progress) and event.stage in ("loading", "preparing"):
             (folder / "sub" / "gamma.md").unlink()
     assert statuses(events) == {"alpha.md": "indexed", "beta.txt": "indexed", "gamma.md": "failed"}
     assert "gamma.md" in summary(events).failures[0][0]

@@ -18,6 +18,7 @@ lost a question of the npm QA set at recall@5.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
@@ -36,6 +37,7 @@ from core.knowledge.embedder_runtimes import (
     RUNTIME_BATCH_SIZE,
     BackendUnavailable,
     RuntimeModel,
+    has_export,
     load_sentence_transformer,
     open_runtime,
 )
@@ -204,6 +206,20 @@ class Embedder:
                 reason,
                 exc_info=exc_info,
             )
+
+    def will_prepare(self) -> bool:
+        """Whether loading will first export the model for a fast runtime (seconds to a
+        minute, once per machine: the export is cached), so a caller can say so."""
+        if self._model is not None:
+            return False
+        for candidate in self._candidates():
+            if candidate == "torch":
+                return False
+            module = "onnxruntime" if candidate == "onnx" else "openvino"
+            if importlib.util.find_spec(module) is None:
+                continue  # not installed: loading skips it
+            return not has_export(self.cache_dir, self.model_path, candidate)
+        return False
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Normalised embeddings, one per text, in order."""

@@ -187,6 +187,12 @@ def export_dir(cache_dir: Path, model_path: Path, backend: EmbedderBackend) -> P
     return cache_dir / f"{model_path.name}-{backend}"
 
 
+def has_export(cache_dir: Path, model_path: Path, backend: EmbedderBackend) -> bool:
+    """Whether ``cache_dir`` holds a verified export of ``model_path`` for ``backend``."""
+    folder = export_dir(cache_dir, model_path, backend)
+    return _valid_export(folder, _fingerprint(model_path)) is not None
+
+
 def open_runtime(
     backend: EmbedderBackend, model_path: Path, cache_dir: Path, threads: int
 ) -> RuntimeModel:

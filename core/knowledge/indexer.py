@@ -78,6 +78,10 @@ class Progress:
     eta_s: float | None
     """Seconds left, estimated from the bytes still to embed; None before any measure."""
     current: str
+    """The file being indexed ("" while the embedding model loads)."""
+    stage: str = ""
+    """``loading`` (the embedding model), ``preparing`` (loading it for the first time on
+    this machine: it is exported for a fast runtime first), ``""`` while embedding."""
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,8 @@ class Indexer:
         meter = _Meter(total, sum(t.size for t in todo) or 1)
         if todo and not cancel.is_set():
             # Loading the model takes seconds: keep it out of the measured embedding rate.
-            yield Progress(n.files_done, total, 0, 0.0, None, "loading the embedding model")
+            stage = "preparing" if self.embedder.will_prepare() else "loading"
+            yield Progress(n.files_done, total, 0, 0.0, None, "", stage)
             self.embedder.load()
         pos = 0
         target = 1  # grows to _GROUP_CHUNKS: the first files are done (and shown) quickly
