@@ -30,7 +30,7 @@ from core.models.token import clear_token, set_token
 from core.workspace import Workspace
 from desktop.download_row import format_bytes
 from desktop.tables import read_only, stretch_column
-from desktop.tasks import JobGroup
+from desktop.tasks import Job, JobGroup
 
 LIBRARIES = (("Any library", ""), ("GGUF", "gguf"), ("Transformers", "transformers"),
              ("MLX", "mlx"))  # fmt: skip
@@ -63,6 +63,8 @@ class HubPanel(QGroupBox):
         self.query = QLineEdit(self)
         self.query.setPlaceholderText("Search models, e.g. SmolLM2 GGUF")
         self.query.returnPressed.connect(self.search)
+        self._searching: Job | None = None
+        """The search running now (None when none): its button says Cancel."""
         bar.addWidget(self.query, 1)
         self.library_combo = QComboBox(self)
         for label, value in LIBRARIES:
@@ -74,7 +76,7 @@ class HubPanel(QGroupBox):
         bar.addWidget(self.sort_combo)
         self.search_button = QPushButton("Search", self)
         self.search_button.setDefault(True)
-        self.search_button.clicked.connect(self.search)
+        self.search_button.clicked.connect(self.search_or_cancel)
         bar.addWidget(self.search_button)
         self.token_button = QPushButton("Access token…", self)
         self.token_button.setToolTip(
@@ -114,28 +116,68 @@ class HubPanel(QGroupBox):
         self.pull_button.setEnabled(self.repo is not None and self.pull_target()[1] is not None)
 
     # -- search ------------------------------------------------------------------------
+    @property
+    def searching(self) -> bool:
+        return self._searching is not None
+
+    @Slot()
+    def search_or_cancel(self) -> None:
+        """The button: Search, or Cancel while a search waits for the hub."""
+        if self._searching is not None:
+            self.cancel_search()
+        else:
+            self.search()
+
+    @Slot()
+    def cancel_search(self) -> None:
+        """Stop waiting for the hub: whatever it answers later is not shown."""
+        if self._searching is None:
+            return
+        self._searching.cancel()
+        self._searching = None
+        self.search_button.setText("Search")
+        self.repo_label.setText("Search cancelled.")
+
     @Slot()
     def search(self) -> None:
+        """Search the hub (a search still waiting is dropped for this one)."""
         text = self.query.text().strip()
         library = str(self.library_combo.currentData() or "") or None
         sort = cast(SortKey, str(self.sort_combo.currentData()))
         client = self.client_factory()
-        self.search_button.setEnabled(False)
-        self.repo_label.setText("Searching…")
+        self.error_cleared.emit()  # the last search's failure is not this one's
+        self.search_button.setText("Cancel")
+        self.repo_label.setText("Searching the hub… (Cancel stops waiting)")
+        mine: list[Job] = []
 
         def work(_push: Callable[[object], None], _cancel: threading.Event) -> list[HubModel]:
             return service.search(client, text, library=library, sort=sort, limit=50)
 
-        self.jobs.start(
+        def current() -> bool:
+            return bool(mine) and self._searching is mine[0]
+
+        def failed(message: str) -> None:
+            if current():
+                self.repo_label.setText("The search failed (the message above says why).")
+                self.error.emit(message)
+
+        def finished() -> None:
+            if current():
+                self._searching = None
+                self.search_button.setText("Search")
+
+        job = self.jobs.start(
             work,
             "hub search",
             latest="search",
-            on_result=self._show_results,
-            on_finished=lambda: self.search_button.setEnabled(True),
+            on_result=lambda models: self._show_results(models) if current() else None,
+            on_error=failed,
+            on_finished=finished,
         )
+        mine.append(job)
+        self._searching = job
 
     def _show_results(self, models: list[HubModel]) -> None:
-        self.error_cleared.emit()
         self.results.setRowCount(len(models))
         for row, m in enumerate(models):
             gated = "  (gated)" if m.gated else ""

@@ -228,3 +228,55 @@ def test_a_pull_in_an_app_killed_mid_way_resumes_in_the_next(
     assert entry is not None and entry.path is not None
     assert entry.path.stat().st_size == size
     tab.shutdown()
+
+
+def test_a_hub_search_that_waits_can_be_cancelled_and_a_failure_clears(
+    qtbot, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from core.models.hub import HubClient
+
+    # A hub that takes connections and never answers (a network that hangs), and then
+    # one that refuses them (no network at all).
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    hanging = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    endpoint = [hanging]
+    workspace = Workspace(tmp_path / "data")
+    tab = ModelsTab(
+        workspace,
+        settings_in(tmp_path),
+        client_factory=lambda: HubClient(endpoint=endpoint[0], cache_dir=tmp_path / "cache"),
+    )
+    qtbot.addWidget(tab)
+    tab.show()
+    try:
+        tab.query.setText("smol")
+        tab.search_button.click()
+        assert tab.search_button.text() == "Cancel" and tab.hub.searching
+        assert tab.repo_label.text().startswith("Searching the hub")
+        tab.search_button.click()  # Cancel
+        assert not tab.hub.searching and tab.search_button.text() == "Search"
+        assert tab.repo_label.text() == "Search cancelled."
+        # No network: the failure is said, the label does not stay at "Searching…".
+        endpoint[0] = refused
+        tab.search_button.click()
+        qtbot.waitUntil(lambda: not tab.hub.searching, timeout=60_000)
+        assert tab.repo_label.text().startswith("The search failed")
+        assert tab.banner.isVisibleTo(tab) and tab.search_button.text() == "Search"
+        # A new search takes the old failure's banner away at once.
+        endpoint[0] = hanging
+        tab.search_button.click()
+        assert not tab.banner.isVisibleTo(tab)
+        tab.hub.cancel_search()
+        assert tab.repo_label.text() == "Search cancelled." and tab.results.rowCount() == 0
+    finally:
+        silent.close()
+        tab.shutdown(1.0)
+        workspace.close()
