@@ -105,6 +105,21 @@ class RunHistory(QObject):
                 return row
         return -1
 
+    def show_step(self, run: str, step: int, total: int, loss: float) -> None:
+        """A running run's row follows its steps (the files it is read from are written
+        when the run ends)."""
+        row = self.row_of(run)
+        if row < 0:
+            return
+        for column, text in (
+            ("State", "running"),
+            ("Step", f"{step}/{total}"),
+            ("Loss", f"{loss:.3f}"),
+        ):
+            item = self.table.item(row, HISTORY_COLUMNS.index(column))
+            if item is not None:
+                item.setText(text)
+
     def cell(self, run: str, column: str) -> str:
         """What the history shows for this run in this column ('' when it is not listed)."""
         row = self.row_of(run)

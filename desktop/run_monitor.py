@@ -83,6 +83,8 @@ class RunMonitor(QObject):
     """A live run's worker has started (the history now lists it as running)."""
     compare_requested = Signal(str)
     """"Compare with base" on a tuned model (its name)."""
+    stepped = Signal(str, int, int, float)
+    """A live run's step: (run, step, steps in all, loss), for the history's row."""
 
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
@@ -185,8 +187,11 @@ class RunMonitor(QObject):
         self.progress.setRange(0, 0)
 
     def finished(self, done: bool) -> None:
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1 if done else 0)
+        """A full bar when the run is done; else the bar stays where the run stopped (a
+        cancelled run keeps the steps it made)."""
+        if done or self.progress.maximum() == 0:  # done, or stopped before any count
+            self.progress.setRange(0, 1)
+            self.progress.setValue(1 if done else 0)
 
     def reset_recall(self) -> None:
         self._recall = Recall()
@@ -244,6 +249,7 @@ class RunMonitor(QObject):
         elif isinstance(event, Step):
             self.chart.add_step(event.step, event.loss, event.total)
             if live:
+                self.stepped.emit(self.run_name, event.step, event.total, event.loss)
                 self._steps(event.total, event.step)
                 self._headline(
                     f"step {event.step}/{event.total} · loss {event.loss:.3f} · "
@@ -293,6 +299,9 @@ class RunMonitor(QObject):
             )
         if live:
             self._steps(event.total, event.start_step)
+            self._headline(
+                f"training: step {event.start_step}/{event.total}; the first step takes longest…"
+            )
             self.started.emit()
 
     def _eval(self, event: Eval) -> None:
@@ -300,6 +309,8 @@ class RunMonitor(QObject):
             self.chart.add_eval(event.step, event.loss)
         if event.recall is None:
             self.log(f"step {event.step}: validation loss {_num(event.loss)}")
+            if event.step == 0:  # the first training step is still on its way
+                self._headline(f"validation loss {_num(event.loss)} before training; step 1…")
             return
         # An embedder's validation: recall always, a loss only with enough questions.
         self.log(er.eval_log_line(event))

@@ -80,6 +80,7 @@ class TrainingTab(TabView):
         rcol.addWidget(self.reembed_panel)
         self.history = RunHistory(self.ws.layout, right)
         self.history.place(rcol)
+        self.monitor.stepped.connect(self.history.show_step)
         split.addWidget(self.form)
         split.addWidget(right)
         split.setStretchFactor(0, 2)

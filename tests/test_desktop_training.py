@@ -159,3 +159,29 @@ def test_a_run_trains_cancels_resumes_and_its_model_reaches_the_chat(  # type: i
     assert "McNemar" in compare.paired_label.text()
     compare.shutdown()
     chat.shutdown()
+
+
+def test_a_live_run_keeps_its_header_row_and_bar_current(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from core.training.events import Eval, Started, Step
+
+    ws = Workspace(tmp_path / "data")
+    tab = TrainingTab(ws, settings_in(tmp_path))
+    qtbot.addWidget(tab)
+    monitor, history = tab.monitor, tab.history
+    history.fill([{"name": "walk", "state": "running", "step": 0, "total": 0}])
+    monitor.run_name = "walk"
+    monitor.working()
+    monitor.show_event(Started(engine="torch", device="cpu", total=60), live=True)
+    assert "the first step takes longest" in monitor.status_label.text()
+    monitor.show_event(Eval(step=0, loss=1.5), live=True)
+    assert "before training; step 1" in monitor.status_label.text()
+    # The Runs table follows the steps while the run goes on (not "0/0" until it ends).
+    monitor.show_event(Step(step=3, total=60, loss=1.25), live=True)
+    assert history.cell("walk", "Step") == "3/60" and history.cell("walk", "Loss") == "1.250"
+    assert monitor.progress.value() == 3
+    # Cancelled: the bar stays where the run stopped.
+    monitor.finished(False)
+    assert (monitor.progress.value(), monitor.progress.maximum()) == (3, 60)
+    monitor.finished(True)
+    assert monitor.progress.value() == monitor.progress.maximum() == 1
+    ws.close()
