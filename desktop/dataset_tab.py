@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,21 @@ from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QListWidgetItem, QTabWid
 from core.dataset import export as exporting
 from core.dataset import service
 from core.dataset.editing import EditRejected, delete_examples
-from core.dataset.importing import load_pairs
 from core.dataset.progress import Accepted, Progress
 from core.dataset.sampling import SampleProgress
 from core.dataset.storage import Dataset
-from core.dataset.teacher import Teacher
 from core.errors import CotragError
 from core.workspace import Workspace
 from desktop.confirm import confirm_destructive
 from desktop.dataset_editor import ExampleEditor
 from desktop.dataset_examples import ExamplesPanel
-from desktop.dataset_form import ENDPOINT, GeneratePanel, GenerateRequest
+from desktop.dataset_form import GeneratePanel
 from desktop.dataset_report import QualityReport
+from desktop.dataset_runs import done_line, generate_work, import_work, sample_work, with_sampling
 from desktop.dataset_sampling import SamplingPanel, progress_text
 from desktop.fit import vertical_scroll
 from desktop.scaffold import TabView, splitter
-from desktop.tasks import Job, JobGroup, Push
+from desktop.tasks import Job, JobGroup, Push, Work
 
 FORMATS = [
     ("chat", "Chat messages with train mask (JSONL)"),
@@ -206,32 +204,12 @@ class DatasetTab(TabView):
             self.show_error(str(exc))
             return
         if self.sampling.on_generate.isChecked():
-            wanted = self.sampling.request()
-            request = replace(
-                request,
-                spec=replace(
-                    request.spec,
-                    samples=wanted.samples,
-                    sample_temperature=wanted.temperature,
-                    sample_model=wanted.model,
-                    sample_fallback=wanted.fallback,
-                ),
-            )
+            request = with_sampling(request, self.sampling.request())
         self.hide_error()
         self.current_name = request.name
         self.examples.clear()
         self.form.begin(request.spec.count, "Loading the knowledge base and the question writer…")
-
-        def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
-            gen, dataset, _ = service.generator(
-                self.ws, request.name, request.spec, _teacher(self.ws, request), cancel=cancel
-            )
-            push(("existing", dataset.examples()))
-            for event in gen.run():
-                push(event)
-            return exporting.report(dataset)
-
-        self._start_run(work, "ds-generate")
+        self._start_run(generate_work(self.ws, request), "ds-generate")
 
     @Slot()
     def sample(self) -> None:
@@ -243,24 +221,7 @@ class DatasetTab(TabView):
         name = self.current_name
         self.hide_error()
         self.form.begin(0, f"Loading the model to sample {name}…")
-
-        def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
-            job = service.sample_pass(
-                self.ws,
-                name,
-                samples=wanted.samples,
-                temperature=wanted.temperature,
-                model=wanted.model,
-                fallback=wanted.fallback,
-                cancel=cancel,
-            )
-            for event in job.run():
-                if isinstance(event, SampleProgress):
-                    push(event)
-            push(("existing", job.dataset.examples()))
-            return exporting.report(job.dataset)
-
-        self._start_run(work, "ds-sample")
+        self._start_run(sample_work(self.ws, name, wanted), "ds-sample")
 
     def import_file(self, path: Path) -> None:
         if self._refuse_while_model_busy():
@@ -274,18 +235,9 @@ class DatasetTab(TabView):
         self.current_name = name
         self.form.name_edit.setText(name)
         self.form.begin(0, f"Importing {path.name}…")
+        self._start_run(import_work(self.ws, name, kb, path), "ds-import")
 
-        def work(push: Push, cancel: threading.Event) -> dict[str, Any]:
-            pairs = load_pairs(path)
-            gen, dataset = service.importer(self.ws, name, kb, pairs, cancel=cancel)
-            push(("existing", dataset.examples()))
-            for event in gen.run_pairs(pairs):
-                push(event)
-            return exporting.report(dataset)
-
-        self._start_run(work, "ds-import")
-
-    def _start_run(self, work: Any, name: str) -> None:
+    def _start_run(self, work: Work, name: str) -> None:
         self._started = time.monotonic()
         self._gen_job = self.jobs.start(
             work,
@@ -314,19 +266,8 @@ class DatasetTab(TabView):
         job = self._gen_job
         stopped = job is not None and job.cancel_event.is_set()
         self.report.show_report(report)
-        elapsed = time.monotonic() - self._started
-        prefix = "Stopped: every accepted example is saved. " if stopped else ""
-        sampled = report.get("sampling") or {}
-        kept = (
-            f"; {sampled.get('kept', 0)} of {sampled['questions']} questions kept the "
-            f"model's own run"
-            if sampled.get("questions")
-            else ""
-        )
-        self.form.progress_label.setText(
-            f"{prefix}{report['examples']} examples, {report['rejected']} rejected{kept} "
-            f"({elapsed:.0f} s)."
-        )
+        seconds = time.monotonic() - self._started
+        self.form.progress_label.setText(done_line(report, stopped=stopped, seconds=seconds))
         self.status_message.emit(f"Dataset {self.current_name}: {report['examples']} examples.")
 
     @Slot()
@@ -444,10 +385,3 @@ class DatasetTab(TabView):
 
     def shutdown(self, timeout: float = 15.0) -> None:
         self.jobs.shutdown(timeout)
-
-
-def _teacher(ws: Workspace, request: GenerateRequest) -> Teacher | None:
-    """The question writer the form chose (loaded in the run's thread: it may be slow)."""
-    if request.teacher == ENDPOINT:
-        return service.endpoint_teacher(request.url, request.model, request.key)
-    return service.make_teacher(ws, request.teacher)
