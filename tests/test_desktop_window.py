@@ -28,15 +28,21 @@ def ws(data_dir: Path) -> Iterator[Workspace]:
     workspace.close()
 
 
+def painted_window(qtbot: QtBot, ws: Workspace, tmp_path: Path) -> MainWindow:
+    """The main window, shown and painted once."""
+    window = MainWindow(ws, settings_in(tmp_path))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.painted, timeout=10_000)
+    return window
+
+
 def test_the_window_paints_with_only_the_tab_it_shows(
     qtbot: QtBot,
     ws: Workspace,
     tmp_path: Path,
 ) -> None:
-    window = MainWindow(ws, settings_in(tmp_path))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.painted, timeout=10_000)
+    window = painted_window(qtbot, ws, tmp_path)
     assert window.tabs.built_content("kb") is window.kb_tab
     assert window.tabs.currentWidget() is window.kb_tab
     assert all(window.tabs.built_content(key) is None for key in LATER)
@@ -104,10 +110,7 @@ def test_a_tab_s_status_message_stays_with_its_tab(
     ws: Workspace,
     tmp_path: Path,
 ) -> None:
-    window = MainWindow(ws, settings_in(tmp_path))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.painted, timeout=10_000)
+    window = painted_window(qtbot, ws, tmp_path)
     bar = window.statusBar()
     window.kb_tab.status_message.emit("Indexed 3 files.")
     assert bar.currentMessage() == "Indexed 3 files."
