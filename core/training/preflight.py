@@ -27,7 +27,7 @@ from core.training.base_models import BaseModel, load_tokenizer, resolve_base
 from core.training.data import Prepared, Row, dataset_rows, prepare
 from core.training.gpu_env import cuda_visible
 from core.training.process import gpu_env_ready
-from core.training.spec import SpecError, TrainSpec
+from core.training.spec import SpecError, TrainSpec, unsloth_problem
 
 
 @dataclass
@@ -105,16 +105,9 @@ def machine_problems(layout: DataLayout, spec: TrainSpec) -> list[str]:
     unsloth = gpu_env_ready(layout) or importlib.util.find_spec("unsloth") is not None
     problems: list[str] = []
     if spec.engine == "unsloth":
-        if not gpu:
-            problems.append(
-                "engine is unsloth but no NVIDIA GPU is visible on this computer: set engine "
-                "to auto (it trains on the CPU here) or torch."
-            )
-        elif not unsloth:
-            problems.append(
-                "engine is unsloth but the GPU environment is not set up: set it up (the "
-                "Training tab's button or `cotrag train setup-gpu`) or set engine to auto."
-            )
+        problem = unsloth_problem(gpu, unsloth)
+        if problem:
+            problems.append(problem)
     elif spec.load_in_4bit and spec.engine == "auto" and not (gpu and unsloth):
         where = "no NVIDIA GPU is visible" if not gpu else "the GPU environment is not set up"
         problems.append(

@@ -23,6 +23,24 @@ ENGINES = ("auto", "torch", "unsloth")
 DTYPES = ("auto", "fp32", "bf16")
 SCHEDULES = ("cosine", "linear", "constant")
 STAGES = ("both", "search", "answer")
+
+
+def unsloth_problem(cuda: bool, unsloth: bool) -> str:
+    """Why engine ``unsloth`` cannot train where a CUDA GPU is (not) visible and unsloth
+    is (not) installed; ``""`` when it can. The preflight and the worker both ask it."""
+    if not cuda:
+        return (
+            "engine is unsloth but no NVIDIA GPU is visible on this computer: set engine "
+            "to auto (it trains on the CPU here) or torch."
+        )
+    if not unsloth:
+        return (
+            "engine is unsloth but the GPU environment is not set up: set it up (the "
+            "Training tab's button or `cotrag train setup-gpu`) or set engine to auto."
+        )
+    return ""
+
+
 TRACKERS = ("none", "mlflow", "tensorboard")
 KINDS = ("generator", "embedder")
 

@@ -43,7 +43,7 @@ from core.training.events import Checkpoint, Emit, Eval, Log, Preparing, Started
 from core.training.masking import IGNORE, Encoded
 from core.training.preflight import Checked, check_lengths
 from core.training.runs import Run
-from core.training.spec import TrainSpec
+from core.training.spec import TrainSpec, unsloth_problem
 from core.training.tracking import open_tracker
 
 log = logging.getLogger(__name__)
@@ -107,15 +107,9 @@ def pick_engine(spec: TrainSpec) -> str:
     has_cuda = torch.cuda.is_available()
     has_unsloth = importlib.util.find_spec("unsloth") is not None
     if spec.engine == "unsloth":
-        if not has_cuda:
-            raise EngineMissing(
-                "engine is unsloth but no CUDA GPU is visible: set engine to auto or torch."
-            )
-        if not has_unsloth:
-            raise EngineMissing(
-                "engine is unsloth but unsloth is not installed in this environment: run "
-                "`cotrag train setup-gpu` (it makes the GPU environment) or set engine to torch."
-            )
+        problem = unsloth_problem(has_cuda, has_unsloth)
+        if problem:
+            raise EngineMissing(problem)
         return "unsloth"
     if spec.engine == "auto" and has_cuda and has_unsloth:
         return "unsloth"
