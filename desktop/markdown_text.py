@@ -159,15 +159,21 @@ def link_citations(doc: QTextDocument, known: Collection[int]) -> list[int]:
     return list(dict.fromkeys(number for _, _, number in targets))
 
 
+def _citation_spans(bracket: str) -> list[tuple[int, int, int]]:
+    """``(start, end, number)`` of the links in a citation bracket: ``[n]`` whole, in
+    ``[n, m]`` each number on its own."""
+    numbers = [(m.start(), m.end(), int(m.group())) for m in re.finditer(r"\d+", bracket)]
+    if len(numbers) == 1:
+        return [(0, len(bracket), numbers[0][2])]
+    return numbers
+
+
 def _citation_targets(
     match: re.Match[str], offset: int, known: Collection[int]
 ) -> list[tuple[int, int, int]]:
-    """``[n]`` links whole; in ``[n, m]`` each known number links on its own."""
-    numbers = [(int(m.group()), m.start(), m.end()) for m in re.finditer(r"\d+", match.group())]
-    if len(numbers) == 1:
-        number = numbers[0][0]
-        return [(offset + match.start(), len(match.group()), number)] if number in known else []
-    return [(offset + match.start() + a, b - a, n) for n, a, b in numbers if n in known]
+    """(position, length, number) of each known citation link in ``match``."""
+    at = offset + match.start()
+    return [(at + a, b - a, n) for a, b, n in _citation_spans(match.group()) if n in known]
 
 
 def citation_format(number: int) -> QTextCharFormat:
@@ -241,11 +247,8 @@ def _linked(text: str, passages: Mapping[int, Hit]) -> str:
     out, last = [], 0
     for match in CITATION_RE.finditer(text):
         out.append(html.escape(text[last : match.start()]))
-        pieces = [(t.start(), t.end(), int(t.group())) for t in re.finditer(r"\d+", match.group())]
         bracket, cursor = match.group(), 0
-        if len(pieces) == 1:  # [n] is a link whole
-            pieces = [(0, len(bracket), pieces[0][2])]
-        for start, end, number in pieces:
+        for start, end, number in _citation_spans(bracket):
             out.append(html.escape(bracket[cursor:start]))
             piece = html.escape(bracket[start:end])
             known = number in passages
