@@ -87,7 +87,9 @@ def test_generate_yields_verified_examples_in_the_exact_protocol(ws: Workspace) 
 def test_a_small_knowledge_base_still_holds_a_document_out_and_training_follows_it(
     ws: Workspace,
 ) -> None:
-    sources = ["backup.md", "proxy.md", "timers.md"]
+    # The documents as the knowledge base names them (absolute paths: they draw their split).
+    sources = sorted(ws.store.get("docs").manifest().documents)
+    assert len(sources) == 3
     share = 0.1
     # A seed where no document's draw falls under the share (the case that made a
     # 10-example dataset without validation examples).
