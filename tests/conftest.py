@@ -12,6 +12,7 @@ import pytest
 from core.knowledge.embedder import Embedder, default_embedder
 from core.knowledge.knowledge_base import KnowledgeBase
 from core.knowledge.store import KnowledgeStore
+from core.llm.engines import default_model_path
 from core.paths import DataLayout
 from core.workspace import Workspace
 
@@ -64,6 +65,31 @@ def use_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[HubSer
         return cache
 
     return point
+
+
+# -- the bundled model as training weights --
+
+
+@pytest.fixture(scope="session")
+def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder that outlives the run (pytest's cache), keyed by the bundled GGUF."""
+    gguf = default_model_path().stat()
+    key = f"backend-contract-{gguf.st_size}-{int(gguf.st_mtime)}"
+    cache = request.config.cache
+    return cache.mkdir(key) if cache is not None else tmp_path_factory.mktemp(key)
+
+
+@pytest.fixture(scope="session")
+def base_weights(model_cache: Path) -> Path:
+    """The bundled GGUF dequantized into the Hugging Face folder training starts from
+    (``ensure_hf`` for real, once per bundled model): about half a minute that every data
+    dir would otherwise pay again. A module that trains links it into its data dir with
+    ``small_docs.share_base_weights``."""
+    pytest.importorskip("torch", reason="torch is not installed")
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    from core.training.base_models import ensure_hf, resolve_base
+
+    return ensure_hf(resolve_base("default", DataLayout(model_cache)))
 
 
 # -- knowledge fixtures --

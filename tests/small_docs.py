@@ -70,3 +70,28 @@ def tiny_workspace(root: object, examples: int = 6) -> object:
     gen, _, _ = generator(workspace, "tiny", spec, None)  # type: ignore[arg-type]
     list(gen.run())
     return workspace
+
+
+def share_base_weights(workspace: object, weights: object) -> None:
+    """Link the session's dequantized bundled model (the ``base_weights`` fixture) into
+    ``workspace``'s data dir, where training looks for it, so a run there starts without
+    converting it again. Hard links where the file system allows, copies elsewhere."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from core.training.base_models import resolve_base
+
+    target = resolve_base("default", workspace.layout).hf_dir  # type: ignore[attr-defined]
+    if target.exists():
+        return
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    part = target.with_name(target.name + ".part")
+    shutil.copytree(Path(str(weights)), part, copy_function=link)
+    os.replace(part, target)

@@ -53,22 +53,8 @@ PASSAGE = "\n<query_res>\n[1] garden.md#0: Tomatoes need six hours of sun a day.
 
 
 @pytest.fixture(scope="session")
-def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder that outlives the run (pytest's cache), keyed by the bundled GGUF."""
-    gguf = default_model_path().stat()
-    key = f"backend-contract-{gguf.st_size}-{int(gguf.st_mtime)}"
-    cache = request.config.cache
-    return cache.mkdir(key) if cache is not None else tmp_path_factory.mktemp(key)
-
-
-@pytest.fixture(scope="session")
-def hf_folder(model_cache: Path) -> Path:
-    pytest.importorskip("torch", reason="torch is not installed")
-    pytest.importorskip("transformers", reason="transformers is not installed")
-    from core.paths import DataLayout
-    from core.training.base_models import ensure_hf, resolve_base
-
-    return ensure_hf(resolve_base("default", DataLayout(model_cache)))
+def hf_folder(base_weights: Path) -> Path:
+    return base_weights
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from qt_helpers import IGNORED_QT_MESSAGES, settings_in
-from small_docs import tiny_workspace
+from small_docs import share_base_weights, tiny_workspace
 
 from core.models.installed import ModelRegistry
 from core.training.runs import RunStore
@@ -28,8 +28,9 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+def ws(tmp_path_factory: pytest.TempPathFactory, base_weights: Path) -> Iterator[Workspace]:
     workspace = tiny_workspace(tmp_path_factory.mktemp("gui-train"))
+    share_base_weights(workspace, base_weights)
     assert isinstance(workspace, Workspace)
     # The compare view's answers are checked for being there, not for their length.
     workspace.config.generation.answer_max_tokens = 48
@@ -53,7 +54,7 @@ def small(tab: TrainingTab, name: str, steps: int) -> None:
     fields = tab.form.fields
     tab.form.name_edit.setText(name)
     fields.max_steps.setValue(steps)
-    fields.batch_size.setValue(2)
+    fields.batch_size.setValue(1)
     fields.eval_every.setValue(0)
     fields.checkpoint_every.setValue(2)
     fields.learning_rate.setText("2e-3")
@@ -107,7 +108,7 @@ def test_each_preset_says_what_it_is_for(tab: TrainingTab) -> None:
 def test_a_run_trains_cancels_resumes_and_its_model_reaches_the_chat(  # type: ignore[no-untyped-def]
     qtbot, tab: TrainingTab, ws: Workspace, tmp_path: Path
 ) -> None:
-    small(tab, "gui-run", 6)
+    small(tab, "gui-run", 4)
     tab.start()
     qtbot.waitUntil(lambda: tab.running, timeout=60_000)
     qtbot.waitUntil(lambda: len(tab.monitor.chart.train) >= 2, timeout=300_000)
@@ -124,7 +125,7 @@ def test_a_run_trains_cancels_resumes_and_its_model_reaches_the_chat(  # type: i
         tab.resume_selected()
     assert "done" in tab.monitor.status_label.text()
     assert len(tab.monitor.chart.train) >= steps_before
-    assert tab.monitor.chart.train[-1][0] == 6
+    assert tab.monitor.chart.train[-1][0] == 4
     assert ModelRegistry(ws.layout).find("gui-run") is not None
 
     chat = ChatTab(ws, settings_in(tmp_path))

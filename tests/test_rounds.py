@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from small_docs import tiny_workspace
+from small_docs import share_base_weights, tiny_workspace
 
 from core.dataset.storage import DatasetStore
 from core.training.events import Error
@@ -24,8 +24,9 @@ from core.workspace import Workspace
 pytestmark = pytest.mark.model
 
 
-def test_one_round_tunes_reembeds_retraces_and_tunes(tmp_path: Path) -> None:
+def test_one_round_tunes_reembeds_retraces_and_tunes(tmp_path: Path, base_weights: Path) -> None:
     ws = tiny_workspace(tmp_path, examples=8)
+    share_base_weights(ws, base_weights)
     assert isinstance(ws, Workspace)
     plan = RoundsPlan(
         name="alt",
