@@ -95,3 +95,25 @@ def share_base_weights(workspace: object, weights: object) -> None:
     part = target.with_name(target.name + ".part")
     shutil.copytree(Path(str(weights)), part, copy_function=link)
     os.replace(part, target)
+
+
+def hold_out_fewest(workspace: object, dataset: str, keep: int) -> None:
+    """Put the questions of the document with the fewest of them in ``dataset``'s
+    validation split, the rest in train, and check at least ``keep`` stay in train.
+
+    Which generated questions pass the checks varies a little from run to run, and a split
+    drawn by hash depends on the documents' absolute paths (the temp folder's name): a
+    test that trains needs a split that is the same every run."""
+    from collections import Counter
+
+    from core.dataset.storage import DatasetStore
+
+    store = DatasetStore(workspace.layout.datasets)  # type: ignore[attr-defined]
+    data = store.open(dataset)
+    examples = data.examples()
+    counts = Counter(str(e.get("source", "")) for e in examples)
+    held = min(counts, key=lambda s: (counts[s], s))
+    assert len(examples) - counts[held] >= keep, counts
+    data.rewrite_examples(
+        [{**e, "split": "validation" if e.get("source") == held else "train"} for e in examples]
+    )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from small_docs import tiny_workspace
+from small_docs import hold_out_fewest, tiny_workspace
 
 from core.knowledge import embedder_catalog
 from core.training.embedder_data import Corpus, check_embedder_job, pair_of
@@ -30,21 +30,9 @@ from core.workspace import Workspace
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    from collections import Counter
-
-    from core.dataset.storage import DatasetStore
-
     workspace = tiny_workspace(tmp_path_factory.mktemp("embedder"), examples=12)
     assert isinstance(workspace, Workspace)
-    # Hold out the document with the fewest questions, whatever the generator kept.
-    dataset = DatasetStore(workspace.layout.datasets).open("tiny")
-    examples = dataset.examples()
-    counts = Counter(str(e.get("source", "")) for e in examples)
-    held = min(counts, key=lambda s: (counts[s], s))
-    assert len(examples) - counts[held] >= 4, counts
-    dataset.rewrite_examples(
-        [{**e, "split": "validation" if e.get("source") == held else "train"} for e in examples]
-    )
+    hold_out_fewest(workspace, "tiny", keep=4)
     yield workspace
     workspace.close()
 

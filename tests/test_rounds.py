@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from small_docs import share_base_weights, tiny_workspace
+from small_docs import hold_out_fewest, share_base_weights, tiny_workspace
 
 from core.dataset.storage import DatasetStore
 from core.training.events import Error
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.model
 def test_one_round_tunes_reembeds_retraces_and_tunes(tmp_path: Path, base_weights: Path) -> None:
     ws = tiny_workspace(tmp_path, examples=8)
     share_base_weights(ws, base_weights)
+    hold_out_fewest(ws, "tiny", keep=2)  # the embedder step needs two training questions
     assert isinstance(ws, Workspace)
     plan = RoundsPlan(
         name="alt",
