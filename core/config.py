@@ -127,10 +127,12 @@ class LoopConfig:
     first_query: FirstQuerySetting = "auto"
     """Who writes the first search: question (the app searches with your question, then the
     model goes on), model, or auto (question for models not tuned on the tags)."""
-    answer_model: str = ""
+    answer_model: str = "auto"
     """The model that writes the answer from the vetted passages: empty for the model that
     searched, ``base`` for the model a tuned model was trained from (the searcher's own
-    model when it was not tuned here), or a model (a name, GGUF file or folder)."""
+    model when it was not tuned here), ``auto`` for whichever of those two the tuned
+    model's guard measured better (the searcher itself when unmeasured), or a model (a
+    name, GGUF file or folder)."""
 
     def __post_init__(self) -> None:
         _require(1 <= self.max_rounds <= 20, "loop.max_rounds must be within 1..20.")
@@ -152,7 +154,7 @@ class LoopConfig:
         )
         _require(
             isinstance(self.answer_model, str),
-            "loop.answer_model must be text: empty, base, or a model name or file.",
+            "loop.answer_model must be text: empty, auto, base, or a model name or file.",
         )
 
 

@@ -176,8 +176,11 @@ class Workspace:
     def answer_model_ref(self, model: str | None, answer_model: str | None = None) -> str | None:
         """The model reference the answer stage runs for a search ``model``; None for the
         searcher itself. ``answer_model`` (else ``loop.answer_model``): empty for the same
-        model, ``base`` for the model a tuned model was trained from, or a model."""
+        model, ``base`` for the model a tuned model was trained from, ``auto`` for what the
+        tuned model's guard found better of those two, or a model."""
         wanted = (self.config.loop.answer_model if answer_model is None else answer_model).strip()
+        if wanted == "auto":
+            wanted = auto_answer_model(self.model_path(model))
         if not wanted:
             return None
         if wanted == "base":
@@ -218,6 +221,13 @@ def auto_first_query(path: Path) -> str:
     if recorded in ("question", "model"):
         return recorded
     return "model" if model_is_tuned(path) else "question"
+
+
+def auto_answer_model(path: Path) -> str:
+    """Who writes the answer when the setting is ``auto``: ``base`` when the tuned model's
+    guard found the tuned search with its base reading better than the tuned model alone,
+    else the model that searched (``""``)."""
+    return "base" if recorded_guard(path).get("answer_model") == "base" else ""
 
 
 LOAD_TIME_SETTINGS = ("n_ctx", "n_threads", "seed")

@@ -30,7 +30,11 @@ MODES: list[tuple[Mode, str]] = [
 BUNDLED_LABEL = "SmolLM2-135M (bundled)"
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
 """The model combo's items also hold the entry's kind (tuned, pulled, added, bundled)."""
-ANSWERERS: list[tuple[str, str]] = [("", "this model"), ("base", "its base")]
+ANSWERERS: list[tuple[str, str]] = [
+    ("auto", "auto"),
+    ("", "this model"),
+    ("base", "its base"),
+]
 
 
 class ChatToolbar(QWidget):
@@ -75,8 +79,9 @@ class ChatToolbar(QWidget):
             max(0, self.answer_combo.findData(workspace.config.loop.answer_model.strip()))
         )
         self.answer_combo.setToolTip(
-            "The model that writes the answer from the passages: the tuned model itself, or "
-            "the model it was trained from (it searches, its base reads)"
+            "The model that writes the answer from the passages: the tuned model itself, "
+            "the model it was trained from (it searches, its base reads), or auto: whichever "
+            "of the two its guard measured better on held-out questions"
         )
         self.answer_label = self._label("Answer with")
         self.mode_combo = QComboBox(self)
@@ -145,8 +150,8 @@ class ChatToolbar(QWidget):
 
     @property
     def answer_model(self) -> str | None:
-        """The answer stage's model for a tuned model: "" (itself) or "base"; None (the
-        setting, ``loop.answer_model``) for any other model."""
+        """The answer stage's model for a tuned model: "auto" (what its guard found), ""
+        (itself) or "base"; None (the setting, ``loop.answer_model``) for any other model."""
         return str(self.answer_combo.currentData() or "") if self.tuned else None
 
     @Slot()

@@ -59,7 +59,9 @@ def guard_text(entry: ModelEntry) -> str:
         lines.append(
             f"Base ({guard.get('base', '?')}) vs {entry.name} on {table.get('questions', 0)} "
             f"{asked}, loop mode, greedy, with "
-            f"{who.get(str(guard.get('first_query')), '?')}: both right {table.get('both', 0)}"
+            f"{who.get(str(guard.get('first_query')), '?')}"
+            f"{', its base writing the answers' if guard.get('answer_model') == 'base' else ''}"
+            f": both right {table.get('both', 0)}"
             f" · only tuned {table.get('only_b', 0)} · only base {table.get('only_a', 0)} · "
             f"neither {table.get('neither', 0)} · McNemar p = "
             f"{float(table.get('mcnemar_p', 1.0)):.2g}."

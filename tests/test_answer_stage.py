@@ -129,6 +129,15 @@ def test_the_workspace_loads_the_base_beside_a_tuned_model_when_asked(
     assert ws.agent(None, model="tuned-one", answer_model="").answer_backend is None
     # "base" for a model that was not tuned here is the model itself.
     assert ws.agent(None).answer_backend is None
+    # "auto" (the default) follows what the tuned model's guard measured better; a model
+    # it never measured answers for itself.
+    ws.config.loop.answer_model = "auto"
+    assert ws.agent(None, model="tuned-one").answer_backend is None
+    record_file = gguf.parent / "model.json"
+    info = json.loads(record_file.read_text("utf-8"))
+    record_file.write_text(json.dumps({**info, "guard": {"answer_model": "base"}}), "utf-8")
+    assert ws.agent(None, model="tuned-one").answer_backend is combined.answer_backend
+    assert ws.agent(None).answer_backend is None
     # `cotrag ask --answer-model base`: the run says the base answered.
     ws.config.loop.answer_model = ""
     ws.save_config()

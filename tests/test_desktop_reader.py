@@ -56,6 +56,8 @@ def test_answer_with_shows_for_a_tuned_model_and_goes_with_the_question(
     assert bar.answer_model is None, "an untuned model follows the setting"
     bar.model_combo.setCurrentIndex(bar.model_combo.findData("my-tuned"))
     assert bar.answer_combo.isVisible() and bar.answer_label.isVisible()
+    assert bar.answer_model == "auto", "the setting's default: what the guard measured"
+    bar.answer_combo.setCurrentIndex(bar.answer_combo.findData(""))
     assert bar.answer_model == ""
     bar.answer_combo.setCurrentIndex(bar.answer_combo.findData("base"))
     assert bar.answer_model == "base"

@@ -385,8 +385,9 @@ def _guarded_run(ws: Workspace, capsys: pytest.CaptureFixture[str], n: int) -> N
     outcome = proc.wait(events.append)
     assert outcome.state == "done", proc.run.log_file.read_text()[-3000:]
     progress = [e for e in events if isinstance(e, Guarding)]
-    assert progress[-1].index == progress[-1].total == 3 * n
-    assert {e.side for e in progress} == {"base", "tuned-model", "tuned-question"}
+    assert progress[-1].index == progress[-1].total == 4 * n
+    sides = {"base", "tuned-model", "tuned-question", "tuned-base-reader"}
+    assert {e.side for e in progress} == sides
     verdict = next(e for e in events if isinstance(e, GuardDone))
     assert isinstance(outcome.final, Done) and outcome.final.guard == verdict.sentence
     assert verdict.sentence in outcome.sentence()
@@ -398,8 +399,16 @@ def _guarded_run(ws: Workspace, capsys: pytest.CaptureFixture[str], n: int) -> N
     assert table["questions"] == guard["questions"] == n
     assert table["both"] + table["only_a"] + table["only_b"] + table["neither"] == n
     assert 0.0 <= table["mcnemar_p"] <= 1.0
-    assert set(guard["tables"]) == {"model", "question"}
-    assert set(guard["summaries"]) == {"base", "tuned-model", "tuned-question"}
+    assert set(guard["tables"]) == {"model", "question", "base-reader"}
+    assert set(guard["summaries"]) == sides
+    # The verdict's table is the setting the app will use: the base reading after the
+    # tuned search only when that was right more often than the tuned model alone.
+    right = {k: t["both"] + t["only_b"] for k, t in guard["tables"].items()}
+    assert guard["answer_model"] == (
+        "base" if right["base-reader"] > right[guard["first_query"]] else ""
+    )
+    used = "base-reader" if guard["answer_model"] == "base" else guard["first_query"]
+    assert table == guard["tables"][used]
     assert guard["first_query"] in ("model", "question") and guard["dataset"] == "held"
     # Fewer than 8 held-out questions: no verdict is made up.
     assert guard["verdict"] == "unchecked" and entry.verdict == ""
@@ -409,6 +418,8 @@ def _guarded_run(ws: Workspace, capsys: pytest.CaptureFixture[str], n: int) -> N
     # The loop's "auto" first query now follows the guard.
     agent = ws.agent("docs", model="guarded")
     assert agent.first_query == guard["first_query"]
+    # ... and so does its "auto" answer model.
+    assert (agent.answer_backend is not None) == (guard["answer_model"] == "base")
     ws.release("guarded")
 
     # A worse model is marked, and nothing makes it the default on its own.

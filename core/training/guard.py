@@ -10,9 +10,13 @@ app uses (the search loop), with greedy decoding:
   ``limit`` of them, in order;
 - the base runs with the app-seeded first search (``first_query="question"``),
   the tuned model twice: writing its own first query (``model``) and seeded
-  (``question``). Its better setting is its side of the verdict (a tie goes to
-  the seeded search) and is recorded as ``first_query``: the loop's ``auto``
-  setting follows it;
+  (``question``). Its better setting (a tie goes to the seeded search) is recorded as
+  ``first_query``: the loop's ``auto`` setting follows it;
+- then, when the tuned model's base is known, a fourth run: the tuned model searches
+  (with that first query) and the base model writes the answer from the passages it
+  vetted (two contexts). When that is right more often than the tuned model alone it
+  is recorded as ``answer_model = "base"``: the loop's ``auto`` answer model follows
+  it. The setting the app will use (the better one) is the verdict's side;
 - the answers are paired per question (:mod:`core.compare.pairs`): both right,
   only tuned, only base, neither, and McNemar's exact p on the discordant pairs.
 
@@ -64,13 +68,15 @@ VERDICT_WORDS = {
     "worse": "Worse than the base",
     "unchecked": "Unchecked",
 }
-SIDES = ("base", "tuned-model", "tuned-question")
-"""The three evaluations, in the order they run (``side`` of the progress callback)."""
+SIDES = ("base", "tuned-model", "tuned-question", "tuned-base-reader")
+"""The evaluations, in the order they run (``side`` of the progress callback); the last
+runs only for a tuned model whose base is known."""
 
 SIDE_WORDS = {
     "base": "the base model, seeded first search",
     "tuned-model": "the tuned model, its own first search",
     "tuned-question": "the tuned model, seeded first search",
+    "tuned-base-reader": "the tuned model searching, its base answering",
 }
 OnItem = Callable[[int, int, str], None]
 """(questions answered so far over all sides, questions in all, the side running)."""
@@ -111,15 +117,20 @@ class GuardResult:
     first_query: str = ""
     """The tuned model's better first-query setting (``model`` or ``question``); ``""``
     when nothing was measured."""
+    answer_model: str = ""
+    """``base`` when the tuned model searching and its base answering was right more often
+    than the tuned model alone; ``""`` otherwise (or when not measured)."""
     questions: int = 0
     question_source: str = ""
     """What the questions were (:data:`core.training.guard_questions.SOURCES`)."""
     natural_questions: int = 0
     """How many of them were natural (not fill-in templates)."""
     table: dict[str, Any] = field(default_factory=dict)
-    """The paired table of base (a) and tuned (b, with ``first_query``)."""
+    """The paired table of base (a) and tuned (b, with ``first_query`` and
+    ``answer_model``): the setting the app will use."""
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """The paired table for each first-query setting of the tuned model."""
+    """The paired table for each setting of the tuned model: ``model``, ``question`` (the
+    first query) and ``base-reader``."""
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each side's summary (accuracy, recall@k, protocol errors…), by :data:`SIDES`."""
     base: str = ""
@@ -227,19 +238,23 @@ def _measure(
     cancel: threading.Event | None,
 ) -> None:
     items: list[QAItem] = questions.items
-    total = len(items) * len(SIDES)
+    # The base reading after the tuned search needs the base; without one, three sides.
+    sides = SIDES if ws.base_model_ref(entry.name) is not None else SIDES[:3]
+    total = len(items) * len(sides)
     reports: dict[str, EvalReport] = {}
-    runs = {
-        "base": (base_run, "question"),
-        "tuned-model": (entry.name, "model"),
-        "tuned-question": (entry.name, "question"),
-    }
     generation = ws.config.generation
     ws.config.generation = replace(generation, temperature=0.0)  # greedy: a repeatable check
     try:
-        for number, side in enumerate(SIDES):
-            model, first_query = runs[side]
-            agent = ws.agent(result.kb, model=model, first_query=first_query)
+        for number, side in enumerate(sides):
+            if side == "tuned-base-reader":
+                result.first_query = _better_first_query(reports)
+            model, first_query, answer = {
+                "base": (base_run, "question", ""),
+                "tuned-model": (entry.name, "model", ""),
+                "tuned-question": (entry.name, "question", ""),
+                "tuned-base-reader": (entry.name, result.first_query, "base"),
+            }[side]
+            agent = ws.agent(result.kb, model=model, first_query=first_query, answer_model=answer)
 
             def item_done(i: int, r: ItemResult, number: int = number, side: str = side) -> None:
                 if on_item is not None:
@@ -255,25 +270,28 @@ def _measure(
                 cancel=cancel,
             )
             stopped = cancel is not None and cancel.is_set()
-            if side != "tuned-model" or stopped:  # the tuned model stays for its second run
+            if side in ("base", "tuned-base-reader") or stopped:
+                # The tuned model stays loaded for its next runs; the base for the last.
                 ws.release(model)
+                ws.release(ws.answer_model_ref(model, answer) or model)
             if stopped:
                 break
     finally:
         ws.config.generation = generation
     result.summaries = {side: report.summary for side, report in reports.items()}
-    if len(reports) < len(SIDES) or any(len(r.items) < len(items) for r in reports.values()):
+    if len(reports) < len(sides) or any(len(r.items) < len(items) for r in reports.values()):
         result.sentence = describe("unchecked", {}, "the check was cancelled before it finished.")
         return
     a = Side(result.base, "loop")
-    for side in ("tuned-model", "tuned-question"):
+    for side in sides[1:]:
         comparison = Comparison(a, Side(entry.name, "loop"), result.kb)
         comparison.reports = [reports["base"], reports[side]]
         result.tables[side.removeprefix("tuned-")] = comparison.table
-    own, seeded = result.tables["model"], result.tables["question"]
-    right = {k: int(t["both"]) + int(t["only_b"]) for k, t in result.tables.items()}
-    result.first_query = "model" if right["model"] > right["question"] else "question"
-    result.table = own if result.first_query == "model" else seeded
+    result.first_query = _better_first_query(reports)
+    result.table = result.tables[result.first_query]
+    reader = result.tables.get("base-reader")
+    if reader is not None and _right(reader) > _right(result.table):
+        result.answer_model, result.table = "base", reader
     result.questions = len(items)
     result.verdict = verdict(
         result.base_right,
@@ -287,7 +305,30 @@ def _measure(
         note = f"Too few questions for a verdict ({MIN_QUESTIONS} needed)."
     elif result.verdict == "unchecked":
         note = TEMPLATE_NOTE
+    if result.answer_model == "base":
+        note = (note + " " if note else "") + BASE_READER_NOTE
     result.sentence = describe(result.verdict, result.table, note, questions.words())
+
+
+BASE_READER_NOTE = (
+    "Measured with the tuned model searching and its base writing the answers: that did "
+    "better than the tuned model alone, so the app answers that way (Answer with: auto)."
+)
+
+
+def _right(table: dict[str, Any]) -> int:
+    """How often the tuned side (b) of a paired table was right."""
+    return int(table.get("both", 0)) + int(table.get("only_b", 0))
+
+
+def _better_first_query(reports: dict[str, EvalReport]) -> str:
+    """``model`` when the tuned model's own first search was right more often than the
+    seeded one (a tie goes to the seeded search)."""
+    own, seeded = (
+        sum(bool(i.correct) for i in reports[side].items)
+        for side in ("tuned-model", "tuned-question")
+    )
+    return "model" if own > seeded else "question"
 
 
 def unchecked(ws: Workspace, name: str, why: str) -> GuardResult:
