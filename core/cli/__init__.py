@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--answer-model",
             default=None,
             help="the model that writes the answer from the vetted passages: base (the model "
-            "a tuned model was trained from), a model name or file, or '' for the searcher "
-            "(default: loop.answer_model)",
+            "a tuned model was trained from), auto (what its guard measured better), a model "
+            "name or file, or '' for the searcher (default: loop.answer_model)",
         )
         p.add_argument("--max-rounds", type=int, default=None)
         p.add_argument("-k", type=int, default=None, help="passages per search")

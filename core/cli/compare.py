@@ -38,8 +38,9 @@ def add_compare_parser(sub: Any) -> None:
     p.add_argument(
         "--answer-model",
         default=None,
-        help="the model that writes each side's answer: base (a tuned side's base model), a "
-        "model name or file, or '' for the side's own model (default: loop.answer_model)",
+        help="the model that writes each side's answer: base (a tuned side's base model), "
+        "auto (what a tuned side's guard measured better), a model name or file, or '' for "
+        "the side's own model (default: loop.answer_model)",
     )
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", help="write the full report here (JSON)")
