@@ -506,8 +506,22 @@ def _train(
     checked = check_job(ws.layout, spec)
     assert checked.prepared is not None
     store = RunStore(ws.layout)
-    name = store.unique_name(f"{dataset}-{recipe}")
-    run = store.create(name, spec)
+    # A run of this very spec that stopped part-way (a killed or cancelled bench) goes on
+    # from its last checkpoint: a recipe's training is longer than one sitting here.
+    stopped = [
+        r
+        for r in store.runs()
+        if r.name.startswith(f"{dataset}-{recipe}")
+        and r.state in ("cancelled", "interrupted", "failed")
+        and r.latest_checkpoint() is not None
+        and r.spec == spec
+    ]
+    if stopped:
+        run, resume = stopped[-1], True
+        name = run.name
+    else:
+        name = store.unique_name(f"{dataset}-{recipe}")
+        run, resume = store.create(name, spec), False
     info: dict[str, Any] = {
         "run": name,
         "rows": len(checked.prepared.train),
@@ -528,10 +542,11 @@ def _train(
         },
     }
     print(
-        f"training {name}: {info['rows']} rows, {info['tokens']} tokens, {info['spec']}",
+        f"training {name}: {info['rows']} rows, {info['tokens']} tokens, {info['spec']}"
+        + (f" (resuming from {run.latest_checkpoint()})" if resume else ""),
         flush=True,
     )
-    proc = TrainProcess(run, ws.layout)
+    proc = TrainProcess(run, ws.layout, resume=resume)
     proc.start()
     t0 = time.perf_counter()
     losses: list[float] = []
