@@ -567,6 +567,7 @@ def training(walk: Walk, window: MainWindow) -> None:
         "the first step (base converted, model loaded)",
         lambda: (
             train.history.cell("walk-run", "Step").startswith(("1/", "2/", "3/"))
+            or bool(train.monitor.chart.train)
             or not train.running
         ),
         900,
