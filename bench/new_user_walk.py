@@ -267,7 +267,13 @@ def visible_texts(root: QWidget) -> list[str]:
 
 
 def plain_words(walk: Walk, root: QWidget, where: str) -> None:
-    raw = sorted({m.group() for t in visible_texts(root) for m in RAW_WORDS.finditer(t)})
+    raw = sorted(
+        {
+            repr(t[max(0, m.start() - 30) : m.end() + 30])
+            for t in visible_texts(root)
+            for m in RAW_WORDS.finditer(t)
+        }
+    )
     walk.check(not raw, f"{where}: plain words (no codes, flags or markup)", ", ".join(raw))
 
 
@@ -399,6 +405,8 @@ def chat(walk: Walk, window: MainWindow) -> None:
         visible = Recorder(
             lambda: str(chat.running and footer.thumb_up.isVisible()) if chat.running else ""
         )
+        cards_before = len(chat.trace.passage_widgets())
+        results_before = len(chat.trace.block_widgets("results"))
         type_into(chat.ask_box.question, question)
         click(chat.ask_box.ask_button)
         walk.check(chat.running, f"Chat: question {n} starts from Ask")
@@ -428,14 +436,15 @@ def chat(walk: Walk, window: MainWindow) -> None:
             "](cite:" not in answer and "[\\[" not in answer,
             f"Chat: answer {n}'s citations are links, not markup",
         )
-        numbers = [c.number for w in chat.trace.passage_widgets() for c in w.cards]
+        # Each question's run numbers its own passages from [1]: this run's cards only.
+        numbers = [c.number for w in chat.trace.passage_widgets()[cards_before:] for c in w.cards]
         walk.check(
             numbers == sorted(numbers),
             f"Chat: passages numbered in order of appearance (question {n})",
             str(numbers),
         )
         passages = chat.trace.passages
-        for block in chat.trace.block_widgets("results"):
+        for block in chat.trace.block_widgets("results")[results_before:]:
             for number, label in re.findall(r"\[(\d+)\] (\S+#\d+)", block.text()):
                 hit = passages.get(int(number))
                 walk.check(
@@ -458,8 +467,16 @@ def chat(walk: Walk, window: MainWindow) -> None:
     pump(1.5)
     click(chat.ask_box.stop_button)
     walk.wait("the stopped question ends", lambda: not chat.running, 120)
-    stopped = [w for w in chat.trace.findChildren(QLabel) if w.objectName() == "runStopped"]
-    walk.check(any(w.isVisible() for w in stopped), "Chat: a stopped turn says 'Stopped'")
+
+    def stopped_row() -> bool:
+        rows = chat.trace.findChildren(QLabel)
+        return any(w.objectName() == "runStopped" and w.isVisible() for w in rows)
+
+    walk.wait("the stopped turn's row", stopped_row, 10)
+    walk.check(stopped_row(), "Chat: a stopped turn says 'Stopped'")
+    thinking = [b.text() for b in chat.trace.block_widgets("think")]
+    leaks = [t for t in thinking if re.search(r"</?\w*$|^<", t.strip())]
+    walk.check(not leaks, "Chat: no half-written tag left in a stopped turn", repr(leaks[-1:]))
     walk.shot(window, "08-chat-stopped")
     audit_here(walk, window, "Chat")
     plain_words(walk, window, "Chat")
