@@ -90,7 +90,7 @@ QUESTIONS = (
 # Words of the program, not the user's: none of these may show anywhere in the window.
 RAW_WORDS = re.compile(
     r"--resume|repeated_query|one_hop|round_trip_sec|prompt tokens reused|★ default|"
-    r"\]\(cite:|\[\\\[|Traceback|None\b"
+    r"\]\(cite:|\[\\\[|Traceback|\bNone\b(?!\s+\w)"
 )
 MARKDOWN_LEFTOVERS = re.compile(r"^#{1,6} |`|\*\*", re.MULTILINE)
 
