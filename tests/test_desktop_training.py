@@ -183,6 +183,9 @@ def test_a_live_run_keeps_its_header_row_and_bar_current(qtbot, tmp_path: Path) 
     # Cancelled: the bar stays where the run stopped.
     monitor.finished(False)
     assert (monitor.progress.value(), monitor.progress.maximum()) == (3, 60)
+    # Resumed: the header says where it goes on from, not "the first step".
+    monitor.show_event(Started(engine="torch", device="cpu", total=60, start_step=3), live=True)
+    assert "resumed at step 3/60" in monitor.status_label.text()
     monitor.finished(True)
     assert monitor.progress.value() == monitor.progress.maximum() == 1
     ws.close()
