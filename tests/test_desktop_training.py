@@ -170,6 +170,7 @@ def test_a_live_run_keeps_its_header_row_and_bar_current(qtbot, tmp_path: Path) 
     qtbot.addWidget(tab)
     monitor, history = tab.monitor, tab.history
     history.fill([{"name": "walk", "state": "running", "step": 0, "total": 0}])
+    assert history.cell("walk", "Step") == "–"  # no count yet, not "0/0"
     monitor.run_name = "walk"
     monitor.working()
     monitor.show_event(Started(engine="torch", device="cpu", total=60), live=True)
