@@ -664,6 +664,8 @@ def compare(walk: Walk, window: MainWindow) -> None:
     type_into(cmp.question, QUESTIONS[0])
     click(cmp.side.ask_button)
     walk.check(cmp.running, "Compare: Ask both starts")
+    pump(8.0)
+    walk.shot(window, "15-compare-running")  # what the wait looks like
     walk.wait("both answers", lambda: not cmp.running, 900)
     side = cmp.side
     gap = abs(
