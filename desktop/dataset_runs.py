@@ -83,8 +83,9 @@ def import_work(ws: Workspace, name: str, kb: str, path: Path) -> Work:
     return work
 
 
-def done_line(report: dict[str, Any], *, stopped: bool, seconds: float) -> str:
-    """``40 examples, 3 rejected; 12 of 40 questions kept the model's own run (95 s).``"""
+def done_line(report: dict[str, Any], *, stopped: bool, seconds: float, asked: int = 0) -> str:
+    """``40 examples, 3 rejected; 12 of 40 questions kept the model's own run (95 s).``
+    A run that ended short of the ``asked`` size (not stopped) says why."""
     prefix = "Stopped: every accepted example is saved. " if stopped else ""
     sampled = report.get("sampling") or {}
     kept = (
@@ -92,9 +93,15 @@ def done_line(report: dict[str, Any], *, stopped: bool, seconds: float) -> str:
         if sampled.get("questions")
         else ""
     )
+    short = (
+        f" Only {report['examples']} of the {asked} asked for: each passage long enough to "
+        "ask about gives one question at most. Add documents to the knowledge base for more."
+        if asked and not stopped and report["examples"] < asked
+        else ""
+    )
     return (
         f"{prefix}{report['examples']} examples, {report['rejected']} rejected{kept} "
-        f"({seconds:.0f} s)."
+        f"({seconds:.0f} s).{short}"
     )
 
 

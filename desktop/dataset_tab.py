@@ -54,6 +54,7 @@ class DatasetTab(TabView):
         self._gen_job: Job | None = None
         self._model_busy = False
         self._started = 0.0
+        self._asked = 0
         self.current_name = ""
         self._can_undo = False
         """The open dataset has an edit or a delete to take back."""
@@ -209,7 +210,7 @@ class DatasetTab(TabView):
         self.current_name = request.name
         self.examples.clear()
         self.form.begin(request.spec.count, "Loading the knowledge base and the question writer…")
-        self._start_run(generate_work(self.ws, request), "ds-generate")
+        self._start_run(generate_work(self.ws, request), "ds-generate", asked=request.spec.count)
 
     @Slot()
     def sample(self) -> None:
@@ -237,8 +238,9 @@ class DatasetTab(TabView):
         self.form.begin(0, f"Importing {path.name}…")
         self._start_run(import_work(self.ws, name, kb, path), "ds-import")
 
-    def _start_run(self, work: Work, name: str) -> None:
-        self._started = time.monotonic()
+    def _start_run(self, work: Work, name: str, asked: int = 0) -> None:
+        """Run ``work``; ``asked``: the dataset's size a generate run asked for."""
+        self._started, self._asked = time.monotonic(), asked
         self._gen_job = self.jobs.start(
             work,
             name,
@@ -267,7 +269,8 @@ class DatasetTab(TabView):
         stopped = job is not None and job.cancel_event.is_set()
         self.report.show_report(report)
         seconds = time.monotonic() - self._started
-        self.form.progress_label.setText(done_line(report, stopped=stopped, seconds=seconds))
+        line = done_line(report, stopped=stopped, seconds=seconds, asked=self._asked)
+        self.form.progress_label.setText(line)
         self.status_message.emit(f"Dataset {self.current_name}: {report['examples']} examples.")
 
     @Slot()

@@ -76,11 +76,12 @@ class RunHistory(QObject):
         for summary in runs:
             row = self.table.rowCount()
             self.table.insertRow(row)
-            loss = summary.get("loss")
+            loss, total = summary.get("loss"), summary.get("total", 0)
             cells = [
                 summary["name"],
                 summary["state"],
-                f"{summary.get('step', 0)}/{summary.get('total', 0)}",
+                # No count yet (the run prepares its base and data): not "0/0".
+                f"{summary.get('step', 0)}/{total}" if total else "–",
                 f"{loss:.3f}" if isinstance(loss, float | int) else "",
                 er.validation_cell(summary),
                 er.model_cell(summary),

@@ -300,7 +300,10 @@ class RunMonitor(QObject):
         if live:
             self._steps(event.total, event.start_step)
             self._headline(
-                f"training: step {event.start_step}/{event.total}; the first step takes longest…"
+                f"training: resumed at step {event.start_step}/{event.total}; the next step "
+                "takes longest…"
+                if event.start_step
+                else f"training: step 0/{event.total}; the first step takes longest…"
             )
             self.started.emit()
 

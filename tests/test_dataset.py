@@ -22,7 +22,7 @@ from core.agent.parser import trace_errors
 from core.agent.record import RunRecord
 from core.dataset import export as exporting
 from core.dataset.candidates import candidates
-from core.dataset.draws import plan_splits, split_of
+from core.dataset.draws import _draw, plan_splits, split_of
 from core.dataset.generate import Generator
 from core.dataset.pairs import ImportedPair
 from core.dataset.progress import Accepted, Rejected
@@ -137,6 +137,54 @@ def test_the_split_rule() -> None:
     assert not more.held and more.lead == "" and more.of("a.md") == "validation"
     # The documents an earlier run held out stay held out.
     assert plan_splits(docs, seed, 0.1, held=["b.md"]).of("b.md") == "validation"
+
+
+def test_a_document_too_short_to_ask_about_is_never_the_one_held_out(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """The held-out document must be one a question can come from: a note shorter than a
+    seed drawn lowest left a templates-only dataset with no validation example."""
+    from core.knowledge import service as kb_service
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text, "utf-8")
+    (folder / "short.md").write_text("# A note\n\nToo short to ask about.\n", "utf-8")
+    kb, _ = kb_service.open_kb(ws, "with-short")
+    list(kb_service.index(ws, kb, [folder]))
+    sources = sorted(ws.store.get("with-short").manifest().documents)
+    short = next(d for d in sources if d.endswith("short.md"))
+    share = 0.1
+    # A seed where the short note draws lowest and no document falls under the share.
+    seed = next(
+        s
+        for s in range(500)
+        if all(split_of(d, s, share) == "train" for d in sources)
+        and min(sources, key=lambda d: _draw(d, s)) == short
+    )
+    spec = GenerateSpec(
+        kb="with-short", count=6, validation_share=share, unanswerable_share=0.0, seed=seed
+    )
+    run(ws, "short-split", spec)
+    dataset = datasets(ws).open("short-split")
+    held = {e["source"] for e in dataset.examples() if e["split"] == "validation"}
+    assert len(held) == 1 and short not in held
+    assert dataset.meta["held_out"] == sorted(held)
+
+
+def test_a_held_out_document_that_gives_no_example_passes_the_hold_out_on() -> None:
+    docs = ["a.md", "b.md", "c.md"]
+    seed = next(s for s in range(100) if all(split_of(d, s, 0.1) == "train" for d in docs))
+    splits = plan_splits(docs, seed, 0.1)
+    others = [d for d in docs if d != splits.lead]
+    moved = splits.moved(splits.lead, others)
+    assert moved.lead in others and moved.held == {moved.lead}
+    assert moved.of(splits.lead) == "train"
+    # Never the last document left for training, nor a document it did not hold out.
+    assert splits.moved(splits.lead, others[:1]) is splits
+    assert splits.moved(splits.lead, others[:1], trained=True).lead == others[0]
+    assert splits.moved(others[0], docs) is splits
 
 
 def test_a_constructed_trace_is_what_the_loop_renders_for_a_model(ws: Workspace) -> None:

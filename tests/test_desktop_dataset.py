@@ -82,6 +82,15 @@ def test_generate_shows_examples_their_trace_and_the_report(qtbot, tab: DatasetT
     assert tab.report.charts["kinds"].values
 
 
+def test_a_run_that_ends_short_of_the_size_asked_says_why(qtbot, tab: DatasetTab) -> None:  # type: ignore[no-untyped-def]
+    # Two short documents give a few questions, not 50: the form said "N examples" only.
+    generate(qtbot, tab, "short", 50)
+    made = tab.examples.table.rowCount()
+    assert 0 < made < 50
+    line = tab.form.progress_label.text()
+    assert f"Only {made} of the 50 asked for" in line and "Add documents" in line
+
+
 def test_edit_delete_and_undo(qtbot, tab: DatasetTab, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     generate(qtbot, tab, "edits", 2)
     # A freshly made dataset: no edit or delete to take back.

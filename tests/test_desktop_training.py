@@ -170,6 +170,7 @@ def test_a_live_run_keeps_its_header_row_and_bar_current(qtbot, tmp_path: Path) 
     qtbot.addWidget(tab)
     monitor, history = tab.monitor, tab.history
     history.fill([{"name": "walk", "state": "running", "step": 0, "total": 0}])
+    assert history.cell("walk", "Step") == "–"  # no count yet, not "0/0"
     monitor.run_name = "walk"
     monitor.working()
     monitor.show_event(Started(engine="torch", device="cpu", total=60), live=True)
@@ -183,6 +184,9 @@ def test_a_live_run_keeps_its_header_row_and_bar_current(qtbot, tmp_path: Path) 
     # Cancelled: the bar stays where the run stopped.
     monitor.finished(False)
     assert (monitor.progress.value(), monitor.progress.maximum()) == (3, 60)
+    # Resumed: the header says where it goes on from, not "the first step".
+    monitor.show_event(Started(engine="torch", device="cpu", total=60, start_step=3), live=True)
+    assert "resumed at step 3/60" in monitor.status_label.text()
     monitor.finished(True)
     assert monitor.progress.value() == monitor.progress.maximum() == 1
     ws.close()

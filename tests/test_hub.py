@@ -499,6 +499,17 @@ def test_unreachable_hub_and_offline_mode(cache: Path, monkeypatch: pytest.Monke
         dead.files(GGUF)
 
 
+def test_a_search_of_a_hub_that_refuses_connections_fails_at_once(cache: Path) -> None:
+    """Without a network a search said "Searching…" for 23 s (the library's retries)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    started = time.monotonic()
+    with pytest.raises(HubUnreachable, match=f"Cannot reach the hub at {url}: check"):
+        HubClient(endpoint=url, cache_dir=cache).search("smol")
+    assert time.monotonic() - started < 3
+
+
 # -- a full disk --------------------------------------------------------------------------
 
 

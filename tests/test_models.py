@@ -21,7 +21,7 @@ from core.llm.engines import default_model_path
 from core.models import service as models_service
 from core.models.client import hub_client
 from core.models.facts import inspect_model
-from core.models.installed import ModelRegistry
+from core.models.installed import BUNDLED_LICENCE, ModelEntry, ModelRegistry
 from core.models.pull import bytes_on_disk, pending_pulls, plan_pull, run_pull
 from core.workspace import Workspace
 from tests.hub_server import HubServer, Repo
@@ -310,3 +310,9 @@ def test_a_loaded_model_is_reloaded_when_the_context_size_changes(tmp_path: Path
     assert ws.backend() is second  # a sampling setting needs no reload
     assert second.config.temperature == 0.1  # type: ignore[attr-defined]
     ws.close()
+
+
+def test_a_model_tuned_from_the_bundled_one_has_its_licence() -> None:
+    base = {"reference": "default", "name": "SmolLM2-135M-Instruct.Q4_1"}
+    entry = ModelEntry("walk-run", "tuned", info={"tuned": True, "base": base})
+    assert entry.licence == BUNDLED_LICENCE

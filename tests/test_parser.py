@@ -72,6 +72,12 @@ def test_a_half_tag_is_held_back_until_it_resolves() -> None:
     assert parser.feed("nk>") == [BlockEnd("think", "abc ")]
 
 
+def test_a_half_tag_held_back_when_the_user_stops_is_dropped() -> None:
+    parser = TagParser()
+    assert parser.feed("<think>abc <thi") == [BlockStart("think"), Token("think", "abc ")]
+    assert parser.abort() == [BlockEnd("think", "abc ")]
+
+
 def test_a_lone_less_than_is_shown_once_it_cannot_be_a_tag() -> None:
     parser = TagParser()
     parser.feed("<think>if a <")

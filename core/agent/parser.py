@@ -183,8 +183,11 @@ class TagParser:
         return coalesce_tokens(out)
 
     def abort(self) -> list[ParseItem]:
-        """Cancelled: end the open block without judging the model for it."""
-        out = self._flush()
+        """Cancelled: end the open block without judging the model for it. A half-written
+        tag held back (``<thi``) is dropped: the user stopped the model before it became a
+        tag or text (a stopped turn showed "<think" as its thinking)."""
+        self._pending = ""
+        out: list[ParseItem] = []
         self._forging = False
         if self._tag is not None:
             self._end_block(out, closed=False)

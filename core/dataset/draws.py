@@ -13,7 +13,10 @@ The split is by document (no document has examples in both splits), and the rule
    dataset, or a knowledge base that grew, never moves a document between splits);
 4. a run asks about one held-out document first (:attr:`Splits.lead`), so a small run
    reaches it. The dataset's ``held_out`` (its meta) records the documents rule 2 chose,
-   for edits that move an example to another document.
+   for edits that move an example to another document;
+5. a document rule 2 held out that gives no example (no question could be made from
+   it) passes the hold-out on to the next free document by draw (:meth:`Splits.moved`),
+   while another free document stays for training.
 
 Training follows this split (:func:`core.training.data.dataset_rows`): one split, one truth.
 """
@@ -62,6 +65,20 @@ class Splits:
         if source in self.held:
             return "validation"
         return split_of(source, self.seed, self.share)
+
+    def moved(self, barren: str, free: Iterable[str], *, trained: bool = False) -> Splits:
+        """Rule 5: ``barren`` (held out by rule 2, the lead) gave no example; hold out the
+        ``free`` document (none with examples yet) with the lowest draw instead, when a
+        document is left for training (``trained``: one has training examples already, else
+        another free one). Unchanged otherwise."""
+        if barren != self.lead or barren not in self.held:
+            return self
+        others = sorted({d for d in free if d != barren and d not in self.kept})
+        if len(others) < (1 if trained else 2):
+            return self
+        first = min(others, key=lambda d: _draw(d, self.seed))
+        held = (self.held - {barren}) | {first}
+        return Splits(self.seed, self.share, held, self.kept, lead=first)
 
 
 def plan_splits(

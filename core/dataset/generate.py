@@ -168,7 +168,11 @@ class Generator:
     def _plan_splits(self, kept: list[dict[str, Any]]) -> None:
         """The run's splits by document (:mod:`core.dataset.draws`: a small knowledge base
         still holds one document out); the documents it held out are kept in the meta."""
-        documents = {str(m.get("source", "")) for _, _, m in self.chunks}
+        # Only documents with a chunk long enough to ask about: a held-out document that
+        # can never be asked about would leave the dataset without validation examples.
+        documents = {
+            str(m.get("source", "")) for _, text, m in self.chunks if len(text) >= MIN_SEED_CHARS
+        }
         splits = plan_splits(
             (d for d in documents if self.spec.chosen(d)),
             self.spec.seed,
@@ -196,7 +200,10 @@ class Generator:
         total = (len(seeds) if single else 0) + len(pending)
         self._clock = Stopwatch()
         done = 0
-        for seed in seeds if single else [None]:
+        with_examples = {str(e.get("source", "")) for e in kept}
+        queue: list[Seed | None] = list(seeds) if single else [None]
+        while queue:
+            seed = queue.pop(0)
             if self._stopped():
                 break
             # Two-hop questions take their turn whenever they lag behind their share.
@@ -228,9 +235,33 @@ class Generator:
                 outcome = self._one(seed, candidate, key)
                 yield from self._decide(outcome, key, candidate.kind, row)
                 if not isinstance(outcome, Rejection):
+                    with_examples.add(seed.source)
                     break  # one example per chunk: spread over the knowledge base
+            if seed.source not in with_examples:
+                queue = self._pass_hold_out(seed.source, queue, with_examples)
             done += 1
             yield self._progress(done, total)
+
+    def _pass_hold_out(
+        self, source: str, queue: list[Seed | None], with_examples: set[str]
+    ) -> list[Seed | None]:
+        """The held-out lead ``source`` has given no example and has no chunk left: the
+        hold-out passes to the next free document (rule 5 of :mod:`core.dataset.draws`),
+        whose chunks are asked about next. Returns the queue in its new order."""
+        splits = self.tracer.splits
+        left = [s for s in queue if s is not None]
+        if source != splits.lead or any(s.source == source for s in left):
+            return queue
+        free = {s.source for s in left} - with_examples
+        trained = any(splits.of(d) == "train" for d in with_examples)
+        moved = splits.moved(source, free, trained=trained)
+        if moved is splits:
+            return queue
+        self.tracer.splits = moved
+        self.dataset.meta["held_out"] = sorted(moved.held)
+        self.dataset.save_meta()
+        first = [s for s in left if s.source == moved.lead]
+        return [*first, *(s for s in queue if s is None or s.source != moved.lead)]
 
     def _stopped(self) -> bool:
         return self._count[0] >= self.spec.count or (

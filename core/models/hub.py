@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from core.errors import (
     CotragError,
@@ -199,6 +201,7 @@ class HubClient:
         if sort not in _SORTS:
             raise ValueError(f"sort must be one of {sorted(_SORTS)}, not {sort!r}.")
         with hub_errors(self):
+            refused_at_once(self.endpoint)
             found = self._api().list_models(
                 search=text.strip() or None,
                 filter=library or None,
@@ -263,6 +266,24 @@ class HubClient:
         from huggingface_hub import HfApi
 
         return HfApi(endpoint=self.endpoint, token=self.auth, library_name="cotrag-studio")
+
+
+def refused_at_once(endpoint: str) -> None:
+    """A search the user waits for: a hub whose address cannot be resolved or that refuses
+    the connection says so now (httpx's ConnectError), not after the library's five
+    retries (23 s of "Searching…" with no network). Through a proxy the proxy decides."""
+    import httpx2
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=5).close()
+    except (ConnectionRefusedError, socket.gaierror) as e:
+        raise httpx2.ConnectError(str(e)) from e
+    except OSError:
+        return  # slow or odd: the library's own request and retries decide
 
 
 def _hub_model(info: Any) -> HubModel:

@@ -154,8 +154,11 @@ class ModelEntry:
         if recorded:
             return str(recorded)
         if self.kind == "tuned":
-            base = str(self.info.get("base", {}).get("name", ""))
-            return BUNDLED_LICENCE if base == "default" else self.facts.licence
+            # The bundled base is recorded by its reference "default" (its name is the
+            # file's): a model tuned from it showed "?" for its licence.
+            base = self.info.get("base", {})
+            bundled = "default" in (base.get("reference"), base.get("name"))
+            return BUNDLED_LICENCE if bundled else self.facts.licence
         return self.facts.licence
 
     @property
