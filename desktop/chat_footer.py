@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QToolButton, QWidget
 
 from core.agent.events import Finished, RunStats
 from core.conversations import FEEDBACK_DOWN, FEEDBACK_UP
 from desktop.fit import ElidedLabel
+from desktop.phase_clock import PhaseClock
 
 
 def format_stats(stats: RunStats) -> str:
@@ -58,11 +57,7 @@ class ChatFooter(QWidget):
         self.add_dataset_button = QPushButton("Add to dataset…", self)
         self.add_dataset_button.setToolTip("Make this question a training example")
         row.addWidget(self.add_dataset_button)
-        self._phase = ""
-        self._started = 0.0
-        self._clock = QTimer(self)
-        self._clock.setInterval(200)
-        self._clock.timeout.connect(self._tick)
+        self._clock = PhaseClock(self.label, self)
 
     def text(self) -> str:
         return self.label.text()
@@ -74,23 +69,16 @@ class ChatFooter(QWidget):
 
     def start_clock(self, phase: str) -> None:
         """``Loading the model… 3.2 s``: what the run waits for, with the time since it
-        started, kept current while nothing else arrives (a model loading for half a
-        minute never looks frozen)."""
-        self._started = time.monotonic()
-        self.set_phase(phase)
-        self._clock.start()
+        started (:class:`desktop.phase_clock.PhaseClock`)."""
+        self._clock.start(phase)
 
     def set_phase(self, phase: str) -> None:
         """What the running clock says the run is doing now (``Generating…``)."""
-        self._phase = phase
-        self._tick()
+        self._clock.set_phase(phase)
 
     def stop_clock(self) -> None:
         """Leave the last text as it is and stop updating it."""
         self._clock.stop()
-
-    def _tick(self) -> None:
-        self.label.setText(f"{self._phase} {time.monotonic() - self._started:.1f} s")
 
     def show_finished(self, event: Finished) -> None:
         """The figures of a run that ended (``Stopped.`` first when the user stopped it)."""

@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from PySide6.QtCore import QSettings, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -82,6 +83,8 @@ class CompareTab(TabView):
         self._job: Job | None = None
         self._model_busy = False
         self._qa_file = ""
+        self._asking = False
+        """The job running is the side-by-side question (not the question set)."""
         self.result: dict[str, Any] = {}
         self._build()
         self._set_running(False)
@@ -129,6 +132,8 @@ class CompareTab(TabView):
         self.views.addTab(self.table, "Evaluation table")
         self.side.question.returnPressed.connect(self.ask_both)
         self.side.ask_button.clicked.connect(self.ask_both)
+        self.side.stop_button.clicked.connect(self.cancel)
+        QShortcut(QKeySequence("Esc"), self.side, self.cancel)
         self.table.file_button.clicked.connect(self.choose_qa_file)
         self.table.run_button.clicked.connect(self.run_comparison)
         self.table.cancel_button.clicked.connect(self.cancel)
@@ -214,6 +219,7 @@ class CompareTab(TabView):
         on = self.running
         idle = not on and not self._model_busy
         self.side.ask_button.setEnabled(idle)
+        self.side.stop_button.setEnabled(on and self._asking)
         self.table.run_button.setEnabled(idle)
         self.table.cancel_button.setEnabled(on)
         for w in (self.kb_combo, self.a_combo, self.b_combo, self.mode_combo):
@@ -246,6 +252,7 @@ class CompareTab(TabView):
         self._job = self.jobs.start(
             work, "compare-ask", on_items=self.side.show_events, on_finished=self._on_finished
         )
+        self._asking = True
         self._set_running(True)
 
     # -- the question set ------------------------------------------------------------
@@ -291,7 +298,10 @@ class CompareTab(TabView):
             self._job.cancel()
 
     def _on_finished(self) -> None:
+        if self._asking:
+            self.side.finish(stopped=self._job is not None and self._job.cancel_event.is_set())
         self._job = None
+        self._asking = False
         self._set_running(False)
 
     def shutdown(self, timeout: float = 15.0) -> None:

@@ -37,12 +37,30 @@ def test_both_sides_run_closed_book_and_pair_a_qa_file(qtbot, tmp_path: Path) ->
     assert "knowledge base" in tab.banner.text()
 
     tab.mode_combo.setCurrentIndex(tab.mode_combo.findData("closed"))
+    side = tab.side
+    phases: list[str] = []
+    set_phase = side.clock.set_phase
+    side.clock.set_phase = lambda phase: (phases.append(phase), set_phase(phase))  # type: ignore[method-assign]
     with qtbot.waitSignal(
         tab.run_state_changed, check_params_cb=lambda on: not on, timeout=300_000
     ):
         tab.ask_both()
         assert tab.running and tab.banner.isHidden()
+        # The wait says what it waits for, timed, and can be stopped.
+        assert side.status.text().startswith("Loading model A… ")
+        assert side.stop_button.isEnabled() and not side.ask_button.isEnabled()
     assert tab.trace_a.blocks and tab.trace_b.blocks
+    wanted = ["Model A is answering…", "Loading model B…", "Model B is answering…"]
+    assert [p for p in phases if p in wanted] == wanted
+    assert side.status.text().startswith("Both answered in ")
+    assert not side.stop_button.isEnabled() and side.ask_button.isEnabled()
+    # Stop: the run ends at once and says so.
+    with qtbot.waitSignal(
+        tab.run_state_changed, check_params_cb=lambda on: not on, timeout=300_000
+    ):
+        tab.ask_both()
+        side.stop_button.click()
+    assert side.status.text().startswith("Stopped after ")
 
     qa = tmp_path / "qa.jsonl"
     qa.write_text(
