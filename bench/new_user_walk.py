@@ -664,10 +664,24 @@ def compare(walk: Walk, window: MainWindow) -> None:
     type_into(cmp.question, QUESTIONS[0])
     click(cmp.side.ask_button)
     walk.check(cmp.running, "Compare: Ask both starts")
+    side = cmp.side
+    first = side.status.text()
     pump(8.0)
     walk.shot(window, "15-compare-running")  # what the wait looks like
+    waiting = side.status.text()
+    walk.check(
+        bool(re.search(r"(Loading model [AB]|Model [AB] is answering)… \d+\.\d s$", waiting))
+        and waiting != first,
+        "Compare: the wait says what it waits for, with a clock that moves",
+        f"{first!r} then {waiting!r}",
+    )
+    walk.check(side.stop_button.isEnabled(), "Compare: Stop is offered while it waits")
     walk.wait("both answers", lambda: not cmp.running, 900)
-    side = cmp.side
+    walk.check(
+        side.status.text().startswith("Both answered in "),
+        "Compare: the end says so",
+        side.status.text(),
+    )
     gap = abs(
         side.title_b.mapTo(window, QPoint(0, 0)).x() - side.trace_b.mapTo(window, QPoint(0, 0)).x()
     )
