@@ -514,7 +514,7 @@ def _train(
         if r.name.startswith(f"{dataset}-{recipe}")
         and r.state in ("cancelled", "interrupted", "failed")
         and r.latest_checkpoint() is not None
-        and r.spec == spec
+        and r.spec() == spec
     ]
     if stopped:
         run, resume = stopped[-1], True
