@@ -33,7 +33,6 @@ class SideBySide(QWidget):
         self.status = ElidedLabel("", self, min_chars=20)
         self.status.setObjectName("footer")
         self.clock = PhaseClock(self.status, self)
-        self._phase_of: list[str] = []
         # Each title sits on its own pane, so it moves with the splitter's handle.
         split = splitter(self, Qt.Orientation.Horizontal)
         split.setChildrenCollapsible(False)
@@ -63,7 +62,6 @@ class SideBySide(QWidget):
         for view in (self.trace_a, self.trace_b):
             view.clear()
             view.add_question(question)
-        self._phase_of = ["loading", "waiting"]
         self.clock.start("Loading model A…")
 
     @Slot(list)
@@ -77,20 +75,18 @@ class SideBySide(QWidget):
                 self._follow(index, events)
 
     def _follow(self, index: int, events: list[object]) -> None:
-        if not self._phase_of or not self.clock.running:
+        if not self.clock.running:
             return
-        name = "AB"[index]
         if any(isinstance(e, Finished) for e in events):
-            self._phase_of[index] = "done"
             if index == 0:
                 self.clock.set_phase("Loading model B…")
-        elif self._phase_of[index] != "answering":
-            self._phase_of[index] = "answering"
-            self.clock.set_phase(f"Model {name} is answering…")
+            return
+        answering = f"Model {'AB'[index]} is answering…"
+        if self.clock.phase != answering:
+            self.clock.set_phase(answering)
 
     def finish(self, stopped: bool) -> None:
         """The question is over: the clock stops on what happened."""
         self.clock.stop()
         took = f"{self.clock.elapsed:.1f} s"
         self.status.setText(f"Stopped after {took}." if stopped else f"Both answered in {took}.")
-        self._phase_of = []
