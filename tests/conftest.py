@@ -74,7 +74,7 @@ def use_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[HubSer
 def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder that outlives the run (pytest's cache), keyed by the bundled GGUF."""
     gguf = default_model_path().stat()
-    key = f"backend-contract-{gguf.st_size}-{int(gguf.st_mtime)}"
+    key = f"bundled-model-{gguf.st_size}-{int(gguf.st_mtime)}"
     cache = request.config.cache
     return cache.mkdir(key) if cache is not None else tmp_path_factory.mktemp(key)
 
