@@ -283,9 +283,17 @@ class GeneratePanel(QWidget):
             self.name_state.hide()
             adds = ""
         else:
+            # Examples is the size the dataset grows to (the generator resumes it), not a
+            # number to add on top.
+            wanted = self.count_spin.value()
+            grows = (
+                f"Generate adds up to {wanted - size} more to it (Examples is the size it grows to)"
+                if wanted > size
+                else f"it already holds {wanted} or more: raise Examples to add to it"
+            )
             adds = (
-                f"“{name}” exists with {size} example{'s' if size != 1 else ''}: Generate adds "
-                f"up to {self.count_spin.value()} more to it. Type a new name for a new dataset."
+                f"“{name}” exists with {size} example{'s' if size != 1 else ''}: {grows}. "
+                "Type a new name for a new dataset."
             )
             self.name_state.setText(adds)
             self.name_state.show()

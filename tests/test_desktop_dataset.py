@@ -150,7 +150,11 @@ def test_after_a_restart_generate_makes_a_new_dataset_unless_told_to_add(  # typ
     assert form.generate_button.text() == "Add to dataset"
     qtbot.waitUntil(form.name_state.isVisible)
     assert f"“walk” exists with {size} example" in form.name_state.text()
-    assert "adds up to 200 more" in form.generate_button.toolTip()
+    # Examples (200) is the size the dataset grows to: the generator resumes it.
+    assert f"adds up to {200 - size} more" in form.generate_button.toolTip()
+    form.count_spin.setValue(size)
+    assert "raise Examples to add to it" in form.name_state.text()
+    form.count_spin.setValue(200)
     again.grab().save("/tmp/inputs/dataset-add-to-existing.png")
     form.name_edit.setText("")
     form.set_datasets({"walk": size, "Manuals-qa": 3})
