@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 _STARTED = time.perf_counter()
 log = logging.getLogger("desktop")
+DESKTOP_FILE = "cotrag-studio"
+"""The launcher's name (packaging/linux/cotrag-studio.desktop): the window says it is that app."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -60,12 +62,6 @@ def _install_excepthook() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--train-worker"]:
-        # The frozen app has no `python -m` and no separate worker script: it runs the
-        # training worker itself (core.training.process builds this command line).
-        from core.training.worker import main as worker_main
-
-        return worker_main(argv[1:])
     args = parse_args(argv)
     if args.screenshots:
         # Rendering to files needs no screen; this also works on a headless machine.
@@ -76,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setOrganizationName("cotrag")
-    app.setApplicationName("CoT-RAG Studio")
+    app.setApplicationName("CoT-RAG Studio")  # the window's WM_CLASS: the launcher's StartupWMClass
+    app.setDesktopFileName(DESKTOP_FILE)  # Wayland's app id: the launcher's file name
     from core.errors import CotragError
     from core.workspace import Workspace, setup_logging
     from desktop.settings_dialog import DATA_DIR_KEY

@@ -2,7 +2,8 @@
 # One-shot set-up on a fresh Debian/Ubuntu machine (also fine to re-run: it only adds what is missing).
 #   bash packaging/install.sh          # the app and its embedded default models
 #   bash packaging/install.sh --dev    # plus test and lint tools
-# Environment: VENV (default .venv), TORCH_SPEC (default torch==2.13.0), SKIP_APT=1 to skip apt-get.
+# Environment: VENV (default .venv), TORCH_SPEC (default torch==2.13.0), SKIP_APT=1 to skip apt-get,
+# NO_LAUNCHER=1 to add no menu entry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,6 +85,12 @@ if [ "$(cat "$CONVERT_DIR/VERSION" 2>/dev/null)" != "$LLAMA_VERSION" ]; then
   "${PIP[@]}" install -q "$CONVERT_DIR/gguf-py"
   echo "$LLAMA_VERSION" > "$CONVERT_DIR/VERSION"
   rm -rf "$tmp"
+fi
+
+# A menu entry and icon for this install, for this user (no root); NO_LAUNCHER=1 skips it,
+# `bash packaging/linux/user-launcher.sh --remove` takes it away.
+if [ "${NO_LAUNCHER:-0}" != 1 ] && [ "$(uname -s)" = Linux ]; then
+  bash packaging/linux/user-launcher.sh "$VENV" || echo "install.sh: no menu entry (see above); the app runs from $VENV/bin/cotrag-studio" >&2
 fi
 
 say "ready: $VENV/bin/cotrag and $VENV/bin/cotrag-studio"

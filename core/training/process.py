@@ -30,6 +30,9 @@ from core.training.spec import TrainSpec
 
 WORKER_SCRIPT = "cotrag-train-worker"
 FROZEN_FLAG = "--train-worker"
+"""The frozen app runs the worker as itself with this flag (packaging/entry.py)."""
+TORCHRUN_FLAG = "--torchrun"
+"""... and ``torch.distributed.run`` with this one: a frozen app has no ``python -m``."""
 GPU_ENV = "unsloth"
 DISTRIBUTED = "torch.distributed.run"
 
@@ -77,13 +80,18 @@ def worker_command(
     n = processes_for(spec)
     if n <= 1:
         return single
-    python = sys.executable
     if single[0].endswith(WORKER_SCRIPT) and Path(single[0]).parent != Path(sys.executable).parent:
-        python = str(Path(single[0]).parent / "python")  # the GPU environment's own torch
+        launcher = [
+            str(Path(single[0]).parent / "python"),
+            "-m",
+            DISTRIBUTED,
+        ]  # the GPU env's torch
+    elif getattr(sys, "frozen", False):
+        launcher = [sys.executable, TORCHRUN_FLAG]
+    else:
+        launcher = [sys.executable, "-m", DISTRIBUTED]
     return [
-        python,
-        "-m",
-        DISTRIBUTED,
+        *launcher,
         "--standalone",
         f"--nproc-per-node={n}",
         "--no-python",

@@ -1,0 +1,266 @@
+"""Check a frozen bundle the way a user meets it: ``bash packaging/build.sh --smoke``.
+
+Runs the bundle's two programs from a clean data folder, a clean home and an empty
+working directory, with no Python of the source tree on any path, and prints what it
+measured: sizes, the window painted under Xvfb (a screenshot of every tab), ``cotrag
+index`` + ``search`` + ``ask`` with the bundled model, a 2-step training run through the
+frozen worker that exports a GGUF which then answers, a Colab notebook, and the cold
+start to a painted window against the source install's, interleaved in the same run.
+
+    .venv/bin/python packaging/smoke.py dist/cotrag-studio [--deb FILE] [--runs 5]
+
+Exits 1 on the first check that fails, naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = {
+    "kettles.md": (
+        "# Kettles\n\nThe blue kettle boils a litre of water in ninety seconds. The red kettle "
+        "is slower and takes three minutes for the same litre, but it keeps the water warm for "
+        "an hour after it switches off. Both kettles switch off by themselves when the water "
+        "boils, and neither should be filled above the maximum line on its side.\n\n"
+        "## Cleaning\n\nDescale a kettle once a month with white vinegar: fill it half way, "
+        "let it stand for an hour, then boil fresh water twice and pour it away so that no "
+        "taste of vinegar is left in the next cup of tea.\n"
+    ),
+    "garden.txt": (
+        "Tomatoes need six to eight hours of direct sunlight a day. Water them at the base in "
+        "the morning so that the leaves dry quickly, because wet leaves invite blight. Basil "
+        "grows well beside them and is said to keep some insects away. Tie the stems to a cane "
+        "as they grow and pinch out the side shoots of the tall kinds every week.\n"
+    ),
+    "bikes.md": (
+        "# Bicycle tyres\n\nRoad tyres are inflated to 6 to 8 bar; mountain bike tyres to 2 "
+        "bar or less, which gives grip on loose ground. Check the pressure every week, because "
+        "a tyre loses some air even when it has no puncture. A tyre that is too soft wears "
+        "quickly at the sides and is more likely to pinch its inner tube on a kerb.\n"
+    ),
+}
+
+
+class SmokeFailed(RuntimeError):
+    pass
+
+
+class Bundle:
+    def __init__(self, folder: Path, work: Path) -> None:
+        self.folder = folder
+        self.work = work
+        self.data = work / "data"
+        self.home = work / "home"
+        self.cwd = work / "cwd"
+        for path in (self.home, self.cwd):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """A clean environment: no PYTHONPATH, no virtualenv, nothing of the checkout."""
+        env = {
+            "HOME": str(self.home),
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "XDG_CONFIG_HOME": str(self.home / ".config"),
+            "XDG_DATA_HOME": str(self.home / ".local" / "share"),
+            "XDG_CACHE_HOME": str(self.home / ".cache"),
+        }
+        env.update(extra)
+        return env
+
+    def cli(self, *args: str, timeout: float = 600) -> str:
+        command = [str(self.folder / "cotrag"), "--data-dir", str(self.data), *args]
+        started = time.perf_counter()
+        out = subprocess.run(
+            command,
+            cwd=self.cwd,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        took = time.perf_counter() - started
+        if out.returncode != 0:
+            raise SmokeFailed(
+                f"`cotrag {' '.join(args)}` exited {out.returncode} after {took:.1f} s:\n"
+                f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+            )
+        print(f"  ok  cotrag {' '.join(args)[:90]}  ({took:.1f} s)")
+        return out.stdout
+
+
+def largest_parts(folder: Path, count: int = 15) -> list[tuple[int, str]]:
+    files = [
+        (p.stat().st_size, str(p.relative_to(folder)))
+        for p in folder.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    ]
+    return sorted(files, reverse=True)[:count]
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def check_sizes(bundle: Path, deb: Path | None) -> None:
+    print(f"bundle: {bundle}  {mib(folder_size(bundle))}")
+    print("  the 15 largest files:")
+    for size, name in largest_parts(bundle):
+        print(f"    {mib(size):>10}  {name}")
+    if deb is not None:
+        print(f".deb: {deb.name}  {mib(deb.stat().st_size)}")
+
+
+def check_cli(b: Bundle) -> None:
+    docs = b.work / "docs"
+    docs.mkdir(exist_ok=True)
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    print("the CLI, from a clean data folder:")
+    b.cli("index", "--kb", "smoke", str(docs))
+    hits = json.loads(
+        b.cli("search", "--kb", "smoke", "--json", "how long does the red kettle take")
+    )
+    top = hits[0] if isinstance(hits, list) else hits["hits"][0]
+    if "kettles" not in json.dumps(top):
+        raise SmokeFailed(f"search found the wrong passage first: {top}")
+    answer = b.cli("ask", "--kb", "smoke", "--color", "never", "How long does the red kettle take?")
+    if "── answer ──" not in answer:
+        raise SmokeFailed(f"ask printed no answer:\n{answer[-2000:]}")
+    print("    answer: " + answer.split("── answer ──", 1)[1].strip().splitlines()[0][:120])
+
+
+def check_training(b: Bundle) -> None:
+    print("training through the frozen worker:")
+    b.cli("dataset", "generate", "--kb", "smoke", "--name", "smoke", "--count", "8",
+          "--teacher", "none", "--validation", "0.34")  # fmt: skip
+    b.cli("train", "--dataset", "smoke", "--name", "smoke-tuned", "--set", "max_steps=2",
+          "--set", "batch_size=1", "--set", "guard=false", "--set", "exports=q8_0",
+          timeout=1200)  # fmt: skip
+    listing = b.cli("models", "list")
+    if "smoke-tuned" not in listing:
+        raise SmokeFailed(f"the tuned model is not registered:\n{listing}")
+    answer = b.cli("ask", "--kb", "smoke", "--model", "smoke-tuned", "--color", "never",
+                   "How often should a kettle be descaled?")  # fmt: skip
+    if "── answer ──" not in answer:
+        raise SmokeFailed(f"the tuned model printed no answer:\n{answer[-2000:]}")
+    out = b.work / "colab"
+    b.cli("train", "export-colab", "--dataset", "smoke", "--out", str(out))
+    notebook = out / "train.ipynb"
+    if not notebook.is_file():
+        raise SmokeFailed(f"export-colab wrote no notebook into {out}")
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    print(f"    notebook: {len(cells)} cells, {mib(notebook.stat().st_size)}")
+
+
+def xvfb(command: list[str]) -> list[str]:
+    if shutil.which("xvfb-run") is None:
+        raise SmokeFailed("xvfb-run is missing (apt-get install xvfb xauth)")
+    return ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", *command]
+
+
+def check_window(b: Bundle, shots: Path) -> None:
+    print("the window under Xvfb:")
+    command = [
+        str(b.folder / "cotrag-studio"),
+        "--data-dir",
+        str(b.data),
+        "--screenshots",
+        str(shots),
+    ]
+    out = subprocess.run(
+        xvfb(command), cwd=b.cwd, env=b.env(QT_QPA_PLATFORM="xcb"),
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    pngs = sorted(shots.glob("*.png"))
+    if out.returncode != 0 or not pngs:
+        raise SmokeFailed(
+            f"the window did not paint (exit {out.returncode}):\n{out.stderr[-3000:]}"
+        )
+    print(f"  ok  {len(pngs)} screenshots in {shots}")
+
+
+def paint_time(command: list[str], env: dict[str, str], cwd: Path) -> float:
+    started = time.time()
+    out = subprocess.run(
+        xvfb(command), cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("first-paint-at "):
+            return float(line.split()[1]) - started
+    raise SmokeFailed(f"{command[0]} did not report a paint:\n{out.stdout}\n{out.stderr[-2000:]}")
+
+
+def check_cold_start(b: Bundle, source_app: Path, runs: int) -> None:
+    """Frozen and source start, interleaved, each on a throwaway data folder: the start
+    time of an app that opens a window, not a benchmark of a warm cache alone."""
+    print(f"cold start to a painted window (under Xvfb, {runs} runs each, interleaved):")
+    frozen: list[float] = []
+    source: list[float] = []
+    for i in range(runs + 1):
+        for name, program, times in (("frozen", b.folder / "cotrag-studio", frozen),
+                                     ("source", source_app, source)):  # fmt: skip
+            data = Path(tempfile.mkdtemp(prefix=f"start-{name}-", dir=b.work))
+            env = b.env(QT_QPA_PLATFORM="xcb")
+            if name == "source":
+                env["PATH"] = f"{source_app.parent}:{env['PATH']}"
+            took = paint_time(
+                [str(program), "--data-dir", str(data), "--quit-after-paint"], env, b.cwd
+            )
+            if i:  # the first round warms the page cache for both
+                times.append(took)
+    f, s = statistics.median(frozen), statistics.median(source)
+    print(f"  frozen: median {f:.2f} s (min {min(frozen):.2f}, max {max(frozen):.2f})")
+    print(f"  source: median {s:.2f} s (min {min(source):.2f}, max {max(source):.2f})")
+    print(f"  frozen / source: {f / s:.2f}×  (goal ≤ 1.5×)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "bundle", type=Path, help="the folder PyInstaller made (dist/cotrag-studio)"
+    )
+    parser.add_argument("--deb", type=Path, help="the .deb made from it, to report its size")
+    parser.add_argument("--runs", type=int, default=5, help="cold starts of each kind")
+    parser.add_argument("--source-app", type=Path, default=ROOT / ".venv" / "bin" / "cotrag-studio")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    args = parser.parse_args()
+    bundle = args.bundle.resolve()
+    work = args.keep.resolve() if args.keep else Path(tempfile.mkdtemp(prefix="cotrag-smoke-"))
+    work.mkdir(parents=True, exist_ok=True)
+    b = Bundle(bundle, work)
+    try:
+        check_sizes(bundle, args.deb)
+        check_cli(b)
+        check_training(b)
+        check_window(b, work / "screenshots")
+        check_cold_start(b, args.source_app, args.runs)
+    except (SmokeFailed, subprocess.TimeoutExpired) as exc:
+        print(f"SMOKE FAILED: {exc}", file=sys.stderr)
+        print(f"(work folder kept: {work})", file=sys.stderr)
+        return 1
+    print(f"smoke passed (work folder: {work})")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
