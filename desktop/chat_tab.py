@@ -198,6 +198,16 @@ class ChatTab(TabView):
         )
         self._set_running(True)
 
+    def ask_about(self, kb: str, question: str) -> None:
+        """Ask ``question`` of knowledge base ``kb`` in a new conversation (a question the
+        welcome suggested): ``kb`` is chosen even before a list that names it arrives."""
+        combo = self.toolbar.kb_combo
+        if combo.findText(kb) < 0:
+            combo.addItem(kb)
+        combo.setCurrentText(kb)
+        self.new_conversation()
+        self.ask(question)
+
     @Slot()
     def stop(self) -> None:
         if self._job is not None:
