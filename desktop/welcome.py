@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -35,6 +34,7 @@ OFFER = (
     "Try it first on a sample knowledge base made from the app's own user guide, then ask "
     "the app about itself. It takes a minute or less and only adds to your data folder."
 )
+CARD_WIDTH = 660
 
 
 class WelcomePanel(QWidget):
@@ -66,10 +66,11 @@ class WelcomePanel(QWidget):
         outer.addStretch(2)
         self.card = QFrame(self)
         self.card.setObjectName("welcomeCard")
-        self.card.setMaximumWidth(680)
-        self.card.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        # A fixed width (the smallest window has room for it) lets the wrapped text take
+        # the height it needs as the card's content changes.
+        self.card.setFixedWidth(CARD_WIDTH)
         row.addStretch(1)
-        row.addWidget(self.card, 4)
+        row.addWidget(self.card)
         row.addStretch(1)
 
         col = QVBoxLayout(self.card)
@@ -85,6 +86,7 @@ class WelcomePanel(QWidget):
         col.addWidget(self.offer)
         self.progress = IndexProgress(self.card)
         self.progress.cancel_button.clicked.connect(self.cancel)
+        self.progress.bar.setMaximumWidth(160)  # the room goes to what the run is doing
         col.addWidget(self.progress)
         self.banner = ErrorBanner(self.card)
         col.addWidget(self.banner)
@@ -123,8 +125,7 @@ class WelcomePanel(QWidget):
     def _show_step(self, step: str) -> None:
         """``offer`` (and after a failure or Cancel), ``working`` or ``ready``."""
         self.offer.setVisible(step == "offer")
-        self.create_button.setVisible(step != "ready")
-        self.create_button.setEnabled(step == "offer")
+        self.create_button.setVisible(step == "offer")
         self.progress.setVisible(step == "working")
         self.progress.cancel_button.setEnabled(step == "working")
         self.ready_label.setVisible(step == "ready")

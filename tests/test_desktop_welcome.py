@@ -103,6 +103,7 @@ def test_the_sample_is_made_and_a_suggested_question_is_asked_in_the_chat(
     assert welcome is not None
     qtbot.mouseClick(welcome.create_button, Qt.MouseButton.LeftButton)
     assert welcome.progress.isVisible() and welcome.progress.cancel_button.isEnabled()
+    assert not welcome.create_button.isVisible()
     assert not welcome.close_button.isEnabled()  # not dismissed halfway
     qtbot.waitUntil(lambda: not welcome.working, timeout=120_000)
     assert welcome.banner.isHidden(), welcome.banner.text()
