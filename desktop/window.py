@@ -238,6 +238,7 @@ class MainWindow(QMainWindow):
         )
         view.status_message.connect(lambda message, k=key: self.show_status(message, k))
         view.error.connect(lambda message, k=key: self.show_error(message, k))
+        view.open_tab.connect(lambda wanted: self.tabs.setCurrentWidget(self.tabs.content(wanted)))
         if key == "kb":
             self.kb_tab.knowledge_bases_changed.connect(self._on_knowledge_bases)
         elif key == "chat":

@@ -130,3 +130,33 @@ def test_the_sample_is_made_and_a_suggested_question_is_asked_in_the_chat(
     sources = {Path(hit.source).parent.name for hit in chat.trace.passages.values()}
     assert sources == {"guide"}
     close_window(qtbot, window)
+
+
+def test_each_empty_tab_says_what_to_do_first_and_links_to_that_tab(
+    qtbot: QtBot, ws: Workspace, tmp_path: Path
+) -> None:
+    settings = settings_in(tmp_path)
+    settings.setValue(WELCOME_DISMISSED, True)
+    window = open_window(qtbot, ws, settings)
+    qtbot.waitUntil(lambda: not window.kb_tab.busy(), timeout=60_000)
+    tabs = window.tabs
+    chat, dataset, training = window.chat_tab, window.dataset_tab, window.training_tab
+    compare = window.compare_tab
+    qtbot.waitUntil(lambda: not training.jobs.busy(), timeout=30_000)
+    empty_states = [
+        (chat.trace.empty_label, "No knowledge base yet", "kb"),
+        (dataset.examples.empty_hint, "there is none yet", "kb"),
+        (compare.side.trace_a.empty_label, "No knowledge base yet", "kb"),
+        (training.monitor.status_label, "make a dataset", "dataset"),
+    ]
+    for label, says, key in empty_states:
+        assert says in label.text() and f'href="{key}"' in label.text(), label.text()
+        tabs.setCurrentWidget(window.models_tab)
+        label.linkActivated.emit(key)  # what a click on its link sends
+        assert tabs.key_at(tabs.currentIndex()) == key
+
+    # With a knowledge base, the chat and the dataset say what to do next instead.
+    window.kb_tab.knowledge_bases_changed.emit(["Mine"], "Mine")
+    assert "Ask a question below" in chat.trace.empty_label.text()
+    assert "press Generate" in dataset.examples.empty_hint.text()
+    close_window(qtbot, window)
