@@ -291,6 +291,16 @@ def free_port() -> int:
 # -- the walk ---------------------------------------------------------------------------------
 def first_start(walk: Walk, window: MainWindow) -> None:
     walk.wait("the window paints", lambda: window.painted and not window.kb_tab.busy(), 60)
+    # A fresh folder opens on the welcome; this walk brings its own documents: Not now.
+    welcome = window.welcome
+    walk.check(welcome is not None, "First start: the welcome shows on a fresh data folder")
+    if welcome is not None:
+        walk.shot(window, "00-welcome")
+        QTest.mouseClick(welcome.close_button, Qt.MouseButton.LeftButton)
+        walk.check(
+            window.welcome is None and window.tabs.isVisible(),
+            "First start: Not now closes the welcome and shows the tabs",
+        )
     kb = window.kb_tab
     walk.shot(window, "01-knowledge-empty")
     walk.check(

@@ -26,11 +26,17 @@ from desktop.chat_footer import ChatFooter
 from desktop.chat_toolbar import ChatToolbar
 from desktop.confirm import confirm_destructive
 from desktop.passage_dialog import PassageDialog
-from desktop.scaffold import TabView, column, splitter
+from desktop.scaffold import TabView, column, splitter, tab_link
 from desktop.tasks import Job, JobGroup, Push
-from desktop.trace_view import TraceView
+from desktop.trace_view import ASK_BELOW, TraceView
 
 log = logging.getLogger(__name__)
+
+NO_KNOWLEDGE_BASE = (
+    "No knowledge base yet.<br>Build one from your documents in the "
+    + tab_link("kb", "Knowledge base tab")
+    + ", then ask about them here.<br>To ask the model alone, set Mode to closed book."
+)
 
 
 class ChatTab(TabView):
@@ -81,6 +87,7 @@ class ChatTab(TabView):
         self.trace = TraceView(main)
         self.trace.passage_requested.connect(self.open_passage)
         self.trace.run_finished.connect(self._on_run_finished)
+        self.trace.link_activated.connect(self.open_tab)
         mcol.addWidget(self.trace, 1)
         mcol.addWidget(self.banner)
         self.ask_box = AskBox(main)
@@ -119,6 +126,7 @@ class ChatTab(TabView):
     @Slot(list, str)
     def set_knowledge_bases(self, names: list[str], current: str) -> None:
         self.toolbar.set_knowledge_bases(names, current)
+        self.trace.set_empty_text(ASK_BELOW if names else NO_KNOWLEDGE_BASE)
 
     # -- running ------------------------------------------------------------------
     @property
@@ -197,6 +205,16 @@ class ChatTab(TabView):
             on_finished=self._on_job_finished,
         )
         self._set_running(True)
+
+    def ask_about(self, kb: str, question: str) -> None:
+        """Ask ``question`` of knowledge base ``kb`` in a new conversation (a question the
+        welcome suggested): ``kb`` is chosen even before a list that names it arrives."""
+        combo = self.toolbar.kb_combo
+        if combo.findText(kb) < 0:
+            combo.addItem(kb)
+        combo.setCurrentText(kb)
+        self.new_conversation()
+        self.ask(question)
 
     @Slot()
     def stop(self) -> None:

@@ -31,7 +31,7 @@ from core.workspace import Workspace
 from desktop.compare_side import SideBySide
 from desktop.compare_table import EvaluationTable
 from desktop.fit import fit_combo
-from desktop.scaffold import TabView
+from desktop.scaffold import TabView, tab_link
 from desktop.tasks import Job, JobGroup, Push
 
 MODES = (("loop", "Loop"), ("rag", "RAG"), ("closed", "Closed book"))
@@ -127,6 +127,7 @@ class CompareTab(TabView):
         self.views = QTabWidget(self)
         root.addWidget(self.views, 1)
         self.side = SideBySide(self.views)
+        self.side.trace_a.link_activated.connect(self.open_tab)
         self.views.addTab(self.side, "Side by side")
         self.table = EvaluationTable(self.views)
         self.views.addTab(self.table, "Evaluation table")
@@ -146,6 +147,13 @@ class CompareTab(TabView):
 
     # -- lists --------------------------------------------------------------------
     def set_knowledge_bases(self, names: list[str], current: str) -> None:
+        self.side.trace_a.set_empty_text(
+            "Model A's trace appears here."
+            if names
+            else "No knowledge base yet: build one in the "
+            + tab_link("kb", "Knowledge base tab")
+            + ", then ask both models the same question here."
+        )
         want = self.kb_combo.currentText() or current
         self.kb_combo.clear()
         self.kb_combo.addItems(names)

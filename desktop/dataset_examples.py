@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.fit import FillColumn
-from desktop.scaffold import hint, section_title
+from desktop.scaffold import hint, section_title, tab_link
 
 COLUMNS = ["Question", "Answer", "Kind", "Split", "Question by", "Rounds", "Document"]
 ANY = "any"
@@ -28,6 +28,18 @@ FILTERS = (
     ("split", "Split"),
     ("question_origin", "By"),
     ("status", "Status"),
+)
+
+
+GENERATE_FIRST = (
+    "Pick a knowledge base and press Generate: the app writes questions from your "
+    "documents, checks each one (the answer is in the passage, searching with the "
+    "question finds it) and records the search trace a tuned model should write."
+)
+NO_KNOWLEDGE_BASE = (
+    "A dataset is generated from a knowledge base, and there is none yet: build one from "
+    "your documents in the " + tab_link("kb", "Knowledge base tab") + " first (or bring "
+    "question-and-answer pairs with Import QA…)."
 )
 
 
@@ -75,13 +87,12 @@ class ExamplesPanel(QWidget):
         self.question_column = FillColumn(self.table, 0, 220)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         mcol.addWidget(self.table, 1)
-        self.empty_hint = hint(
-            "Pick a knowledge base and press Generate: the app writes questions from your "
-            "documents, checks each one (the answer is in the passage, searching with the "
-            "question finds it) and records the search trace a tuned model should write.",
-            self,
-        )
+        self.empty_hint = hint(GENERATE_FIRST, self)
         mcol.addWidget(self.empty_hint)
+
+    def set_has_knowledge_base(self, has: bool) -> None:
+        """What to do first: generate from a knowledge base, or build one (a link there)."""
+        self.empty_hint.setText(GENERATE_FIRST if has else NO_KNOWLEDGE_BASE)
 
     @property
     def examples(self) -> list[dict[str, Any]]:

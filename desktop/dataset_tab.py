@@ -72,6 +72,7 @@ class DatasetTab(TabView):
         self.form.add_below(self.sampling)
         self.form.add_below(self.banner)
         self.examples = ExamplesPanel(self.splitter)
+        self.examples.empty_hint.linkActivated.connect(self.open_tab)
         self.side = QTabWidget(self.splitter)
         self.editor = ExampleEditor(self.side)
         self.side.addTab(self.editor, "Example")
@@ -118,6 +119,7 @@ class DatasetTab(TabView):
     @Slot(list, str)
     def set_knowledge_bases(self, names: list[str], current: str) -> None:
         self.form.set_knowledge_bases(names, current)
+        self.examples.set_has_knowledge_base(bool(names))
 
     def refresh(self, select: str = "") -> None:
         def work(push: Push, cancel: threading.Event) -> list[service.DatasetSummary]:

@@ -14,6 +14,8 @@ class TabView(QWidget):
 
     status_message = Signal(str)
     error = Signal(str)
+    open_tab = Signal(str)
+    """The user asked for another tab (its key): an empty state's link to what to do first."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -32,6 +34,12 @@ def section_title(text: str, parent: QWidget | None = None) -> QLabel:
     label = QLabel(text, parent)
     label.setObjectName("sectionTitle")
     return label
+
+
+def tab_link(key: str, text: str) -> str:
+    """``text`` as a link that opens the tab ``key`` (a QLabel's ``linkActivated`` gives the
+    key: connect it to the tab's ``open_tab``)."""
+    return f'<a href="{key}" style="color:#2563eb; text-decoration:none">{text}</a>'
 
 
 def hint(text: str, parent: QWidget | None = None) -> QLabel:

@@ -152,6 +152,10 @@ def render_screenshots(out_dir: Path) -> list[Path]:
         window.resize(*SIZES[0])
         window.show()
         wait_until(lambda: window.painted and not window.kb_tab.busy(), 60)
+        # A fresh data folder opens on the welcome; the shots go on with the user's own
+        # documents (the sample it offers would be the first knowledge base otherwise).
+        saved += _shots(window, out_dir, "welcome", notes)
+        window.dismiss_welcome()
         saved += _shots(window, out_dir, "knowledge-empty", notes)
 
         docs = write_sample_docs(root / "docs")

@@ -28,6 +28,11 @@ from desktop.replay import events_from_record
 from desktop.trace_blocks import BlockWidget, ProtocolErrorRow, StoppedRow
 from desktop.trace_cards import PassagesWidget
 
+ASK_BELOW = (
+    "Ask a question below.\nThe model's thinking, its searches, the passages it "
+    "finds and its cited answer will appear here as they are written."
+)
+
 
 class TraceView(QScrollArea):
     """Shows one or more runs, block by block. Feed it batches with :meth:`handle`."""
@@ -35,6 +40,8 @@ class TraceView(QScrollArea):
     passage_requested = Signal(object)
     """A Hit the user clicked (a card or an [n] citation)."""
     run_finished = Signal(object)
+    link_activated = Signal(str)
+    """A link in the empty state was clicked (its href)."""
     """The Finished event of a run."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -54,10 +61,8 @@ class TraceView(QScrollArea):
         self.empty_label.setObjectName("emptyState")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
-        self.set_empty_text(
-            "Ask a question below.\nThe model's thinking, its searches, the passages it "
-            "finds and its cited answer will appear here as they are written."
-        )
+        self.empty_label.linkActivated.connect(self.link_activated)
+        self.set_empty_text(ASK_BELOW)
         self._layout.insertWidget(0, self.empty_label)
         self.blocks: list[QWidget] = []
         self._runs: list[dict[int, Hit]] = [{}]

@@ -32,10 +32,15 @@ from desktop.job_form import JobForm
 from desktop.reembed_panel import ReembedPanel
 from desktop.run_history import RunHistory
 from desktop.run_monitor import RunMonitor
-from desktop.scaffold import TabView, column, splitter
+from desktop.scaffold import TabView, column, splitter, tab_link
 from desktop.tasks import Job, JobGroup, Push
 from desktop.training_lists import TrainingLists, read_lists, run_kb
 from desktop.worker_process import WorkerProcess
+
+NO_DATASET_YET = (
+    "No run yet: make a dataset in the " + tab_link("dataset", "Dataset tab") + " first."
+)
+NO_RUN_YET = "No run yet: pick a dataset and press Start training."
 
 
 class TrainingTab(TabView):
@@ -74,6 +79,7 @@ class TrainingTab(TabView):
         rcol.addWidget(self.banner)
         self.monitor = RunMonitor(right)
         self.monitor.place(rcol)
+        self.monitor.status_label.linkActivated.connect(self.open_tab)
         self.reembed_panel = ReembedPanel(self.ws, right)
         self.reembed_panel.status_message.connect(self.status_message)
         self.reembed_panel.hide()
@@ -144,6 +150,8 @@ class TrainingTab(TabView):
         if self.reembed_panel.isVisible() and not self.reembed_panel.busy:
             self.reembed_panel.refresh()
         self.history.fill(lists.runs)
+        if not lists.runs and not self.running and not self.monitor.run_name:
+            self.monitor.say(NO_RUN_YET if lists.datasets else NO_DATASET_YET)
         self._update_buttons()
         self.form.set_gpu(lists.gpu)
         if lists.colab is not None:

@@ -20,14 +20,16 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from PySide6.QtCore import QSettings, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QLabel, QMainWindow, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QStackedWidget, QWidget
 
+from core.first_run import is_fresh
 from core.workspace import Workspace
 from desktop.first_paint import on_first_paint
 from desktop.lazy_tabs import LazyTabs
 from desktop.open_path import open_path
 from desktop.settings_dialog import SettingsDialog
 from desktop.style import icon
+from desktop.welcome import WelcomePanel
 from desktop.wheel_guard import install_wheel_guard
 
 if TYPE_CHECKING:
@@ -55,6 +57,8 @@ MODEL_USERS = ("chat", "dataset", "compare")
 FIRST_REFRESH = ("kb", "dataset", "training", "compare")
 # Tabs that re-read on being shown: datasets and models made elsewhere show up.
 REFRESH_ON_SHOW = ("training", "compare", "models")
+WELCOME_DISMISSED = "welcome/dismissed"
+"""QSettings key: the first start's welcome was closed (it never shows again)."""
 
 
 class _Tab(Protocol):
@@ -104,7 +108,13 @@ class MainWindow(QMainWindow):
         }
         for key, icon_name, label in TABS:
             self.tabs.add_lazy(key, factories[key], icon(icon_name), label)
-        self.setCentralWidget(self.tabs)
+        # The welcome, on a first start, takes the tabs' place until it is dismissed.
+        self.pages = QStackedWidget(self)
+        self.pages.addWidget(self.tabs)
+        self.setCentralWidget(self.pages)
+        self.welcome: WelcomePanel | None = None
+        if self._welcome_wanted():
+            self._show_welcome()
         self.tabs.content("kb")
         self.tabs.shown.connect(self._on_tab_shown)
 
@@ -181,6 +191,45 @@ class MainWindow(QMainWindow):
 
         return ModelsTab(self.ws, self.settings, parent)
 
+    # -- the welcome of a first start -------------------------------------------------
+    def _welcome_wanted(self) -> bool:
+        """Not dismissed before, and nothing made in the data folder yet."""
+        if self.settings.value(WELCOME_DISMISSED, False, type=bool):
+            return False
+        try:
+            return is_fresh(self.ws)
+        except OSError:  # an unreadable folder is no first start; the tabs will say more
+            log.exception("could not tell whether the data folder is fresh")
+            return False
+
+    def _show_welcome(self) -> None:
+        welcome = WelcomePanel(self.ws, self.pages)
+        welcome.dismissed.connect(self.dismiss_welcome)
+        welcome.knowledge_base_made.connect(lambda name: self.kb_tab.refresh(select=name))
+        welcome.question_chosen.connect(self._ask_from_welcome)
+        self.pages.addWidget(welcome)
+        self.pages.setCurrentWidget(welcome)
+        self.welcome = welcome
+
+    @Slot()
+    def dismiss_welcome(self) -> None:
+        """Close the welcome for good and show the tabs."""
+        self.settings.setValue(WELCOME_DISMISSED, True)
+        self.settings.sync()
+        self.pages.setCurrentWidget(self.tabs)
+        welcome, self.welcome = self.welcome, None
+        if welcome is not None:
+            welcome.shutdown()
+            self.pages.removeWidget(welcome)
+            welcome.deleteLater()
+
+    @Slot(str, str)
+    def _ask_from_welcome(self, kb: str, question: str) -> None:
+        self.dismiss_welcome()
+        chat = self.chat_tab
+        self.tabs.setCurrentWidget(chat)
+        chat.ask_about(kb, question)
+
     # -- wiring, as each tab is built -------------------------------------------------
     @Slot(str, QWidget)
     def _on_tab_built(self, key: str, tab: QWidget) -> None:
@@ -189,6 +238,7 @@ class MainWindow(QMainWindow):
         )
         view.status_message.connect(lambda message, k=key: self.show_status(message, k))
         view.error.connect(lambda message, k=key: self.show_error(message, k))
+        view.open_tab.connect(lambda wanted: self.tabs.setCurrentWidget(self.tabs.content(wanted)))
         if key == "kb":
             self.kb_tab.knowledge_bases_changed.connect(self._on_knowledge_bases)
         elif key == "chat":
@@ -378,6 +428,8 @@ class MainWindow(QMainWindow):
         # thread outlives the objects it reports to, then free the model.
         self.show_status("Stopping background work…")
         self._closed = True
+        if self.welcome is not None:
+            self.welcome.shutdown()
         for key in ("chat", "dataset", "training", "compare", "models", "kb"):
             tab = self._built(key)
             if tab is not None:

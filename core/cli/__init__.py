@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p = kb_sub.add_parser("docs", help="list the documents of a knowledge base")
     p.add_argument("name")
+    kb_sub.add_parser(
+        "sample",
+        help="make the sample knowledge base from the app's user guide (an existing one is kept)",
+    )
     add_version_parsers(kb_sub)
 
     p = sub.add_parser("index", help="index files and folders into a knowledge base")

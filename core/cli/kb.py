@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import threading
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from core.cli.kb_versions import cmd_kb_versions
 from core.cli.terminal import ctrl_c_cancels, progress_bar
 from core.durations import clock
+from core.first_run import SAMPLE_KB, SampleDone, make_sample_kb, suggested_questions
 from core.knowledge import service
 from core.knowledge.indexer import FileDone, IndexSummary, Progress
 
@@ -59,6 +61,34 @@ def cmd_kb(ws: Workspace, args: argparse.Namespace) -> int:
     elif args.kb_command == "docs":
         for doc in service.documents(ws, args.name):
             print(f"{doc.chunks:>5} chunks  {doc.source}")
+    elif args.kb_command == "sample":
+        return cmd_kb_sample(ws)
+    return 0
+
+
+def cmd_kb_sample(ws: Workspace) -> int:
+    """The sample knowledge base from the user guide, and the questions to ask it."""
+    cancel = threading.Event()
+    done: SampleDone | None = None
+    print(f"Indexing the user guide into {SAMPLE_KB!r}…", file=sys.stderr)
+    with ctrl_c_cancels(cancel, "Stopping (the half-made sample is deleted)…"):
+        for event in make_sample_kb(ws, cancel):
+            if isinstance(event, SampleDone):
+                done = event
+    if done is None or not done.ready:
+        print("Cancelled: no sample knowledge base was kept.")
+        return 130
+    if done.outcome == "found":
+        print(f"A knowledge base named {done.name!r} exists already; it was left as it is.")
+    elif done.summary is not None:
+        summary = done.summary
+        print(
+            f"Made {done.name!r}: {summary.indexed} documents, {summary.chunks} chunks "
+            f"in {summary.seconds:.1f} s."
+        )
+    print("Try:")
+    for question in suggested_questions():
+        print(f"  cotrag ask --kb {shlex.quote(done.name)} {shlex.quote(question.text)}")
     return 0
 
 

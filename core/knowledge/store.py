@@ -95,6 +95,12 @@ def write_lock(layout: DataLayout) -> Iterator[None]:
         lock.release()
 
 
+def has_knowledge_bases(layout: DataLayout) -> bool:
+    """Whether a knowledge base was made in this data dir (and not deleted), read from the
+    manifest each one keeps beside Chroma: no database is opened."""
+    return any((folder / "manifest.json").is_file() for folder in layout.kb_state.iterdir())
+
+
 # -- store ------------------------------------------------------------------------------
 
 
