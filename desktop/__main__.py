@@ -35,6 +35,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="exit once the window has painted; prints the startup time (for bench/startup.py)",
     )
+    parser.add_argument(
+        "--grab",
+        metavar="PNG",
+        help="once the window has painted, save a picture of the whole screen to PNG and "
+        "exit (checks a launcher under Xvfb: packaging/smoke.py)",
+    )
     return parser.parse_args(argv)
 
 
@@ -105,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from desktop.startup_probe import quit_after_first_paint
 
         quit_after_first_paint(window, _STARTED)
+    if args.grab:
+        from desktop.startup_probe import grab_after_first_paint
+
+        grab_after_first_paint(window, Path(args.grab))
     window.show()
     paint_first(window)
     if not window.isVisible():  # closed before it painted (or by --quit-after-paint)

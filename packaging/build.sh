@@ -2,7 +2,10 @@
 # The installable app: a frozen one-folder bundle (PyInstaller, build.spec) and a .deb.
 #   bash packaging/build.sh            # dist/cotrag-studio/ and dist/cotrag-studio_<v>_<arch>.deb
 #   bash packaging/build.sh --smoke    # then check the bundle as a user meets it (packaging/smoke.py)
+#   bash packaging/build.sh --smoke --install   # also install the .deb, use it as a new user,
+#                                                 # remove it (root or sudo; replaces an installed one)
 #   bash packaging/build.sh --no-deb   # the bundle only
+#   bash packaging/build.sh --reuse    # package (and check) the bundle already in dist/
 # Install the package with `sudo apt install ./dist/cotrag-studio_<v>_<arch>.deb` (or dpkg -i).
 # Needs the source install (packaging/install.sh, run here if .venv is missing): the bundle
 # is made from that environment, with its embedded default models.
@@ -11,11 +14,15 @@ cd "$(dirname "$0")/.."
 
 SMOKE=0
 DEB=1
+INSTALL=0
+REUSE=0
 for arg in "$@"; do
   case "$arg" in
     --smoke) SMOKE=1 ;;
     --no-deb) DEB=0 ;;
-    *) echo "build.sh: unknown option $arg (use --smoke, --no-deb)" >&2; exit 2 ;;
+    --install) INSTALL=1 ;;
+    --reuse) REUSE=1 ;;
+    *) echo "build.sh: unknown option $arg (use --smoke, --install, --no-deb, --reuse)" >&2; exit 2 ;;
   esac
 done
 VENV=${VENV:-.venv}
@@ -40,11 +47,16 @@ say "drawing the icons"
 rm -rf build/icons
 "$PY" packaging/icons.py build/icons
 
-say "freezing the app (PyInstaller: several minutes)"
-started=$(date +%s)
-"$PY" -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller build.spec
-frozen=$(( $(date +%s) - started ))
 BUNDLE=dist/$NAME
+frozen=0
+if ((REUSE)) && [ -x "$BUNDLE/$NAME" ]; then
+  say "reusing $BUNDLE"
+else
+  say "freezing the app (PyInstaller: several minutes)"
+  started=$(date +%s)
+  "$PY" -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller build.spec
+  frozen=$(( $(date +%s) - started ))
+fi
 # the command line: the same program, started by another name (packaging/entry.py)
 ln -sfn "$NAME" "$BUNDLE/cotrag"
 say "bundle: $BUNDLE ($(du -sh "$BUNDLE" | cut -f1), frozen in ${frozen} s)"
@@ -113,6 +125,7 @@ if ((SMOKE)); then
   say "smoke test of the frozen bundle"
   args=("$BUNDLE")
   [ -n "$DEB_FILE" ] && args+=(--deb "$DEB_FILE")
+  ((INSTALL)) && args+=(--install)
   echo "build time: frozen in ${frozen} s"
   "$PY" packaging/smoke.py "${args[@]}"
 fi

@@ -6,8 +6,12 @@ measured: sizes, the window painted under Xvfb (a screenshot of every tab), ``co
 index`` + ``search`` + ``ask`` with the bundled model, a 2-step training run through the
 frozen worker that exports a GGUF which then answers, a Colab notebook, and the cold
 start to a painted window against the source install's, interleaved in the same run.
+With ``--install`` (root or sudo) it also installs the .deb, starts the app from its
+menu entry's Exec line under Xvfb for a new user (the welcome, as a screenshot), makes
+the sample knowledge base and asks it a suggested question with the installed CLI, then
+removes the package and checks that the user's data folder is left alone.
 
-    .venv/bin/python packaging/smoke.py dist/cotrag-studio [--deb FILE] [--runs 5]
+    .venv/bin/python packaging/smoke.py dist/cotrag-studio [--deb FILE [--install]] [--runs 5]
 
 Exits 1 on the first check that fails, naming it.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -230,6 +235,88 @@ def check_cold_start(b: Bundle, source_app: Path, runs: int) -> None:
     print(f"  frozen / source: {f / s:.2f}×  (goal ≤ 1.5×)")
 
 
+def root(command: list[str]) -> list[str]:
+    return command if os.geteuid() == 0 else ["sudo", *command]
+
+
+def run_checked(
+    command: list[str], what: str, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    if out.returncode != 0:
+        raise SmokeFailed(
+            f"{what} failed (exit {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+        )
+    return out
+
+
+def desktop_exec(entry: Path) -> list[str]:
+    for line in entry.read_text(encoding="utf-8").splitlines():
+        if line.startswith("Exec="):
+            return shlex.split(line.removeprefix("Exec="))
+    raise SmokeFailed(f"{entry} has no Exec line")
+
+
+def check_package(deb: Path, work: Path) -> None:
+    """Install, launch from the menu entry, use, remove: as a new user would."""
+    print("the package:")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run_checked(
+        root(["apt-get", "install", "-y", "-qq", str(deb.resolve())]),
+        "installing the .deb",
+        env=env,
+    )
+    print(f"  ok  installed {deb.name}")
+    entry = Path("/usr/share/applications/cotrag-studio.desktop")
+    if not entry.is_file():
+        raise SmokeFailed(f"the package installed no menu entry at {entry}")
+    icon = Path("/usr/share/icons/hicolor/256x256/apps/cotrag-studio.png")
+    if not icon.is_file():
+        raise SmokeFailed(f"the package installed no icon at {icon}")
+    user = Bundle(Path("/opt/cotrag-studio"), work / "new-user")
+    shot = work / "welcome.png"
+    command = [*desktop_exec(entry), "--grab", str(shot)]
+    run_checked(xvfb(command), f"the menu entry's Exec line ({' '.join(command[:1])})",
+                env=user.env(QT_QPA_PLATFORM="xcb"), cwd=user.cwd, timeout=300)  # fmt: skip
+    print(f"  ok  the menu entry opens the app: {shot}")
+    cli = ["/usr/bin/cotrag"]
+    made = run_checked(
+        [*cli, "kb", "sample"], "`cotrag kb sample`", env=user.env(), cwd=user.cwd, timeout=900
+    )
+    question = next(
+        (
+            line.split("cotrag ask", 1)[1]
+            for line in made.stdout.splitlines()
+            if "cotrag ask" in line
+        ),
+        "",
+    )
+    if not question:
+        raise SmokeFailed(f"`cotrag kb sample` suggested no question:\n{made.stdout}")
+    answer = run_checked(
+        [*cli, "ask", *shlex.split(question), "--color", "never"], "asking the sample a suggested question",
+        env=user.env(), cwd=user.cwd, timeout=900,
+    )  # fmt: skip
+    if "── answer ──" not in answer.stdout:
+        raise SmokeFailed(f"no answer from the sample knowledge base:\n{answer.stdout[-2000:]}")
+    print(f"  ok  asked the sample knowledge base:{question[:80]}")
+    print("    answer: " + answer.stdout.split("── answer ──", 1)[1].strip().splitlines()[0][:120])
+    data = user.home / ".local" / "share" / "cotrag-studio"
+    run_checked(
+        root(["apt-get", "remove", "-y", "-qq", "cotrag-studio"]), "removing the package", env=env
+    )
+    left = [
+        path
+        for path in (Path("/opt/cotrag-studio"), entry, Path("/usr/bin/cotrag"))
+        if path.exists() or path.is_symlink()
+    ]
+    if left:
+        raise SmokeFailed(f"the package left these behind: {left}")
+    if not data.is_dir() or not any(data.iterdir()):
+        raise SmokeFailed(f"removing the package touched the user's data folder {data}")
+    print("  ok  removed; the user's data folder is still there")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -238,6 +325,9 @@ def main() -> int:
         "bundle", type=Path, help="the folder PyInstaller made (dist/cotrag-studio)"
     )
     parser.add_argument("--deb", type=Path, help="the .deb made from it, to report its size")
+    parser.add_argument(
+        "--install", action="store_true", help="install, use and remove the .deb (root or sudo)"
+    )
     parser.add_argument("--runs", type=int, default=5, help="cold starts of each kind")
     parser.add_argument("--source-app", type=Path, default=ROOT / ".venv" / "bin" / "cotrag-studio")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
@@ -252,6 +342,10 @@ def main() -> int:
         check_training(b)
         check_window(b, work / "screenshots")
         check_cold_start(b, args.source_app, args.runs)
+        if args.install:
+            if args.deb is None:
+                raise SmokeFailed("--install needs --deb FILE")
+            check_package(args.deb, work)
     except (SmokeFailed, subprocess.TimeoutExpired) as exc:
         print(f"SMOKE FAILED: {exc}", file=sys.stderr)
         print(f"(work folder kept: {work})", file=sys.stderr)
