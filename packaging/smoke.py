@@ -32,26 +32,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = {
-    "kettles.md": (
-        "# Kettles\n\nThe blue kettle boils a litre of water in ninety seconds. The red kettle "
-        "is slower and takes three minutes for the same litre, but it keeps the water warm for "
-        "an hour after it switches off. Both kettles switch off by themselves when the water "
-        "boils, and neither should be filled above the maximum line on its side.\n\n"
-        "## Cleaning\n\nDescale a kettle once a month with white vinegar: fill it half way, "
-        "let it stand for an hour, then boil fresh water twice and pour it away so that no "
-        "taste of vinegar is left in the next cup of tea.\n"
+    "kettle.md": (
+        "# The kettle\n\n## Boiling\n\nThe kettle boils one litre of water in 90 seconds. "
+        "It switches off by itself when the water boils; the default keep-warm time is "
+        "`30` minutes, and the `--keep-warm` option sets another. Never fill it above the "
+        "maximum line of 1.7 litres.\n\n## Cleaning\n\nDescale the kettle once a month with "
+        "white vinegar: fill it half way, let it stand for an hour, then boil fresh water "
+        "twice and pour it away. The filter in the spout lifts out and can be rinsed.\n"
     ),
-    "garden.txt": (
-        "Tomatoes need six to eight hours of direct sunlight a day. Water them at the base in "
-        "the morning so that the leaves dry quickly, because wet leaves invite blight. Basil "
-        "grows well beside them and is said to keep some insects away. Tie the stems to a cane "
-        "as they grow and pinch out the side shoots of the tall kinds every week.\n"
+    "backup.md": (
+        "# Backups\n\n## Schedule\n\nThe backup service runs every night at 02:00 and keeps "
+        "14 copies before it deletes the oldest archive. Set `retention` to change the "
+        "number of copies; the default retention is `14`. Archives are written to the "
+        "folder named by `backup_dir`, which defaults to `/var/backups/app` on Linux.\n\n"
+        "## Restore\n\nTo restore an archive, run `appctl restore --from ARCHIVE` while the "
+        "service is stopped. The `--verify` option checks every file's checksum after the "
+        "restore and reports the files that differ.\n"
     ),
-    "bikes.md": (
-        "# Bicycle tyres\n\nRoad tyres are inflated to 6 to 8 bar; mountain bike tyres to 2 "
-        "bar or less, which gives grip on loose ground. Check the pressure every week, because "
-        "a tyre loses some air even when it has no puncture. A tyre that is too soft wears "
-        "quickly at the sides and is more likely to pinch its inner tube on a kerb.\n"
+    "proxy.md": (
+        "# Proxy\n\nA reverse proxy is a server that forwards client requests to one of "
+        "several backend servers and returns their answers. The proxy listens on port 8443 "
+        "by default and reads its routes from `routes.yaml` at start. Send the process "
+        "`SIGHUP` to reload the routes without dropping the open connections.\n\nHealth "
+        "checks run every 10 seconds; a backend that fails 3 checks in a row is taken out "
+        "of rotation until it passes again.\n"
     ),
 }
 
@@ -139,12 +143,14 @@ def check_cli(b: Bundle) -> None:
     print("the CLI, from a clean data folder:")
     b.cli("index", "--kb", "smoke", str(docs))
     hits = json.loads(
-        b.cli("search", "--kb", "smoke", "--json", "how long does the red kettle take")
+        b.cli("search", "--kb", "smoke", "--json", "how often should the kettle be descaled")
     )
     top = hits[0] if isinstance(hits, list) else hits["hits"][0]
-    if "kettles" not in json.dumps(top):
+    if "kettle.md" not in json.dumps(top):
         raise SmokeFailed(f"search found the wrong passage first: {top}")
-    answer = b.cli("ask", "--kb", "smoke", "--color", "never", "How long does the red kettle take?")
+    answer = b.cli(
+        "ask", "--kb", "smoke", "--color", "never", "Which port does the proxy listen on?"
+    )
     if "── answer ──" not in answer:
         raise SmokeFailed(f"ask printed no answer:\n{answer[-2000:]}")
     print("    answer: " + answer.split("── answer ──", 1)[1].strip().splitlines()[0][:120])
@@ -153,7 +159,7 @@ def check_cli(b: Bundle) -> None:
 def check_training(b: Bundle) -> None:
     print("training through the frozen worker:")
     b.cli("dataset", "generate", "--kb", "smoke", "--name", "smoke", "--count", "8",
-          "--teacher", "none", "--validation", "0.34")  # fmt: skip
+          "--teacher", "none", "--validation", "0")  # fmt: skip
     b.cli("train", "--dataset", "smoke", "--name", "smoke-tuned", "--set", "max_steps=2",
           "--set", "batch_size=1", "--set", "guard=false", "--set", "exports=q8_0",
           timeout=1200)  # fmt: skip
@@ -161,7 +167,7 @@ def check_training(b: Bundle) -> None:
     if "smoke-tuned" not in listing:
         raise SmokeFailed(f"the tuned model is not registered:\n{listing}")
     answer = b.cli("ask", "--kb", "smoke", "--model", "smoke-tuned", "--color", "never",
-                   "How often should a kettle be descaled?")  # fmt: skip
+                   "How often should the kettle be descaled?")  # fmt: skip
     if "── answer ──" not in answer:
         raise SmokeFailed(f"the tuned model printed no answer:\n{answer[-2000:]}")
     out = b.work / "colab"
@@ -257,6 +263,38 @@ def desktop_exec(entry: Path) -> list[str]:
     raise SmokeFailed(f"{entry} has no Exec line")
 
 
+WINDOW_CLASS = """
+"$@" & app=$!
+for _ in $(seq 60); do
+  sleep 1
+  for id in $(xwininfo -root -children | grep -o '^ *0x[0-9a-f]*'); do
+    xprop -id "$id" WM_CLASS 2>/dev/null | grep -q 'CoT-RAG' && { xprop -id "$id" WM_CLASS; kill $app; exit 0; }
+  done
+done
+kill $app; exit 1
+"""
+
+
+def check_window_class(command: list[str], entry: Path, user: Bundle) -> None:
+    """The window says it is the launcher's app: its WM_CLASS is the StartupWMClass, so
+    the taskbar shows the launcher's icon and name."""
+    if shutil.which("xprop") is None or shutil.which("xwininfo") is None:
+        print("  --  WM_CLASS not checked (xprop and xwininfo are in x11-utils)")
+        return
+    wanted = next(
+        line.split("=", 1)[1]
+        for line in entry.read_text(encoding="utf-8").splitlines()
+        if line.startswith("StartupWMClass=")
+    )
+    out = run_checked(xvfb(["bash", "-c", WINDOW_CLASS, "check", *command]), "reading the window's WM_CLASS",
+                      env=user.env(QT_QPA_PLATFORM="xcb"), cwd=user.cwd, timeout=120)  # fmt: skip
+    if f'"{wanted}"' not in out.stdout:
+        raise SmokeFailed(
+            f"the window's {out.stdout.strip()} does not match StartupWMClass={wanted}"
+        )
+    print(f"  ok  {out.stdout.strip()} matches the launcher's StartupWMClass")
+
+
 def check_package(deb: Path, work: Path) -> None:
     """Install, launch from the menu entry, use, remove: as a new user would."""
     print("the package:")
@@ -279,6 +317,7 @@ def check_package(deb: Path, work: Path) -> None:
     run_checked(xvfb(command), f"the menu entry's Exec line ({' '.join(command[:1])})",
                 env=user.env(QT_QPA_PLATFORM="xcb"), cwd=user.cwd, timeout=300)  # fmt: skip
     print(f"  ok  the menu entry opens the app: {shot}")
+    check_window_class(command[:-2], entry, user)
     cli = ["/usr/bin/cotrag"]
     made = run_checked(
         [*cli, "kb", "sample"], "`cotrag kb sample`", env=user.env(), cwd=user.cwd, timeout=900
