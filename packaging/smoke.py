@@ -384,7 +384,11 @@ def main() -> int:
         print(f"SMOKE FAILED: {exc}", file=sys.stderr)
         print(f"(work folder kept: {work})", file=sys.stderr)
         return 1
-    print(f"smoke passed (work folder: {work})")
+    pictures = bundle.parent / "smoke"
+    pictures.mkdir(exist_ok=True)
+    for png in work.glob("*.png"):
+        shutil.copy2(png, pictures / png.name)
+    print(f"smoke passed; the screen pictures are in {pictures}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
