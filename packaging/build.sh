@@ -59,7 +59,9 @@ else
 fi
 # the command line: the same program, started by another name (packaging/entry.py)
 ln -sfn "$NAME" "$BUNDLE/cotrag"
-say "bundle: $BUNDLE ($(du -sh "$BUNDLE" | cut -f1), frozen in ${frozen} s)"
+built="frozen in ${frozen} s"
+((frozen)) || built="reused"
+say "bundle: $BUNDLE ($(du -sh "$BUNDLE" | cut -f1), $built)"
 
 DEB_FILE=""
 if ((DEB)); then
@@ -126,6 +128,6 @@ if ((SMOKE)); then
   args=("$BUNDLE")
   [ -n "$DEB_FILE" ] && args+=(--deb "$DEB_FILE")
   ((INSTALL)) && args+=(--install)
-  echo "build time: frozen in ${frozen} s"
+  echo "build time: $built"
   "$PY" packaging/smoke.py "${args[@]}"
 fi
