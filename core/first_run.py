@@ -18,7 +18,7 @@ from typing import Literal
 
 from core.conversations import ConversationStore
 from core.dataset.storage import DatasetStore
-from core.errors import CotragError, KnowledgeBaseNotFound
+from core.errors import CotragError
 from core.knowledge import service
 from core.knowledge.indexer import IndexEvent, IndexSummary
 from core.knowledge.store import has_knowledge_bases
@@ -111,15 +111,8 @@ def make_sample_kb(ws: Workspace, cancel: threading.Event | None = None) -> Iter
     it stops any indexing; the half-made sample is then deleted. Drive the whole iteration
     from one thread (indexing holds the data dir's write lock)."""
     files = guide_files()
-    try:
-        ws.store.get(SAMPLE_KB)
-    except KnowledgeBaseNotFound:
-        pass
-    else:
-        yield SampleDone(SAMPLE_KB, "found")
-        return
     kb, made = service.open_kb(ws, SAMPLE_KB)
-    if not made:  # another window or the CLI made it meanwhile
+    if not made:  # there already, made by an earlier run, the user or the CLI: used as it is
         yield SampleDone(SAMPLE_KB, "found")
         return
     summary: IndexSummary | None = None

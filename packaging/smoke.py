@@ -109,17 +109,14 @@ class Bundle:
         return out.stdout
 
 
-def largest_parts(folder: Path, count: int = 15) -> list[tuple[int, str]]:
+def file_sizes(folder: Path) -> list[tuple[int, str]]:
+    """Every file under ``folder`` (links not followed) with its size, largest first."""
     files = [
         (p.stat().st_size, str(p.relative_to(folder)))
         for p in folder.rglob("*")
         if p.is_file() and not p.is_symlink()
     ]
-    return sorted(files, reverse=True)[:count]
-
-
-def folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    return sorted(files, reverse=True)
 
 
 def mib(n: float) -> str:
@@ -127,9 +124,10 @@ def mib(n: float) -> str:
 
 
 def check_sizes(bundle: Path, deb: Path | None) -> None:
-    print(f"bundle: {bundle}  {mib(folder_size(bundle))}")
+    files = file_sizes(bundle)
+    print(f"bundle: {bundle}  {mib(sum(size for size, _ in files))}")
     print("  the 15 largest files:")
-    for size, name in largest_parts(bundle):
+    for size, name in files[:15]:
         print(f"    {mib(size):>10}  {name}")
     if deb is not None:
         print(f".deb: {deb.name}  {mib(deb.stat().st_size)}")
